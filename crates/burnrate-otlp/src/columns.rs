@@ -1,0 +1,128 @@
+//! Column builders shared by the table builders: attribute maps with the content policy applied,
+//! hex ids, timestamps that are checked before they are trusted.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, MapBuilder, MapFieldNames, StringBuilder, TimestampNanosecondBuilder,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+use crate::attributes::render;
+use crate::config::ContentPolicy;
+
+/// Latest instant accepted as an event time: 2200-01-01T00:00:00Z. Arrow's nanosecond
+/// timestamps end in 2262; anything past 2200 is a broken clock, not telemetry.
+pub const MAX_EVENT_TIME_NANOS: u64 = 7_258_118_400_000_000_000;
+/// Earliest instant accepted: 2000-01-01T00:00:00Z. Zero means "not set" in OTLP.
+pub const MIN_EVENT_TIME_NANOS: u64 = 946_684_800_000_000_000;
+
+/// An OTLP timestamp if it is set and plausible.
+pub fn event_time(nanos: u64) -> Result<Option<i64>, String> {
+    if nanos == 0 {
+        return Ok(None);
+    }
+    if !(MIN_EVENT_TIME_NANOS..=MAX_EVENT_TIME_NANOS).contains(&nanos) {
+        return Err(format!(
+            "timestamp {nanos} ns is outside 2000-01-01..2200-01-01"
+        ));
+    }
+    Ok(Some(nanos as i64))
+}
+
+pub fn timestamps() -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::new().with_timezone("UTC")
+}
+
+/// Applies the content policy to attributes named as content.
+#[derive(Debug, Clone)]
+pub struct ContentFilter {
+    policy: ContentPolicy,
+    keys: Arc<[String]>,
+}
+
+impl ContentFilter {
+    pub fn new(policy: ContentPolicy, keys: &[String]) -> Self {
+        ContentFilter {
+            policy,
+            keys: keys.into(),
+        }
+    }
+
+    fn rewrite(&self, key: &str, value: &Value) -> Option<String> {
+        if self.policy == ContentPolicy::Keep || !self.keys.iter().any(|k| k == key) {
+            return None;
+        }
+        let text = render(value);
+        Some(match self.policy {
+            ContentPolicy::Hash => {
+                format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+            }
+            _ => format!("[redacted: {} chars]", text.chars().count()),
+        })
+    }
+}
+
+/// A `Map<Utf8, Utf8>` column of attributes.
+pub struct AttributeMap {
+    builder: MapBuilder<StringBuilder, StringBuilder>,
+}
+
+impl AttributeMap {
+    pub fn new() -> Self {
+        let names = MapFieldNames {
+            entry: "entries".into(),
+            key: "keys".into(),
+            value: "values".into(),
+        };
+        AttributeMap {
+            builder: MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new()),
+        }
+    }
+
+    pub fn append(&mut self, attributes: &[KeyValue], content: &ContentFilter) {
+        for kv in attributes {
+            let Some(value) = kv.value.as_ref().and_then(|v| v.value.as_ref()) else {
+                continue;
+            };
+            self.builder.keys().append_value(&kv.key);
+            let values = self.builder.values();
+            match (value, content.rewrite(&kv.key, value)) {
+                (_, Some(rewritten)) => values.append_value(rewritten),
+                (Value::StringValue(s), None) => values.append_value(s),
+                (other, None) => values.append_value(render(other)),
+            }
+        }
+        // Appending entries then `true` cannot fail: keys and values grew in step.
+        self.builder.append(true).expect("keys and values appended in pairs");
+    }
+
+    pub fn finish(&mut self) -> ArrayRef {
+        Arc::new(self.builder.finish())
+    }
+}
+
+impl Default for AttributeMap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Lower-case hex of an id; an absent (empty or all-zero) id is `None`.
+pub fn hex(id: &[u8]) -> Option<String> {
+    if id.iter().all(|b| *b == 0) {
+        return None;
+    }
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(id.len() * 2);
+    for byte in id {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    Some(out)
+}
+
+pub fn append_hex(builder: &mut StringBuilder, id: &[u8]) {
+    builder.append_option(hex(id));
+}

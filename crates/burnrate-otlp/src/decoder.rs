@@ -1,0 +1,863 @@
+//! One export request → the raw and canonical tables, in one pass over its records.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use burnrate_pricing::{PriceTable, TokenUsage};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Metric, NumberDataPoint, metric::Data, number_data_point,
+};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+
+use crate::attributes::{self, RowErrors, Scope, find};
+use crate::columns::{ContentFilter, event_time, hex};
+use crate::config::{CallSource, MappingConfig};
+use crate::payload::{Export, PayloadHint, decode_export};
+use crate::raw::{self, Context, MetricDescription, PointValues, span_duration_ms};
+use crate::schema::Table;
+use crate::usage::{
+    ApiRequest, ApiRequests, ToolCall, ToolCalls, UsageMetrics, UsagePoint, Who, text,
+};
+use crate::{DecodeError, series_id};
+
+/// What one export produced: a batch per non-empty table, and what went wrong row by row.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub batches: Vec<(Table, RecordBatch)>,
+    pub stats: DecodeStats,
+}
+
+impl Decoded {
+    pub fn batch(&self, table: Table) -> Option<&RecordBatch> {
+        self.batches
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, batch)| batch)
+    }
+
+    pub fn rows(&self, table: Table) -> usize {
+        self.batch(table).map_or(0, RecordBatch::num_rows)
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DecodeStats {
+    /// Rows written with at least one unparsable value (see each row's `parse_error`).
+    pub rows_with_errors: u64,
+    /// Model calls whose model has no price, by model id: their `cost_usd` is NULL.
+    pub unpriced_models: BTreeMap<String, u64>,
+}
+
+impl DecodeStats {
+    pub fn merge(&mut self, other: &DecodeStats) {
+        self.rows_with_errors += other.rows_with_errors;
+        for (model, n) in &other.unpriced_models {
+            *self.unpriced_models.entry(model.clone()).or_default() += n;
+        }
+    }
+}
+
+/// Decodes OTLP exports with one mapping configuration and one price table.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    config: Arc<MappingConfig>,
+    prices: Arc<PriceTable>,
+    content: ContentFilter,
+}
+
+impl Decoder {
+    pub fn new(config: MappingConfig, prices: PriceTable) -> Self {
+        let content = ContentFilter::new(config.content, &config.content_attributes);
+        Decoder {
+            config: Arc::new(config),
+            prices: Arc::new(prices),
+            content,
+        }
+    }
+
+    pub fn config(&self) -> &MappingConfig {
+        &self.config
+    }
+
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    pub fn decode(&self, bytes: &[u8], hint: PayloadHint) -> Result<Decoded, DecodeError> {
+        let export = decode_export(bytes, hint)?;
+        self.decode_export(&export)
+    }
+
+    pub fn decode_export(&self, export: &Export) -> Result<Decoded, DecodeError> {
+        match export {
+            Export::Logs(request) => self.logs(request),
+            Export::Metrics(request) => self.metrics(request),
+            Export::Traces(request) => self.traces(request),
+        }
+    }
+
+    fn logs(&self, request: &ExportLogsServiceRequest) -> Result<Decoded, DecodeError> {
+        let cfg = &*self.config;
+        let names = &cfg.attributes;
+        let mut raw = raw::LogRecords::new();
+        let mut calls = ApiRequests::new();
+        let mut tools = ToolCalls::new();
+        let mut stats = DecodeStats::default();
+        // tool_decision events by tool_use_id, so a tool_result of the same export gets its
+        // decision; rejected tools have no result and become rows of their own.
+        let mut decisions: HashMap<&str, (Option<Cow<'_, str>>, Option<Cow<'_, str>>)> =
+            HashMap::new();
+        let mut pending_rejections: Vec<ToolCall<'_>> = Vec::new();
+        let mut results: Vec<ToolCall<'_>> = Vec::new();
+
+        for resource_logs in &request.resource_logs {
+            let resource = resource_attrs(resource_logs.resource.as_ref());
+            for scope_logs in &resource_logs.scope_logs {
+                let scope_name = scope_logs.scope.as_ref().map(|s| s.name.as_str());
+                for record in &scope_logs.log_records {
+                    let scope = Scope {
+                        record: &record.attributes,
+                        resource,
+                    };
+                    let mut errors = RowErrors::default();
+                    let time = self.log_time(record, &scope, &mut errors);
+                    let observed = event_time(record.observed_time_unix_nano).ok().flatten();
+                    let event = self.event_name(record, &scope);
+                    let ctx = Context {
+                        resource,
+                        scope_name,
+                        service_name: scope.str(&names.service_name),
+                        session_id: scope.str(&names.session_id),
+                    };
+                    raw.push(&ctx, record, time, observed, event, &self.content);
+
+                    let Some(event) = event else { continue };
+                    let is = |list: &[String]| list.iter().any(|n| n == event);
+                    if cfg.call_source == CallSource::Events && is(&cfg.events.api_request) {
+                        let row = self.api_request_event(&scope, record, time, errors, true);
+                        self.count(&row, &mut stats);
+                        calls.push(&row);
+                    } else if cfg.call_source == CallSource::Events && is(&cfg.events.api_error) {
+                        let row = self.api_request_event(&scope, record, time, errors, false);
+                        self.count(&row, &mut stats);
+                        calls.push(&row);
+                    } else if cfg.call_source == CallSource::Events && is(&cfg.events.tool_result)
+                    {
+                        results.push(self.tool_result_event(&scope, record, time, errors));
+                    } else if is(&cfg.events.tool_decision) {
+                        let decision = text(&scope, &names.decision);
+                        let source = text(&scope, &names.decision_source);
+                        let rejected = decision.as_deref().is_some_and(is_rejection);
+                        if let Some(id) = scope.str(&names.tool_use_id) {
+                            decisions.insert(id, (decision.clone(), source.clone()));
+                        }
+                        if rejected && cfg.call_source == CallSource::Events {
+                            let mut row = self.tool_row(&scope, record, time, errors);
+                            row.decision = decision;
+                            row.decision_source = source;
+                            pending_rejections.push(row);
+                        }
+                    }
+                }
+            }
+        }
+        for mut row in results {
+            if let Some((decision, source)) =
+                row.tool_use_id.as_deref().and_then(|id| decisions.get(id))
+            {
+                row.decision = decision.clone();
+                row.decision_source = source.clone();
+            }
+            stats.rows_with_errors += u64::from(row.errors.count > 0);
+            tools.push(&row);
+        }
+        for row in pending_rejections {
+            stats.rows_with_errors += u64::from(row.errors.count > 0);
+            tools.push(&row);
+        }
+
+        let mut batches = vec![(Table::LogRecords, raw.finish()?)];
+        if !calls.is_empty() {
+            batches.push((Table::ApiRequests, calls.finish()?));
+        }
+        if !tools.is_empty() {
+            batches.push((Table::ToolCalls, tools.finish()?));
+        }
+        Ok(Decoded { batches, stats })
+    }
+
+    /// Record time, else observed time, else the `event.timestamp` attribute.
+    fn log_time(&self, record: &LogRecord, scope: &Scope<'_>, errors: &mut RowErrors) -> Option<i64> {
+        let mut problems = Vec::new();
+        for nanos in [record.time_unix_nano, record.observed_time_unix_nano] {
+            match event_time(nanos) {
+                Ok(Some(t)) => return Some(t),
+                Ok(None) => {}
+                Err(e) => problems.push(e),
+            }
+        }
+        if let Some(iso) = scope.str(&self.config.attributes.event_timestamp) {
+            match parse_rfc3339_nanos(iso).and_then(|n| event_time(n).ok().flatten()) {
+                Some(t) => return Some(t),
+                None => problems.push(format!("event.timestamp {iso:?} is not a valid time")),
+            }
+        }
+        errors.push(match problems.first() {
+            Some(first) => format!("time: {first}"),
+            None => "time: record has no timestamp".to_string(),
+        });
+        None
+    }
+
+    /// `event.name` attribute, else the body, without the configured prefix.
+    fn event_name<'a>(&self, record: &'a LogRecord, scope: &Scope<'a>) -> Option<&'a str> {
+        let from_body = || match record.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(Value::StringValue(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        let name = scope
+            .get_record(&self.config.attributes.event_name)
+            .and_then(|(_, v)| match v {
+                Value::StringValue(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .or((!record.event_name.is_empty()).then_some(record.event_name.as_str()))
+            .or_else(from_body)?;
+        Some(name.strip_prefix(self.config.events.prefix.as_str()).unwrap_or(name))
+    }
+
+    fn api_request_event<'a>(
+        &self,
+        scope: &Scope<'a>,
+        record: &'a LogRecord,
+        time: Option<i64>,
+        mut errors: RowErrors,
+        success: bool,
+    ) -> ApiRequest<'a> {
+        let names = &self.config.attributes;
+        let mut row = ApiRequest {
+            time,
+            who: Who::read(scope, names),
+            model: text(scope, &names.model),
+            duration_ms: errors.read(scope.get(&names.duration_ms), attributes::non_negative),
+            success,
+            error: text(scope, &names.error),
+            status_code: errors
+                .read(scope.get(&names.status_code), attributes::integer)
+                .and_then(|c| i32::try_from(c).ok()),
+            attempt: errors
+                .read(scope.get(&names.attempt), attributes::integer)
+                .and_then(|c| i32::try_from(c).ok()),
+            prompt_id: text(scope, &names.prompt_id),
+            request_id: text(scope, &names.request_id),
+            query_source: text(scope, &names.query_source),
+            trace_id: hex(&record.trace_id),
+            span_id: hex(&record.span_id),
+            source: "claude_code.event",
+            ..ApiRequest::default()
+        };
+        if success {
+            row.cost_usd_reported =
+                errors.read(scope.get(&names.cost_usd), attributes::non_negative);
+            self.read_tokens(scope, &mut row, &mut errors);
+        } else {
+            // A failed call is not billed: no tokens, no cost.
+            for tokens in [
+                &mut row.input_tokens,
+                &mut row.output_tokens,
+                &mut row.cache_read_tokens,
+                &mut row.cache_creation_tokens,
+            ] {
+                *tokens = Some(0);
+            }
+            row.cost_usd = Some(0.0);
+        }
+        row.errors = errors;
+        row
+    }
+
+    /// Reads the four token counts and prices them; any unreadable count leaves the cost NULL.
+    fn read_tokens<'a>(&self, scope: &Scope<'a>, row: &mut ApiRequest<'a>, errors: &mut RowErrors) {
+        let names = &self.config.attributes;
+        let before = errors.count;
+        row.input_tokens = errors.read(scope.get(&names.input_tokens), attributes::count);
+        row.output_tokens = errors.read(scope.get(&names.output_tokens), attributes::count);
+        row.cache_read_tokens = errors.read(scope.get(&names.cache_read_tokens), attributes::count);
+        row.cache_creation_tokens =
+            errors.read(scope.get(&names.cache_creation_tokens), attributes::count);
+        let tokens_ok = errors.count == before;
+        let usage = TokenUsage {
+            input: as_u64(row.input_tokens),
+            output: as_u64(row.output_tokens),
+            cache_read: as_u64(row.cache_read_tokens),
+            cache_write_5m: as_u64(row.cache_creation_tokens),
+            cache_write_1h: 0,
+        };
+        row.cost_usd = match row.model.as_deref() {
+            Some(model) if tokens_ok => self.prices.cost_usd(model, &usage),
+            _ => None,
+        };
+    }
+
+    fn count(&self, row: &ApiRequest<'_>, stats: &mut DecodeStats) {
+        stats.rows_with_errors += u64::from(row.errors.count > 0);
+        if row.cost_usd.is_none() && row.errors.count == 0 {
+            let model = row.model.as_deref().unwrap_or("<no model>").to_string();
+            *stats.unpriced_models.entry(model).or_default() += 1;
+        }
+    }
+
+    fn tool_row<'a>(
+        &self,
+        scope: &Scope<'a>,
+        record: &'a LogRecord,
+        time: Option<i64>,
+        errors: RowErrors,
+    ) -> ToolCall<'a> {
+        let names = &self.config.attributes;
+        ToolCall {
+            time,
+            who: Who::read(scope, names),
+            prompt_id: text(scope, &names.prompt_id),
+            tool_name: text(scope, &names.tool_name),
+            tool_use_id: text(scope, &names.tool_use_id),
+            trace_id: hex(&record.trace_id),
+            span_id: hex(&record.span_id),
+            source: "claude_code.event",
+            errors,
+            ..ToolCall::default()
+        }
+    }
+
+    fn tool_result_event<'a>(
+        &self,
+        scope: &Scope<'a>,
+        record: &'a LogRecord,
+        time: Option<i64>,
+        mut errors: RowErrors,
+    ) -> ToolCall<'a> {
+        let names = &self.config.attributes;
+        let success = errors.read(scope.get(&names.success), attributes::boolean);
+        let duration_ms = errors.read(scope.get(&names.duration_ms), attributes::non_negative);
+        let mut row = self.tool_row(scope, record, time, errors);
+        row.success = success;
+        row.duration_ms = duration_ms;
+        row
+    }
+
+    fn metrics(&self, request: &ExportMetricsServiceRequest) -> Result<Decoded, DecodeError> {
+        let names = &self.config.attributes;
+        let mut raw = raw::MetricPoints::new();
+        let mut usage = UsageMetrics::new();
+        let mut stats = DecodeStats::default();
+        for resource_metrics in &request.resource_metrics {
+            let resource = resource_attrs(resource_metrics.resource.as_ref());
+            for scope_metrics in &resource_metrics.scope_metrics {
+                let scope_name = scope_metrics.scope.as_ref().map(|s| s.name.as_str());
+                for metric in &scope_metrics.metrics {
+                    let is_usage = self
+                        .config
+                        .usage_metric_prefixes
+                        .iter()
+                        .any(|p| metric.name.starts_with(p.as_str()));
+                    for point in flatten_points(metric) {
+                        let scope = Scope {
+                            record: point.attributes,
+                            resource,
+                        };
+                        let mut errors = RowErrors::default();
+                        let time = event_time(point.time).unwrap_or_else(|e| {
+                            errors.push(format!("time: {e}"));
+                            None
+                        });
+                        if time.is_none() && errors.count == 0 {
+                            errors.push("time: data point has no timestamp".into());
+                        }
+                        let start_time = event_time(point.start_time).ok().flatten();
+                        let series = series_id(&metric.name, point.attributes, resource);
+                        let ctx = Context {
+                            resource,
+                            scope_name,
+                            service_name: scope.str(&names.service_name),
+                            session_id: scope.str(&names.session_id),
+                        };
+                        raw.push(
+                            &ctx,
+                            &point.description,
+                            time,
+                            start_time,
+                            &point.values,
+                            series,
+                            point.attributes,
+                            &self.content,
+                        );
+                        // Only sums are usage: counters of cost, tokens, sessions, lines, ...
+                        if !is_usage || point.description.kind != "sum" {
+                            continue;
+                        }
+                        if point.values.value.is_none_or(|v| !v.is_finite()) {
+                            errors.push("value: not a finite number".into());
+                        }
+                        let row = UsagePoint {
+                            time,
+                            start_time,
+                            who: Who::read(&scope, names),
+                            metric: &metric.name,
+                            kind: text(&scope, &names.metric_type),
+                            model: text(&scope, &names.model),
+                            unit: &metric.unit,
+                            value: point.values.value.filter(|v| v.is_finite()),
+                            temporality: point.description.temporality.unwrap_or("unspecified"),
+                            series_id: series,
+                            attributes: point.attributes,
+                            errors,
+                        };
+                        stats.rows_with_errors += u64::from(row.errors.count > 0);
+                        usage.push(&row, &self.content);
+                    }
+                }
+            }
+        }
+        let mut batches = vec![(Table::MetricPoints, raw.finish()?)];
+        if !usage.is_empty() {
+            batches.push((Table::UsageMetrics, usage.finish()?));
+        }
+        Ok(Decoded { batches, stats })
+    }
+
+    fn traces(&self, request: &ExportTraceServiceRequest) -> Result<Decoded, DecodeError> {
+        let cfg = &*self.config;
+        let names = &cfg.attributes;
+        let spans_cfg = &cfg.spans;
+        let mut raw = raw::Spans::new();
+        let mut calls = ApiRequests::new();
+        let mut tools = ToolCalls::new();
+        let mut stats = DecodeStats::default();
+
+        // Children of Claude Code tool spans carry their success and decision.
+        let mut tool_children: HashMap<&[u8], (Option<bool>, Option<Cow<'_, str>>)> =
+            HashMap::new();
+        if cfg.call_source == CallSource::Spans {
+            for span in all_spans(request) {
+                let attrs = Scope {
+                    record: &span.attributes,
+                    resource: &[],
+                };
+                let entry = tool_children.entry(span.parent_span_id.as_slice()).or_default();
+                if spans_cfg.tool_execution.contains(&span.name) {
+                    entry.0 = attrs
+                        .get(&names.success)
+                        .and_then(|(_, v)| attributes::boolean(v).ok());
+                } else if spans_cfg.tool_blocked_on_user.contains(&span.name) {
+                    entry.1 = text(&attrs, &names.decision);
+                }
+            }
+        }
+
+        for resource_spans in &request.resource_spans {
+            let resource = resource_attrs(resource_spans.resource.as_ref());
+            for scope_spans in &resource_spans.scope_spans {
+                let scope_name = scope_spans.scope.as_ref().map(|s| s.name.as_str());
+                for span in &scope_spans.spans {
+                    let scope = Scope {
+                        record: &span.attributes,
+                        resource,
+                    };
+                    let mut errors = RowErrors::default();
+                    let start = event_time(span.start_time_unix_nano).unwrap_or_else(|e| {
+                        errors.push(format!("start_time: {e}"));
+                        None
+                    });
+                    let end = event_time(span.end_time_unix_nano).unwrap_or_else(|e| {
+                        errors.push(format!("end_time: {e}"));
+                        None
+                    });
+                    if start.is_none() && errors.count == 0 {
+                        errors.push("start_time: span has no start time".into());
+                    }
+                    let ctx = Context {
+                        resource,
+                        scope_name,
+                        service_name: scope.str(&names.service_name),
+                        session_id: scope.str(&names.session_id),
+                    };
+                    raw.push(&ctx, span, start, end, &self.content);
+
+                    let operation = find(&span.attributes, "gen_ai.operation.name").and_then(
+                        |v| match v {
+                            Value::StringValue(s) => Some(s.as_str()),
+                            _ => None,
+                        },
+                    );
+                    let is_claude_code = spans_cfg.llm_request.contains(&span.name)
+                        || spans_cfg.tool.contains(&span.name);
+                    let by_spans = cfg.call_source == CallSource::Spans;
+                    if spans_cfg.llm_request.contains(&span.name) {
+                        if by_spans {
+                            let row =
+                                self.api_request_span(&scope, span, start, end, errors, "claude_code.span");
+                            self.count(&row, &mut stats);
+                            calls.push(&row);
+                        }
+                    } else if spans_cfg.tool.contains(&span.name) {
+                        if by_spans {
+                            let (success, decision) = tool_children
+                                .get(span.span_id.as_slice())
+                                .cloned()
+                                .unwrap_or_default();
+                            let mut row =
+                                self.tool_span(&scope, span, start, end, errors, "claude_code.span");
+                            row.success = success.or(row.success);
+                            row.decision = decision;
+                            stats.rows_with_errors += u64::from(row.errors.count > 0);
+                            tools.push(&row);
+                        }
+                    } else if spans_cfg.claude_task.contains(&span.name) {
+                        let row = self.api_request_span(&scope, span, start, end, errors, "claude.span");
+                        self.count(&row, &mut stats);
+                        calls.push(&row);
+                    } else if !is_claude_code
+                        && operation.is_some_and(|op| spans_cfg.gen_ai_tool_operations.iter().any(|o| o == op))
+                    {
+                        let row = self.tool_span(&scope, span, start, end, errors, "gen_ai.span");
+                        stats.rows_with_errors += u64::from(row.errors.count > 0);
+                        tools.push(&row);
+                    } else if operation
+                        .is_some_and(|op| spans_cfg.gen_ai_call_operations.iter().any(|o| o == op))
+                        || has_gen_ai_usage(span)
+                    {
+                        let row = self.api_request_span(&scope, span, start, end, errors, "gen_ai.span");
+                        self.count(&row, &mut stats);
+                        calls.push(&row);
+                    }
+                }
+            }
+        }
+        let mut batches = vec![(Table::Spans, raw.finish()?)];
+        if !calls.is_empty() {
+            batches.push((Table::ApiRequests, calls.finish()?));
+        }
+        if !tools.is_empty() {
+            batches.push((Table::ToolCalls, tools.finish()?));
+        }
+        Ok(Decoded { batches, stats })
+    }
+
+    fn api_request_span<'a>(
+        &self,
+        scope: &Scope<'a>,
+        span: &'a Span,
+        start: Option<i64>,
+        end: Option<i64>,
+        mut errors: RowErrors,
+        source: &'static str,
+    ) -> ApiRequest<'a> {
+        let names = &self.config.attributes;
+        let status_error = span
+            .status
+            .as_ref()
+            .is_some_and(|s| s.code == StatusCode::Error as i32);
+        let success = errors
+            .read(scope.get_record(&names.success), attributes::boolean)
+            .unwrap_or(!status_error);
+        let duration_ms = errors
+            .read(scope.get_record(&names.duration_ms), attributes::non_negative)
+            .or_else(|| span_duration_ms(start, end));
+        let mut row = ApiRequest {
+            time: start,
+            who: Who::read(scope, names),
+            model: text(scope, &names.model),
+            duration_ms,
+            success,
+            error: text(scope, &names.error).or_else(|| {
+                let message = span.status.as_ref().map(|s| s.message.as_str())?;
+                (status_error && !message.is_empty()).then_some(Cow::Borrowed(message))
+            }),
+            status_code: errors
+                .read(scope.get_record(&names.status_code), attributes::integer)
+                .and_then(|c| i32::try_from(c).ok()),
+            attempt: errors
+                .read(scope.get_record(&names.attempt), attributes::integer)
+                .and_then(|c| i32::try_from(c).ok()),
+            prompt_id: text(scope, &names.prompt_id),
+            request_id: text(scope, &names.request_id),
+            query_source: text(scope, &names.query_source),
+            trace_id: hex(&span.trace_id),
+            span_id: hex(&span.span_id),
+            source,
+            ..ApiRequest::default()
+        };
+        row.cost_usd_reported =
+            errors.read(scope.get_record(&names.cost_usd), attributes::non_negative);
+        self.read_tokens(scope, &mut row, &mut errors);
+        row.errors = errors;
+        row
+    }
+
+    fn tool_span<'a>(
+        &self,
+        scope: &Scope<'a>,
+        span: &'a Span,
+        start: Option<i64>,
+        end: Option<i64>,
+        mut errors: RowErrors,
+        source: &'static str,
+    ) -> ToolCall<'a> {
+        let names = &self.config.attributes;
+        let status_error = span
+            .status
+            .as_ref()
+            .is_some_and(|s| s.code == StatusCode::Error as i32);
+        let success = errors
+            .read(scope.get_record(&names.success), attributes::boolean)
+            .or(Some(!status_error));
+        let duration_ms = errors
+            .read(scope.get_record(&names.duration_ms), attributes::non_negative)
+            .or_else(|| span_duration_ms(start, end));
+        ToolCall {
+            time: start,
+            who: Who::read(scope, names),
+            prompt_id: text(scope, &names.prompt_id),
+            tool_name: text(scope, &names.tool_name),
+            tool_use_id: text(scope, &names.tool_use_id),
+            success,
+            duration_ms,
+            trace_id: hex(&span.trace_id),
+            span_id: hex(&span.span_id),
+            source,
+            errors,
+            ..ToolCall::default()
+        }
+    }
+}
+
+fn is_rejection(decision: &str) -> bool {
+    matches!(decision, "reject" | "rejected" | "deny" | "denied")
+}
+
+fn as_u64(n: Option<i64>) -> u64 {
+    n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+fn has_gen_ai_usage(span: &Span) -> bool {
+    span.attributes
+        .iter()
+        .any(|kv| kv.key.starts_with("gen_ai.usage."))
+}
+
+fn resource_attrs(resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> &[KeyValue] {
+    resource.map_or(&[], |r| r.attributes.as_slice())
+}
+
+fn all_spans(request: &ExportTraceServiceRequest) -> impl Iterator<Item = &Span> {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+}
+
+struct FlatPoint<'a> {
+    description: MetricDescription<'a>,
+    attributes: &'a [KeyValue],
+    time: u64,
+    start_time: u64,
+    values: PointValues,
+}
+
+fn temporality_name(code: i32) -> Option<&'static str> {
+    match AggregationTemporality::try_from(code) {
+        Ok(AggregationTemporality::Delta) => Some("delta"),
+        Ok(AggregationTemporality::Cumulative) => Some("cumulative"),
+        _ => None,
+    }
+}
+
+fn number_value(point: &NumberDataPoint) -> Option<f64> {
+    match point.value? {
+        number_data_point::Value::AsDouble(d) => Some(d),
+        number_data_point::Value::AsInt(i) => Some(i as f64),
+    }
+}
+
+/// Every data point of a metric, whatever its kind, with what the raw table keeps of it.
+fn flatten_points(metric: &Metric) -> Vec<FlatPoint<'_>> {
+    let describe = |kind, temporality, is_monotonic| MetricDescription {
+        name: &metric.name,
+        unit: &metric.unit,
+        kind,
+        temporality,
+        is_monotonic,
+    };
+    match &metric.data {
+        None => Vec::new(),
+        Some(Data::Gauge(g)) => number_points(metric, "gauge", None, None, &g.data_points),
+        Some(Data::Sum(s)) => number_points(
+            metric,
+            "sum",
+            temporality_name(s.aggregation_temporality),
+            Some(s.is_monotonic),
+            &s.data_points,
+        ),
+        Some(Data::Histogram(h)) => h
+            .data_points
+            .iter()
+            .map(|p| FlatPoint {
+                description: describe(
+                    "histogram",
+                    temporality_name(h.aggregation_temporality),
+                    None,
+                ),
+                attributes: &p.attributes,
+                time: p.time_unix_nano,
+                start_time: p.start_time_unix_nano,
+                values: PointValues {
+                    value: None,
+                    count: Some(p.count),
+                    sum: p.sum,
+                    min: p.min,
+                    max: p.max,
+                },
+            })
+            .collect(),
+        Some(Data::ExponentialHistogram(h)) => h
+            .data_points
+            .iter()
+            .map(|p| FlatPoint {
+                description: describe(
+                    "exponential_histogram",
+                    temporality_name(h.aggregation_temporality),
+                    None,
+                ),
+                attributes: &p.attributes,
+                time: p.time_unix_nano,
+                start_time: p.start_time_unix_nano,
+                values: PointValues {
+                    value: None,
+                    count: Some(p.count),
+                    sum: p.sum,
+                    min: p.min,
+                    max: p.max,
+                },
+            })
+            .collect(),
+        Some(Data::Summary(s)) => s
+            .data_points
+            .iter()
+            .map(|p| FlatPoint {
+                description: describe("summary", None, None),
+                attributes: &p.attributes,
+                time: p.time_unix_nano,
+                start_time: p.start_time_unix_nano,
+                values: PointValues {
+                    value: None,
+                    count: Some(p.count),
+                    sum: Some(p.sum),
+                    min: None,
+                    max: None,
+                },
+            })
+            .collect(),
+    }
+}
+
+fn number_points<'a>(
+    metric: &'a Metric,
+    kind: &'static str,
+    temporality: Option<&'static str>,
+    is_monotonic: Option<bool>,
+    points: &'a [NumberDataPoint],
+) -> Vec<FlatPoint<'a>> {
+    points
+        .iter()
+        .map(|p| FlatPoint {
+            description: MetricDescription {
+                name: &metric.name,
+                unit: &metric.unit,
+                kind,
+                temporality,
+                is_monotonic,
+            },
+            attributes: &p.attributes,
+            time: p.time_unix_nano,
+            start_time: p.start_time_unix_nano,
+            values: PointValues {
+                value: number_value(p),
+                ..PointValues::default()
+            },
+        })
+        .collect()
+}
+
+/// `2026-11-24T16:09:35.568Z` (or with an offset) → nanoseconds since the epoch.
+fn parse_rfc3339_nanos(text: &str) -> Option<u64> {
+    let (date, rest) = text.split_once('T')?;
+    let mut date_parts = date.split('-');
+    let year: i64 = date_parts.next()?.parse().ok()?;
+    let month: u32 = date_parts.next()?.parse().ok()?;
+    let day: u32 = date_parts.next()?.parse().ok()?;
+    let (clock, offset_secs) = if let Some(clock) = rest.strip_suffix('Z') {
+        (clock, 0i64)
+    } else {
+        let pos = rest.rfind(['+', '-'])?;
+        let (clock, offset) = rest.split_at(pos);
+        let sign = if offset.starts_with('-') { -1 } else { 1 };
+        let (h, m) = offset[1..].split_once(':')?;
+        (clock, sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60))
+    };
+    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut hms_parts = hms.split(':');
+    let hour: i64 = hms_parts.next()?.parse().ok()?;
+    let minute: i64 = hms_parts.next()?.parse().ok()?;
+    let second: i64 = hms_parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut nanos_frac: i64 = 0;
+    for (i, c) in fraction.chars().take(9).enumerate() {
+        nanos_frac += i64::from(c.to_digit(10)?) * 10i64.pow(8 - i as u32);
+    }
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    u64::try_from(secs.checked_mul(1_000_000_000)?.checked_add(nanos_frac)?).ok()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_claude_codes_event_timestamps() {
+        assert_eq!(
+            parse_rfc3339_nanos("2026-11-24T16:09:35.568Z"),
+            Some(1_795_536_575_568_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos("2026-11-24T17:09:35.568+01:00"),
+            Some(1_795_536_575_568_000_000)
+        );
+        assert_eq!(parse_rfc3339_nanos("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_nanos("yesterday"), None);
+        assert_eq!(parse_rfc3339_nanos("2026-13-01T00:00:00Z"), None);
+    }
+}

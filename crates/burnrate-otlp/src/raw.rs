@@ -1,0 +1,347 @@
+//! The raw tables: every log record, metric point and span, lossless enough to replay.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, RecordBatch, StringBuilder,
+    TimestampNanosecondBuilder, UInt64Builder,
+};
+use arrow::error::ArrowError;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+
+use crate::attributes::render_any;
+use crate::columns::{AttributeMap, ContentFilter, append_hex, timestamps};
+use crate::schema::Table;
+
+/// Where a record sits: its resource and scope, shared by all its rows.
+pub struct Context<'a> {
+    pub resource: &'a [KeyValue],
+    pub scope_name: Option<&'a str>,
+    pub service_name: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+}
+
+pub struct LogRecords {
+    time: TimestampNanosecondBuilder,
+    observed_time: TimestampNanosecondBuilder,
+    event_name: StringBuilder,
+    session_id: StringBuilder,
+    service_name: StringBuilder,
+    severity_number: Int32Builder,
+    severity_text: StringBuilder,
+    body: StringBuilder,
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    scope_name: StringBuilder,
+    attributes: AttributeMap,
+    resource: AttributeMap,
+}
+
+impl LogRecords {
+    pub fn new() -> Self {
+        LogRecords {
+            time: timestamps(),
+            observed_time: timestamps(),
+            event_name: StringBuilder::new(),
+            session_id: StringBuilder::new(),
+            service_name: StringBuilder::new(),
+            severity_number: Int32Builder::new(),
+            severity_text: StringBuilder::new(),
+            body: StringBuilder::new(),
+            trace_id: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            scope_name: StringBuilder::new(),
+            attributes: AttributeMap::new(),
+            resource: AttributeMap::new(),
+        }
+    }
+
+    pub fn push(
+        &mut self,
+        ctx: &Context<'_>,
+        record: &LogRecord,
+        time: Option<i64>,
+        observed_time: Option<i64>,
+        event_name: Option<&str>,
+        content: &ContentFilter,
+    ) {
+        self.time.append_option(time);
+        self.observed_time.append_option(observed_time);
+        self.event_name.append_option(event_name);
+        self.session_id.append_option(ctx.session_id);
+        self.service_name.append_option(ctx.service_name);
+        self.severity_number
+            .append_option((record.severity_number != 0).then_some(record.severity_number));
+        self.severity_text
+            .append_option((!record.severity_text.is_empty()).then_some(&record.severity_text));
+        self.body.append_option(render_any(record.body.as_ref()));
+        append_hex(&mut self.trace_id, &record.trace_id);
+        append_hex(&mut self.span_id, &record.span_id);
+        self.scope_name.append_option(ctx.scope_name);
+        self.attributes.append(&record.attributes, content);
+        self.resource.append(ctx.resource, content);
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.observed_time.finish()),
+            Arc::new(self.event_name.finish()),
+            Arc::new(self.session_id.finish()),
+            Arc::new(self.service_name.finish()),
+            Arc::new(self.severity_number.finish()),
+            Arc::new(self.severity_text.finish()),
+            Arc::new(self.body.finish()),
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.scope_name.finish()),
+            self.attributes.finish(),
+            self.resource.finish(),
+        ];
+        RecordBatch::try_new(Table::LogRecords.schema(), columns)
+    }
+}
+
+/// One metric data point, flattened: sums and gauges carry `value`, histograms and summaries
+/// `count` and `sum` (and min/max where sent).
+#[derive(Debug, Default, Clone)]
+pub struct PointValues {
+    pub value: Option<f64>,
+    pub count: Option<u64>,
+    pub sum: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+pub struct MetricDescription<'a> {
+    pub name: &'a str,
+    pub unit: &'a str,
+    pub kind: &'static str,
+    pub temporality: Option<&'static str>,
+    pub is_monotonic: Option<bool>,
+}
+
+pub struct MetricPoints {
+    time: TimestampNanosecondBuilder,
+    start_time: TimestampNanosecondBuilder,
+    metric: StringBuilder,
+    unit: StringBuilder,
+    kind: StringBuilder,
+    temporality: StringBuilder,
+    is_monotonic: BooleanBuilder,
+    value: Float64Builder,
+    count: UInt64Builder,
+    sum: Float64Builder,
+    min: Float64Builder,
+    max: Float64Builder,
+    series_id: UInt64Builder,
+    session_id: StringBuilder,
+    service_name: StringBuilder,
+    scope_name: StringBuilder,
+    attributes: AttributeMap,
+    resource: AttributeMap,
+}
+
+impl MetricPoints {
+    pub fn new() -> Self {
+        MetricPoints {
+            time: timestamps(),
+            start_time: timestamps(),
+            metric: StringBuilder::new(),
+            unit: StringBuilder::new(),
+            kind: StringBuilder::new(),
+            temporality: StringBuilder::new(),
+            is_monotonic: BooleanBuilder::new(),
+            value: Float64Builder::new(),
+            count: UInt64Builder::new(),
+            sum: Float64Builder::new(),
+            min: Float64Builder::new(),
+            max: Float64Builder::new(),
+            series_id: UInt64Builder::new(),
+            session_id: StringBuilder::new(),
+            service_name: StringBuilder::new(),
+            scope_name: StringBuilder::new(),
+            attributes: AttributeMap::new(),
+            resource: AttributeMap::new(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        ctx: &Context<'_>,
+        metric: &MetricDescription<'_>,
+        time: Option<i64>,
+        start_time: Option<i64>,
+        values: &PointValues,
+        series_id: u64,
+        attributes: &[KeyValue],
+        content: &ContentFilter,
+    ) {
+        self.time.append_option(time);
+        self.start_time.append_option(start_time);
+        self.metric.append_value(metric.name);
+        self.unit.append_value(metric.unit);
+        self.kind.append_value(metric.kind);
+        self.temporality.append_option(metric.temporality);
+        self.is_monotonic.append_option(metric.is_monotonic);
+        self.value.append_option(values.value);
+        self.count.append_option(values.count);
+        self.sum.append_option(values.sum);
+        self.min.append_option(values.min);
+        self.max.append_option(values.max);
+        self.series_id.append_value(series_id);
+        self.session_id.append_option(ctx.session_id);
+        self.service_name.append_option(ctx.service_name);
+        self.scope_name.append_option(ctx.scope_name);
+        self.attributes.append(attributes, content);
+        self.resource.append(ctx.resource, content);
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.start_time.finish()),
+            Arc::new(self.metric.finish()),
+            Arc::new(self.unit.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.temporality.finish()),
+            Arc::new(self.is_monotonic.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.count.finish()),
+            Arc::new(self.sum.finish()),
+            Arc::new(self.min.finish()),
+            Arc::new(self.max.finish()),
+            Arc::new(self.series_id.finish()),
+            Arc::new(self.session_id.finish()),
+            Arc::new(self.service_name.finish()),
+            Arc::new(self.scope_name.finish()),
+            self.attributes.finish(),
+            self.resource.finish(),
+        ];
+        RecordBatch::try_new(Table::MetricPoints.schema(), columns)
+    }
+}
+
+pub struct Spans {
+    start_time: TimestampNanosecondBuilder,
+    end_time: TimestampNanosecondBuilder,
+    duration_ms: Float64Builder,
+    name: StringBuilder,
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    parent_span_id: StringBuilder,
+    kind: StringBuilder,
+    status_code: StringBuilder,
+    status_message: StringBuilder,
+    session_id: StringBuilder,
+    service_name: StringBuilder,
+    scope_name: StringBuilder,
+    attributes: AttributeMap,
+    resource: AttributeMap,
+}
+
+impl Spans {
+    pub fn new() -> Self {
+        Spans {
+            start_time: timestamps(),
+            end_time: timestamps(),
+            duration_ms: Float64Builder::new(),
+            name: StringBuilder::new(),
+            trace_id: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            parent_span_id: StringBuilder::new(),
+            kind: StringBuilder::new(),
+            status_code: StringBuilder::new(),
+            status_message: StringBuilder::new(),
+            session_id: StringBuilder::new(),
+            service_name: StringBuilder::new(),
+            scope_name: StringBuilder::new(),
+            attributes: AttributeMap::new(),
+            resource: AttributeMap::new(),
+        }
+    }
+
+    pub fn push(
+        &mut self,
+        ctx: &Context<'_>,
+        span: &Span,
+        start: Option<i64>,
+        end: Option<i64>,
+        content: &ContentFilter,
+    ) {
+        self.start_time.append_option(start);
+        self.end_time.append_option(end);
+        self.duration_ms.append_option(span_duration_ms(start, end));
+        self.name.append_value(&span.name);
+        append_hex(&mut self.trace_id, &span.trace_id);
+        append_hex(&mut self.span_id, &span.span_id);
+        append_hex(&mut self.parent_span_id, &span.parent_span_id);
+        self.kind.append_value(kind_name(span.kind));
+        let status = span.status.as_ref();
+        self.status_code
+            .append_value(status_name(status.map_or(0, |s| s.code)));
+        self.status_message.append_option(
+            status
+                .map(|s| s.message.as_str())
+                .filter(|m| !m.is_empty()),
+        );
+        self.session_id.append_option(ctx.session_id);
+        self.service_name.append_option(ctx.service_name);
+        self.scope_name.append_option(ctx.scope_name);
+        self.attributes.append(&span.attributes, content);
+        self.resource.append(ctx.resource, content);
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.start_time.finish()),
+            Arc::new(self.end_time.finish()),
+            Arc::new(self.duration_ms.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.parent_span_id.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.status_code.finish()),
+            Arc::new(self.status_message.finish()),
+            Arc::new(self.session_id.finish()),
+            Arc::new(self.service_name.finish()),
+            Arc::new(self.scope_name.finish()),
+            self.attributes.finish(),
+            self.resource.finish(),
+        ];
+        RecordBatch::try_new(Table::Spans.schema(), columns)
+    }
+}
+
+/// Wall time of a span in milliseconds; absent when either end is missing or they are reversed.
+pub fn span_duration_ms(start: Option<i64>, end: Option<i64>) -> Option<f64> {
+    match (start, end) {
+        (Some(s), Some(e)) if e >= s => Some((e - s) as f64 / 1e6),
+        _ => None,
+    }
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match SpanKind::try_from(kind) {
+        Ok(SpanKind::Internal) => "internal",
+        Ok(SpanKind::Server) => "server",
+        Ok(SpanKind::Client) => "client",
+        Ok(SpanKind::Producer) => "producer",
+        Ok(SpanKind::Consumer) => "consumer",
+        _ => "unspecified",
+    }
+}
+
+pub fn status_name(code: i32) -> &'static str {
+    match StatusCode::try_from(code) {
+        Ok(StatusCode::Ok) => "ok",
+        Ok(StatusCode::Error) => "error",
+        _ => "unset",
+    }
+}

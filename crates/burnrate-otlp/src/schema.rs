@@ -1,0 +1,260 @@
+//! The Arrow schemas of every table burnrate writes; they are also the Parquet layout.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    LogRecords,
+    MetricPoints,
+    Spans,
+    ApiRequests,
+    ToolCalls,
+    UsageMetrics,
+    DeadLetters,
+}
+
+impl Table {
+    pub const ALL: [Table; 7] = [
+        Table::LogRecords,
+        Table::MetricPoints,
+        Table::Spans,
+        Table::ApiRequests,
+        Table::ToolCalls,
+        Table::UsageMetrics,
+        Table::DeadLetters,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::LogRecords => "log_records",
+            Table::MetricPoints => "metric_points",
+            Table::Spans => "spans",
+            Table::ApiRequests => "api_requests",
+            Table::ToolCalls => "tool_calls",
+            Table::UsageMetrics => "usage_metrics",
+            Table::DeadLetters => "dead_letters",
+        }
+    }
+
+    /// The column whose UTC date names the Hive partition (`date=YYYY-MM-DD`).
+    pub fn time_column(self) -> &'static str {
+        match self {
+            Table::Spans => "start_time",
+            Table::DeadLetters => "received_at",
+            _ => "time",
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::LogRecords => LOG_RECORDS.clone(),
+            Table::MetricPoints => METRIC_POINTS.clone(),
+            Table::Spans => SPANS.clone(),
+            Table::ApiRequests => API_REQUESTS.clone(),
+            Table::ToolCalls => TOOL_CALLS.clone(),
+            Table::UsageMetrics => USAGE_METRICS.clone(),
+            Table::DeadLetters => DEAD_LETTERS.clone(),
+        }
+    }
+}
+
+pub fn timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// `Map<Utf8, Utf8>` as arrow's `MapBuilder` makes it.
+pub fn string_map() -> DataType {
+    let entries = Field::new(
+        "entries",
+        DataType::Struct(Fields::from(vec![
+            Field::new("keys", DataType::Utf8, false),
+            Field::new("values", DataType::Utf8, true),
+        ])),
+        false,
+    );
+    DataType::Map(Arc::new(entries), false)
+}
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true)
+}
+
+fn ts(name: &str) -> Field {
+    Field::new(name, timestamp(), true)
+}
+
+fn map(name: &str) -> Field {
+    Field::new(name, string_map(), true)
+}
+
+fn i64(name: &str) -> Field {
+    Field::new(name, DataType::Int64, true)
+}
+
+fn f64(name: &str) -> Field {
+    Field::new(name, DataType::Float64, true)
+}
+
+fn schema(fields: Vec<Field>) -> SchemaRef {
+    Arc::new(Schema::new(fields))
+}
+
+static LOG_RECORDS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        ts("time"),
+        ts("observed_time"),
+        utf8("event_name"),
+        utf8("session_id"),
+        utf8("service_name"),
+        Field::new("severity_number", DataType::Int32, true),
+        utf8("severity_text"),
+        utf8("body"),
+        utf8("trace_id"),
+        utf8("span_id"),
+        utf8("scope_name"),
+        map("attributes"),
+        map("resource"),
+    ])
+});
+
+static METRIC_POINTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        ts("time"),
+        ts("start_time"),
+        utf8("metric"),
+        utf8("unit"),
+        utf8("kind"),
+        utf8("temporality"),
+        Field::new("is_monotonic", DataType::Boolean, true),
+        f64("value"),
+        Field::new("count", DataType::UInt64, true),
+        f64("sum"),
+        f64("min"),
+        f64("max"),
+        Field::new("series_id", DataType::UInt64, false),
+        utf8("session_id"),
+        utf8("service_name"),
+        utf8("scope_name"),
+        map("attributes"),
+        map("resource"),
+    ])
+});
+
+static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        ts("start_time"),
+        ts("end_time"),
+        f64("duration_ms"),
+        utf8("name"),
+        utf8("trace_id"),
+        utf8("span_id"),
+        utf8("parent_span_id"),
+        utf8("kind"),
+        utf8("status_code"),
+        utf8("status_message"),
+        utf8("session_id"),
+        utf8("service_name"),
+        utf8("scope_name"),
+        map("attributes"),
+        map("resource"),
+    ])
+});
+
+/// Dimensions every canonical table carries, in this order, after its time column.
+fn who() -> Vec<Field> {
+    vec![
+        utf8("session_id"),
+        utf8("user_id"),
+        utf8("user_email"),
+        utf8("organization_id"),
+        utf8("team"),
+        utf8("project"),
+        utf8("env"),
+        utf8("service_name"),
+    ]
+}
+
+/// Provenance and quality columns every canonical table ends with.
+fn provenance() -> Vec<Field> {
+    vec![
+        utf8("source"),
+        Field::new("parse_errors", DataType::UInt32, false),
+        utf8("parse_error"),
+    ]
+}
+
+static API_REQUESTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![ts("time")];
+    fields.extend(who());
+    fields.extend([
+        utf8("model"),
+        i64("input_tokens"),
+        i64("output_tokens"),
+        i64("cache_read_tokens"),
+        i64("cache_creation_tokens"),
+        f64("cost_usd"),
+        f64("cost_usd_reported"),
+        f64("duration_ms"),
+        Field::new("success", DataType::Boolean, false),
+        utf8("error"),
+        Field::new("status_code", DataType::Int32, true),
+        Field::new("attempt", DataType::Int32, true),
+        utf8("prompt_id"),
+        utf8("request_id"),
+        utf8("query_source"),
+        utf8("trace_id"),
+        utf8("span_id"),
+    ]);
+    fields.extend(provenance());
+    schema(fields)
+});
+
+static TOOL_CALLS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![ts("time")];
+    fields.extend(who());
+    fields.extend([
+        utf8("prompt_id"),
+        utf8("tool_name"),
+        utf8("tool_use_id"),
+        Field::new("success", DataType::Boolean, true),
+        f64("duration_ms"),
+        utf8("decision"),
+        utf8("decision_source"),
+        utf8("trace_id"),
+        utf8("span_id"),
+    ]);
+    fields.extend(provenance());
+    schema(fields)
+});
+
+static USAGE_METRICS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![ts("time"), ts("start_time")];
+    fields.extend(who());
+    fields.extend([
+        utf8("metric"),
+        utf8("type"),
+        utf8("model"),
+        utf8("unit"),
+        f64("value"),
+        utf8("temporality"),
+        Field::new("series_id", DataType::UInt64, false),
+        map("attributes"),
+    ]);
+    fields.extend(provenance());
+    schema(fields)
+});
+
+static DEAD_LETTERS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        ts("received_at"),
+        utf8("origin"),
+        utf8("topic"),
+        Field::new("partition", DataType::Int32, true),
+        Field::new("offset", DataType::Int64, true),
+        utf8("error"),
+        Field::new("size", DataType::UInt64, false),
+        Field::new("payload", DataType::Binary, false),
+    ])
+});
