@@ -1,1 +1,76 @@
-//! placeholder
+//! Sources, state and sinks around the decoder.
+//!
+//! Owns: reading OTLP exports from their sources (today: files), the commit ledger, the
+//! cumulative-to-delta state and its rebuild after a restart, dead letters, Parquet output
+//! (Hive-partitioned, atomic, idempotent on replay), and the DataFusion catalog the CLI queries.
+//!
+//! Must not know: OTLP wire formats or attribute names (that is `burnrate-otlp`), prices (that
+//! is `burnrate-pricing`), or command-line flags and terminals (that is the `burnrate` binary).
+
+pub mod catalog;
+pub mod dead_letters;
+mod delta_state;
+pub mod files;
+mod ledger;
+pub mod output;
+pub mod parquet_sink;
+
+use std::path::Path;
+
+pub use catalog::open_dataset;
+pub use delta_state::rebuild_delta_tracker;
+pub use files::{FilePipeline, FileRunSummary, FileSourceConfig, Progress};
+pub use output::{ResultFormat, write_results};
+pub use parquet_sink::ParquetSink;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("input directory {0} does not exist")]
+    NoInput(String),
+    #[error("data directory {0} does not exist (write one with `burnrate run`)")]
+    NoDataset(String),
+    #[error("{0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("{0}")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    /// Kept without `#[source]`: DataFusion's message already carries its causes, and a CLI
+    /// printing the chain would repeat them.
+    #[error("{}", one_line(.0))]
+    DataFusion(datafusion::error::DataFusionError),
+    #[error("schema: {0}")]
+    Schema(String),
+    #[error("writing output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl EngineError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        EngineError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for EngineError {
+    fn from(error: datafusion::error::DataFusionError) -> Self {
+        EngineError::DataFusion(error)
+    }
+}
+
+/// The root cause of a DataFusion error, on one line, without the layers that wrap it.
+fn one_line(error: &datafusion::error::DataFusionError) -> String {
+    use datafusion::error::DataFusionError;
+    let root = error.find_root();
+    let text = match root {
+        DataFusionError::SQL(parse, _) => format!("SQL syntax error: {parse}"),
+        other => other.strip_backtrace(),
+    };
+    text.lines().next().unwrap_or_default().to_string()
+}

@@ -89,7 +89,11 @@ pub fn integer(value: &Value) -> Result<i64, String> {
         Value::StringValue(s) => {
             let s = s.trim();
             s.parse::<i64>()
-                .or_else(|_| s.parse::<f64>().map_err(|_| ()).and_then(|d| integral(d).map_err(|_| ())))
+                .or_else(|_| {
+                    s.parse::<f64>()
+                        .map_err(|_| ())
+                        .and_then(|d| integral(d).map_err(|_| ()))
+                })
                 .map_err(|_| format!("{s:?} is not an integer"))
         }
         other => Err(format!("{} is not an integer", kind(other))),
@@ -241,7 +245,11 @@ mod tests {
         assert_eq!(count(&s(" 42 ")), Ok(42));
         assert_eq!(count(&s("42.0")), Ok(42));
         assert_eq!(count(&Value::DoubleValue(7.0)), Ok(7));
-        assert!(count(&Value::IntValue(-1)).unwrap_err().contains("negative"));
+        assert!(
+            count(&Value::IntValue(-1))
+                .unwrap_err()
+                .contains("negative")
+        );
         assert!(count(&Value::DoubleValue(f64::NAN)).is_err());
         assert!(count(&s("NaN")).is_err());
         assert!(count(&s("12abc")).is_err());
@@ -264,8 +272,12 @@ mod tests {
         use opentelemetry_proto::tonic::common::v1::ArrayValue;
         let array = Value::ArrayValue(ArrayValue {
             values: vec![
-                AnyValue { value: Some(s("end_turn")) },
-                AnyValue { value: Some(Value::IntValue(3)) },
+                AnyValue {
+                    value: Some(s("end_turn")),
+                },
+                AnyValue {
+                    value: Some(Value::IntValue(3)),
+                },
             ],
         });
         assert_eq!(render(&array), r#"["end_turn",3]"#);

@@ -95,7 +95,9 @@ impl AttributeMap {
             }
         }
         // Appending entries then `true` cannot fail: keys and values grew in step.
-        self.builder.append(true).expect("keys and values appended in pairs");
+        self.builder
+            .append(true)
+            .expect("keys and values appended in pairs");
     }
 
     pub fn finish(&mut self) -> ArrayRef {

@@ -119,7 +119,11 @@ impl Default for AttributeNames {
             organization_id: names(&["organization.id"]),
             team: names(&["team", "team.name"]),
             project: names(&["project", "project.name"]),
-            env: names(&["env", "deployment.environment.name", "deployment.environment"]),
+            env: names(&[
+                "env",
+                "deployment.environment.name",
+                "deployment.environment",
+            ]),
             service_name: names(&["service.name"]),
             model: names(&[
                 "model",

@@ -150,8 +150,7 @@ impl Decoder {
                         let row = self.api_request_event(&scope, record, time, errors, false);
                         self.count(&row, &mut stats);
                         calls.push(&row);
-                    } else if cfg.call_source == CallSource::Events && is(&cfg.events.tool_result)
-                    {
+                    } else if cfg.call_source == CallSource::Events && is(&cfg.events.tool_result) {
                         results.push(self.tool_result_event(&scope, record, time, errors));
                     } else if is(&cfg.events.tool_decision) {
                         let decision = text(&scope, &names.decision);
@@ -196,7 +195,12 @@ impl Decoder {
     }
 
     /// Record time, else observed time, else the `event.timestamp` attribute.
-    fn log_time(&self, record: &LogRecord, scope: &Scope<'_>, errors: &mut RowErrors) -> Option<i64> {
+    fn log_time(
+        &self,
+        record: &LogRecord,
+        scope: &Scope<'_>,
+        errors: &mut RowErrors,
+    ) -> Option<i64> {
         let mut problems = Vec::new();
         for nanos in [record.time_unix_nano, record.observed_time_unix_nano] {
             match event_time(nanos) {
@@ -232,7 +236,10 @@ impl Decoder {
             })
             .or((!record.event_name.is_empty()).then_some(record.event_name.as_str()))
             .or_else(from_body)?;
-        Some(name.strip_prefix(self.config.events.prefix.as_str()).unwrap_or(name))
+        Some(
+            name.strip_prefix(self.config.events.prefix.as_str())
+                .unwrap_or(name),
+        )
     }
 
     fn api_request_event<'a>(
@@ -452,7 +459,9 @@ impl Decoder {
                     record: &span.attributes,
                     resource: &[],
                 };
-                let entry = tool_children.entry(span.parent_span_id.as_slice()).or_default();
+                let entry = tool_children
+                    .entry(span.parent_span_id.as_slice())
+                    .or_default();
                 if spans_cfg.tool_execution.contains(&span.name) {
                     entry.0 = attrs
                         .get(&names.success)
@@ -492,19 +501,24 @@ impl Decoder {
                     };
                     raw.push(&ctx, span, start, end, &self.content);
 
-                    let operation = find(&span.attributes, "gen_ai.operation.name").and_then(
-                        |v| match v {
+                    let operation =
+                        find(&span.attributes, "gen_ai.operation.name").and_then(|v| match v {
                             Value::StringValue(s) => Some(s.as_str()),
                             _ => None,
-                        },
-                    );
+                        });
                     let is_claude_code = spans_cfg.llm_request.contains(&span.name)
                         || spans_cfg.tool.contains(&span.name);
                     let by_spans = cfg.call_source == CallSource::Spans;
                     if spans_cfg.llm_request.contains(&span.name) {
                         if by_spans {
-                            let row =
-                                self.api_request_span(&scope, span, start, end, errors, "claude_code.span");
+                            let row = self.api_request_span(
+                                &scope,
+                                span,
+                                start,
+                                end,
+                                errors,
+                                "claude_code.span",
+                            );
                             self.count(&row, &mut stats);
                             calls.push(&row);
                         }
@@ -514,19 +528,28 @@ impl Decoder {
                                 .get(span.span_id.as_slice())
                                 .cloned()
                                 .unwrap_or_default();
-                            let mut row =
-                                self.tool_span(&scope, span, start, end, errors, "claude_code.span");
+                            let mut row = self.tool_span(
+                                &scope,
+                                span,
+                                start,
+                                end,
+                                errors,
+                                "claude_code.span",
+                            );
                             row.success = success.or(row.success);
                             row.decision = decision;
                             stats.rows_with_errors += u64::from(row.errors.count > 0);
                             tools.push(&row);
                         }
                     } else if spans_cfg.claude_task.contains(&span.name) {
-                        let row = self.api_request_span(&scope, span, start, end, errors, "claude.span");
+                        let row =
+                            self.api_request_span(&scope, span, start, end, errors, "claude.span");
                         self.count(&row, &mut stats);
                         calls.push(&row);
                     } else if !is_claude_code
-                        && operation.is_some_and(|op| spans_cfg.gen_ai_tool_operations.iter().any(|o| o == op))
+                        && operation.is_some_and(|op| {
+                            spans_cfg.gen_ai_tool_operations.iter().any(|o| o == op)
+                        })
                     {
                         let row = self.tool_span(&scope, span, start, end, errors, "gen_ai.span");
                         stats.rows_with_errors += u64::from(row.errors.count > 0);
@@ -535,7 +558,8 @@ impl Decoder {
                         .is_some_and(|op| spans_cfg.gen_ai_call_operations.iter().any(|o| o == op))
                         || has_gen_ai_usage(span)
                     {
-                        let row = self.api_request_span(&scope, span, start, end, errors, "gen_ai.span");
+                        let row =
+                            self.api_request_span(&scope, span, start, end, errors, "gen_ai.span");
                         self.count(&row, &mut stats);
                         calls.push(&row);
                     }
@@ -570,7 +594,10 @@ impl Decoder {
             .read(scope.get_record(&names.success), attributes::boolean)
             .unwrap_or(!status_error);
         let duration_ms = errors
-            .read(scope.get_record(&names.duration_ms), attributes::non_negative)
+            .read(
+                scope.get_record(&names.duration_ms),
+                attributes::non_negative,
+            )
             .or_else(|| span_duration_ms(start, end));
         let mut row = ApiRequest {
             time: start,
@@ -621,7 +648,10 @@ impl Decoder {
             .read(scope.get_record(&names.success), attributes::boolean)
             .or(Some(!status_error));
         let duration_ms = errors
-            .read(scope.get_record(&names.duration_ms), attributes::non_negative)
+            .read(
+                scope.get_record(&names.duration_ms),
+                attributes::non_negative,
+            )
             .or_else(|| span_duration_ms(start, end));
         ToolCall {
             time: start,
@@ -654,7 +684,9 @@ fn has_gen_ai_usage(span: &Span) -> bool {
         .any(|kv| kv.key.starts_with("gen_ai.usage."))
 }
 
-fn resource_attrs(resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> &[KeyValue] {
+fn resource_attrs(
+    resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
+) -> &[KeyValue] {
     resource.map_or(&[], |r| r.attributes.as_slice())
 }
 
@@ -812,14 +844,22 @@ fn parse_rfc3339_nanos(text: &str) -> Option<u64> {
         let (clock, offset) = rest.split_at(pos);
         let sign = if offset.starts_with('-') { -1 } else { 1 };
         let (h, m) = offset[1..].split_once(':')?;
-        (clock, sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60))
+        (
+            clock,
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
+        )
     };
     let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
     let mut hms_parts = hms.split(':');
     let hour: i64 = hms_parts.next()?.parse().ok()?;
     let minute: i64 = hms_parts.next()?.parse().ok()?;
     let second: i64 = hms_parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let mut nanos_frac: i64 = 0;

@@ -11,9 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray,
-};
+use arrow::array::{Array, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Float64Type, TimestampNanosecondType, UInt64Type};
 use arrow::error::ArrowError;
@@ -157,7 +155,14 @@ mod tests {
     use super::*;
 
     fn step(t: &mut DeltaTracker, start: i64, time: i64, value: f64) -> Option<f64> {
-        match t.step(1, Last { start_time: start, time, value }) {
+        match t.step(
+            1,
+            Last {
+                start_time: start,
+                time,
+                value,
+            },
+        ) {
             Step::Delta(d) | Step::Reset(d) => Some(d),
             Step::Stale => None,
         }
@@ -168,11 +173,27 @@ mod tests {
         let mut t = DeltaTracker::new();
         assert_eq!(step(&mut t, 100, 110, 5.0), Some(5.0));
         assert_eq!(step(&mut t, 100, 120, 8.0), Some(3.0));
-        assert_eq!(step(&mut t, 100, 120, 8.0), None, "same point again is stale");
+        assert_eq!(
+            step(&mut t, 100, 120, 8.0),
+            None,
+            "same point again is stale"
+        );
         assert_eq!(step(&mut t, 100, 115, 7.0), None, "older point is stale");
-        assert_eq!(step(&mut t, 100, 130, 2.0), Some(2.0), "value drop is a reset");
-        assert_eq!(step(&mut t, 200, 210, 1.0), Some(1.0), "new start is a reset");
-        assert_eq!(step(&mut t, 100, 300, 50.0), None, "old start after a new one is stale");
+        assert_eq!(
+            step(&mut t, 100, 130, 2.0),
+            Some(2.0),
+            "value drop is a reset"
+        );
+        assert_eq!(
+            step(&mut t, 200, 210, 1.0),
+            Some(1.0),
+            "new start is a reset"
+        );
+        assert_eq!(
+            step(&mut t, 100, 300, 50.0),
+            None,
+            "old start after a new one is stale"
+        );
         assert_eq!(step(&mut t, 200, 220, 1.0), Some(0.0));
     }
 

@@ -25,7 +25,9 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 pub use config::{CallSource, ContentPolicy, MappingConfig};
 pub use decoder::{DecodeStats, Decoded, Decoder};
 pub use delta::{DeltaStats, DeltaTracker};
-pub use payload::{DEFAULT_MAX_PAYLOAD_BYTES, Encoding, Export, PayloadHint, Signal, decode_export};
+pub use payload::{
+    DEFAULT_MAX_PAYLOAD_BYTES, Encoding, Export, PayloadHint, Signal, decode_export,
+};
 pub use schema::Table;
 
 /// Re-exported so callers build and inspect exports with the same prost types.

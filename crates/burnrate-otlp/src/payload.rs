@@ -181,7 +181,11 @@ fn sniff_json_signal(bytes: &[u8]) -> Result<Signal, DecodeError> {
         signal: Signal::Logs,
         message: e.to_string(),
     })?;
-    match (keys.logs.is_some(), keys.metrics.is_some(), keys.spans.is_some()) {
+    match (
+        keys.logs.is_some(),
+        keys.metrics.is_some(),
+        keys.spans.is_some(),
+    ) {
         (true, false, false) => Ok(Signal::Logs),
         (false, true, false) => Ok(Signal::Metrics),
         (false, false, true) => Ok(Signal::Traces),
@@ -258,7 +262,9 @@ enum Wire<'a> {
 }
 
 /// Length-delimited field `number` of a field stream, as a filter.
-fn len_field(number: u64) -> impl Fn(Result<(u64, Wire<'_>), String>) -> Option<Result<&[u8], String>> {
+fn len_field(
+    number: u64,
+) -> impl Fn(Result<(u64, Wire<'_>), String>) -> Option<Result<&[u8], String>> {
     move |field| match field {
         Ok((n, Wire::Len(bytes))) if n == number => Some(Ok(bytes)),
         Ok(_) => None,

@@ -285,11 +285,8 @@ impl Spans {
         let status = span.status.as_ref();
         self.status_code
             .append_value(status_name(status.map_or(0, |s| s.code)));
-        self.status_message.append_option(
-            status
-                .map(|s| s.message.as_str())
-                .filter(|m| !m.is_empty()),
-        );
+        self.status_message
+            .append_option(status.map(|s| s.message.as_str()).filter(|m| !m.is_empty()));
         self.session_id.append_option(ctx.session_id);
         self.service_name.append_option(ctx.service_name);
         self.scope_name.append_option(ctx.scope_name);

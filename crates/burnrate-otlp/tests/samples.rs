@@ -7,16 +7,18 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{concat_batches, sum};
 use arrow::datatypes::{Float64Type, Int64Type};
 use burnrate_otlp::{
-    CallSource, DeltaTracker, Decoder, Encoding, Export, MappingConfig, PayloadHint, Table,
+    CallSource, Decoder, DeltaTracker, Encoding, Export, MappingConfig, PayloadHint, Table,
     decode_export,
 };
 use burnrate_pricing::PriceTable;
 use prost::Message;
 
 fn samples_dir() -> PathBuf {
-    std::env::var_os("BURNRATE_SAMPLES").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/otlp-samples")
-    })
+    std::env::var_os("BURNRATE_SAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/otlp-samples")
+        })
 }
 
 fn run_files(run: &str) -> Vec<(String, Vec<u8>)> {
@@ -27,7 +29,12 @@ fn run_files(run: &str) -> Vec<(String, Vec<u8>)> {
     files.sort();
     files
         .into_iter()
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -58,8 +65,11 @@ impl Run {
         let tables = Table::ALL
             .iter()
             .map(|&t| {
-                let batches: Vec<_> =
-                    parts.iter().filter(|(p, _)| *p == t).map(|(_, b)| b.clone()).collect();
+                let batches: Vec<_> = parts
+                    .iter()
+                    .filter(|(p, _)| *p == t)
+                    .map(|(_, b)| b.clone())
+                    .collect();
                 (t, concat_batches(&t.schema(), &batches).unwrap())
             })
             .collect();
@@ -75,12 +85,19 @@ impl Run {
     }
 
     fn strings(&self, table: Table, column: &str) -> Vec<Option<String>> {
-        let col = self.table(table).column_by_name(column).unwrap().as_string::<i32>();
+        let col = self
+            .table(table)
+            .column_by_name(column)
+            .unwrap()
+            .as_string::<i32>();
         col.iter().map(|v| v.map(str::to_string)).collect()
     }
 
     fn count_where(&self, table: Table, column: &str, value: &str) -> usize {
-        self.strings(table, column).iter().filter(|v| v.as_deref() == Some(value)).count()
+        self.strings(table, column)
+            .iter()
+            .filter(|v| v.as_deref() == Some(value))
+            .count()
     }
 
     fn sum_i64(&self, table: Table, column: &str) -> i64 {
@@ -98,7 +115,10 @@ impl Run {
         let t = self.table(Table::UsageMetrics);
         let metrics = t.column_by_name("metric").unwrap().as_string::<i32>();
         let kinds = t.column_by_name("type").unwrap().as_string::<i32>();
-        let values = t.column_by_name("value").unwrap().as_primitive::<Float64Type>();
+        let values = t
+            .column_by_name("value")
+            .unwrap()
+            .as_primitive::<Float64Type>();
         (0..t.num_rows())
             .filter(|&i| metrics.value(i) == metric)
             .filter(|&i| kind.is_none_or(|k| kinds.is_valid(i) && kinds.value(i) == k))
@@ -134,11 +154,61 @@ struct Expected {
 }
 
 const EXPECTED: [Expected; 5] = [
-    Expected { run: "r01", requests: 4, errors: 0, cost: 0.29192, input: 27570, output: 4336, cache_read: 75840, cache_creation: 1240, p50_max: Some((698.0, 1247.0)) },
-    Expected { run: "r03", requests: 4, errors: 0, cost: 0.15498105, input: 21820, output: 2544, cache_read: 9791, cache_creation: 12913, p50_max: Some((207.0, 1009.0)) },
-    Expected { run: "r04", requests: 4, errors: 0, cost: 0.215259, input: 13658, output: 2917, cache_read: 13538, cache_creation: 10764, p50_max: Some((664.0, 1429.0)) },
-    Expected { run: "r12", requests: 4, errors: 0, cost: 0.13198695, input: 17035, output: 2378, cache_read: 18719, cache_creation: 10559, p50_max: Some((839.0, 1351.0)) },
-    Expected { run: "r31", requests: 0, errors: 1, cost: 0.0, input: 0, output: 0, cache_read: 0, cache_creation: 0, p50_max: None },
+    Expected {
+        run: "r01",
+        requests: 4,
+        errors: 0,
+        cost: 0.29192,
+        input: 27570,
+        output: 4336,
+        cache_read: 75840,
+        cache_creation: 1240,
+        p50_max: Some((698.0, 1247.0)),
+    },
+    Expected {
+        run: "r03",
+        requests: 4,
+        errors: 0,
+        cost: 0.15498105,
+        input: 21820,
+        output: 2544,
+        cache_read: 9791,
+        cache_creation: 12913,
+        p50_max: Some((207.0, 1009.0)),
+    },
+    Expected {
+        run: "r04",
+        requests: 4,
+        errors: 0,
+        cost: 0.215259,
+        input: 13658,
+        output: 2917,
+        cache_read: 13538,
+        cache_creation: 10764,
+        p50_max: Some((664.0, 1429.0)),
+    },
+    Expected {
+        run: "r12",
+        requests: 4,
+        errors: 0,
+        cost: 0.13198695,
+        input: 17035,
+        output: 2378,
+        cache_read: 18719,
+        cache_creation: 10559,
+        p50_max: Some((839.0, 1351.0)),
+    },
+    Expected {
+        run: "r31",
+        requests: 0,
+        errors: 1,
+        cost: 0.0,
+        input: 0,
+        output: 0,
+        cache_read: 0,
+        cache_creation: 0,
+        p50_max: None,
+    },
 ];
 
 fn close(a: f64, b: f64) -> bool {
@@ -156,10 +226,30 @@ fn api_requests_match_the_readme_totals_exactly() {
             .as_boolean()
             .true_count();
         assert_eq!(ok, e.requests, "{}: successful api requests", e.run);
-        assert_eq!(run.rows(Table::ApiRequests) - ok, e.errors, "{}: api errors", e.run);
-        assert_eq!(run.sum_i64(Table::ApiRequests, "input_tokens"), e.input, "{}", e.run);
-        assert_eq!(run.sum_i64(Table::ApiRequests, "output_tokens"), e.output, "{}", e.run);
-        assert_eq!(run.sum_i64(Table::ApiRequests, "cache_read_tokens"), e.cache_read, "{}", e.run);
+        assert_eq!(
+            run.rows(Table::ApiRequests) - ok,
+            e.errors,
+            "{}: api errors",
+            e.run
+        );
+        assert_eq!(
+            run.sum_i64(Table::ApiRequests, "input_tokens"),
+            e.input,
+            "{}",
+            e.run
+        );
+        assert_eq!(
+            run.sum_i64(Table::ApiRequests, "output_tokens"),
+            e.output,
+            "{}",
+            e.run
+        );
+        assert_eq!(
+            run.sum_i64(Table::ApiRequests, "cache_read_tokens"),
+            e.cache_read,
+            "{}",
+            e.run
+        );
         assert_eq!(
             run.sum_i64(Table::ApiRequests, "cache_creation_tokens"),
             e.cache_creation,
@@ -168,8 +258,18 @@ fn api_requests_match_the_readme_totals_exactly() {
         );
         let reported = run.sum_f64(Table::ApiRequests, "cost_usd_reported");
         let computed = run.sum_f64(Table::ApiRequests, "cost_usd");
-        assert!(close(reported, e.cost), "{}: reported {reported} vs {}", e.run, e.cost);
-        assert!(close(computed, e.cost), "{}: computed {computed} vs {}", e.run, e.cost);
+        assert!(
+            close(reported, e.cost),
+            "{}: reported {reported} vs {}",
+            e.run,
+            e.cost
+        );
+        assert!(
+            close(computed, e.cost),
+            "{}: computed {computed} vs {}",
+            e.run,
+            e.cost
+        );
         if let Some((p50, max)) = e.p50_max {
             let d = run.durations();
             assert_eq!(d[(d.len() - 1) / 2], p50, "{}: p50", e.run);
@@ -186,7 +286,12 @@ fn metrics_agree_with_events_for_delta_and_cumulative_runs() {
     for e in EXPECTED.iter().filter(|e| e.requests > 0) {
         let run = Run::decode(e.run, MappingConfig::default());
         let cost = run.metric_sum("claude_code.cost.usage", None);
-        assert!(close(cost, e.cost), "{}: metric cost {cost} vs {}", e.run, e.cost);
+        assert!(
+            close(cost, e.cost),
+            "{}: metric cost {cost} vs {}",
+            e.run,
+            e.cost
+        );
         for (kind, want) in [
             ("input", e.input),
             ("output", e.output),
@@ -196,8 +301,18 @@ fn metrics_agree_with_events_for_delta_and_cumulative_runs() {
             let got = run.metric_sum("claude_code.token.usage", Some(kind));
             assert_eq!(got, want as f64, "{}: token.usage type={kind}", e.run);
         }
-        assert_eq!(run.metric_sum("claude_code.lines_of_code.count", None), 4.0, "{}", e.run);
-        assert_eq!(run.metric_sum("claude_code.session.count", None), 1.0, "{}", e.run);
+        assert_eq!(
+            run.metric_sum("claude_code.lines_of_code.count", None),
+            4.0,
+            "{}",
+            e.run
+        );
+        assert_eq!(
+            run.metric_sum("claude_code.session.count", None),
+            1.0,
+            "{}",
+            e.run
+        );
     }
 }
 
@@ -210,12 +325,30 @@ fn events_tools_and_spans_have_the_documented_counts() {
         let mut tools: Vec<_> = tools.into_iter().flatten().collect();
         tools.sort();
         assert_eq!(tools, ["Bash", "Read", "Write"], "{run_name}");
-        let ok = run.table(Table::ToolCalls).column_by_name("success").unwrap().as_boolean().true_count();
+        let ok = run
+            .table(Table::ToolCalls)
+            .column_by_name("success")
+            .unwrap()
+            .as_boolean()
+            .true_count();
         assert_eq!(ok, 3, "{run_name}");
         let decisions = run.strings(Table::ToolCalls, "decision");
-        assert!(decisions.iter().all(|d| d.is_some()), "{run_name}: decisions {decisions:?}");
-        for (event, n) in [("api_request", 4), ("tool_result", 3), ("tool_decision", 3), ("user_prompt", 1), ("assistant_response", 1)] {
-            assert_eq!(run.count_where(Table::LogRecords, "event_name", event), n, "{run_name}: {event}");
+        assert!(
+            decisions.iter().all(|d| d.is_some()),
+            "{run_name}: decisions {decisions:?}"
+        );
+        for (event, n) in [
+            ("api_request", 4),
+            ("tool_result", 3),
+            ("tool_decision", 3),
+            ("user_prompt", 1),
+            ("assistant_response", 1),
+        ] {
+            assert_eq!(
+                run.count_where(Table::LogRecords, "event_name", event),
+                n,
+                "{run_name}: {event}"
+            );
         }
         for (span, n) in [
             ("claude_code.interaction", 1),
@@ -224,7 +357,11 @@ fn events_tools_and_spans_have_the_documented_counts() {
             ("claude_code.tool.blocked_on_user", 3),
             ("claude_code.tool.execution", 3),
         ] {
-            assert_eq!(run.count_where(Table::Spans, "name", span), n, "{run_name}: {span}");
+            assert_eq!(
+                run.count_where(Table::Spans, "name", span),
+                n,
+                "{run_name}: {span}"
+            );
         }
     }
 }
@@ -232,18 +369,47 @@ fn events_tools_and_spans_have_the_documented_counts() {
 #[test]
 fn spans_as_call_source_give_the_same_totals_and_never_both() {
     for e in EXPECTED.iter().filter(|e| e.requests > 0) {
-        let config = MappingConfig { call_source: CallSource::Spans, ..MappingConfig::default() };
+        let config = MappingConfig {
+            call_source: CallSource::Spans,
+            ..MappingConfig::default()
+        };
         let run = Run::decode(e.run, config);
         let sources = run.strings(Table::ApiRequests, "source");
-        assert!(sources.iter().all(|s| s.as_deref() == Some("claude_code.span")), "{}", e.run);
+        assert!(
+            sources
+                .iter()
+                .all(|s| s.as_deref() == Some("claude_code.span")),
+            "{}",
+            e.run
+        );
         assert_eq!(run.rows(Table::ApiRequests), e.requests, "{}", e.run);
-        assert_eq!(run.sum_i64(Table::ApiRequests, "input_tokens"), e.input, "{}", e.run);
-        assert_eq!(run.sum_i64(Table::ApiRequests, "output_tokens"), e.output, "{}", e.run);
-        assert_eq!(run.sum_i64(Table::ApiRequests, "cache_read_tokens"), e.cache_read, "{}", e.run);
+        assert_eq!(
+            run.sum_i64(Table::ApiRequests, "input_tokens"),
+            e.input,
+            "{}",
+            e.run
+        );
+        assert_eq!(
+            run.sum_i64(Table::ApiRequests, "output_tokens"),
+            e.output,
+            "{}",
+            e.run
+        );
+        assert_eq!(
+            run.sum_i64(Table::ApiRequests, "cache_read_tokens"),
+            e.cache_read,
+            "{}",
+            e.run
+        );
         let computed = run.sum_f64(Table::ApiRequests, "cost_usd");
         assert!(close(computed, e.cost), "{}: {computed}", e.run);
         assert_eq!(run.rows(Table::ToolCalls), 3, "{}", e.run);
-        let ok = run.table(Table::ToolCalls).column_by_name("success").unwrap().as_boolean().true_count();
+        let ok = run
+            .table(Table::ToolCalls)
+            .column_by_name("success")
+            .unwrap()
+            .as_boolean()
+            .true_count();
         assert_eq!(ok, 3, "{}", e.run);
     }
 }
@@ -253,10 +419,16 @@ fn r31_every_call_failed_with_529() {
     let run = Run::decode("r31", MappingConfig::default());
     let t = run.table(Table::ApiRequests);
     assert_eq!(t.num_rows(), 1);
-    let status = t.column_by_name("status_code").unwrap().as_primitive::<arrow::datatypes::Int32Type>();
+    let status = t
+        .column_by_name("status_code")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Int32Type>();
     assert_eq!(status.value(0), 529);
     assert!(!t.column_by_name("success").unwrap().as_boolean().value(0));
-    assert_eq!(run.count_where(Table::LogRecords, "event_name", "api_retries_exhausted"), 1);
+    assert_eq!(
+        run.count_where(Table::LogRecords, "event_name", "api_retries_exhausted"),
+        1
+    );
 }
 
 /// JSON and protobuf of the same export decode to identical rows. The JSON runs are turned

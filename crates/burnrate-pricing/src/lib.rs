@@ -173,7 +173,9 @@ impl PriceTable {
     }
 
     pub fn models(&self) -> impl Iterator<Item = (&str, &ModelPrice)> {
-        self.models.iter().map(|(name, price)| (name.as_str(), price))
+        self.models
+            .iter()
+            .map(|(name, price)| (name.as_str(), price))
     }
 
     /// The canonical id and price of `model`, if it is known under any of its spellings.
@@ -328,10 +330,14 @@ fn to_rates(
 /// USD per million tokens → picodollars per token (exact for prices with up to six decimals).
 fn pico_per_token(usd_per_mtok: f64, field: &str) -> Result<u64, String> {
     if !usd_per_mtok.is_finite() || usd_per_mtok < 0.0 {
-        return Err(format!("{field} must be a finite, non-negative price, got {usd_per_mtok}"));
+        return Err(format!(
+            "{field} must be a finite, non-negative price, got {usd_per_mtok}"
+        ));
     }
     if usd_per_mtok > 1e6 {
-        return Err(format!("{field} of {usd_per_mtok} $/Mtok is not a plausible price"));
+        return Err(format!(
+            "{field} of {usd_per_mtok} $/Mtok is not a plausible price"
+        ));
     }
     Ok((usd_per_mtok * 1e6).round() as u64)
 }
@@ -393,10 +399,15 @@ mod tests {
             "anthropic/claude-sonnet-4-5",
             "claude-sonnet-4-5[1m]",
         ] {
-            let (name, _) = table.resolve(id).unwrap_or_else(|| panic!("{id} unresolved"));
+            let (name, _) = table
+                .resolve(id)
+                .unwrap_or_else(|| panic!("{id} unresolved"));
             assert_eq!(name, "claude-sonnet-4-5", "{id}");
         }
-        assert_eq!(table.resolve("claude-sonnet-4-0").unwrap().0, "claude-sonnet-4");
+        assert_eq!(
+            table.resolve("claude-sonnet-4-0").unwrap().0,
+            "claude-sonnet-4"
+        );
         assert!(table.resolve("gpt-4o").is_none());
         assert!(table.resolve("claude-sonnet-4-5-2025").is_none());
     }
@@ -404,9 +415,13 @@ mod tests {
     #[test]
     fn long_context_tier_applies_above_the_threshold_only() {
         let table = PriceTable::embedded();
-        let at = table.cost_usd("claude-sonnet-4-5", &usage(200_000, 1000, 0, 0)).unwrap();
+        let at = table
+            .cost_usd("claude-sonnet-4-5", &usage(200_000, 1000, 0, 0))
+            .unwrap();
         assert_eq!(at, 0.615);
-        let above = table.cost_usd("claude-sonnet-4-5", &usage(150_000, 1000, 50_001, 0)).unwrap();
+        let above = table
+            .cost_usd("claude-sonnet-4-5", &usage(150_000, 1000, 50_001, 0))
+            .unwrap();
         assert_eq!(above, 0.9525006);
     }
 
@@ -434,9 +449,18 @@ mod tests {
         table.extend(user);
         check_aliases(&table, "user.toml").unwrap();
         let opus = table.resolve("claude-opus-4-8-20260101").unwrap().1;
-        assert_eq!(opus.base.cache_write_1h, 2_000_000, "1h write defaults to 2x input");
-        assert_eq!(table.cost_usd("claude-opus-4-8", &usage(1_000_000, 0, 0, 0)), Some(1.0));
-        assert_eq!(table.cost_usd("house-model", &usage(0, 2_000_000, 0, 0)), Some(1.0));
+        assert_eq!(
+            opus.base.cache_write_1h, 2_000_000,
+            "1h write defaults to 2x input"
+        );
+        assert_eq!(
+            table.cost_usd("claude-opus-4-8", &usage(1_000_000, 0, 0, 0)),
+            Some(1.0)
+        );
+        assert_eq!(
+            table.cost_usd("house-model", &usage(0, 2_000_000, 0, 0)),
+            Some(1.0)
+        );
     }
 
     #[test]
@@ -452,7 +476,10 @@ mod tests {
             "p.toml",
         )
         .unwrap_err();
-        assert!(negative.to_string().contains("model `m`: input must be"), "{negative}");
+        assert!(
+            negative.to_string().contains("model `m`: input must be"),
+            "{negative}"
+        );
         let typo = PriceTable::parse_toml("[models.m]\ninptu = 1.0\n", "p.toml").unwrap_err();
         assert!(typo.to_string().contains("p.toml"), "{typo}");
         let dangling = PriceTable::parse_toml("[aliases]\na = \"nope\"\n", "p.toml").unwrap();

@@ -1,1 +1,374 @@
-fn main() {}
+//! `burnrate`: the command line. Parses flags, loads the configuration, wires sources, decoder
+//! and sinks together, and shows progress; everything it runs lives in the library crates.
+
+mod config;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use burnrate_engine::{FilePipeline, FileRunSummary, Progress, ResultFormat};
+use burnrate_otlp::{CallSource, ContentPolicy, Decoder};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::Config;
+
+/// Exit code of a run that finished but set some inputs aside as dead letters.
+const EXIT_DEAD_LETTERS: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "burnrate",
+    version,
+    about = "Cost analytics for AI coding agents: OTLP telemetry in, Parquet and answers out",
+    after_help = "Examples:\n  burnrate run --source files --input ./otlp-exports --drain\n  burnrate query \"SELECT model, sum(cost_usd) FROM api_requests GROUP BY model\""
+)]
+struct Cli {
+    /// Configuration file (TOML); every key has a default, see the README.
+    #[arg(long, global = true, env = "BURNRATE_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest OTLP exports and write the Parquet dataset.
+    #[command(
+        after_help = "Examples:\n  burnrate run --source files --input ../shared/otlp-samples --output ./burnrate-data --drain\n  burnrate run --source files --input /var/spool/otlp        # keeps watching for new files\n\nExit codes: 0 done, 1 error, 2 bad arguments, 3 done but some inputs became dead letters\n(see the dead_letters table)."
+    )]
+    Run(RunArgs),
+    /// Run SQL over the Parquet dataset.
+    #[command(
+        after_help = "Tables: api_requests, tool_calls, usage_metrics, log_records, metric_points, spans,\ndead_letters (each with a `date` partition column).\n\nExamples:\n  burnrate query \"SELECT model, count(*) AS calls, sum(cost_usd) AS usd FROM api_requests GROUP BY model\"\n  burnrate query --format csv \"SELECT * FROM tool_calls\" > tools.csv"
+    )]
+    Query(QueryArgs),
+    /// Print the price table in use (embedded, or with --prices laid over it).
+    #[command(after_help = "Example:\n  burnrate prices --prices my-prices.toml")]
+    Prices {
+        /// Price file (TOML or JSON) that overrides or extends the embedded table.
+        #[arg(long, env = "BURNRATE_PRICES")]
+        prices: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Source {
+    /// OTLP export files (*.pb, *.json, optionally .gz) under --input.
+    Files,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Where exports come from.
+    #[arg(long, value_enum, default_value = "files")]
+    source: Source,
+    /// Directory of OTLP export files (files source).
+    #[arg(long, env = "BURNRATE_INPUT", required_if_eq("source", "files"))]
+    input: Option<PathBuf>,
+    /// Dataset directory [default: ./burnrate-data, or data_dir from the config file].
+    #[arg(long, env = "BURNRATE_DATA_DIR")]
+    output: Option<PathBuf>,
+    /// Process what is there now, flush, and exit instead of watching for more.
+    #[arg(long)]
+    drain: bool,
+    /// How often a watching run looks for new files.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    poll_interval: Duration,
+    /// Price file (TOML or JSON) that overrides or extends the embedded table.
+    #[arg(long, env = "BURNRATE_PRICES")]
+    prices: Option<PathBuf>,
+    /// Which record counts a Claude Code model or tool call: its log event or its span.
+    #[arg(long, value_enum, env = "BURNRATE_CALL_SOURCE")]
+    call_source: Option<CallSourceArg>,
+    /// What happens to prompt and response text in attributes.
+    #[arg(long, value_enum, env = "BURNRATE_CONTENT")]
+    content: Option<ContentArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CallSourceArg {
+    Events,
+    Spans,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ContentArg {
+    Redact,
+    Hash,
+    Keep,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    /// The SQL statement.
+    sql: String,
+    /// Dataset directory [default: ./burnrate-data, or data_dir from the config file].
+    #[arg(long, env = "BURNRATE_DATA_DIR")]
+    data: Option<PathBuf>,
+    /// Output: a terminal table, CSV with a header, or JSON lines.
+    #[arg(long, value_enum, default_value = "table")]
+    format: FormatArg,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |i| text.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s, 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
+    };
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(format!("{text:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BURNRATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("burnrate: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("burnrate: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run(args) => run(&mut config, args).await,
+        Command::Query(args) => query(&config, args).await,
+        Command::Prices { prices } => {
+            if prices.is_some() {
+                config.prices = prices;
+            }
+            print_prices(&config)
+        }
+    }
+}
+
+async fn run(config: &mut Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(output) = args.output {
+        config.data_dir = output;
+    }
+    if let Some(prices) = args.prices {
+        config.prices = Some(prices);
+    }
+    if let Some(source) = args.call_source {
+        config.mapping.call_source = match source {
+            CallSourceArg::Events => CallSource::Events,
+            CallSourceArg::Spans => CallSource::Spans,
+        };
+    }
+    if let Some(content) = args.content {
+        config.mapping.content = match content {
+            ContentArg::Redact => ContentPolicy::Redact,
+            ContentArg::Hash => ContentPolicy::Hash,
+            ContentArg::Keep => ContentPolicy::Keep,
+        };
+    }
+    let Source::Files = args.source;
+    let input = args
+        .input
+        .context("--input DIR is required with --source files")?;
+    let decoder = Decoder::new(config.mapping.clone(), config.price_table()?);
+    let mut pipeline =
+        FilePipeline::open(decoder, &input, &config.data_dir, config.files.clone()).await?;
+
+    let mut total = FileRunSummary::default();
+    loop {
+        let summary = ingest_with_progress(&mut pipeline)?;
+        report(&summary, &config.data_dir);
+        accumulate(&mut total, &summary);
+        if args.drain {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(args.poll_interval) => {}
+            _ = shutdown_signal() => break,
+        }
+    }
+    Ok(if total.dead_letters > 0 {
+        ExitCode::from(EXIT_DEAD_LETTERS)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn ingest_with_progress(pipeline: &mut FilePipeline) -> anyhow::Result<FileRunSummary> {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let summary = pipeline.ingest(&mut |event| match event {
+        Progress::Started { files, bytes } => {
+            bar.set_length(bytes);
+            bar.set_message(format!("{files} files"));
+        }
+        Progress::File { bytes, .. } => bar.inc(bytes),
+        Progress::DeadLetter { path, error } => {
+            bar.suspend(|| eprintln!("burnrate: dead letter: {}: {error}", path.display()));
+        }
+    })?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+fn report(summary: &FileRunSummary, data_dir: &std::path::Path) {
+    if summary.files_found == 0 {
+        return;
+    }
+    let rows: Vec<String> = summary
+        .rows
+        .iter()
+        .map(|(table, n)| format!("{table} {n}"))
+        .collect();
+    eprintln!(
+        "burnrate: {} files ({} already ingested), {} bytes → {} [{}]",
+        summary.files_found,
+        summary.files_skipped,
+        summary.bytes_read,
+        data_dir.display(),
+        rows.join(", ")
+    );
+    if summary.orphans_removed > 0 {
+        eprintln!(
+            "burnrate: removed {} uncommitted files of an interrupted run",
+            summary.orphans_removed
+        );
+    }
+    if summary.rows_with_errors > 0 {
+        eprintln!(
+            "burnrate: {} rows have unparsable values (see their parse_error column)",
+            summary.rows_with_errors
+        );
+    }
+    for (model, calls) in &summary.unpriced_models {
+        eprintln!(
+            "burnrate: no price for model {model:?} ({calls} calls have NULL cost_usd; add it with --prices)"
+        );
+    }
+    if summary.dead_letters > 0 {
+        eprintln!(
+            "burnrate: {} inputs could not be decoded and are in the dead_letters table",
+            summary.dead_letters
+        );
+    }
+}
+
+fn accumulate(total: &mut FileRunSummary, pass: &FileRunSummary) {
+    total.files_found += pass.files_found;
+    total.dead_letters += pass.dead_letters;
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn query(config: &Config, args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let data = args.data.unwrap_or_else(|| config.data_dir.clone());
+    let ctx = burnrate_engine::open_dataset(&data).await?;
+    let batches = burnrate_engine::catalog::run_sql(&ctx, &args.sql).await?;
+    let format = match args.format {
+        FormatArg::Table => ResultFormat::Table,
+        FormatArg::Csv => ResultFormat::Csv,
+        FormatArg::Json => ResultFormat::Json,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    burnrate_engine::write_results(&batches, format, &mut out)?;
+    out.flush().ok();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_prices(config: &Config) -> anyhow::Result<ExitCode> {
+    let table = config.price_table()?;
+    let mut grid = comfy_table::Table::new();
+    grid.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+    grid.set_header([
+        "model",
+        "input $/Mtok",
+        "output",
+        "cache write 5m",
+        "cache write 1h",
+        "cache read",
+        "long context (> tokens: input/output)",
+    ]);
+    let usd = |pico: u64| format!("{}", pico as f64 / 1e6);
+    for (name, price) in table.models() {
+        let r = &price.base;
+        let long = price.long_context.map_or(String::new(), |lc| {
+            format!(
+                "> {}: {}/{}",
+                lc.threshold_tokens,
+                usd(lc.rates.input),
+                usd(lc.rates.output)
+            )
+        });
+        grid.add_row([
+            name.to_string(),
+            usd(r.input),
+            usd(r.output),
+            usd(r.cache_write_5m),
+            usd(r.cache_write_1h),
+            usd(r.cache_read),
+            long,
+        ]);
+    }
+    println!("{grid}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,341 @@
+//! The files source: every OTLP export under a directory, decoded, converted and committed to
+//! the Parquet dataset in segments.
+//!
+//! A segment is a run of input files (in path order) flushed together. Its name is a hash of
+//! the inputs' identities, so processing the same inputs again writes the same file names; the
+//! ledger remembers committed inputs, so a second run over a grown directory only adds the new
+//! files.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use burnrate_otlp::{DecodeStats, Decoder, DeltaStats, DeltaTracker, Encoding, PayloadHint, Table};
+use datafusion::arrow::array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+use crate::dead_letters::{DeadLetter, dead_letter_batch};
+use crate::delta_state::rebuild_delta_tracker;
+use crate::ledger::{FILES_SEGMENT_PREFIX, FileLedger, InputId, STATE_DIR};
+use crate::parquet_sink::ParquetSink;
+
+/// File endings read as OTLP exports; anything else under the input directory is skipped.
+const EXTENSIONS: [&str; 6] = [".pb", ".binpb", ".json", ".pb.gz", ".binpb.gz", ".json.gz"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// Flush a segment once this many input bytes are decoded.
+    pub segment_bytes: usize,
+    /// Flush a segment once this many input files are decoded.
+    pub segment_files: usize,
+    /// Largest export accepted (after gunzip); larger ones are dead letters.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for FileSourceConfig {
+    fn default() -> Self {
+        FileSourceConfig {
+            segment_bytes: 64 << 20,
+            segment_files: 2_000,
+            max_payload_bytes: burnrate_otlp::DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FileRunSummary {
+    pub files_found: usize,
+    /// Files already committed by an earlier run and skipped.
+    pub files_skipped: usize,
+    pub files_decoded: usize,
+    pub bytes_read: u64,
+    pub dead_letters: usize,
+    pub segments_written: usize,
+    /// Output files of segments a crashed run wrote but never committed, removed at start.
+    pub orphans_removed: usize,
+    pub rows: BTreeMap<&'static str, usize>,
+    pub rows_with_errors: u64,
+    pub unpriced_models: BTreeMap<String, u64>,
+    pub cumulative_points_converted: u64,
+    pub cumulative_resets: u64,
+    pub stale_points_dropped: u64,
+}
+
+/// What the caller may show while a run goes on.
+#[derive(Debug, Clone)]
+pub enum Progress<'a> {
+    Started { files: usize, bytes: u64 },
+    File { path: &'a Path, bytes: u64 },
+    DeadLetter { path: &'a Path, error: &'a str },
+}
+
+#[derive(Debug, Clone)]
+struct InputFile {
+    path: PathBuf,
+    relative: String,
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+impl InputFile {
+    fn key(&self) -> (PathBuf, u64, Option<SystemTime>) {
+        (self.path.clone(), self.size, self.modified)
+    }
+}
+
+/// Every export file under `root`, in path order.
+fn list_inputs(root: &Path) -> Result<Vec<InputFile>, EngineError> {
+    if !root.is_dir() {
+        return Err(EngineError::NoInput(root.display().to_string()));
+    }
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| EngineError::io(&dir, e))? {
+            let entry = entry.map_err(|e| EngineError::io(&dir, e))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == STATE_DIR {
+                continue;
+            }
+            let kind = entry.file_type().map_err(|e| EngineError::io(&path, e))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if EXTENSIONS.iter().any(|ext| name.ends_with(ext)) {
+                let metadata = entry.metadata().map_err(|e| EngineError::io(&path, e))?;
+                let (size, modified) = (metadata.len(), metadata.modified().ok());
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                found.push(InputFile {
+                    path,
+                    relative,
+                    size,
+                    modified,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.relative.cmp(&b.relative));
+    Ok(found)
+}
+
+/// Accumulates one segment's decoded batches.
+#[derive(Default)]
+struct Segment {
+    inputs: Vec<InputId>,
+    files: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    tables: BTreeMap<Table, Vec<RecordBatch>>,
+    dead: Vec<DeadLetter>,
+    bytes: usize,
+}
+
+impl Segment {
+    /// Named by what went in: the same inputs give the same name on every run.
+    fn name(&self) -> String {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for input in &self.inputs {
+            hasher.update(input.path.as_bytes());
+            hasher.update(&[0]);
+            hasher.update(input.xxh3.as_bytes());
+            hasher.update(&[0]);
+        }
+        format!("{FILES_SEGMENT_PREFIX}{:032x}", hasher.digest128())
+    }
+}
+
+/// The files source bound to one input directory and one dataset.
+pub struct FilePipeline {
+    decoder: Decoder,
+    input: PathBuf,
+    config: FileSourceConfig,
+    sink: ParquetSink,
+    ledger: FileLedger,
+    tracker: DeltaTracker,
+    /// (path, size, mtime) of files this process already handled, so a watching run does not
+    /// re-read and re-hash the whole directory on every pass.
+    seen: HashSet<(PathBuf, u64, Option<SystemTime>)>,
+    orphans_removed: usize,
+}
+
+impl FilePipeline {
+    /// Opens the dataset under `output`: removes uncommitted files, rebuilds metric state.
+    pub async fn open(
+        decoder: Decoder,
+        input: &Path,
+        output: &Path,
+        config: FileSourceConfig,
+    ) -> Result<FilePipeline, EngineError> {
+        if !input.is_dir() {
+            return Err(EngineError::NoInput(input.display().to_string()));
+        }
+        std::fs::create_dir_all(output).map_err(|e| EngineError::io(output, e))?;
+        let (ledger, orphans_removed) = FileLedger::open(output)?;
+        let tracker = rebuild_delta_tracker(output).await?;
+        Ok(FilePipeline {
+            decoder,
+            input: input.to_path_buf(),
+            config,
+            sink: ParquetSink::new(output),
+            ledger,
+            tracker,
+            seen: HashSet::new(),
+            orphans_removed,
+        })
+    }
+
+    /// One pass: every export not yet committed is decoded, converted and committed.
+    pub fn ingest(
+        &mut self,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<FileRunSummary, EngineError> {
+        let inputs: Vec<InputFile> = list_inputs(&self.input)?
+            .into_iter()
+            .filter(|f| !self.seen.contains(&f.key()))
+            .collect();
+        let mut summary = FileRunSummary {
+            files_found: inputs.len(),
+            orphans_removed: std::mem::take(&mut self.orphans_removed),
+            ..FileRunSummary::default()
+        };
+        progress(Progress::Started {
+            files: inputs.len(),
+            bytes: inputs.iter().map(|f| f.size).sum(),
+        });
+        let mut stats = DecodeStats::default();
+        let mut delta = DeltaStats::default();
+        let mut segment = Segment::default();
+        for file in &inputs {
+            let bytes = std::fs::read(&file.path).map_err(|e| EngineError::io(&file.path, e))?;
+            let id = InputId {
+                path: file.relative.clone(),
+                xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
+            };
+            progress(Progress::File {
+                path: &file.path,
+                bytes: bytes.len() as u64,
+            });
+            if self.ledger.contains(&id) {
+                summary.files_skipped += 1;
+                self.seen.insert(file.key());
+                continue;
+            }
+            summary.bytes_read += bytes.len() as u64;
+            summary.files_decoded += 1;
+            segment.bytes += bytes.len();
+            for export in split_exports(&bytes) {
+                let hint = PayloadHint {
+                    max_bytes: self.config.max_payload_bytes,
+                    ..PayloadHint::default()
+                };
+                match self.decoder.decode(export, hint) {
+                    Ok(decoded) => {
+                        stats.merge(&decoded.stats);
+                        for (table, batch) in decoded.batches {
+                            let batch = if table == Table::UsageMetrics {
+                                let (converted, s) = self.tracker.apply(&batch)?;
+                                delta.converted += s.converted;
+                                delta.resets += s.resets;
+                                delta.stale += s.stale;
+                                converted
+                            } else {
+                                batch
+                            };
+                            segment.tables.entry(table).or_default().push(batch);
+                        }
+                    }
+                    Err(error) => {
+                        let error = error.to_string();
+                        progress(Progress::DeadLetter {
+                            path: &file.path,
+                            error: &error,
+                        });
+                        segment.dead.push(DeadLetter::now(
+                            file.relative.clone(),
+                            error,
+                            export.to_vec(),
+                        ));
+                    }
+                }
+            }
+            segment.inputs.push(id);
+            segment.files.push(file.key());
+            if segment.bytes >= self.config.segment_bytes
+                || segment.inputs.len() >= self.config.segment_files
+            {
+                self.commit(std::mem::take(&mut segment), &mut summary)?;
+            }
+        }
+        if !segment.inputs.is_empty() {
+            self.commit(segment, &mut summary)?;
+        }
+        summary.rows_with_errors = stats.rows_with_errors;
+        summary.unpriced_models = stats.unpriced_models;
+        summary.cumulative_points_converted = delta.converted;
+        summary.cumulative_resets = delta.resets;
+        summary.stale_points_dropped = delta.stale;
+        Ok(summary)
+    }
+
+    fn commit(
+        &mut self,
+        mut segment: Segment,
+        summary: &mut FileRunSummary,
+    ) -> Result<(), EngineError> {
+        let name = segment.name();
+        if !segment.dead.is_empty() {
+            summary.dead_letters += segment.dead.len();
+            let batch = dead_letter_batch(&segment.dead)?;
+            segment
+                .tables
+                .entry(Table::DeadLetters)
+                .or_default()
+                .push(batch);
+        }
+        let written = self.sink.write_segment(&name, &segment.tables)?;
+        self.ledger.commit(&name, &segment.inputs)?;
+        self.seen.extend(segment.files);
+        summary.segments_written += 1;
+        for (table, rows) in written.rows {
+            *summary.rows.entry(table).or_default() += rows;
+        }
+        Ok(())
+    }
+}
+
+/// A file holds one export, or (as the Collector's file exporter writes) one compact OTLP/JSON
+/// export per line.
+fn split_exports(bytes: &[u8]) -> Vec<&[u8]> {
+    if Encoding::sniff(bytes) != Encoding::Json {
+        return vec![bytes];
+    }
+    let lines: Vec<&[u8]> = bytes
+        .split(|b| *b == b'\n')
+        .map(|l| l.trim_ascii())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let json_lines = lines.len() > 1
+        && lines
+            .iter()
+            .all(|l| l.first() == Some(&b'{') && l.last() == Some(&b'}'));
+    if json_lines { lines } else { vec![bytes] }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_split_but_pretty_json_does_not() {
+        let lines = b"{\"resourceLogs\":[]}\n{\"resourceLogs\":[]}\n";
+        assert_eq!(split_exports(lines).len(), 2);
+        let pretty = b"{\n  \"resourceLogs\": []\n}\n";
+        assert_eq!(split_exports(pretty).len(), 1);
+        let proto = b"\x0a\x00\n{";
+        assert_eq!(split_exports(proto).len(), 1);
+    }
+}

@@ -1,0 +1,133 @@
+//! Parquet output: one file per (table, day, segment), Hive-partitioned, written under a
+//! temporary name, fsynced and renamed, so a reader never sees half a file and a replay of the
+//! same segment replaces its files instead of adding to them.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use burnrate_otlp::Table;
+use chrono::DateTime;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::TimestampNanosecondType;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+
+use crate::EngineError;
+
+/// Partition value of rows whose time is unknown or invalid.
+pub const UNKNOWN_DATE: &str = "unknown";
+
+const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+
+#[derive(Debug, Clone)]
+pub struct ParquetSink {
+    root: PathBuf,
+    properties: WriterProperties,
+}
+
+/// What a segment flush wrote.
+#[derive(Debug, Default, Clone)]
+pub struct WrittenSegment {
+    pub files: Vec<PathBuf>,
+    pub rows: BTreeMap<&'static str, usize>,
+}
+
+impl ParquetSink {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        ParquetSink {
+            root: root.into(),
+            properties,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes every table's batches of one segment. Files are named `<segment>.parquet`, so the
+    /// same segment written twice leaves one copy.
+    pub fn write_segment(
+        &self,
+        segment: &str,
+        tables: &BTreeMap<Table, Vec<RecordBatch>>,
+    ) -> Result<WrittenSegment, EngineError> {
+        let mut written = WrittenSegment::default();
+        for (table, batches) in tables {
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if rows == 0 {
+                continue;
+            }
+            let all = concat_batches(&table.schema(), batches)?;
+            for (date, part) in split_by_day(&all, table.time_column())? {
+                let dir = self.root.join(table.name()).join(format!("date={date}"));
+                let path = dir.join(format!("{segment}.parquet"));
+                self.write_file(&dir, &path, &part)?;
+                written.files.push(path);
+            }
+            *written.rows.entry(table.name()).or_default() += rows;
+        }
+        Ok(written)
+    }
+
+    fn write_file(&self, dir: &Path, path: &Path, batch: &RecordBatch) -> Result<(), EngineError> {
+        let io = |e: std::io::Error| EngineError::io(path, e);
+        fs::create_dir_all(dir).map_err(io)?;
+        let tmp = path.with_extension("parquet.tmp");
+        let file = File::create(&tmp).map_err(io)?;
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(self.properties.clone()))?;
+        writer.write(batch)?;
+        let file = writer.into_inner()?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(io)?;
+        sync_dir(dir)
+    }
+}
+
+/// Makes a rename in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<(), EngineError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| EngineError::io(dir, e))
+}
+
+/// Rows grouped by the UTC day of `time_column`, as `YYYY-MM-DD` (or [`UNKNOWN_DATE`]).
+pub fn split_by_day(
+    batch: &RecordBatch,
+    time_column: &str,
+) -> Result<Vec<(String, RecordBatch)>, EngineError> {
+    let times = batch
+        .column_by_name(time_column)
+        .ok_or_else(|| EngineError::Schema(format!("no column {time_column}")))?
+        .as_primitive_opt::<TimestampNanosecondType>()
+        .ok_or_else(|| EngineError::Schema(format!("{time_column} is not a timestamp")))?;
+    let mut days: BTreeMap<Option<i64>, Vec<u32>> = BTreeMap::new();
+    for i in 0..batch.num_rows() {
+        let day = times
+            .is_valid(i)
+            .then(|| times.value(i).div_euclid(NANOS_PER_DAY));
+        days.entry(day).or_default().push(i as u32);
+    }
+    if days.len() == 1 {
+        let day = *days.keys().next().unwrap_or(&None);
+        return Ok(vec![(day_name(day), batch.clone())]);
+    }
+    days.into_iter()
+        .map(|(day, rows)| {
+            let part = take_record_batch(batch, &UInt32Array::from(rows))?;
+            Ok((day_name(day), part))
+        })
+        .collect()
+}
+
+fn day_name(day: Option<i64>) -> String {
+    day.and_then(|d| DateTime::from_timestamp(d * 86_400, 0))
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| UNKNOWN_DATE.to_string())
+}

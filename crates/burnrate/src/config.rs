@@ -1,0 +1,58 @@
+//! The one typed configuration: a TOML file, each key overridable by an environment variable
+//! or a command-line flag (flag > environment > file > default).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burnrate_engine::FileSourceConfig;
+use burnrate_otlp::MappingConfig;
+use burnrate_pricing::PriceTable;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the Parquet dataset lives (written by `run`, read by `query`).
+    pub data_dir: PathBuf,
+    /// A TOML or JSON price file laid over the embedded table.
+    pub prices: Option<PathBuf>,
+    /// Which attributes, events and spans feed the canonical tables.
+    pub mapping: MappingConfig,
+    /// Segmenting and limits of the files source.
+    pub files: FileSourceConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./burnrate-data"),
+            prices: None,
+            mapping: MappingConfig::default(),
+            files: FileSourceConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The file at `path`, or the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            // toml's message names the key; its multi-line snippet is left out.
+            anyhow::anyhow!("config file {}: {}", path.display(), e.message())
+        })
+    }
+
+    pub fn price_table(&self) -> anyhow::Result<PriceTable> {
+        let Some(path) = &self.prices else {
+            return Ok(PriceTable::embedded());
+        };
+        let table = PriceTable::embedded_with_file(path)?;
+        burnrate_pricing::check_aliases(&table, &path.display().to_string())?;
+        Ok(table)
+    }
+}
