@@ -1,1 +1,557 @@
+//! The `burnrate` binary end to end: OTLP files → `run --source files --drain` → Parquet →
+//! `burnrate query`, on the real Claude Code captures in `shared/otlp-samples/` and on
+//! deliberately broken input.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use prost::Message;
+use serde_json::Value;
+
+fn samples() -> PathBuf {
+    std::env::var_os("BURNRATE_SAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/otlp-samples")
+        })
+}
+
+fn burnrate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_burnrate"))
+        .args(args)
+        .env_remove("BURNRATE_CONFIG")
+        .env_remove("BURNRATE_DATA_DIR")
+        .output()
+        .expect("burnrate runs")
+}
+
+fn run_files(input: &Path, data: &Path) -> Output {
+    burnrate(&[
+        "run",
+        "--source",
+        "files",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        data.to_str().unwrap(),
+        "--drain",
+    ])
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Rows of a query as JSON objects.
+fn query(data: &Path, sql: &str) -> Vec<serde_json::Map<String, Value>> {
+    let out = burnrate(&[
+        "query",
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "json",
+        sql,
+    ]);
+    assert!(
+        out.status.success(),
+        "query {sql:?} failed: {}",
+        stderr(&out)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .clone()
+        })
+        .collect()
+}
+
+fn one(data: &Path, sql: &str) -> serde_json::Map<String, Value> {
+    let rows = query(data, sql);
+    assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+    rows.into_iter().next().unwrap()
+}
+
+fn num(row: &serde_json::Map<String, Value>, key: &str) -> f64 {
+    row.get(key)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{key} in {row:?}"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+/// Totals of every sample run, from shared/otlp-samples/README.md.
+const TOTAL_COST: f64 = 0.29192 + 0.15498105 + 0.215259 + 0.13198695;
+const TOTAL_INPUT: f64 = (27570 + 21820 + 13658 + 17035) as f64;
+const TOTAL_OUTPUT: f64 = (4336 + 2544 + 2917 + 2378) as f64;
+const TOTAL_CACHE_READ: f64 = (75840 + 9791 + 13538 + 18719) as f64;
+const TOTAL_CACHE_CREATION: f64 = (1240 + 12913 + 10764 + 10559) as f64;
+
+const TOTALS_SQL: &str = "SELECT count(*) FILTER (WHERE success) AS requests,
+        count(*) FILTER (WHERE NOT success) AS errors,
+        sum(cost_usd) AS cost, sum(cost_usd_reported) AS reported,
+        sum(input_tokens) AS input, sum(output_tokens) AS output,
+        sum(cache_read_tokens) AS cache_read, sum(cache_creation_tokens) AS cache_creation,
+        count(DISTINCT session_id) AS sessions
+    FROM api_requests";
+
+fn assert_sample_totals(data: &Path, copies: f64) {
+    let t = one(data, TOTALS_SQL);
+    assert_eq!(num(&t, "requests"), 16.0 * copies, "{t:?}");
+    assert_eq!(num(&t, "errors"), copies, "{t:?}");
+    assert!(close(num(&t, "cost"), TOTAL_COST * copies), "{t:?}");
+    assert!(close(num(&t, "reported"), TOTAL_COST * copies), "{t:?}");
+    assert_eq!(num(&t, "input"), TOTAL_INPUT * copies);
+    assert_eq!(num(&t, "output"), TOTAL_OUTPUT * copies);
+    assert_eq!(num(&t, "cache_read"), TOTAL_CACHE_READ * copies);
+    assert_eq!(num(&t, "cache_creation"), TOTAL_CACHE_CREATION * copies);
+    assert_eq!(num(&t, "sessions"), 5.0);
+}
+
+#[test]
+fn samples_end_to_end_match_the_readme_totals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = run_files(&samples(), &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_sample_totals(&data, 1.0);
+
+    // Per session: cost, tokens and latency of each run.
+    let rows = query(
+        &data,
+        "SELECT team, project, min(model) AS model, sum(cost_usd) AS cost,
+                sum(input_tokens) AS input, max(duration_ms) AS max_ms,
+                median(duration_ms) AS p50
+         FROM api_requests WHERE success GROUP BY team, project ORDER BY project",
+    );
+    let got: Vec<(String, String, f64, f64, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["project"].as_str().unwrap().to_string(),
+                r["model"].as_str().unwrap().to_string(),
+                num(r, "cost"),
+                num(r, "input"),
+                num(r, "max_ms"),
+            )
+        })
+        .collect();
+    let want = [
+        ("android-app", "claude-opus-4-8", 0.215259, 13658.0, 1429.0),
+        ("auth-service", "claude-opus-4-8", 0.29192, 27570.0, 1247.0),
+        ("ci-tools", "claude-sonnet-4-5", 0.13198695, 17035.0, 1351.0),
+        ("ios-app", "claude-sonnet-4-5", 0.15498105, 21820.0, 1009.0),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((g.0.as_str(), g.1.as_str()), (w.0, w.1));
+        assert!(close(g.2, w.2), "{g:?}");
+        assert_eq!((g.3, g.4), (w.3, w.4), "{g:?}");
+    }
+
+    // The metrics tell the same story once cumulative series are converted to deltas.
+    let m = one(
+        &data,
+        "SELECT sum(value) FILTER (WHERE metric = 'claude_code.cost.usage') AS cost,
+                sum(value) FILTER (WHERE metric = 'claude_code.token.usage' AND type = 'input') AS input,
+                sum(value) FILTER (WHERE metric = 'claude_code.session.count') AS sessions
+         FROM usage_metrics",
+    );
+    assert!(close(num(&m, "cost"), TOTAL_COST), "{m:?}");
+    assert_eq!(num(&m, "input"), TOTAL_INPUT);
+    assert_eq!(num(&m, "sessions"), 5.0);
+
+    let tools = one(
+        &data,
+        "SELECT count(*) AS n, count(*) FILTER (WHERE success) AS ok FROM tool_calls",
+    );
+    assert_eq!((num(&tools, "n"), num(&tools, "ok")), (12.0, 12.0));
+
+    // Hive partitions: one day of data, the `date` column is queryable.
+    let days = query(&data, "SELECT DISTINCT date FROM api_requests");
+    assert_eq!(days.len(), 1);
+    assert!(
+        data.join("api_requests")
+            .join(format!("date={}", days[0]["date"].as_str().unwrap()))
+            .is_dir()
+    );
+
+    // Every output format answers.
+    for format in ["table", "csv", "json"] {
+        let out = burnrate(&[
+            "query",
+            "--data",
+            data.to_str().unwrap(),
+            "--format",
+            format,
+            "SELECT count(*) AS n FROM spans",
+        ]);
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("58"),
+            "{format}"
+        );
+    }
+}
+
+#[test]
+fn rerun_is_idempotent_and_a_grown_directory_adds_only_new_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let data = tmp.path().join("data");
+    copy_dir(&samples().join("r01"), &input.join("r01"));
+    assert!(run_files(&input, &data).status.success());
+    let first = one(
+        &data,
+        "SELECT count(*) AS n, sum(cost_usd) AS cost FROM api_requests",
+    );
+    assert_eq!(num(&first, "n"), 4.0);
+
+    let again = run_files(&input, &data);
+    assert!(again.status.success());
+    assert!(
+        stderr(&again).contains("8 already ingested"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        one(&data, "SELECT count(*) AS n FROM api_requests")["n"],
+        first["n"]
+    );
+
+    for run in ["r03", "r04", "r12", "r31"] {
+        copy_dir(&samples().join(run), &input.join(run));
+    }
+    assert!(run_files(&input, &data).status.success());
+    assert_sample_totals(&data, 1.0);
+}
+
+#[test]
+fn a_run_killed_between_writing_and_committing_is_replayed_without_duplicates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    assert!(run_files(&samples(), &data).status.success());
+
+    // The crash: Parquet files are on disk, the ledger line that commits them is not.
+    let ledger = data.join("_burnrate/files-ledger.jsonl");
+    std::fs::write(&ledger, "").unwrap();
+    // ... and a half-written temporary file lies next to them.
+    let partition = std::fs::read_dir(data.join("spans"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(partition.join("files-0123.parquet.tmp"), b"PAR1 half").unwrap();
+
+    let out = run_files(&samples(), &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("removed"), "{}", stderr(&out));
+    assert_sample_totals(&data, 1.0);
+    let spans = one(&data, "SELECT count(*) AS n FROM spans");
+    assert_eq!(num(&spans, "n"), 58.0);
+}
+
+#[test]
+fn cumulative_metric_state_survives_a_restart() {
+    // r04 reports cumulative sums; split its exports over two processes.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(samples().join("r04"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let (first, second) = files.split_at(3);
+    for f in first {
+        std::fs::copy(f, input.join(f.file_name().unwrap())).unwrap();
+    }
+    assert!(run_files(&input, &data).status.success());
+    for f in second {
+        std::fs::copy(f, input.join(f.file_name().unwrap())).unwrap();
+    }
+    assert!(run_files(&input, &data).status.success());
+    let m = one(
+        &data,
+        "SELECT sum(value) FILTER (WHERE metric = 'claude_code.cost.usage') AS cost,
+                sum(value) FILTER (WHERE metric = 'claude_code.token.usage' AND type = 'cacheRead') AS cache_read,
+                min(value) AS min_delta
+         FROM usage_metrics",
+    );
+    assert!(close(num(&m, "cost"), 0.215259), "{m:?}");
+    assert_eq!(num(&m, "cache_read"), 13538.0);
+    assert!(num(&m, "min_delta") >= 0.0, "no negative deltas: {m:?}");
+}
+
+/// A Claude Code api_request event as OTLP/JSON with the given extra attributes and times.
+fn api_request_json(time_nanos: &str, extra: &str) -> String {
+    format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"claude-code"}}}},{{"key":"team","value":{{"stringValue":"qa"}}}}]}},
+        "scopeLogs":[{{"scope":{{"name":"com.anthropic.claude_code.events"}},"logRecords":[{{
+          "timeUnixNano":"{time_nanos}","body":{{"stringValue":"claude_code.api_request"}},
+          "attributes":[
+            {{"key":"event.name","value":{{"stringValue":"api_request"}}}},
+            {{"key":"session.id","value":{{"stringValue":"bad-session"}}}},
+            {{"key":"model","value":{{"stringValue":"claude-haiku-4-5"}}}},
+            {{"key":"duration_ms","value":{{"intValue":"10"}}}},
+            {{"key":"cache_read_tokens","value":{{"intValue":"0"}}}},
+            {{"key":"cache_creation_tokens","value":{{"intValue":"0"}}}}
+            {extra}
+          ]}}]}}]}}]}}"#
+    )
+}
+
+#[test]
+fn broken_input_becomes_dead_letters_or_counted_row_errors_and_the_rest_lands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let data = tmp.path().join("data");
+    copy_dir(&samples().join("r01"), &input.join("good"));
+    let bad = input.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+
+    let logs = std::fs::read(samples().join("r01/0000-logs.pb")).unwrap();
+    std::fs::write(bad.join("truncated.pb"), &logs[..logs.len() / 2]).unwrap();
+    let mut noise = vec![0u8; 4096];
+    let mut x: u32 = 0x9e37_79b9;
+    for b in &mut noise {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    std::fs::write(bad.join("random.pb"), &noise).unwrap();
+    std::fs::write(bad.join("wrong-types.json"), r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":{"not":"a number"}}]}]}]}"#).unwrap();
+    std::fs::write(
+        bad.join("year-3000.json"),
+        api_request_json("32503680000000000000", ""),
+    )
+    .unwrap();
+    std::fs::write(
+        bad.join("truncated.json.gz"),
+        [0x1f, 0x8b, 0x08, 0x00, 0x00],
+    )
+    .unwrap();
+
+    // Decodable exports whose values are wrong: counted per row, not fatal.
+    let nan = r#",{"key":"input_tokens","value":{"stringValue":"NaN"}},{"key":"output_tokens","value":{"intValue":"12"}}"#;
+    std::fs::write(
+        bad.join("nan-tokens.json"),
+        api_request_json("1795536575568000000", nan),
+    )
+    .unwrap();
+    let negative = r#",{"key":"input_tokens","value":{"intValue":"100"}},{"key":"output_tokens","value":{"intValue":"-5"}}"#;
+    std::fs::write(
+        bad.join("negative-tokens.json"),
+        api_request_json("1795536575568000000", negative),
+    )
+    .unwrap();
+    let fine = r#",{"key":"input_tokens","value":{"intValue":"100"}},{"key":"output_tokens","value":{"intValue":"5"}}"#;
+    std::fs::write(bad.join("time-zero.json"), api_request_json("0", fine)).unwrap();
+    let far = r#",{"key":"input_tokens","value":{"intValue":"100"}},{"key":"output_tokens","value":{"intValue":"5"}},{"key":"event.timestamp","value":{"stringValue":"3000-01-01T00:00:00Z"}}"#;
+    std::fs::write(
+        bad.join("time-2500.json"),
+        api_request_json("16725225600000000000", far),
+    )
+    .unwrap();
+
+    // A 50 MB export: r01's log records repeated. It is large, not broken, and must decode.
+    let mut big = burnrate_otlp::proto::collector::logs::v1::ExportLogsServiceRequest::decode(
+        logs.as_slice(),
+    )
+    .unwrap();
+    let records = big.resource_logs[0].scope_logs[0].log_records.clone();
+    let one_copy: usize = records
+        .iter()
+        .map(|r| prost::length_delimiter_len(r.encoded_len()) + 1 + r.encoded_len())
+        .sum();
+    let copies = (50 << 20) / one_copy + 1;
+    for _ in 1..copies {
+        big.resource_logs[0].scope_logs[0]
+            .log_records
+            .extend(records.iter().cloned());
+    }
+    let big_bytes = big.encode_to_vec();
+    assert!(big_bytes.len() >= 50 << 20);
+    std::fs::write(bad.join("big.pb"), &big_bytes).unwrap();
+
+    let out = run_files(&input, &data);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "dead letters exit with 3: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+
+    let dead = query(
+        &data,
+        "SELECT origin, error, size FROM dead_letters ORDER BY origin",
+    );
+    let reasons: Vec<(String, String)> = dead
+        .iter()
+        .map(|r| {
+            (
+                r["origin"].as_str().unwrap().to_string(),
+                r["error"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = reasons.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "bad/random.pb",
+            "bad/truncated.json.gz",
+            "bad/truncated.pb",
+            "bad/wrong-types.json",
+            "bad/year-3000.json"
+        ],
+        "{reasons:?}"
+    );
+    for (origin, error) in &reasons {
+        assert!(
+            !error.is_empty() && !error.contains('\n'),
+            "{origin}: {error}"
+        );
+    }
+    assert!(reasons[1].1.contains("gzip"), "{reasons:?}");
+    assert!(reasons[2].1.contains("protobuf"), "{reasons:?}");
+    assert!(reasons[4].1.contains("JSON"), "{reasons:?}");
+    let kept = one(
+        &data,
+        "SELECT size, payload FROM dead_letters WHERE origin = 'bad/random.pb'",
+    );
+    let hex: String = noise.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(num(&kept, "size"), 4096.0);
+    assert_eq!(
+        kept["payload"].as_str(),
+        Some(hex.as_str()),
+        "raw bytes are kept"
+    );
+
+    let errors = query(
+        &data,
+        "SELECT parse_error, input_tokens, output_tokens, cost_usd, time FROM api_requests WHERE session_id = 'bad-session' ORDER BY parse_error",
+    );
+    let messages: Vec<&str> = errors
+        .iter()
+        .map(|r| r["parse_error"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("input_tokens") && m.contains("NaN")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("output_tokens") && m.contains("negative")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("time") && m.contains("no timestamp")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("time") && m.contains("outside")),
+        "{messages:?}"
+    );
+    assert!(errors.iter().all(|r| {
+        r.get("cost_usd")
+            .is_none_or(|c| c.is_null() || c.as_f64().is_some())
+    }));
+    let unknown_day = one(
+        &data,
+        "SELECT count(*) AS n FROM api_requests WHERE date = 'unknown'",
+    );
+    assert_eq!(num(&unknown_day, "n"), 2.0);
+
+    // The good run and the large export are complete.
+    let calls_per_copy = records
+        .iter()
+        .filter(|r| format!("{:?}", r.body).contains("claude_code.api_request"))
+        .count();
+    assert!(calls_per_copy > 0);
+    let good = one(
+        &data,
+        "SELECT count(*) AS n FROM api_requests WHERE session_id <> 'bad-session'",
+    );
+    assert_eq!(num(&good, "n"), (4 + copies * calls_per_copy) as f64);
+}
+
+#[test]
+fn bad_arguments_and_sql_get_one_line_and_a_non_zero_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    assert!(run_files(&samples().join("r01"), &data).status.success());
+    let d = data.to_str().unwrap();
+    for (args, code) in [
+        (vec!["query", "--data", d, "SELEC 1"], 1),
+        (
+            vec!["query", "--data", d, "SELECT nope FROM api_requests"],
+            1,
+        ),
+        (vec!["query", "--data", d, "DROP TABLE spans"], 1),
+        (
+            vec!["query", "--data", "/nonexistent/burnrate", "SELECT 1"],
+            1,
+        ),
+        (vec!["query", "--data", d, "--format", "xml", "SELECT 1"], 2),
+        (
+            vec![
+                "run",
+                "--input",
+                "/nonexistent/otlp",
+                "--output",
+                d,
+                "--drain",
+            ],
+            1,
+        ),
+        (vec!["run", "--bogus"], 2),
+        (vec!["run", "--input", d, "--poll-interval", "soon"], 2),
+        (vec!["launch"], 2),
+    ] {
+        let out = burnrate(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, got {err:?}"
+        );
+        assert!(err.starts_with("burnrate: error: "), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let help = burnrate(&["run", "--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));
+}
