@@ -114,8 +114,7 @@ impl Decoder {
         let mut stats = DecodeStats::default();
         // tool_decision events by tool_use_id, so a tool_result of the same export gets its
         // decision; rejected tools have no result and become rows of their own.
-        let mut decisions: HashMap<&str, (Option<Cow<'_, str>>, Option<Cow<'_, str>>)> =
-            HashMap::new();
+        let mut decisions: HashMap<&str, ToolOutcome<'_>> = HashMap::new();
         let mut pending_rejections: Vec<ToolCall<'_>> = Vec::new();
         let mut results: Vec<ToolCall<'_>> = Vec::new();
 
@@ -157,7 +156,12 @@ impl Decoder {
                         let source = text(&scope, &names.decision_source);
                         let rejected = decision.as_deref().is_some_and(is_rejection);
                         if let Some(id) = scope.str(&names.tool_use_id) {
-                            decisions.insert(id, (decision.clone(), source.clone()));
+                            let outcome = ToolOutcome {
+                                success: None,
+                                decision: decision.clone(),
+                                decision_source: source.clone(),
+                            };
+                            decisions.insert(id, outcome);
                         }
                         if rejected && cfg.call_source == CallSource::Events {
                             let mut row = self.tool_row(&scope, record, time, errors);
@@ -170,11 +174,9 @@ impl Decoder {
             }
         }
         for mut row in results {
-            if let Some((decision, source)) =
-                row.tool_use_id.as_deref().and_then(|id| decisions.get(id))
-            {
-                row.decision = decision.clone();
-                row.decision_source = source.clone();
+            if let Some(outcome) = row.tool_use_id.as_deref().and_then(|id| decisions.get(id)) {
+                row.decision = outcome.decision.clone();
+                row.decision_source = outcome.decision_source.clone();
             }
             stats.rows_with_errors += u64::from(row.errors.count > 0);
             tools.push(&row);
@@ -451,8 +453,7 @@ impl Decoder {
         let mut stats = DecodeStats::default();
 
         // Children of Claude Code tool spans carry their success and decision.
-        let mut tool_children: HashMap<&[u8], (Option<bool>, Option<Cow<'_, str>>)> =
-            HashMap::new();
+        let mut tool_children: HashMap<&[u8], ToolOutcome<'_>> = HashMap::new();
         if cfg.call_source == CallSource::Spans {
             for span in all_spans(request) {
                 let attrs = Scope {
@@ -463,11 +464,12 @@ impl Decoder {
                     .entry(span.parent_span_id.as_slice())
                     .or_default();
                 if spans_cfg.tool_execution.contains(&span.name) {
-                    entry.0 = attrs
+                    entry.success = attrs
                         .get(&names.success)
                         .and_then(|(_, v)| attributes::boolean(v).ok());
                 } else if spans_cfg.tool_blocked_on_user.contains(&span.name) {
-                    entry.1 = text(&attrs, &names.decision);
+                    entry.decision = text(&attrs, &names.decision);
+                    entry.decision_source = text(&attrs, &names.decision_source);
                 }
             }
         }
@@ -524,7 +526,7 @@ impl Decoder {
                         }
                     } else if spans_cfg.tool.contains(&span.name) {
                         if by_spans {
-                            let (success, decision) = tool_children
+                            let outcome = tool_children
                                 .get(span.span_id.as_slice())
                                 .cloned()
                                 .unwrap_or_default();
@@ -536,8 +538,9 @@ impl Decoder {
                                 errors,
                                 "claude_code.span",
                             );
-                            row.success = success.or(row.success);
-                            row.decision = decision;
+                            row.success = outcome.success.or(row.success);
+                            row.decision = outcome.decision;
+                            row.decision_source = outcome.decision_source;
                             stats.rows_with_errors += u64::from(row.errors.count > 0);
                             tools.push(&row);
                         }
@@ -668,6 +671,15 @@ impl Decoder {
             ..ToolCall::default()
         }
     }
+}
+
+/// What is known of a tool call besides its own record: the permission decision (from a
+/// `tool_decision` event or a `blocked_on_user` span) and, for spans, the execution's success.
+#[derive(Debug, Default, Clone)]
+struct ToolOutcome<'a> {
+    success: Option<bool>,
+    decision: Option<Cow<'a, str>>,
+    decision_source: Option<Cow<'a, str>>,
 }
 
 fn is_rejection(decision: &str) -> bool {

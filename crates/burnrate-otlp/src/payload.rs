@@ -261,10 +261,11 @@ enum Wire<'a> {
     Len(&'a [u8]),
 }
 
+/// One top-level field of a message, or why the bytes are not one.
+type FieldResult<'a> = Result<(u64, Wire<'a>), String>;
+
 /// Length-delimited field `number` of a field stream, as a filter.
-fn len_field(
-    number: u64,
-) -> impl Fn(Result<(u64, Wire<'_>), String>) -> Option<Result<&[u8], String>> {
+fn len_field(number: u64) -> impl Fn(FieldResult<'_>) -> Option<Result<&[u8], String>> {
     move |field| match field {
         Ok((n, Wire::Len(bytes))) if n == number => Some(Ok(bytes)),
         Ok(_) => None,
@@ -273,7 +274,7 @@ fn len_field(
 }
 
 /// Iterates the top-level fields of a protobuf message; stops after the first error.
-fn fields(bytes: &[u8]) -> impl Iterator<Item = Result<(u64, Wire<'_>), String>> {
+fn fields(bytes: &[u8]) -> impl Iterator<Item = FieldResult<'_>> {
     let mut rest = bytes;
     let mut failed = false;
     std::iter::from_fn(move || {
