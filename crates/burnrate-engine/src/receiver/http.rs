@@ -1,0 +1,203 @@
+//! OTLP/HTTP: `POST /v1/logs`, `/v1/metrics`, `/v1/traces` with `application/x-protobuf` or
+//! `application/json` bodies, optionally `Content-Encoding: gzip`.
+//!
+//! Answers per the OTLP specification: 200 with an export response (a partial-success warning
+//! when rows kept unparsable values), 400 with a `google.rpc.Status` for bodies that are not
+//! exports, 413 for bodies over the limit, 415 for other content types or encodings, 503 (with
+//! `Retry-After`) when the writer is saturated or shutting down.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use burnrate_otlp::{Encoding, Signal};
+use prost::Message;
+
+use super::{Intake, Outcome};
+use crate::EngineError;
+
+/// `google.rpc.Status`, the body OTLP/HTTP failures carry.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// gRPC codes used in failure bodies.
+const INVALID_ARGUMENT: i32 = 3;
+const RESOURCE_EXHAUSTED: i32 = 8;
+const UNAVAILABLE: i32 = 14;
+
+pub(super) async fn serve(
+    listener: tokio::net::TcpListener,
+    intake: Arc<Intake>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), EngineError> {
+    let limit = intake.max_body_bytes;
+    let app = Router::new()
+        .route("/v1/logs", post(|s, h, b| export(s, h, b, Signal::Logs)))
+        .route(
+            "/v1/metrics",
+            post(|s, h, b| export(s, h, b, Signal::Metrics)),
+        )
+        .route(
+            "/v1/traces",
+            post(|s, h, b| export(s, h, b, Signal::Traces)),
+        )
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(intake);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+        .map_err(|e| EngineError::Config(format!("OTLP/HTTP server: {e}")))
+}
+
+fn content_encoding_ok(headers: &HeaderMap) -> bool {
+    match headers.get(header::CONTENT_ENCODING) {
+        None => true,
+        // The decoder recognises gzip by its magic bytes, so a gzip body needs nothing more.
+        Some(value) => matches!(
+            value
+                .to_str()
+                .map(|v| v.trim().to_ascii_lowercase())
+                .as_deref(),
+            Ok("gzip" | "identity")
+        ),
+    }
+}
+
+fn request_encoding(headers: &HeaderMap) -> Option<Encoding> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let media = content_type.split(';').next()?.trim().to_ascii_lowercase();
+    match media.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Some(Encoding::Proto),
+        "application/json" => Some(Encoding::Json),
+        _ => None,
+    }
+}
+
+async fn export(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    body: Bytes,
+    signal: Signal,
+) -> Response {
+    let Some(encoding) = request_encoding(&headers) else {
+        intake.health.request("unsupported_media_type");
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "use Content-Type application/x-protobuf or application/json\n",
+        )
+            .into_response();
+    };
+    if !content_encoding_ok(&headers) {
+        intake.health.request("unsupported_media_type");
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Encoding must be gzip or identity\n",
+        )
+            .into_response();
+    }
+    match intake.submit(signal, Some(encoding), body.to_vec()).await {
+        Outcome::Accepted { rows_with_errors } => success(signal, encoding, rows_with_errors),
+        Outcome::Rejected { message, too_large } => {
+            let (status, code) = if too_large {
+                (StatusCode::PAYLOAD_TOO_LARGE, RESOURCE_EXHAUSTED)
+            } else {
+                (StatusCode::BAD_REQUEST, INVALID_ARGUMENT)
+            };
+            failure(status, code, message, encoding)
+        }
+        Outcome::Unavailable(message) => {
+            let mut response = failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                UNAVAILABLE,
+                message,
+                encoding,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+/// The export response: empty, or a partial-success warning naming rows with unparsable values
+/// (nothing was rejected, so the rejected count stays 0).
+fn success(signal: Signal, encoding: Encoding, rows_with_errors: u64) -> Response {
+    use burnrate_otlp::proto::collector::{logs, metrics, trace};
+    let warning = (rows_with_errors > 0).then(|| {
+        format!("{rows_with_errors} rows kept unparsable values; see their parse_error column")
+    });
+    match encoding {
+        Encoding::Proto => {
+            let body = match signal {
+                Signal::Logs => logs::v1::ExportLogsServiceResponse {
+                    partial_success: warning.map(|error_message| {
+                        logs::v1::ExportLogsPartialSuccess {
+                            rejected_log_records: 0,
+                            error_message,
+                        }
+                    }),
+                }
+                .encode_to_vec(),
+                Signal::Metrics => metrics::v1::ExportMetricsServiceResponse {
+                    partial_success: warning.map(|error_message| {
+                        metrics::v1::ExportMetricsPartialSuccess {
+                            rejected_data_points: 0,
+                            error_message,
+                        }
+                    }),
+                }
+                .encode_to_vec(),
+                Signal::Traces => trace::v1::ExportTraceServiceResponse {
+                    partial_success: warning.map(|error_message| {
+                        trace::v1::ExportTracePartialSuccess {
+                            rejected_spans: 0,
+                            error_message,
+                        }
+                    }),
+                }
+                .encode_to_vec(),
+            };
+            ([(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
+        }
+        Encoding::Json => {
+            let body = match warning {
+                None => serde_json::json!({}),
+                Some(message) => {
+                    serde_json::json!({ "partialSuccess": { "errorMessage": message } })
+                }
+            };
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn failure(status: StatusCode, code: i32, message: String, encoding: Encoding) -> Response {
+    match encoding {
+        Encoding::Proto => (
+            status,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            RpcStatus { code, message }.encode_to_vec(),
+        )
+            .into_response(),
+        Encoding::Json => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "code": code, "message": message }).to_string(),
+        )
+            .into_response(),
+    }
+}

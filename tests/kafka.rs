@@ -1,0 +1,258 @@
+//! The Kafka source end to end against a real broker (Tansu): the real Claude Code samples
+//! produced with every compression codec, consumed by `burnrate run --source kafka --drain`,
+//! and checked through `burnrate query`; then killed with SIGKILL mid-stream and restarted.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::broker::Broker;
+use support::*;
+
+const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
+
+fn run_kafka(
+    broker: &Broker,
+    group: &str,
+    data: &Path,
+    config: Option<&Path>,
+) -> std::process::Output {
+    let health = free_port().to_string();
+    let health = format!("127.0.0.1:{health}");
+    let mut args = vec![
+        "run",
+        "--source",
+        "kafka",
+        "--brokers",
+        &broker.address,
+        "--group",
+        group,
+        "--output",
+        data.to_str().unwrap(),
+        "--health-listen",
+        &health,
+        "--drain",
+    ];
+    if let Some(config) = config {
+        args.extend(["--config", config.to_str().unwrap()]);
+    }
+    burnrate(&args)
+}
+
+#[test]
+fn samples_through_a_real_broker_match_the_readme_totals() {
+    let broker = Broker::start();
+    broker.create_topics(&TOPICS, 3);
+    let exports = sample_exports();
+    let produced = broker.produce_samples(&exports, 3);
+    // One message that is not OTLP at all: a dead letter, with its place in the log.
+    broker.produce_raw("otlp_logs", b"not an OTLP export");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = run_kafka(&broker, "burnrate-e2e", &data, None);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "dead letters exit 3: {}",
+        stderr(&out)
+    );
+    let log = stderr(&out);
+    assert!(log.contains(&format!("{} messages", produced + 1)), "{log}");
+    assert_sample_totals(&data, 3.0);
+    assert_metric_cost(&data, 3.0);
+    assert_eq!(
+        num(&one(&data, "SELECT count(*) AS n FROM spans"), "n"),
+        58.0 * 3.0
+    );
+    let dead = one(
+        &data,
+        "SELECT topic, partition, \"offset\", error, size FROM dead_letters",
+    );
+    assert_eq!(dead["topic"], "otlp_logs");
+    assert!(
+        dead["partition"].as_i64().is_some() && dead["offset"].as_i64().is_some(),
+        "{dead:?}"
+    );
+    assert!(
+        dead["error"].as_str().unwrap().contains("protobuf"),
+        "{dead:?}"
+    );
+
+    // The same group again: everything is committed, nothing is added.
+    let again = run_kafka(&broker, "burnrate-e2e", &data, None);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("0 messages"), "{}", stderr(&again));
+    assert_sample_totals(&data, 3.0);
+
+    // A new group over the same dataset replays every partition from the start: the files it
+    // finds are uncommitted for this group, are removed, and are written again once.
+    let replay = run_kafka(&broker, "burnrate-replay", &data, None);
+    assert_eq!(replay.status.code(), Some(3), "{}", stderr(&replay));
+    assert!(stderr(&replay).contains("removed"), "{}", stderr(&replay));
+    assert_sample_totals(&data, 3.0);
+    assert_metric_cost(&data, 3.0);
+}
+
+/// `(topic, partition, first, last)` of every "segment written" line of a run's log.
+fn written_segments(line: &str) -> Option<(String, i64, i64, i64)> {
+    if !line.contains("segment written") {
+        return None;
+    }
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(&format!("{name}=")))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    Some((
+        field("topic")?,
+        field("partition")?.parse().ok()?,
+        field("first")?.parse().ok()?,
+        field("last")?.parse().ok()?,
+    ))
+}
+
+/// A deterministic xorshift, so a failing kill schedule can be reproduced.
+struct Schedule(u64);
+
+impl Schedule {
+    fn next_ms(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+#[test]
+fn sigkill_at_random_points_loses_nothing_and_doubles_nothing() {
+    let broker = Broker::start();
+    broker.create_topics(&TOPICS, 3);
+    let exports = sample_exports();
+    let copies = 60;
+    let produced = broker.produce_samples(&exports, copies);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Small segments and a short session, so kills land between writes and commits and a
+    // restarted consumer is given the partitions of the killed one quickly.
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(
+        &config,
+        r#"
+[kafka]
+flush_interval_ms = 50
+flush_bytes = 32768
+[kafka.client]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+"#,
+    )
+    .unwrap();
+    let health = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "run",
+        "--source",
+        "kafka",
+        "--brokers",
+        &broker.address,
+        "--group",
+        "burnrate-crash",
+        "--output",
+        data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--health-listen",
+        &health,
+        "--drain",
+    ];
+    let mut schedule = Schedule(0x5eed_cafe);
+    let mut written = 0i64;
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "the crash test did not finish");
+        let mut child = spawn_burnrate(&args, &[("BURNRATE_LOG", "info")]);
+        let (lines, log) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut segments_seen = 0;
+        let mut kill_after = None;
+        let mut killed = false;
+        let mut finished = None;
+        let mut text = String::new();
+        while finished.is_none() {
+            if let Ok(line) = log.recv_timeout(Duration::from_millis(10)) {
+                if let Some((_, _, first, last)) = written_segments(&line) {
+                    written += last - first + 1;
+                    segments_seen += 1;
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            // Kill somewhere after the run has started writing: between 0 and 300 ms after
+            // its first few segments, while earlier kills leave work for later runs.
+            if kills < 5 && segments_seen >= 3 && kill_after.is_none() {
+                kill_after = Some(Instant::now() + Duration::from_millis(schedule.next_ms(300)));
+            }
+            if !killed && kill_after.is_some_and(|at| Instant::now() >= at) {
+                signal(&child, "KILL");
+                killed = true;
+                kills += 1;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                finished = Some(status);
+            }
+        }
+        reader.join().unwrap();
+        for line in log.try_iter() {
+            if let Some((_, _, first, last)) = written_segments(&line) {
+                written += last - first + 1;
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let status = finished.unwrap();
+        if status.success() {
+            assert!(text.contains("messages"), "{text}");
+            break;
+        }
+        assert!(
+            killed,
+            "burnrate failed without being killed: {status:?}\n{text}"
+        );
+    }
+    assert!(
+        kills >= 5,
+        "only {kills} kills landed before the stream was consumed"
+    );
+    let replayed = written - produced as i64;
+    eprintln!(
+        "{kills} SIGKILLs; {produced} messages produced, {written} written to Parquet, {replayed} replayed"
+    );
+    assert!(
+        replayed >= 0,
+        "fewer messages written than produced: {written} < {produced}"
+    );
+
+    assert_sample_totals(&data, copies as f64);
+    assert_metric_cost(&data, copies as f64);
+    assert_eq!(
+        num(&one(&data, "SELECT count(*) AS n FROM spans"), "n"),
+        58.0 * copies as f64
+    );
+    let leftovers: Vec<String> = walk(&data)
+        .into_iter()
+        .filter(|p| p.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

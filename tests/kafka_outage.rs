@@ -1,0 +1,76 @@
+//! Broker outages, injected with librdkafka's mock cluster: the pipeline starts while the only
+//! broker is down, reports itself unready instead of failing, and once the broker is back it
+//! consumes, writes and commits everything, losing nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use burnrate_engine::{KafkaPipeline, KafkaSourceConfig, KafkaTopic, PipelineHealth, open_dataset};
+use burnrate_otlp::{Decoder, MappingConfig};
+use burnrate_pricing::PriceTable;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use rdkafka::mocking::MockCluster;
+use support::broker::produce_samples;
+use support::sample_exports;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_is_waited_out_and_nothing_is_lost() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    for topic in ["otlp_logs", "otlp_metrics", "otlp_spans"] {
+        cluster.create_topic(topic, 2, 1).unwrap();
+    }
+    let copies = 2;
+    let produced = produce_samples(&bootstrap, &sample_exports(), copies);
+
+    cluster.broker_down(1).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let health = PipelineHealth::new();
+    let config = KafkaSourceConfig {
+        brokers: bootstrap.clone(),
+        group_id: "outage".into(),
+        topics: ["otlp_logs", "otlp_metrics", "otlp_spans"]
+            .iter()
+            .map(|t| KafkaTopic::named(t))
+            .collect(),
+        flush_interval_ms: 100,
+        ..KafkaSourceConfig::default()
+    };
+    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
+    let mut pipeline = KafkaPipeline::open(decoder, &data, config, health.clone()).unwrap();
+    let run = tokio::spawn(async move { pipeline.run(true, std::future::pending()).await });
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !run.is_finished(),
+        "the pipeline waits for the broker instead of giving up"
+    );
+    assert!(!health.is_ready(), "and says it is not ready meanwhile");
+
+    cluster.broker_up(1).unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the pipeline resumes once the broker is back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.messages, produced as u64);
+    assert_eq!(summary.dead_letters, 0);
+    assert!(health.render().contains("burnrate_source_errors_total"));
+
+    let ctx = open_dataset(&data).await.unwrap();
+    let totals = ctx
+        .sql("SELECT count(*) FILTER (WHERE success) AS calls, sum(cost_usd) AS cost FROM api_requests")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let calls = totals[0].column(0).as_primitive::<Int64Type>().value(0);
+    let cost = totals[0].column(1).as_primitive::<Float64Type>().value(0);
+    assert_eq!(calls, 16 * copies as i64);
+    let expected = (0.29192 + 0.15498105 + 0.215259 + 0.13198695) * copies as f64;
+    assert!((cost - expected).abs() < 1e-9, "{cost} vs {expected}");
+}

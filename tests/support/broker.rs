@@ -1,0 +1,145 @@
+//! A real Kafka-protocol broker for tests: Tansu, in memory, on a free loopback port.
+//!
+//! `scripts/test.sh` installs it and names it in `BURNRATE_TANSU`; a test that needs a broker
+//! and finds none fails, rather than passing without one.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use super::{SampleExport, free_port, wait_for_port};
+
+pub struct Broker {
+    child: Child,
+    pub address: String,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let tansu = std::env::var("BURNRATE_TANSU").expect(
+            "BURNRATE_TANSU names the tansu broker binary; run the tests through scripts/test.sh",
+        );
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {tansu}: {e}"));
+        wait_for_port(port, "tansu");
+        Broker {
+            child,
+            address: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    pub fn create_topics(&self, names: &[&str], partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .create()
+            .unwrap();
+        let topics: Vec<NewTopic> = names
+            .iter()
+            .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let results = runtime
+            .block_on(admin.create_topics(&topics, &AdminOptions::new()))
+            .unwrap();
+        for result in results {
+            result.unwrap_or_else(|(topic, e)| panic!("creating {topic}: {e}"));
+        }
+    }
+
+    pub fn produce_samples(&self, exports: &[SampleExport], copies: usize) -> usize {
+        produce_samples(&self.address, exports, copies)
+    }
+}
+
+fn producer(bootstrap: &str, compression: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("compression.type", compression)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+/// Produces `copies` copies of the samples to the brokers at `bootstrap`: each copy of a run
+/// keyed by run and copy, so a run's exports stay in one partition and in order (as the
+/// Collector's exporter does when partitioning by resource), spread over the four compression
+/// codecs. Returns how many messages were produced.
+pub fn produce_samples(bootstrap: &str, exports: &[SampleExport], copies: usize) -> usize {
+    let producers: Vec<BaseProducer> = ["gzip", "snappy", "lz4", "zstd"]
+        .iter()
+        .map(|codec| producer(bootstrap, codec))
+        .collect();
+    let mut produced = 0;
+    for copy in 0..copies {
+        for (i, export) in exports.iter().enumerate() {
+            let key = format!("{}-{copy}", export.run);
+            let producer = &producers[(copy + i) % producers.len()];
+            let mut record = BaseRecord::to(export.topic())
+                .key(&key)
+                .payload(&export.bytes);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, back)) => {
+                        // Queue full: let deliveries drain, then retry.
+                        assert!(
+                            matches!(
+                                e,
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                                )
+                            ),
+                            "{e}"
+                        );
+                        producer.poll(Duration::from_millis(50));
+                        record = back;
+                    }
+                }
+            }
+            produced += 1;
+        }
+    }
+    for producer in &producers {
+        producer.flush(Duration::from_secs(60)).unwrap();
+    }
+    produced
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Broker {
+    pub fn produce_raw(&self, topic: &str, payload: &[u8]) {
+        let producer = producer(&self.address, "none");
+        producer
+            .send(BaseRecord::<(), [u8]>::to(topic).payload(payload))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+}

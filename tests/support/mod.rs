@@ -1,0 +1,259 @@
+//! What the end-to-end tests share: the samples and their expected totals, running the
+//! binary, querying its output, and the real services they start (a Kafka-protocol broker).
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod broker;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn samples() -> PathBuf {
+    std::env::var_os("BURNRATE_SAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/otlp-samples")
+        })
+}
+
+pub fn burnrate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_burnrate"))
+        .args(args)
+        .env_remove("BURNRATE_CONFIG")
+        .env_remove("BURNRATE_DATA_DIR")
+        .output()
+        .expect("burnrate runs")
+}
+
+pub fn run_files(input: &Path, data: &Path) -> Output {
+    burnrate(&[
+        "run",
+        "--source",
+        "files",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        data.to_str().unwrap(),
+        "--drain",
+    ])
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Rows of a query as JSON objects.
+pub fn query(data: &Path, sql: &str) -> Vec<serde_json::Map<String, Value>> {
+    let out = burnrate(&[
+        "query",
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "json",
+        sql,
+    ]);
+    assert!(
+        out.status.success(),
+        "query {sql:?} failed: {}",
+        stderr(&out)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .clone()
+        })
+        .collect()
+}
+
+pub fn one(data: &Path, sql: &str) -> serde_json::Map<String, Value> {
+    let rows = query(data, sql);
+    assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+    rows.into_iter().next().unwrap()
+}
+
+pub fn num(row: &serde_json::Map<String, Value>, key: &str) -> f64 {
+    row.get(key)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{key} in {row:?}"))
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+pub fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+/// Totals of every sample run, from shared/otlp-samples/README.md.
+pub const TOTAL_COST: f64 = 0.29192 + 0.15498105 + 0.215259 + 0.13198695;
+pub const TOTAL_INPUT: f64 = (27570 + 21820 + 13658 + 17035) as f64;
+pub const TOTAL_OUTPUT: f64 = (4336 + 2544 + 2917 + 2378) as f64;
+pub const TOTAL_CACHE_READ: f64 = (75840 + 9791 + 13538 + 18719) as f64;
+pub const TOTAL_CACHE_CREATION: f64 = (1240 + 12913 + 10764 + 10559) as f64;
+
+pub const TOTALS_SQL: &str = "SELECT count(*) FILTER (WHERE success) AS requests,
+        count(*) FILTER (WHERE NOT success) AS errors,
+        sum(cost_usd) AS cost, sum(cost_usd_reported) AS reported,
+        sum(input_tokens) AS input, sum(output_tokens) AS output,
+        sum(cache_read_tokens) AS cache_read, sum(cache_creation_tokens) AS cache_creation,
+        count(DISTINCT session_id) AS sessions
+    FROM api_requests";
+
+pub fn assert_sample_totals(data: &Path, copies: f64) {
+    let t = one(data, TOTALS_SQL);
+    assert_eq!(num(&t, "requests"), 16.0 * copies, "{t:?}");
+    assert_eq!(num(&t, "errors"), copies, "{t:?}");
+    assert!(close(num(&t, "cost"), TOTAL_COST * copies), "{t:?}");
+    assert!(close(num(&t, "reported"), TOTAL_COST * copies), "{t:?}");
+    assert_eq!(num(&t, "input"), TOTAL_INPUT * copies);
+    assert_eq!(num(&t, "output"), TOTAL_OUTPUT * copies);
+    assert_eq!(num(&t, "cache_read"), TOTAL_CACHE_READ * copies);
+    assert_eq!(num(&t, "cache_creation"), TOTAL_CACHE_CREATION * copies);
+    assert_eq!(num(&t, "sessions"), 5.0);
+}
+
+/// Cost reported by the `claude_code.cost.usage` metric of the runs with delta temporality
+/// (r01, r03; r31 has none) and of those with cumulative temporality (r04, r12).
+pub const DELTA_RUNS_COST: f64 = 0.29192 + 0.15498105;
+pub const CUMULATIVE_RUNS_COST: f64 = 0.215259 + 0.13198695;
+
+/// One sample export: its run folder, file name, signal (from the name, as the samples'
+/// README allows for tests) and bytes.
+#[derive(Debug, Clone)]
+pub struct SampleExport {
+    pub run: String,
+    pub name: String,
+    pub signal: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+impl SampleExport {
+    /// The topic the Collector's kafka exporter writes this signal to.
+    pub fn topic(&self) -> &'static str {
+        match self.signal {
+            "logs" => "otlp_logs",
+            "metrics" => "otlp_metrics",
+            _ => "otlp_spans",
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.name.ends_with(".json")
+    }
+}
+
+/// Every sample export, run by run, in the order Claude Code sent them.
+pub fn sample_exports() -> Vec<SampleExport> {
+    let mut exports = Vec::new();
+    for run in ["r01", "r03", "r04", "r12", "r31"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(samples().join(run))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for path in files {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let signal = ["logs", "metrics", "traces"]
+                .into_iter()
+                .find(|s| name.contains(s))
+                .unwrap_or_else(|| panic!("no signal in {name}"));
+            exports.push(SampleExport {
+                run: run.to_string(),
+                name,
+                signal,
+                bytes: std::fs::read(&path).unwrap(),
+            });
+        }
+    }
+    exports
+}
+
+/// `usage_metrics` agrees with the events: every copy of a delta run adds its cost, while
+/// copies of a cumulative series repeat the same points and add nothing more.
+pub fn assert_metric_cost(data: &Path, copies: f64) {
+    let m = one(
+        data,
+        "SELECT sum(value) AS cost, min(value) AS min_delta FROM usage_metrics
+         WHERE metric = 'claude_code.cost.usage'",
+    );
+    let expected = DELTA_RUNS_COST * copies + CUMULATIVE_RUNS_COST;
+    assert!(close(num(&m, "cost"), expected), "{m:?} vs {expected}");
+    assert!(num(&m, "min_delta") >= 0.0, "{m:?}");
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not listen on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The binary as a child process, for tests that signal or kill it.
+pub fn spawn_burnrate(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_burnrate"));
+    command
+        .args(args)
+        .env_remove("BURNRATE_CONFIG")
+        .env_remove("BURNRATE_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().expect("burnrate starts")
+}
+
+/// Sends `signal` (`TERM`, `KILL`, ...) to a child.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Every file below `dir`, as strings.
+pub fn walk(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else {
+                files.push(entry.path().to_string_lossy().into_owned());
+            }
+        }
+    }
+    files
+}
