@@ -132,20 +132,21 @@ fn sigkill_at_random_points_loses_nothing_and_doubles_nothing() {
     let broker = Broker::start();
     broker.create_topics(&TOPICS, 3);
     let exports = sample_exports();
-    let copies = 60;
+    let copies = 150;
     let produced = broker.produce_samples(&exports, copies);
 
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    // Small segments and a short session, so kills land between writes and commits and a
-    // restarted consumer is given the partitions of the killed one quickly.
+    // Flushes of about a megabyte cover several partitions, so a kill after one partition's
+    // segment lands before the flush commits; a short session lets a restarted consumer be
+    // given the partitions of the killed one quickly.
     let config = tmp.path().join("burnrate.toml");
     std::fs::write(
         &config,
         r#"
 [kafka]
-flush_interval_ms = 50
-flush_bytes = 32768
+flush_interval_ms = 1000
+flush_bytes = 1048576
 [kafka.client]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
@@ -188,9 +189,8 @@ flush_bytes = 32768
         let mut segments_seen = 0;
         let mut kill_after = None;
         let mut killed = false;
-        let mut finished = None;
         let mut text = String::new();
-        while finished.is_none() {
+        loop {
             if let Ok(line) = log.recv_timeout(Duration::from_millis(10)) {
                 if let Some((_, _, first, last)) = written_segments(&line) {
                     written += last - first + 1;
@@ -199,20 +199,21 @@ flush_bytes = 32768
                 text.push_str(&line);
                 text.push('\n');
             }
-            // Kill somewhere after the run has started writing: between 0 and 300 ms after
-            // its first few segments, while earlier kills leave work for later runs.
-            if kills < 5 && segments_seen >= 3 && kill_after.is_none() {
-                kill_after = Some(Instant::now() + Duration::from_millis(schedule.next_ms(300)));
+            // Kill right after the k-th segment of this run is written: usually inside a
+            // flush, with files on disk whose offsets are not committed yet.
+            if kills < 5 && kill_after.is_none() {
+                kill_after = Some(1 + schedule.next_ms(9) as usize);
             }
-            if !killed && kill_after.is_some_and(|at| Instant::now() >= at) {
+            if !killed && kill_after.is_some_and(|k| segments_seen >= k) {
                 signal(&child, "KILL");
                 killed = true;
                 kills += 1;
             }
-            if let Some(status) = child.try_wait().unwrap() {
-                finished = Some(status);
+            if child.try_wait().unwrap().is_some() {
+                break;
             }
         }
+        let status = child.wait().unwrap();
         reader.join().unwrap();
         for line in log.try_iter() {
             if let Some((_, _, first, last)) = written_segments(&line) {
@@ -221,7 +222,6 @@ flush_bytes = 32768
             text.push_str(&line);
             text.push('\n');
         }
-        let status = finished.unwrap();
         if status.success() {
             assert!(text.contains("messages"), "{text}");
             break;

@@ -272,9 +272,12 @@ fn http_and_grpc_requests_land_with_the_sample_totals() {
         404
     );
 
+    let exports = sample_exports().len();
     let (_, metrics) = receiver.get_health("/metrics");
     assert!(
-        metrics.contains("burnrate_receiver_requests_total{status=\"accepted\"} 37"),
+        metrics.contains(&format!(
+            "burnrate_receiver_requests_total{{status=\"accepted\"}} {exports}"
+        )),
         "{metrics}"
     );
     assert!(
@@ -288,21 +291,43 @@ fn http_and_grpc_requests_land_with_the_sample_totals() {
         status.success(),
         "SIGTERM exits 0 after flushing: {status:?} {log}"
     );
-    assert!(log.contains("37 requests"), "{log}");
+    // Every export, the undecodable one and the one that inflates too far reached the writer.
+    assert!(
+        log.contains(&format!("{} requests (2 rejected)", exports + 2)),
+        "{log}"
+    );
     assert_sample_totals(&data, 1.0);
     assert_metric_cost(&data, 1.0);
     assert_eq!(
         num(&one(&data, "SELECT count(*) AS n FROM spans"), "n"),
         58.0
     );
-    let dead = one(&data, "SELECT origin, error FROM dead_letters");
+    // The two bodies answered 400 and 413 after decoding are kept, bytes and reason.
+    let dead = query(
+        &data,
+        "SELECT origin, error FROM dead_letters ORDER BY error",
+    );
+    assert_eq!(dead.len(), 2, "{dead:?}");
     assert!(
-        dead["origin"]
-            .as_str()
-            .unwrap()
-            .starts_with("receiver/logs/"),
+        dead[0]["error"].as_str().unwrap().contains("protobuf"),
         "{dead:?}"
     );
+    assert!(
+        dead[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("over the 1048576-byte limit"),
+        "{dead:?}"
+    );
+    for letter in &dead {
+        assert!(
+            letter["origin"]
+                .as_str()
+                .unwrap()
+                .starts_with("receiver/logs/"),
+            "{dead:?}"
+        );
+    }
     assert!(
         walk(&data.join("_burnrate/receiver")).is_empty(),
         "logs are gone after a clean stop"

@@ -46,7 +46,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  burnrate run                                     # receive OTLP on 127.0.0.1:4318 and :4317\n  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 claude   # ... and point Claude Code at it\n  burnrate run --source kafka --brokers kafka:9092 --group burnrate\n  burnrate run --source kafka --brokers 127.0.0.1:9092 --group backfill --drain\n  burnrate run --source files --input ../shared/otlp-samples --output ./burnrate-data --drain\n\nSIGTERM or SIGINT stops taking data, flushes and commits, and exits 0 within the grace period.\nExit codes: 0 done, 1 error, 2 bad arguments, 3 done but some inputs became dead letters\n(see the dead_letters table)."
     )]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run SQL over the Parquet dataset.
     #[command(
         after_help = "Tables: api_requests, tool_calls, usage_metrics, log_records, metric_points, spans,\ndead_letters (each with a `date` partition column).\n\nExamples:\n  burnrate query \"SELECT model, count(*) AS calls, sum(cost_usd) AS usd FROM api_requests GROUP BY model\"\n  burnrate query --format csv \"SELECT * FROM tool_calls\" > tools.csv"
@@ -196,6 +196,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -216,7 +217,7 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Run(args) => run(&mut config, args).await,
+        Command::Run(args) => run(&mut config, *args).await,
         Command::Query(args) => query(&config, args).await,
         Command::Prices { prices } => {
             if prices.is_some() {
