@@ -256,3 +256,115 @@ flush_bytes = 1048576
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+/// `burnrate run --source kafka` without `--drain`, its health endpoint, and its log.
+struct Consumer {
+    child: std::process::Child,
+    health: u16,
+}
+
+impl Consumer {
+    fn start(broker: &Broker, group: &str, data: &Path, config: &Path) -> Consumer {
+        let health = free_port();
+        let listen = format!("127.0.0.1:{health}");
+        let child = spawn_burnrate(
+            &[
+                "run",
+                "--source",
+                "kafka",
+                "--brokers",
+                &broker.address,
+                "--group",
+                group,
+                "--output",
+                data.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--health-listen",
+                &listen,
+            ],
+            &[],
+        );
+        wait_for_port(health, "burnrate health");
+        Consumer { child, health }
+    }
+
+    /// `burnrate_messages_total` as the process reports it.
+    fn messages(&self) -> u64 {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.health)) else {
+            return 0;
+        };
+        use std::io::{Read, Write};
+        let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text.lines()
+            .find_map(|l| l.strip_prefix("burnrate_messages_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn stop(self) -> std::process::Output {
+        signal(&self.child, "TERM");
+        self.child.wait_with_output().unwrap()
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_members_share_the_topics_and_sigterm_commits_before_exiting() {
+    let broker = Broker::start();
+    broker.create_topics(&TOPICS, 3);
+    let exports = sample_exports();
+    let copies = 40;
+    let mut produced = broker.produce_samples(&exports, copies / 2) as u64;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(
+        &config,
+        "[kafka]\nflush_interval_ms = 500\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n",
+    )
+    .unwrap();
+    // The first member starts alone and takes every partition; the second joins while the
+    // first is consuming, so the first gives partitions up in a rebalance, flushing and
+    // committing them before the second is handed them.
+    let first = Consumer::start(&broker, "burnrate-pair", &data, &config);
+    wait_until("the first member consumes", || first.messages() > 0);
+    let second = Consumer::start(&broker, "burnrate-pair", &data, &config);
+    // The second half arrives while both are members: each consumes its share.
+    std::thread::sleep(Duration::from_secs(2));
+    produced += broker.produce_samples(&exports, copies / 2) as u64;
+    wait_until("the pair consumes every message", || {
+        first.messages() + second.messages() >= produced
+    });
+    assert!(
+        second.messages() > 0,
+        "the second member was given partitions"
+    );
+    // Both stay up with data buffered: SIGTERM flushes, commits, exits 0.
+    let (a, b) = (first.stop(), second.stop());
+    for out in [&a, &b] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_sample_totals(&data, copies as f64);
+    assert_metric_cost(&data, copies as f64);
+
+    // Everything was committed: the group has nothing left, and a drained run adds nothing.
+    let again = run_kafka(&broker, "burnrate-pair", &data, None);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("0 messages"), "{}", stderr(&again));
+    assert_sample_totals(&data, copies as f64);
+}

@@ -284,6 +284,10 @@ fn http_and_grpc_requests_land_with_the_sample_totals() {
         metrics.contains("burnrate_receiver_requests_total{status=\"rejected\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("burnrate_receiver_requests_total{status=\"too_large\"} 2"),
+        "{metrics}"
+    );
     assert!(metrics.contains("burnrate_ready 1"), "{metrics}");
 
     let (status, log) = receiver.stop();

@@ -270,6 +270,15 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 impl ClientContext for SinkContext {
     fn stats(&self, statistics: Statistics) {
+        // An idle consumer gets no message to prove the broker is back; its connection does.
+        // (librdkafka's internal and logical brokers are always "UP"; only real ones count.)
+        let connected = statistics
+            .brokers
+            .values()
+            .any(|b| b.state == "UP" && matches!(b.source.as_str(), "learned" | "configured"));
+        if connected && !self.health.is_ready() {
+            self.health.set_ready();
+        }
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
                 // librdkafka reports -1 for partitions it does not consume, and an internal

@@ -9,12 +9,13 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use burnrate_otlp::{Encoding, Signal};
+use futures::StreamExt;
 use prost::Message;
 
 use super::{Intake, Outcome};
@@ -39,7 +40,6 @@ pub(super) async fn serve(
     intake: Arc<Intake>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), EngineError> {
-    let limit = intake.max_body_bytes;
     let app = Router::new()
         .route("/v1/logs", post(|s, h, b| export(s, h, b, Signal::Logs)))
         .route(
@@ -50,7 +50,8 @@ pub(super) async fn serve(
             "/v1/traces",
             post(|s, h, b| export(s, h, b, Signal::Traces)),
         )
-        .layer(DefaultBodyLimit::max(limit))
+        // Bodies are read by `read_body`, which answers 413 itself without dropping the connection.
+        .layer(DefaultBodyLimit::disable())
         .with_state(intake);
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
@@ -82,10 +83,40 @@ fn request_encoding(headers: &HeaderMap) -> Option<Encoding> {
     }
 }
 
+/// A body over the limit is still read, up to this many times the limit, and thrown away: a
+/// client that is cut off mid-upload sees a broken connection and retries, where a 413 tells it
+/// that this export will never fit.
+const DISCARD_FACTOR: usize = 4;
+
+enum BodyError {
+    TooLarge(usize),
+    Broken(String),
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
+        seen += chunk.len();
+        if seen > limit.saturating_mul(DISCARD_FACTOR) {
+            return Err(BodyError::TooLarge(seen));
+        }
+        if seen <= limit {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(BodyError::TooLarge(seen));
+    }
+    Ok(bytes)
+}
+
 async fn export(
     State(intake): State<Arc<Intake>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
     signal: Signal,
 ) -> Response {
     let Some(encoding) = request_encoding(&headers) else {
@@ -104,7 +135,27 @@ async fn export(
         )
             .into_response();
     }
-    match intake.submit(signal, Some(encoding), body.to_vec()).await {
+    let body = match read_body(body, intake.max_body_bytes).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge(size)) => {
+            intake.health.request("too_large");
+            let message = format!(
+                "request body of at least {size} bytes is over the {}-byte limit",
+                intake.max_body_bytes
+            );
+            return failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RESOURCE_EXHAUSTED,
+                message,
+                encoding,
+            );
+        }
+        Err(BodyError::Broken(message)) => {
+            intake.health.request("broken_body");
+            return failure(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, message, encoding);
+        }
+    };
+    match intake.submit(signal, Some(encoding), body).await {
         Outcome::Accepted { rows_with_errors } => success(signal, encoding, rows_with_errors),
         Outcome::Rejected { message, too_large } => {
             let (status, code) = if too_large {
