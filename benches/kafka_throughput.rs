@@ -91,7 +91,7 @@ fn burnrate(broker: &Broker, group: &str, messages: usize) -> Round {
     assert_eq!(summary.messages as usize, messages);
     Round {
         seconds: took.as_secs_f64(),
-        rows: summary.rows.values().sum(),
+        rows: summary.written.rows.values().sum(),
     }
 }
 

@@ -14,15 +14,15 @@ use support::*;
 
 const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
 
-fn run_kafka(
+/// `burnrate run --source kafka` arguments, with a free port for the health endpoints.
+fn kafka_args(
     broker: &Broker,
     group: &str,
     data: &Path,
     config: Option<&Path>,
-) -> std::process::Output {
-    let health = free_port().to_string();
-    let health = format!("127.0.0.1:{health}");
-    let mut args = vec![
+) -> (Vec<String>, u16) {
+    let health = free_port();
+    let mut args: Vec<String> = [
         "run",
         "--source",
         "kafka",
@@ -33,13 +33,25 @@ fn run_kafka(
         "--output",
         data.to_str().unwrap(),
         "--health-listen",
-        &health,
-        "--drain",
-    ];
+        &format!("127.0.0.1:{health}"),
+    ]
+    .map(String::from)
+    .into();
     if let Some(config) = config {
-        args.extend(["--config", config.to_str().unwrap()]);
+        args.extend(["--config".into(), config.to_str().unwrap().into()]);
     }
-    burnrate(&args)
+    (args, health)
+}
+
+fn run_kafka(
+    broker: &Broker,
+    group: &str,
+    data: &Path,
+    config: Option<&Path>,
+) -> std::process::Output {
+    let (mut args, _) = kafka_args(broker, group, data, config);
+    args.push("--drain".into());
+    burnrate(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]
@@ -153,23 +165,9 @@ flush_bytes = 1048576
 "#,
     )
     .unwrap();
-    let health = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "run",
-        "--source",
-        "kafka",
-        "--brokers",
-        &broker.address,
-        "--group",
-        "burnrate-crash",
-        "--output",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--health-listen",
-        &health,
-        "--drain",
-    ];
+    let (mut args, _) = kafka_args(&broker, "burnrate-crash", &data, Some(&config));
+    args.push("--drain".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut schedule = Schedule(0x5eed_cafe);
     let mut written = 0i64;
     let mut kills = 0;
@@ -265,26 +263,8 @@ struct Consumer {
 
 impl Consumer {
     fn start(broker: &Broker, group: &str, data: &Path, config: &Path) -> Consumer {
-        let health = free_port();
-        let listen = format!("127.0.0.1:{health}");
-        let child = spawn_burnrate(
-            &[
-                "run",
-                "--source",
-                "kafka",
-                "--brokers",
-                &broker.address,
-                "--group",
-                group,
-                "--output",
-                data.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-                "--health-listen",
-                &listen,
-            ],
-            &[],
-        );
+        let (args, health) = kafka_args(broker, group, data, Some(config));
+        let child = spawn_burnrate(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
         wait_for_port(health, "burnrate health");
         Consumer { child, health }
     }

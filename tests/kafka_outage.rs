@@ -1,6 +1,6 @@
-//! Broker outages, injected with librdkafka's mock cluster: the pipeline starts while the only
-//! broker is down, reports itself unready instead of failing, and once the broker is back it
-//! consumes, writes and commits everything, losing nothing.
+//! Faults injected with librdkafka's mock cluster: the only broker down when the pipeline
+//! starts, offset commits failing, a slow broker. The pipeline reports itself unready instead of
+//! failing, retries, and in the end has written and committed everything, losing nothing.
 
 mod support;
 
@@ -12,6 +12,7 @@ use burnrate_pricing::PriceTable;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use support::broker::produce_samples;
 use support::sample_exports;
 
@@ -29,18 +30,7 @@ async fn a_broker_outage_is_waited_out_and_nothing_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let health = PipelineHealth::new();
-    let config = KafkaSourceConfig {
-        brokers: bootstrap.clone(),
-        group_id: "outage".into(),
-        topics: ["otlp_logs", "otlp_metrics", "otlp_spans"]
-            .iter()
-            .map(|t| KafkaTopic::named(t))
-            .collect(),
-        flush_interval_ms: 100,
-        ..KafkaSourceConfig::default()
-    };
-    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
-    let mut pipeline = KafkaPipeline::open(decoder, &data, config, health.clone()).unwrap();
+    let mut pipeline = pipeline(&bootstrap, "outage", &data, &health);
     let run = tokio::spawn(async move { pipeline.run(true, std::future::pending()).await });
 
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -57,7 +47,7 @@ async fn a_broker_outage_is_waited_out_and_nothing_is_lost() {
         .unwrap()
         .unwrap();
     assert_eq!(summary.messages, produced as u64);
-    assert_eq!(summary.dead_letters, 0);
+    assert_eq!(summary.written.dead_letters, 0);
     assert!(health.render().contains("burnrate_source_errors_total"));
 
     let ctx = open_dataset(&data).await.unwrap();
@@ -73,4 +63,67 @@ async fn a_broker_outage_is_waited_out_and_nothing_is_lost() {
     assert_eq!(calls, 16 * copies as i64);
     let expected = (0.29192 + 0.15498105 + 0.215259 + 0.13198695) * copies as f64;
     assert!((cost - expected).abs() < 1e-9, "{cost} vs {expected}");
+}
+
+fn metric(health: &PipelineHealth, name: &str) -> f64 {
+    let text = health.render();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+fn pipeline(
+    bootstrap: &str,
+    group: &str,
+    data: &std::path::Path,
+    health: &std::sync::Arc<PipelineHealth>,
+) -> KafkaPipeline {
+    let config = KafkaSourceConfig {
+        brokers: bootstrap.to_string(),
+        group_id: group.into(),
+        topics: ["otlp_logs", "otlp_metrics", "otlp_spans"]
+            .iter()
+            .map(|t| KafkaTopic::named(t))
+            .collect(),
+        flush_interval_ms: 100,
+        ..KafkaSourceConfig::default()
+    };
+    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
+    KafkaPipeline::open(decoder, data, config, health.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_commits_and_a_slow_broker_are_retried_until_committed() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    for topic in ["otlp_logs", "otlp_metrics", "otlp_spans"] {
+        cluster.create_topic(topic, 2, 1).unwrap();
+    }
+    let produced = produce_samples(&bootstrap, &sample_exports(), 2);
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(50))
+        .unwrap();
+    // The first three commits fail with an error librdkafka does not retry by itself.
+    cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE; 3],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let health = PipelineHealth::new();
+    let summary = pipeline(&bootstrap, "flaky", &data, &health)
+        .run(true, std::future::pending())
+        .await
+        .expect("commits are retried with later flushes until they succeed");
+    assert_eq!(summary.messages, produced as u64);
+    assert_eq!(metric(&health, "burnrate_commit_failures_total"), 3.0);
+    assert!(metric(&health, "burnrate_commit_seconds_count") >= 1.0);
+
+    // What was committed in the end is everything: the group has nothing left to read.
+    let again = pipeline(&bootstrap, "flaky", &data, &PipelineHealth::new())
+        .run(true, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(again.messages, 0);
 }

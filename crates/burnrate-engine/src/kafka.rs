@@ -38,7 +38,7 @@ use crate::dead_letters::DeadLetter;
 use crate::delta_state::rebuild_delta_tracker;
 use crate::health::PipelineHealth;
 use crate::parquet_sink::{ParquetSink, remove_segments};
-use crate::table_buffer::TableBuffer;
+use crate::table_buffer::{FlushTotals, TableBuffer};
 
 pub const KAFKA_SEGMENT_PREFIX: &str = "kafka-";
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -120,13 +120,9 @@ impl Default for KafkaSourceConfig {
 pub struct KafkaRunSummary {
     pub messages: u64,
     pub bytes: u64,
-    pub dead_letters: u64,
-    pub segments_written: u64,
     /// Uncommitted files of an earlier, interrupted run that were removed before replaying.
     pub orphans_removed: u64,
-    pub rows: BTreeMap<&'static str, usize>,
-    pub rows_with_errors: u64,
-    pub unpriced_models: BTreeMap<String, u64>,
+    pub written: FlushTotals,
 }
 
 struct PartitionSegment {
@@ -175,25 +171,9 @@ impl Shared {
             };
             let (topic, partition) = &key;
             let name = segment_name(topic, *partition, segment.first, segment.last);
-            let started = Instant::now();
-            let buffer = segment.buffer;
-            let (dead, errors) = (buffer.dead_letters(), buffer.stats.rows_with_errors);
-            for (model, calls) in &buffer.stats.unpriced_models {
-                *self
-                    .summary
-                    .unpriced_models
-                    .entry(model.clone())
-                    .or_default() += calls;
-            }
-            let written = self.sink.write_segment(&name, &buffer.into_tables()?)?;
-            self.health
-                .flushed(&written.rows, dead, errors, started.elapsed());
-            self.summary.dead_letters += dead as u64;
-            self.summary.rows_with_errors += errors;
-            for (table, rows) in written.rows {
-                *self.summary.rows.entry(table).or_default() += rows;
-            }
-            self.summary.segments_written += 1;
+            segment
+                .buffer
+                .flush(&self.sink, &name, &self.health, &mut self.summary.written)?;
             tracing::info!(topic = %topic, partition, first = segment.first, last = segment.last, "segment written");
             self.uncommitted.insert(key, segment.last + 1);
         }

@@ -30,6 +30,7 @@ pub use kafka::{KafkaPipeline, KafkaRunSummary, KafkaSourceConfig, KafkaTopic};
 pub use output::{ResultFormat, write_results};
 pub use parquet_sink::ParquetSink;
 pub use receiver::{OtlpReceiver, ReceiverConfig, ReceiverSummary};
+pub use table_buffer::FlushTotals;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -1,6 +1,7 @@
 //! Decoded batches waiting to be flushed as one segment, whatever source they came from.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use burnrate_otlp::{
     DecodeError, DecodeStats, Decoder, DeltaStats, DeltaTracker, PayloadHint, Table,
@@ -9,6 +10,19 @@ use datafusion::arrow::array::RecordBatch;
 
 use crate::EngineError;
 use crate::dead_letters::{DeadLetter, dead_letter_batch};
+use crate::health::PipelineHealth;
+use crate::parquet_sink::ParquetSink;
+
+/// What the segments a run flushed add up to, whatever source they came from.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct FlushTotals {
+    pub segments_written: u64,
+    pub dead_letters: u64,
+    pub rows: BTreeMap<&'static str, usize>,
+    pub rows_with_errors: u64,
+    /// Model calls with no price, by model: their `cost_usd` is NULL.
+    pub unpriced_models: BTreeMap<String, u64>,
+}
 
 #[derive(Debug, Default)]
 pub struct TableBuffer {
@@ -62,6 +76,31 @@ impl TableBuffer {
 
     pub fn dead_letters(&self) -> usize {
         self.dead.len()
+    }
+
+    /// Writes the buffer as segment `name` (atomically, see [`ParquetSink`]) and counts it in
+    /// `totals` and `health`.
+    pub fn flush(
+        self,
+        sink: &ParquetSink,
+        name: &str,
+        health: &PipelineHealth,
+        totals: &mut FlushTotals,
+    ) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let (dead, errors) = (self.dead_letters(), self.stats.rows_with_errors);
+        for (model, calls) in &self.stats.unpriced_models {
+            *totals.unpriced_models.entry(model.clone()).or_default() += calls;
+        }
+        let written = sink.write_segment(name, &self.into_tables()?)?;
+        health.flushed(&written.rows, dead, errors, started.elapsed());
+        totals.segments_written += 1;
+        totals.dead_letters += dead as u64;
+        totals.rows_with_errors += errors;
+        for (table, rows) in written.rows {
+            *totals.rows.entry(table).or_default() += rows;
+        }
+        Ok(())
     }
 
     /// The batches to write, dead letters included.

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use burnrate_engine::{
-    FilePipeline, FileRunSummary, KafkaPipeline, KafkaRunSummary, KafkaTopic, OtlpReceiver,
-    PipelineHealth, Progress, ReceiverSummary, ResultFormat,
+    FilePipeline, FileRunSummary, FlushTotals, KafkaPipeline, KafkaRunSummary, KafkaTopic,
+    OtlpReceiver, PipelineHealth, Progress, ReceiverSummary, ResultFormat,
 };
 use burnrate_otlp::{CallSource, ContentPolicy, Decoder};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -373,7 +373,7 @@ async fn run_kafka(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::
         .await?;
     drop(health_server);
     report_kafka(&summary, &config.data_dir);
-    Ok(exit_code(summary.dead_letters))
+    Ok(exit_code(summary.written.dead_letters))
 }
 
 fn report_kafka(summary: &KafkaRunSummary, data_dir: &std::path::Path) {
@@ -382,8 +382,8 @@ fn report_kafka(summary: &KafkaRunSummary, data_dir: &std::path::Path) {
         summary.messages,
         summary.bytes,
         data_dir.display(),
-        summary.segments_written,
-        rows_line(&summary.rows)
+        summary.written.segments_written,
+        rows_line(&summary.written.rows)
     );
     if summary.orphans_removed > 0 {
         eprintln!(
@@ -391,12 +391,7 @@ fn report_kafka(summary: &KafkaRunSummary, data_dir: &std::path::Path) {
             summary.orphans_removed
         );
     }
-    report_quality(
-        summary.rows_with_errors,
-        &summary.unpriced_models,
-        summary.dead_letters,
-        "messages",
-    );
+    report_quality(&summary.written, "messages");
 }
 
 async fn run_receiver(config: &Config, decoder: Decoder) -> anyhow::Result<ExitCode> {
@@ -430,8 +425,8 @@ fn report_receiver(summary: &ReceiverSummary, data_dir: &std::path::Path) {
         summary.rejected,
         summary.bytes,
         data_dir.display(),
-        summary.segments_written,
-        rows_line(&summary.rows)
+        summary.written.segments_written,
+        rows_line(&summary.written.rows)
     );
     if summary.logs_replayed > 0 {
         eprintln!(
@@ -439,12 +434,7 @@ fn report_receiver(summary: &ReceiverSummary, data_dir: &std::path::Path) {
             summary.logs_replayed
         );
     }
-    report_quality(
-        summary.rows_with_errors,
-        &summary.unpriced_models,
-        0,
-        "requests",
-    );
+    report_quality(&summary.written, "requests");
 }
 
 fn rows_line(rows: &std::collections::BTreeMap<&'static str, usize>) -> String {
@@ -501,26 +491,25 @@ fn report(summary: &FileRunSummary, data_dir: &std::path::Path) {
         );
     }
     report_quality(
-        summary.rows_with_errors,
-        &summary.unpriced_models,
-        summary.dead_letters as u64,
+        &FlushTotals {
+            dead_letters: summary.dead_letters as u64,
+            rows_with_errors: summary.rows_with_errors,
+            unpriced_models: summary.unpriced_models.clone(),
+            ..FlushTotals::default()
+        },
         "inputs",
     );
 }
 
 /// What a user should hear about the data itself, whatever the source.
-fn report_quality(
-    rows_with_errors: u64,
-    unpriced_models: &std::collections::BTreeMap<String, u64>,
-    dead_letters: u64,
-    inputs: &str,
-) {
+fn report_quality(written: &FlushTotals, inputs: &str) {
+    let (rows_with_errors, dead_letters) = (written.rows_with_errors, written.dead_letters);
     if rows_with_errors > 0 {
         eprintln!(
             "burnrate: {rows_with_errors} rows have unparsable values (see their parse_error column)"
         );
     }
-    for (model, calls) in unpriced_models {
+    for (model, calls) in &written.unpriced_models {
         eprintln!(
             "burnrate: no price for model {model:?} ({calls} calls have NULL cost_usd; add it with --prices)"
         );

@@ -13,7 +13,6 @@ mod grpc;
 mod http;
 mod wal;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use crate::delta_state::rebuild_delta_tracker;
 use crate::health::PipelineHealth;
 use crate::ledger::STATE_DIR;
 use crate::parquet_sink::{ParquetSink, remove_segments};
-use crate::table_buffer::TableBuffer;
+use crate::table_buffer::{FlushTotals, TableBuffer};
 use wal::{Wal, WalFrame, list_wals, read_wal, wal_path};
 
 pub const RECEIVER_SEGMENT_PREFIX: &str = "receiver-";
@@ -72,12 +71,9 @@ pub struct ReceiverSummary {
     pub requests: u64,
     pub bytes: u64,
     pub rejected: u64,
-    pub segments_written: u64,
     /// Log files of an interrupted run replayed at start.
     pub logs_replayed: u64,
-    pub rows: BTreeMap<&'static str, usize>,
-    pub rows_with_errors: u64,
-    pub unpriced_models: BTreeMap<String, u64>,
+    pub written: FlushTotals,
 }
 
 /// How the writer answered one request.
@@ -321,26 +317,12 @@ impl Writer {
         if buffer.is_empty() {
             return Ok(());
         }
-        let started = Instant::now();
-        let (dead, errors) = (buffer.dead_letters(), buffer.stats.rows_with_errors);
-        for (model, calls) in &buffer.stats.unpriced_models {
-            *self
-                .summary
-                .unpriced_models
-                .entry(model.clone())
-                .or_default() += calls;
-        }
-        let written = self
-            .sink
-            .write_segment(&segment_name(seq), &buffer.into_tables()?)?;
-        self.health
-            .flushed(&written.rows, dead, errors, started.elapsed());
-        self.summary.rows_with_errors += errors;
-        self.summary.segments_written += 1;
-        for (table, rows) in written.rows {
-            *self.summary.rows.entry(table).or_default() += rows;
-        }
-        Ok(())
+        buffer.flush(
+            &self.sink,
+            &segment_name(seq),
+            &self.health,
+            &mut self.summary.written,
+        )
     }
 
     fn run(
