@@ -12,7 +12,7 @@ use arrow::error::ArrowError;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 use crate::attributes::{RowErrors, Scope};
-use crate::columns::{AttributeMap, ContentFilter, timestamps};
+use crate::columns::{AttributeMap, ContentFilter, INITIAL_ROWS, strings, timestamps};
 use crate::config::AttributeNames;
 use crate::schema::Table;
 
@@ -61,7 +61,7 @@ struct WhoColumns {
 impl WhoColumns {
     fn new() -> Self {
         WhoColumns {
-            columns: std::array::from_fn(|_| StringBuilder::new()),
+            columns: std::array::from_fn(|_| strings()),
         }
     }
 
@@ -97,9 +97,9 @@ struct ProvenanceColumns {
 impl ProvenanceColumns {
     fn new() -> Self {
         ProvenanceColumns {
-            source: StringBuilder::new(),
-            parse_errors: UInt32Builder::new(),
-            parse_error: StringBuilder::new(),
+            source: strings(),
+            parse_errors: UInt32Builder::with_capacity(INITIAL_ROWS),
+            parse_error: strings(),
         }
     }
 
@@ -171,23 +171,23 @@ impl ApiRequests {
         ApiRequests {
             time: timestamps(),
             who: WhoColumns::new(),
-            model: StringBuilder::new(),
-            input_tokens: Int64Builder::new(),
-            output_tokens: Int64Builder::new(),
-            cache_read_tokens: Int64Builder::new(),
-            cache_creation_tokens: Int64Builder::new(),
-            cost_usd: Float64Builder::new(),
-            cost_usd_reported: Float64Builder::new(),
-            duration_ms: Float64Builder::new(),
-            success: BooleanBuilder::new(),
-            error: StringBuilder::new(),
-            status_code: Int32Builder::new(),
-            attempt: Int32Builder::new(),
-            prompt_id: StringBuilder::new(),
-            request_id: StringBuilder::new(),
-            query_source: StringBuilder::new(),
-            trace_id: StringBuilder::new(),
-            span_id: StringBuilder::new(),
+            model: strings(),
+            input_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
+            output_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
+            cache_read_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
+            cache_creation_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
+            cost_usd: Float64Builder::with_capacity(INITIAL_ROWS),
+            cost_usd_reported: Float64Builder::with_capacity(INITIAL_ROWS),
+            duration_ms: Float64Builder::with_capacity(INITIAL_ROWS),
+            success: BooleanBuilder::with_capacity(INITIAL_ROWS),
+            error: strings(),
+            status_code: Int32Builder::with_capacity(INITIAL_ROWS),
+            attempt: Int32Builder::with_capacity(INITIAL_ROWS),
+            prompt_id: strings(),
+            request_id: strings(),
+            query_source: strings(),
+            trace_id: strings(),
+            span_id: strings(),
             provenance: ProvenanceColumns::new(),
             len: 0,
         }
@@ -290,15 +290,15 @@ impl ToolCalls {
         ToolCalls {
             time: timestamps(),
             who: WhoColumns::new(),
-            prompt_id: StringBuilder::new(),
-            tool_name: StringBuilder::new(),
-            tool_use_id: StringBuilder::new(),
-            success: BooleanBuilder::new(),
-            duration_ms: Float64Builder::new(),
-            decision: StringBuilder::new(),
-            decision_source: StringBuilder::new(),
-            trace_id: StringBuilder::new(),
-            span_id: StringBuilder::new(),
+            prompt_id: strings(),
+            tool_name: strings(),
+            tool_use_id: strings(),
+            success: BooleanBuilder::with_capacity(INITIAL_ROWS),
+            duration_ms: Float64Builder::with_capacity(INITIAL_ROWS),
+            decision: strings(),
+            decision_source: strings(),
+            trace_id: strings(),
+            span_id: strings(),
             provenance: ProvenanceColumns::new(),
             len: 0,
         }
@@ -382,13 +382,13 @@ impl UsageMetrics {
             time: timestamps(),
             start_time: timestamps(),
             who: WhoColumns::new(),
-            metric: StringBuilder::new(),
-            kind: StringBuilder::new(),
-            model: StringBuilder::new(),
-            unit: StringBuilder::new(),
-            value: Float64Builder::new(),
-            temporality: StringBuilder::new(),
-            series_id: UInt64Builder::new(),
+            metric: strings(),
+            kind: strings(),
+            model: strings(),
+            unit: strings(),
+            value: Float64Builder::with_capacity(INITIAL_ROWS),
+            temporality: strings(),
+            series_id: UInt64Builder::with_capacity(INITIAL_ROWS),
             attributes: AttributeMap::new(),
             provenance: ProvenanceColumns::new(),
             len: 0,
