@@ -365,3 +365,42 @@ fn a_receiver_killed_after_answering_200_loses_nothing() {
     assert!(status.success() && !log.contains("replayed"), "{log}");
     assert_sample_totals(&data, 1.0);
 }
+
+#[test]
+fn a_receiver_whose_log_cannot_be_written_exits_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(&config, "[receiver]\nflush_interval_ms = 200\n").unwrap();
+    let mut receiver = Receiver::start(&data, &config);
+    let logs = std::fs::read(samples().join("r01/0000-logs.pb")).unwrap();
+    let (status, _) = receiver.post(
+        "/v1/logs",
+        &[("Content-Type", "application/x-protobuf")],
+        &logs,
+    );
+    assert_eq!(status, 200);
+    // The log directory vanishes and a file takes its name: the next rotation cannot happen.
+    let wal_dir = data.join("_burnrate/receiver");
+    std::fs::remove_dir_all(&wal_dir).unwrap();
+    std::fs::write(&wal_dir, b"not a directory").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = receiver.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the receiver kept running without its log"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(receiver.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("_burnrate/receiver"),
+        "the error names the log: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -219,15 +219,24 @@ impl OtlpReceiver {
             grpc = %self.config.grpc_listen,
             "OTLP receiver listening"
         );
-        stop.await;
+        tokio::pin!(writing);
+        // A writer that ends before `stop` has failed (a full disk, say): stop answering and
+        // exit with its error, so the process is restarted and its log replayed.
+        let early = tokio::select! {
+            _ = stop => None,
+            ended = &mut writing => Some(ended),
+        };
         health.set_not_ready("shutting down");
         let _ = stopping.send(true);
         // The servers hold the only senders: once both are done, the writer drains and stops.
         let http = http.await;
         let grpc = grpc.await;
-        let mut summary = writing
-            .await
-            .map_err(|e| EngineError::Config(format!("receiver writer: {e}")))??;
+        let ended = match early {
+            Some(ended) => ended,
+            None => writing.await,
+        };
+        let mut summary =
+            ended.map_err(|e| EngineError::Config(format!("receiver writer: {e}")))??;
         for served in [http, grpc] {
             served.map_err(|e| EngineError::Config(format!("receiver server: {e}")))??;
         }
