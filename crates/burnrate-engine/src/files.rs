@@ -6,8 +6,9 @@
 //! ledger remembers committed inputs, so a second run over a grown directory only adds the new
 //! files.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use burnrate_otlp::{Decoder, DeltaTracker, Encoding, PayloadHint};
@@ -16,9 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::EngineError;
 use crate::dead_letters::DeadLetter;
 use crate::delta_state::rebuild_delta_tracker;
+use crate::health::PipelineHealth;
 use crate::ledger::{FILES_SEGMENT_PREFIX, FileLedger, InputId, STATE_DIR};
 use crate::parquet_sink::ParquetSink;
-use crate::table_buffer::TableBuffer;
+use crate::table_buffer::{FlushTotals, TableBuffer};
 
 /// File endings read as OTLP exports; anything else under the input directory is skipped.
 const EXTENSIONS: [&str; 6] = [".pb", ".binpb", ".json", ".pb.gz", ".binpb.gz", ".json.gz"];
@@ -51,13 +53,10 @@ pub struct FileRunSummary {
     pub files_skipped: usize,
     pub files_decoded: usize,
     pub bytes_read: u64,
-    pub dead_letters: usize,
-    pub segments_written: usize,
+
     /// Output files of segments a crashed run wrote but never committed, removed at start.
     pub orphans_removed: usize,
-    pub rows: BTreeMap<&'static str, usize>,
-    pub rows_with_errors: u64,
-    pub unpriced_models: BTreeMap<String, u64>,
+    pub written: FlushTotals,
     pub cumulative_points_converted: u64,
     pub cumulative_resets: u64,
     pub stale_points_dropped: u64,
@@ -158,6 +157,7 @@ pub struct FilePipeline {
     /// re-read and re-hash the whole directory on every pass.
     seen: HashSet<(PathBuf, u64, Option<SystemTime>)>,
     orphans_removed: usize,
+    health: Arc<PipelineHealth>,
 }
 
 impl FilePipeline {
@@ -167,6 +167,7 @@ impl FilePipeline {
         input: &Path,
         output: &Path,
         config: FileSourceConfig,
+        health: Arc<PipelineHealth>,
     ) -> Result<FilePipeline, EngineError> {
         if !input.is_dir() {
             return Err(EngineError::NoInput(input.display().to_string()));
@@ -183,6 +184,7 @@ impl FilePipeline {
             tracker,
             seen: HashSet::new(),
             orphans_removed,
+            health,
         })
     }
 
@@ -260,21 +262,12 @@ impl FilePipeline {
     ) -> Result<(), EngineError> {
         let name = segment.name();
         let buffer = segment.buffer;
-        summary.dead_letters += buffer.dead_letters();
-        summary.rows_with_errors += buffer.stats.rows_with_errors;
-        for (model, calls) in &buffer.stats.unpriced_models {
-            *summary.unpriced_models.entry(model.clone()).or_default() += calls;
-        }
         summary.cumulative_points_converted += buffer.delta.converted;
         summary.cumulative_resets += buffer.delta.resets;
         summary.stale_points_dropped += buffer.delta.stale;
-        let written = self.sink.write_segment(&name, &buffer.into_tables()?)?;
+        buffer.flush(&self.sink, &name, &self.health, &mut summary.written)?;
         self.ledger.commit(&name, &segment.inputs)?;
         self.seen.extend(segment.files);
-        summary.segments_written += 1;
-        for (table, rows) in written.rows {
-            *summary.rows.entry(table).or_default() += rows;
-        }
         Ok(())
     }
 }

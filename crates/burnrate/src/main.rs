@@ -304,8 +304,14 @@ async fn run_files(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::
     let input = args
         .input
         .context("--input DIR is required with --source files")?;
-    let mut pipeline =
-        FilePipeline::open(decoder, &input, &config.data_dir, config.files.clone()).await?;
+    let mut pipeline = FilePipeline::open(
+        decoder,
+        &input,
+        &config.data_dir,
+        config.files.clone(),
+        PipelineHealth::new(),
+    )
+    .await?;
     let mut total = FileRunSummary::default();
     loop {
         let summary = ingest_with_progress(&mut pipeline)?;
@@ -319,7 +325,7 @@ async fn run_files(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::
             _ = shutdown_signal() => break,
         }
     }
-    Ok(exit_code(total.dead_letters as u64))
+    Ok(exit_code(total.written.dead_letters))
 }
 
 fn exit_code(dead_letters: u64) -> ExitCode {
@@ -482,7 +488,7 @@ fn report(summary: &FileRunSummary, data_dir: &std::path::Path) {
         summary.files_skipped,
         summary.bytes_read,
         data_dir.display(),
-        rows_line(&summary.rows)
+        rows_line(&summary.written.rows)
     );
     if summary.orphans_removed > 0 {
         eprintln!(
@@ -490,15 +496,7 @@ fn report(summary: &FileRunSummary, data_dir: &std::path::Path) {
             summary.orphans_removed
         );
     }
-    report_quality(
-        &FlushTotals {
-            dead_letters: summary.dead_letters as u64,
-            rows_with_errors: summary.rows_with_errors,
-            unpriced_models: summary.unpriced_models.clone(),
-            ..FlushTotals::default()
-        },
-        "inputs",
-    );
+    report_quality(&summary.written, "inputs");
 }
 
 /// What a user should hear about the data itself, whatever the source.
@@ -523,7 +521,7 @@ fn report_quality(written: &FlushTotals, inputs: &str) {
 
 fn accumulate(total: &mut FileRunSummary, pass: &FileRunSummary) {
     total.files_found += pass.files_found;
-    total.dead_letters += pass.dead_letters;
+    total.written.dead_letters += pass.written.dead_letters;
 }
 
 async fn shutdown_signal() {

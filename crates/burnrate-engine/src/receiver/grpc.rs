@@ -10,26 +10,28 @@ use burnrate_otlp::proto::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use burnrate_otlp::proto::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use burnrate_otlp::proto::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use burnrate_otlp::proto::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use burnrate_otlp::proto::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use burnrate_otlp::proto::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use burnrate_otlp::{Encoding, Signal};
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
-use super::{Intake, Outcome};
+use super::{
+    Intake, Outcome, logs_response, metrics_response, partial_success_warning, traces_response,
+};
 use crate::EngineError;
 
 #[derive(Clone)]
@@ -39,11 +41,7 @@ impl Exports {
     /// The partial-success warning, if any rows kept unparsable values.
     async fn submit(&self, signal: Signal, payload: Vec<u8>) -> Result<Option<String>, Status> {
         match self.0.submit(signal, Some(Encoding::Proto), payload).await {
-            Outcome::Accepted { rows_with_errors } => Ok((rows_with_errors > 0).then(|| {
-                format!(
-                    "{rows_with_errors} rows kept unparsable values; see their parse_error column"
-                )
-            })),
+            Outcome::Accepted { rows_with_errors } => Ok(partial_success_warning(rows_with_errors)),
             Outcome::Rejected {
                 message,
                 too_large: true,
@@ -63,12 +61,7 @@ impl LogsService for Exports {
         let warning = self
             .submit(Signal::Logs, request.into_inner().encode_to_vec())
             .await?;
-        Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: warning.map(|error_message| ExportLogsPartialSuccess {
-                rejected_log_records: 0,
-                error_message,
-            }),
-        }))
+        Ok(Response::new(logs_response(warning)))
     }
 }
 
@@ -81,12 +74,7 @@ impl MetricsService for Exports {
         let warning = self
             .submit(Signal::Metrics, request.into_inner().encode_to_vec())
             .await?;
-        Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: warning.map(|error_message| ExportMetricsPartialSuccess {
-                rejected_data_points: 0,
-                error_message,
-            }),
-        }))
+        Ok(Response::new(metrics_response(warning)))
     }
 }
 
@@ -99,12 +87,7 @@ impl TraceService for Exports {
         let warning = self
             .submit(Signal::Traces, request.into_inner().encode_to_vec())
             .await?;
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: warning.map(|error_message| ExportTracePartialSuccess {
-                rejected_spans: 0,
-                error_message,
-            }),
-        }))
+        Ok(Response::new(traces_response(warning)))
     }
 }
 

@@ -18,7 +18,9 @@ use burnrate_otlp::{Encoding, Signal};
 use futures::StreamExt;
 use prost::Message;
 
-use super::{Intake, Outcome};
+use super::{
+    Intake, Outcome, logs_response, metrics_response, partial_success_warning, traces_response,
+};
 use crate::EngineError;
 
 /// `google.rpc.Status`, the body OTLP/HTTP failures carry.
@@ -180,43 +182,15 @@ async fn export(
     }
 }
 
-/// The export response: empty, or a partial-success warning naming rows with unparsable values
-/// (nothing was rejected, so the rejected count stays 0).
+/// The export response, in the request's encoding.
 fn success(signal: Signal, encoding: Encoding, rows_with_errors: u64) -> Response {
-    use burnrate_otlp::proto::collector::{logs, metrics, trace};
-    let warning = (rows_with_errors > 0).then(|| {
-        format!("{rows_with_errors} rows kept unparsable values; see their parse_error column")
-    });
+    let warning = partial_success_warning(rows_with_errors);
     match encoding {
         Encoding::Proto => {
             let body = match signal {
-                Signal::Logs => logs::v1::ExportLogsServiceResponse {
-                    partial_success: warning.map(|error_message| {
-                        logs::v1::ExportLogsPartialSuccess {
-                            rejected_log_records: 0,
-                            error_message,
-                        }
-                    }),
-                }
-                .encode_to_vec(),
-                Signal::Metrics => metrics::v1::ExportMetricsServiceResponse {
-                    partial_success: warning.map(|error_message| {
-                        metrics::v1::ExportMetricsPartialSuccess {
-                            rejected_data_points: 0,
-                            error_message,
-                        }
-                    }),
-                }
-                .encode_to_vec(),
-                Signal::Traces => trace::v1::ExportTraceServiceResponse {
-                    partial_success: warning.map(|error_message| {
-                        trace::v1::ExportTracePartialSuccess {
-                            rejected_spans: 0,
-                            error_message,
-                        }
-                    }),
-                }
-                .encode_to_vec(),
+                Signal::Logs => logs_response(warning).encode_to_vec(),
+                Signal::Metrics => metrics_response(warning).encode_to_vec(),
+                Signal::Traces => traces_response(warning).encode_to_vec(),
             };
             ([(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
         }

@@ -19,6 +19,15 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver as QueueReceiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
+use burnrate_otlp::proto::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
+use burnrate_otlp::proto::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
+use burnrate_otlp::proto::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
 use burnrate_otlp::{DecodeError, Decoder, DeltaTracker, Encoding, PayloadHint, Signal};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -85,6 +94,41 @@ pub enum Outcome {
     Rejected { message: String, too_large: bool },
     /// Queue full or shutting down: try again later.
     Unavailable(String),
+}
+
+/// The partial-success warning for an accepted export whose rows kept unparsable values;
+/// nothing was rejected, so the rejected counts of the responses below stay 0.
+fn partial_success_warning(rows_with_errors: u64) -> Option<String> {
+    (rows_with_errors > 0).then(|| {
+        format!("{rows_with_errors} rows kept unparsable values; see their parse_error column")
+    })
+}
+
+fn logs_response(warning: Option<String>) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: warning.map(|error_message| ExportLogsPartialSuccess {
+            rejected_log_records: 0,
+            error_message,
+        }),
+    }
+}
+
+fn metrics_response(warning: Option<String>) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: warning.map(|error_message| ExportMetricsPartialSuccess {
+            rejected_data_points: 0,
+            error_message,
+        }),
+    }
+}
+
+fn traces_response(warning: Option<String>) -> ExportTraceServiceResponse {
+    ExportTraceServiceResponse {
+        partial_success: warning.map(|error_message| ExportTracePartialSuccess {
+            rejected_spans: 0,
+            error_message,
+        }),
+    }
 }
 
 struct Submission {
@@ -293,8 +337,10 @@ impl Writer {
     ) -> Result<Outcome, EngineError> {
         let errors_before = buffer.stats.rows_with_errors;
         let hint = self.hint(frame);
-        let origin = format!("receiver/{}/{}", frame.signal.as_str(), segment_name(seq));
-        let dead = |error| DeadLetter::now(origin, error, frame.payload.clone());
+        let dead = |error| {
+            let origin = format!("receiver/{}/{}", frame.signal.as_str(), segment_name(seq));
+            DeadLetter::now(origin, error, frame.payload.clone())
+        };
         let failed = buffer.add(&self.decoder, &mut self.tracker, &frame.payload, hint, dead)?;
         Ok(match failed {
             None => Outcome::Accepted {
