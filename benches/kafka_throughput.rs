@@ -13,7 +13,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use burnrate_engine::{KafkaPipeline, KafkaSourceConfig, KafkaTopic, PipelineHealth};
+use burnrate_engine::{
+    KafkaPipeline, KafkaSourceConfig, KafkaTopic, PipelineHealth, WindowSpec, WindowStage,
+};
 use burnrate_otlp::{Decoder, MappingConfig};
 use burnrate_pricing::PriceTable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -80,8 +82,11 @@ fn burnrate(broker: &Broker, group: &str, messages: usize) -> Round {
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let summary = runtime.block_on(async {
-        let mut pipeline =
-            KafkaPipeline::open(decoder, data.path(), config, health.clone()).unwrap();
+        let mut pipeline = {
+            let windows =
+                WindowStage::open(data.path(), &WindowSpec::default(), "bench", 500).unwrap();
+            KafkaPipeline::open(decoder, data.path(), config, health.clone(), windows).unwrap()
+        };
         let watch = health.clone();
         let total = messages as u64;
         let first = tokio::spawn(async move {

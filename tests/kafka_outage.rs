@@ -6,7 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use burnrate_engine::{KafkaPipeline, KafkaSourceConfig, KafkaTopic, PipelineHealth, open_dataset};
+use burnrate_engine::{
+    KafkaPipeline, KafkaSourceConfig, KafkaTopic, PipelineHealth, WindowSpec, WindowStage,
+    open_dataset,
+};
 use burnrate_otlp::{Decoder, MappingConfig};
 use burnrate_pricing::PriceTable;
 use datafusion::arrow::array::AsArray;
@@ -90,7 +93,8 @@ fn pipeline(
         ..KafkaSourceConfig::default()
     };
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
-    KafkaPipeline::open(decoder, data, config, health.clone()).unwrap()
+    let windows = WindowStage::open(data, &WindowSpec::default(), "local", 500).unwrap();
+    KafkaPipeline::open(decoder, data, config, health.clone(), windows).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

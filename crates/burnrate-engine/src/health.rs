@@ -46,6 +46,10 @@ pub struct PipelineHealth {
     segments: AtomicU64,
     source_errors: AtomicU64,
     commit_failures: AtomicU64,
+    windows_closed: AtomicU64,
+    late_events: AtomicU64,
+    pushes: AtomicU64,
+    push_failures: AtomicU64,
     rows: Mutex<BTreeMap<&'static str, u64>>,
     /// (topic, partition) → messages behind the partition's end.
     lag: Mutex<BTreeMap<(String, i32), i64>>,
@@ -120,6 +124,26 @@ impl PipelineHealth {
         self.flush.observe(took);
     }
 
+    /// Windows closed and events that came after their window closed, in one micro-batch.
+    pub fn windowed(&self, closed: usize, late_events: usize) {
+        self.windows_closed
+            .fetch_add(closed as u64, Ordering::Relaxed);
+        self.late_events
+            .fetch_add(late_events as u64, Ordering::Relaxed);
+    }
+
+    pub fn pushed(&self) {
+        self.pushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn push_failed(&self) {
+        self.push_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn push_failures(&self) -> u64 {
+        self.push_failures.load(Ordering::Relaxed)
+    }
+
     pub fn committed(&self, took: Duration) {
         self.commit.observe(took);
     }
@@ -180,6 +204,26 @@ impl PipelineHealth {
             "burnrate_commit_failures_total",
             "Offset commits that failed and were retried with the next flush.",
             load(&self.commit_failures),
+        );
+        counter(
+            "burnrate_windows_closed_total",
+            "Usage windows closed and written to usage_windows.",
+            load(&self.windows_closed),
+        );
+        counter(
+            "burnrate_late_events_total",
+            "Events that arrived after their window closed; counted in correction rows.",
+            load(&self.late_events),
+        );
+        counter(
+            "burnrate_pushes_total",
+            "Successful pushes to the Pushgateway.",
+            load(&self.pushes),
+        );
+        counter(
+            "burnrate_push_failures_total",
+            "Pushes to the Pushgateway that failed and were retried.",
+            load(&self.push_failures),
         );
         let _ = writeln!(
             out,

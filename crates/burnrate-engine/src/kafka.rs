@@ -39,6 +39,7 @@ use crate::delta_state::rebuild_delta_tracker;
 use crate::health::PipelineHealth;
 use crate::parquet_sink::{ParquetSink, remove_segments};
 use crate::table_buffer::{FlushTotals, TableBuffer};
+use crate::windows::WindowStage;
 
 pub const KAFKA_SEGMENT_PREFIX: &str = "kafka-";
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -136,6 +137,7 @@ type PartitionKey = (String, i32);
 /// What the consumer loop and the rebalance callbacks share.
 struct Shared {
     sink: ParquetSink,
+    windows: WindowStage,
     health: Arc<PipelineHealth>,
     segments: BTreeMap<PartitionKey, PartitionSegment>,
     /// Offsets durable in Parquet whose commit has not succeeded yet.
@@ -165,19 +167,30 @@ impl Shared {
             Some(keys) => keys.to_vec(),
             None => self.segments.keys().cloned().collect(),
         };
+        self.flush_segments(&keys)?;
+        self.commit(consumer)
+    }
+
+    /// Writes the segments of `keys`; their offsets wait in `uncommitted` for the next commit.
+    fn flush_segments(&mut self, keys: &[PartitionKey]) -> Result<(), EngineError> {
         for key in keys {
-            let Some(segment) = self.segments.remove(&key) else {
+            let Some(segment) = self.segments.remove(key) else {
                 continue;
             };
-            let (topic, partition) = &key;
+            let (topic, partition) = key;
             let name = segment_name(topic, *partition, segment.first, segment.last);
-            segment
-                .buffer
-                .flush(&self.sink, &name, &self.health, &mut self.summary.written)?;
+            segment.buffer.flush(
+                &self.sink,
+                &name,
+                (&window_origin(topic, *partition), segment.last),
+                &mut self.windows,
+                &self.health,
+                &mut self.summary.written,
+            )?;
             tracing::info!(topic = %topic, partition, first = segment.first, last = segment.last, "segment written");
-            self.uncommitted.insert(key, segment.last + 1);
+            self.uncommitted.insert(key.clone(), segment.last + 1);
         }
-        self.commit(consumer)
+        Ok(())
     }
 
     fn commit<C: ConsumerContext>(
@@ -210,6 +223,11 @@ impl Shared {
 
 fn kafka(e: rdkafka::error::KafkaError) -> EngineError {
     EngineError::Kafka(e.to_string())
+}
+
+/// The window stage's name for a partition; positions are offsets.
+fn window_origin(topic: &str, partition: i32) -> String {
+    format!("kafka/{topic}/{partition}")
 }
 
 pub fn segment_name(topic: &str, partition: i32, first: i64, last: i64) -> String {
@@ -359,6 +377,7 @@ impl KafkaPipeline {
         output: &Path,
         config: KafkaSourceConfig,
         health: Arc<PipelineHealth>,
+        windows: WindowStage,
     ) -> Result<Self, EngineError> {
         std::fs::create_dir_all(output).map_err(|e| EngineError::io(output, e))?;
         if config.topics.is_empty() {
@@ -366,6 +385,7 @@ impl KafkaPipeline {
         }
         let shared = Arc::new(Mutex::new(Shared {
             sink: ParquetSink::new(output),
+            windows,
             health: health.clone(),
             segments: BTreeMap::new(),
             uncommitted: BTreeMap::new(),
@@ -493,12 +513,24 @@ impl KafkaPipeline {
         }
         let mut shared = lock(&self.ingest.shared);
         shared.flush(&self.consumer, None)?;
+        if drain {
+            // The end of the input: no event can still arrive on time for the open windows.
+            let closed = shared.windows.close_all()?;
+            self.ingest.health.windowed(closed, 0);
+        }
         if !shared.uncommitted.is_empty() {
             return Err(EngineError::Kafka(
                 "offsets could not be committed; the data is written and a restart replays it idempotently".into(),
             ));
         }
         Ok(shared.summary.clone())
+    }
+}
+
+impl KafkaPipeline {
+    /// Delivers the last Pushgateway push, waiting up to `grace`; whether it went through.
+    pub fn finish_windows(&self, grace: Duration) -> bool {
+        lock(&self.ingest.shared).windows.finish(grace)
     }
 }
 
@@ -519,6 +551,17 @@ impl Ingest {
         let mut shared = lock(&self.shared);
         shared.summary.messages += 1;
         shared.summary.bytes += payload.len() as u64;
+        // A replay of messages the windows already saw (written, windowed, then a crash before
+        // the commit) must end its segment where they end, so the segment is skipped by the
+        // windows as a whole and the next one is fed as a whole.
+        let fed = shared.windows.position(&window_origin(&key.0, key.1));
+        if let (Some(fed), Some(segment)) = (fed, shared.segments.get(key))
+            && segment.last <= fed
+            && offset > fed
+        {
+            let keys = [key.clone()];
+            shared.flush_segments(&keys)?;
+        }
         let segment = shared
             .segments
             .entry(key.clone())

@@ -78,6 +78,10 @@ impl FileLedger {
         Ok((ledger, removed))
     }
 
+    pub fn committed_segments(&self) -> usize {
+        self.segments.len()
+    }
+
     pub fn contains(&self, input: &InputId) -> bool {
         self.inputs.contains_key(input)
     }

@@ -17,8 +17,11 @@ pub mod kafka;
 mod ledger;
 pub mod output;
 pub mod parquet_sink;
+pub mod pushgateway;
 pub mod receiver;
+pub mod sketch;
 mod table_buffer;
+pub mod windows;
 
 use std::path::Path;
 
@@ -29,8 +32,10 @@ pub use health::{PipelineHealth, serve_health};
 pub use kafka::{KafkaPipeline, KafkaRunSummary, KafkaSourceConfig, KafkaTopic};
 pub use output::{ResultFormat, write_results};
 pub use parquet_sink::ParquetSink;
+pub use pushgateway::{PushTotals, Pushgateway, PushgatewayConfig};
 pub use receiver::{OtlpReceiver, ReceiverConfig, ReceiverSummary};
 pub use table_buffer::FlushTotals;
+pub use windows::{WindowProgress, WindowSpec, WindowStage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -10,7 +10,7 @@ use burnrate_otlp::Table;
 use chrono::DateTime;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
-use datafusion::arrow::datatypes::TimestampNanosecondType;
+use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
@@ -76,18 +76,36 @@ impl ParquetSink {
     }
 
     fn write_file(&self, dir: &Path, path: &Path, batch: &RecordBatch) -> Result<(), EngineError> {
-        let io = |e: std::io::Error| EngineError::io(path, e);
-        fs::create_dir_all(dir).map_err(io)?;
-        let tmp = path.with_extension("parquet.tmp");
-        let file = File::create(&tmp).map_err(io)?;
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(self.properties.clone()))?;
-        writer.write(batch)?;
-        let file = writer.into_inner()?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(io)?;
-        sync_dir(dir)
+        fs::create_dir_all(dir).map_err(|e| EngineError::io(path, e))?;
+        write_atomically(
+            path,
+            batch.schema(),
+            std::slice::from_ref(batch),
+            self.properties.clone(),
+        )
     }
+}
+
+/// Writes `batches` to `path` as one Parquet file: under a temporary name, fsynced, renamed and
+/// the rename made durable, so a reader sees the old file or the new one, never half of one.
+pub fn write_atomically(
+    path: &Path,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    properties: WriterProperties,
+) -> Result<(), EngineError> {
+    let io = |e: std::io::Error| EngineError::io(path, e);
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp).map_err(io)?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(properties))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Deletes the dataset's files whose segment `doomed(segment, is_temporary)` picks, in every

@@ -12,6 +12,7 @@ use crate::EngineError;
 use crate::dead_letters::{DeadLetter, dead_letter_batch};
 use crate::health::PipelineHealth;
 use crate::parquet_sink::ParquetSink;
+use crate::windows::WindowStage;
 
 /// What the segments a run flushed add up to, whatever source they came from.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -78,12 +79,15 @@ impl TableBuffer {
         self.dead.len()
     }
 
-    /// Writes the buffer as segment `name` (atomically, see [`ParquetSink`]) and counts it in
-    /// `totals` and `health`.
+    /// Writes the buffer as segment `name` (atomically, see [`ParquetSink`]), feeds it to
+    /// `windows` as `origin`'s micro-batch up to `position`, and counts it in `totals` and
+    /// `health`.
     pub fn flush(
         self,
         sink: &ParquetSink,
         name: &str,
+        (origin, position): (&str, i64),
+        windows: &mut WindowStage,
         health: &PipelineHealth,
         totals: &mut FlushTotals,
     ) -> Result<(), EngineError> {
@@ -92,8 +96,11 @@ impl TableBuffer {
         for (model, calls) in &self.stats.unpriced_models {
             *totals.unpriced_models.entry(model.clone()).or_default() += calls;
         }
-        let written = sink.write_segment(name, &self.into_tables()?)?;
+        let tables = self.into_tables()?;
+        let written = sink.write_segment(name, &tables)?;
         health.flushed(&written.rows, dead, errors, started.elapsed());
+        let progress = windows.feed(origin, position, &tables)?;
+        health.windowed(progress.closed, progress.late_events);
         totals.segments_written += 1;
         totals.dead_letters += dead as u64;
         totals.rows_with_errors += errors;

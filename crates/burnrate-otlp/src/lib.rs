@@ -28,7 +28,7 @@ pub use delta::{DeltaStats, DeltaTracker};
 pub use payload::{
     DEFAULT_MAX_PAYLOAD_BYTES, Encoding, Export, PayloadHint, Signal, decode_export,
 };
-pub use schema::Table;
+pub use schema::{Table, WINDOW_DIMENSIONS};
 
 /// Re-exported so callers build and inspect exports with the same prost types.
 pub use opentelemetry_proto::tonic as proto;

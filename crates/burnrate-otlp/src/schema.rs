@@ -13,10 +13,12 @@ pub enum Table {
     ToolCalls,
     UsageMetrics,
     DeadLetters,
+    UsageWindows,
+    LateEvents,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 9] = [
         Table::LogRecords,
         Table::MetricPoints,
         Table::Spans,
@@ -24,6 +26,8 @@ impl Table {
         Table::ToolCalls,
         Table::UsageMetrics,
         Table::DeadLetters,
+        Table::UsageWindows,
+        Table::LateEvents,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +39,8 @@ impl Table {
             Table::ToolCalls => "tool_calls",
             Table::UsageMetrics => "usage_metrics",
             Table::DeadLetters => "dead_letters",
+            Table::UsageWindows => "usage_windows",
+            Table::LateEvents => "late_events",
         }
     }
 
@@ -43,6 +49,7 @@ impl Table {
         match self {
             Table::Spans => "start_time",
             Table::DeadLetters => "received_at",
+            Table::UsageWindows => "window_start",
             _ => "time",
         }
     }
@@ -56,6 +63,8 @@ impl Table {
             Table::ToolCalls => TOOL_CALLS.clone(),
             Table::UsageMetrics => USAGE_METRICS.clone(),
             Table::DeadLetters => DEAD_LETTERS.clone(),
+            Table::UsageWindows => USAGE_WINDOWS.clone(),
+            Table::LateEvents => LATE_EVENTS.clone(),
         }
     }
 }
@@ -256,5 +265,75 @@ static DEAD_LETTERS: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("error"),
         Field::new("size", DataType::UInt64, false),
         Field::new("payload", DataType::Binary, false),
+    ])
+});
+
+/// Columns a window can be grouped by: every one is in `usage_windows`, NULL where the
+/// configured grouping leaves it out.
+pub const WINDOW_DIMENSIONS: [&str; 9] = [
+    "user_id",
+    "user_email",
+    "organization_id",
+    "team",
+    "project",
+    "env",
+    "service_name",
+    "model",
+    "session_id",
+];
+
+/// One row per (window, dimensions, revision): revision 0 is the window as it closed, each
+/// later revision adds the events that arrived after it closed, so sums over all revisions are
+/// exact. `latency_sketch` merges into hour and day percentiles; `session_ids` into distinct
+/// session counts.
+static USAGE_WINDOWS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("window_start", timestamp(), false),
+        Field::new("window_end", timestamp(), false),
+    ];
+    fields.extend(WINDOW_DIMENSIONS.iter().map(|d| utf8(d)));
+    fields.extend([
+        Field::new("revision", DataType::UInt32, false),
+        utf8("replica"),
+        i64("requests"),
+        i64("errors"),
+        f64("error_rate"),
+        i64("input_tokens"),
+        i64("output_tokens"),
+        i64("cache_read_tokens"),
+        i64("cache_creation_tokens"),
+        f64("cost_usd"),
+        f64("cost_usd_reported"),
+        f64("latency_p50_ms"),
+        f64("latency_p95_ms"),
+        f64("latency_p99_ms"),
+        f64("latency_sum_ms"),
+        Field::new("latency_sketch", DataType::Binary, true),
+        i64("tool_calls"),
+        i64("tool_successes"),
+        f64("tool_success_rate"),
+        i64("sessions"),
+        Field::new(
+            "session_ids",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            true,
+        ),
+    ]);
+    schema(fields)
+});
+
+/// Events that arrived after their window had closed: counted here and in a correction row of
+/// `usage_windows`, never dropped.
+static LATE_EVENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        ts("time"),
+        Field::new("window_start", timestamp(), false),
+        utf8("table_name"),
+        utf8("session_id"),
+        utf8("user_id"),
+        utf8("model"),
+        f64("cost_usd"),
+        Field::new("closed_through", timestamp(), false),
+        utf8("replica"),
     ])
 });

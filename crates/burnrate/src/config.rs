@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use std::net::SocketAddr;
 
-use burnrate_engine::{FileSourceConfig, KafkaSourceConfig, ReceiverConfig};
+use burnrate_engine::{
+    FileSourceConfig, KafkaSourceConfig, PushgatewayConfig, ReceiverConfig, WindowSpec,
+};
 use burnrate_otlp::MappingConfig;
 use burnrate_pricing::PriceTable;
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,13 @@ pub struct Config {
     /// How long SIGTERM or SIGINT may take to flush and commit before the process exits anyway
     /// (under Kubernetes' default 30 s termination grace period).
     pub shutdown_grace_seconds: f64,
+    /// This process's name among replicas: names its window checkpoint and output files and is
+    /// its Pushgateway grouping key. A StatefulSet's pod name is a good one.
+    pub replica: String,
+    /// Event-time windows: width, allowed lateness, dimensions, the SQL files.
+    pub windows: WindowSpec,
+    /// Where the window totals are pushed (nowhere unless `url` is set).
+    pub pushgateway: PushgatewayConfig,
 }
 
 impl Default for Config {
@@ -44,6 +53,9 @@ impl Default for Config {
             receiver: ReceiverConfig::default(),
             health_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             shutdown_grace_seconds: 25.0,
+            replica: "local".into(),
+            windows: WindowSpec::default(),
+            pushgateway: PushgatewayConfig::default(),
         }
     }
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use burnrate_engine::{
     FilePipeline, FileRunSummary, FlushTotals, KafkaPipeline, KafkaRunSummary, KafkaTopic,
-    OtlpReceiver, PipelineHealth, Progress, ReceiverSummary, ResultFormat,
+    OtlpReceiver, PipelineHealth, Progress, Pushgateway, ReceiverSummary, ResultFormat,
+    WindowStage,
 };
 use burnrate_otlp::{CallSource, ContentPolicy, Decoder};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -107,6 +108,12 @@ struct RunArgs {
     /// How long shutdown may take to flush and commit [default: 25s].
     #[arg(long, env = "BURNRATE_SHUTDOWN_GRACE", value_parser = parse_duration)]
     shutdown_grace: Option<Duration>,
+    /// Push window totals to this Prometheus Pushgateway, e.g. http://127.0.0.1:9091.
+    #[arg(long, env = "BURNRATE_PUSHGATEWAY")]
+    pushgateway: Option<String>,
+    /// This replica's name: its window state, file names and Pushgateway group [default: local].
+    #[arg(long, env = "BURNRATE_REPLICA")]
+    replica: Option<String>,
     /// How often a watching run looks for new files.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     poll_interval: Duration,
@@ -298,18 +305,48 @@ fn apply_run_flags(config: &mut Config, args: &RunArgs) {
     if let Some(grace) = args.shutdown_grace {
         config.shutdown_grace_seconds = grace.as_secs_f64();
     }
+    if let Some(url) = &args.pushgateway {
+        config.pushgateway.url = Some(url.clone());
+    }
+    if let Some(replica) = &args.replica {
+        config.replica = replica.clone();
+    }
 }
+
+/// The window stage over the dataset, pushing to the Pushgateway when one is configured.
+fn open_windows(config: &Config, health: &Arc<PipelineHealth>) -> anyhow::Result<WindowStage> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let mut windows = WindowStage::open(
+        &config.data_dir,
+        &config.windows,
+        &config.replica,
+        config.pushgateway.max_series,
+    )?;
+    if let Some(pushgateway) =
+        Pushgateway::start(&config.pushgateway, &config.replica, health.clone())
+    {
+        windows.publish_to(pushgateway, health.clone());
+    }
+    Ok(windows)
+}
+
+/// How long a finished run waits for its last Pushgateway push.
+const PUSH_GRACE: Duration = Duration::from_secs(5);
 
 async fn run_files(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::Result<ExitCode> {
     let input = args
         .input
         .context("--input DIR is required with --source files")?;
+    let health = PipelineHealth::new();
+    let windows = open_windows(config, &health)?;
     let mut pipeline = FilePipeline::open(
         decoder,
         &input,
         &config.data_dir,
         config.files.clone(),
-        PipelineHealth::new(),
+        health,
+        windows,
     )
     .await?;
     let mut total = FileRunSummary::default();
@@ -325,7 +362,16 @@ async fn run_files(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::
             _ = shutdown_signal() => break,
         }
     }
+    warn_unpushed(pipeline.windows().finish(PUSH_GRACE));
     Ok(exit_code(total.written.dead_letters))
+}
+
+fn warn_unpushed(delivered: bool) {
+    if !delivered {
+        eprintln!(
+            "burnrate: warning: the Pushgateway did not take the last push; the totals are kept and pushed on the next run"
+        );
+    }
 }
 
 fn exit_code(dead_letters: u64) -> ExitCode {
@@ -368,15 +414,18 @@ async fn start_health(
 async fn run_kafka(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::Result<ExitCode> {
     let health = PipelineHealth::new();
     let health_server = start_health(config, &health).await?;
+    let windows = open_windows(config, &health)?;
     let mut pipeline = KafkaPipeline::open(
         decoder,
         &config.data_dir,
         config.kafka.clone(),
         health.clone(),
+        windows,
     )?;
     let summary = pipeline
         .run(args.drain, stop_within_grace(config.shutdown_grace_seconds))
         .await?;
+    warn_unpushed(pipeline.finish_windows(PUSH_GRACE));
     drop(health_server);
     report_kafka(&summary, &config.data_dir);
     Ok(exit_code(summary.written.dead_letters))
@@ -403,11 +452,13 @@ fn report_kafka(summary: &KafkaRunSummary, data_dir: &std::path::Path) {
 async fn run_receiver(config: &Config, decoder: Decoder) -> anyhow::Result<ExitCode> {
     let health = PipelineHealth::new();
     let health_server = start_health(config, &health).await?;
+    let windows = open_windows(config, &health)?;
     let receiver = OtlpReceiver::open(
         decoder,
         &config.data_dir,
         config.receiver.clone(),
         health.clone(),
+        windows,
     )
     .await?;
     eprintln!(

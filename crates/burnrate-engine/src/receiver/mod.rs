@@ -39,11 +39,16 @@ use crate::health::PipelineHealth;
 use crate::ledger::STATE_DIR;
 use crate::parquet_sink::{ParquetSink, remove_segments};
 use crate::table_buffer::{FlushTotals, TableBuffer};
+use crate::windows::WindowStage;
 use wal::{Wal, WalFrame, list_wals, read_wal, wal_path};
 
 pub const RECEIVER_SEGMENT_PREFIX: &str = "receiver-";
 /// Most requests one fsync acknowledges.
 const GROUP_COMMIT: usize = 256;
+/// The window stage's name for this source; positions are log sequence numbers.
+const RECEIVER_ORIGIN: &str = "receiver";
+/// How long a shutdown waits for the last Pushgateway push.
+const PUSH_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -195,6 +200,7 @@ impl OtlpReceiver {
         output: &Path,
         config: ReceiverConfig,
         health: Arc<PipelineHealth>,
+        windows: WindowStage,
     ) -> Result<Self, EngineError> {
         std::fs::create_dir_all(output).map_err(|e| EngineError::io(output, e))?;
         let wal_dir = output.join(STATE_DIR).join("receiver");
@@ -216,6 +222,7 @@ impl OtlpReceiver {
             flush_bytes: config.flush_bytes,
             flush_every: Duration::from_millis(config.flush_interval_ms.max(1)),
             summary: ReceiverSummary::default(),
+            windows,
         };
         for seq in &pending {
             writer.replay(*seq)?;
@@ -317,6 +324,7 @@ struct Writer {
     flush_bytes: usize,
     flush_every: Duration,
     summary: ReceiverSummary,
+    windows: WindowStage,
 }
 
 impl Writer {
@@ -375,6 +383,8 @@ impl Writer {
         buffer.flush(
             &self.sink,
             &segment_name(seq),
+            (RECEIVER_ORIGIN, seq as i64),
+            &mut self.windows,
             &self.health,
             &mut self.summary.written,
         )
@@ -434,6 +444,10 @@ impl Writer {
         }
         // The last, empty log goes too: nothing is pending.
         wal.remove()?;
+        // Open windows stay open in the checkpoint; the next start carries on with them.
+        if !self.windows.finish(PUSH_GRACE) {
+            tracing::warn!("the last Pushgateway push did not go through before shutdown");
+        }
         Ok(self.summary)
     }
 }

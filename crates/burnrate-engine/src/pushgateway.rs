@@ -1,0 +1,484 @@
+//! The Prometheus Pushgateway sink: totals over closed windows, kept in the window checkpoint so
+//! a restart carries on from them instead of resetting to zero, rendered in the text format and
+//! pushed with `PUT /metrics/job/burnrate/instance/<replica>` (a replica replaces only its own
+//! group).
+//!
+//! Pushing happens on a thread of its own holding only the newest body: a Pushgateway that is
+//! slow or down costs retries there, never time on the ingest path, and the failures are counted.
+//!
+//! Latency is pushed as a summary (quantile labels) by model: the quantiles come from the
+//! windows' DDSketches with a 1% relative error, which fixed histogram buckets would lose. Its
+//! quantiles are those of the windows closed last; `_sum` and `_count` are totals.
+//!
+//! Cardinality: at most `max_series` label combinations (user, team, project, model) get series of
+//! their own, in the order they first spend; the rest add to one series labelled `other`. A
+//! combination keeps its series once given one, so every series stays a monotonic counter (a
+//! top-N chosen anew at each push would move spend between series and look like resets).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampNanosecondType, UInt32Type};
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+use crate::health::PipelineHealth;
+use crate::sketch::LatencySketch;
+
+/// Window dimensions pushed as labels, with their label names.
+const LABELS: [(&str, &str); 4] = [
+    ("user_id", "user"),
+    ("team", "team"),
+    ("project", "project"),
+    ("model", "model"),
+];
+const OTHER: &str = "other";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushgatewayConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9091`; no pushing when unset.
+    pub url: Option<String>,
+    pub job: String,
+    /// Label combinations with series of their own; the rest are summed into `other`.
+    pub max_series: usize,
+    pub timeout_ms: u64,
+}
+
+impl Default for PushgatewayConfig {
+    fn default() -> Self {
+        PushgatewayConfig {
+            url: None,
+            job: "burnrate".into(),
+            max_series: 500,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SeriesTotals {
+    pub labels: Vec<String>,
+    pub requests: i64,
+    pub errors: i64,
+    pub cost_usd: f64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_creation_tokens: i64,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelLatency {
+    pub count: i64,
+    pub sum_ms: f64,
+    /// p50, p95, p99 of the windows closed last, in milliseconds.
+    pub quantiles: Option<[f64; 3]>,
+}
+
+/// What is pushed, as totals over every window this replica has closed.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct PushTotals {
+    #[serde(skip)]
+    max_series: usize,
+    pub series: BTreeMap<String, SeriesTotals>,
+    pub latency: BTreeMap<String, ModelLatency>,
+    /// Distinct sessions in the latest window closed.
+    pub active_sessions: i64,
+    pub latest_window_end_nanos: Option<i64>,
+}
+
+impl PushTotals {
+    pub fn set_max_series(&mut self, max: usize) {
+        self.max_series = max;
+    }
+
+    /// Adds rows of `usage_windows` (closed windows or corrections).
+    pub fn add_windows(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| EngineError::Schema(format!("usage_windows.{name} is not text")))
+        };
+        let int = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| EngineError::Schema(format!("usage_windows.{name} is not Int64")))
+        };
+        let float = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<Float64Type>())
+                .ok_or_else(|| EngineError::Schema(format!("usage_windows.{name} is not Float64")))
+        };
+        let labels = LABELS
+            .iter()
+            .map(|(column, _)| text(column))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (requests, errors, cost) = (int("requests")?, int("errors")?, float("cost_usd")?);
+        let tokens = [
+            int("input_tokens")?,
+            int("output_tokens")?,
+            int("cache_read_tokens")?,
+            int("cache_creation_tokens")?,
+        ];
+        let latency_sum = float("latency_sum_ms")?;
+        let sketches = batch
+            .column_by_name("latency_sketch")
+            .and_then(|c| c.as_binary_opt::<i32>())
+            .ok_or_else(|| {
+                EngineError::Schema("usage_windows.latency_sketch is not Binary".into())
+            })?;
+        let revisions = batch
+            .column_by_name("revision")
+            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+            .ok_or_else(|| EngineError::Schema("usage_windows.revision is not UInt32".into()))?;
+        let ends = batch
+            .column_by_name("window_end")
+            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+            .ok_or_else(|| {
+                EngineError::Schema("usage_windows.window_end is not a timestamp".into())
+            })?;
+        let session_ids = batch
+            .column_by_name("session_ids")
+            .and_then(|c| c.as_list_opt::<i32>())
+            .ok_or_else(|| EngineError::Schema("usage_windows.session_ids is not a list".into()))?;
+        let value = |a: &datafusion::arrow::array::Int64Array, row: usize| {
+            if a.is_valid(row) { a.value(row) } else { 0 }
+        };
+        let mut sketches_by_model: BTreeMap<String, LatencySketch> = BTreeMap::new();
+        let latest_end = (0..batch.num_rows())
+            .filter(|&r| revisions.value(r) == 0)
+            .map(|r| ends.value(r))
+            .max();
+        let mut latest_sessions = std::collections::BTreeSet::new();
+        for row in 0..batch.num_rows() {
+            let values: Vec<String> = labels
+                .iter()
+                .map(|c| {
+                    if c.is_valid(row) {
+                        c.value(row).to_string()
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect();
+            let series = self.series_for(values);
+            series.requests += value(requests, row);
+            series.errors += value(errors, row);
+            series.cost_usd += if cost.is_valid(row) {
+                cost.value(row)
+            } else {
+                0.0
+            };
+            series.input_tokens += value(tokens[0], row);
+            series.output_tokens += value(tokens[1], row);
+            series.cache_read_tokens += value(tokens[2], row);
+            series.cache_creation_tokens += value(tokens[3], row);
+            let model = if labels[3].is_valid(row) {
+                labels[3].value(row)
+            } else {
+                ""
+            };
+            let latency = self.latency.entry(model.to_string()).or_default();
+            latency.count += value(requests, row);
+            latency.sum_ms += if latency_sum.is_valid(row) {
+                latency_sum.value(row)
+            } else {
+                0.0
+            };
+            if revisions.value(row) == 0 && sketches.is_valid(row) {
+                let sketch = LatencySketch::from_bytes(sketches.value(row))
+                    .map_err(|e| EngineError::Schema(e.to_string()))?;
+                sketches_by_model
+                    .entry(model.to_string())
+                    .or_default()
+                    .merge(&sketch);
+            }
+            if Some(ends.value(row)) == latest_end
+                && revisions.value(row) == 0
+                && session_ids.is_valid(row)
+            {
+                let ids = session_ids.value(row);
+                if let Some(ids) = ids.as_string_opt::<i32>() {
+                    latest_sessions.extend(ids.iter().flatten().map(str::to_string));
+                }
+            }
+        }
+        for (model, sketch) in sketches_by_model {
+            if let (Some(p50), Some(p95), Some(p99)) = (
+                sketch.quantile(0.5),
+                sketch.quantile(0.95),
+                sketch.quantile(0.99),
+            ) {
+                self.latency.entry(model).or_default().quantiles = Some([p50, p95, p99]);
+            }
+        }
+        if let Some(end) = latest_end
+            && self.latest_window_end_nanos.is_none_or(|e| end >= e)
+        {
+            self.latest_window_end_nanos = Some(end);
+            self.active_sessions = latest_sessions.len() as i64;
+        }
+        Ok(())
+    }
+
+    fn series_for(&mut self, labels: Vec<String>) -> &mut SeriesTotals {
+        let key = labels.join("\u{1f}");
+        let key = if self.series.contains_key(&key) || self.series.len() < self.max_series.max(1) {
+            key
+        } else {
+            OTHER.to_string()
+        };
+        self.series
+            .entry(key.clone())
+            .or_insert_with(|| SeriesTotals {
+                labels: if key == OTHER {
+                    vec![OTHER.to_string(); LABELS.len()]
+                } else {
+                    labels
+                },
+                ..SeriesTotals::default()
+            })
+    }
+
+    /// The Prometheus text exposition of these totals.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let series: Vec<&SeriesTotals> = self.series.values().collect();
+        let counter = |out: &mut String,
+                       name: &str,
+                       help: &str,
+                       extra: &str,
+                       value: &dyn Fn(&SeriesTotals) -> f64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for s in &series {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{}{extra}}} {}",
+                    label_set(&s.labels),
+                    value(s)
+                );
+            }
+        };
+        counter(
+            &mut out,
+            "burnrate_cost_usd_total",
+            "Spend over closed windows, priced from the price table, in US dollars.",
+            "",
+            &|s| s.cost_usd,
+        );
+        counter(
+            &mut out,
+            "burnrate_requests_total",
+            "Model requests over closed windows.",
+            "",
+            &|s| s.requests as f64,
+        );
+        counter(
+            &mut out,
+            "burnrate_errors_total",
+            "Failed model requests over closed windows.",
+            "",
+            &|s| s.errors as f64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_tokens_total Tokens over closed windows, by type.\n# TYPE burnrate_tokens_total counter"
+        );
+        for s in &series {
+            for (kind, n) in [
+                ("input", s.input_tokens),
+                ("output", s.output_tokens),
+                ("cache_read", s.cache_read_tokens),
+                ("cache_creation", s.cache_creation_tokens),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "burnrate_tokens_total{{{},type=\"{kind}\"}} {n}",
+                    label_set(&s.labels)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_request_duration_seconds Model request latency; quantiles of the windows closed last.\n# TYPE burnrate_request_duration_seconds summary"
+        );
+        for (model, latency) in &self.latency {
+            let model = escape(model);
+            if let Some(quantiles) = latency.quantiles {
+                for (q, v) in ["0.5", "0.95", "0.99"].iter().zip(quantiles) {
+                    let _ = writeln!(
+                        out,
+                        "burnrate_request_duration_seconds{{model=\"{model}\",quantile=\"{q}\"}} {}",
+                        v / 1000.0
+                    );
+                }
+            }
+            let _ = writeln!(
+                out,
+                "burnrate_request_duration_seconds_sum{{model=\"{model}\"}} {}",
+                latency.sum_ms / 1000.0
+            );
+            let _ = writeln!(
+                out,
+                "burnrate_request_duration_seconds_count{{model=\"{model}\"}} {}",
+                latency.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_active_sessions Distinct sessions in the latest closed window.\n# TYPE burnrate_active_sessions gauge\nburnrate_active_sessions {}",
+            self.active_sessions
+        );
+        out
+    }
+}
+
+fn label_set(values: &[String]) -> String {
+    LABELS
+        .iter()
+        .zip(values)
+        .map(|((_, name), value)| format!("{name}=\"{}\"", escape(value)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Delivers the newest body to the Pushgateway from a thread of its own.
+pub struct Pushgateway {
+    shared: Arc<(Mutex<Outbox>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Outbox {
+    body: Option<String>,
+    closing: bool,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Pushgateway {
+    /// Starts the pusher for `config.url` with grouping key `instance=<replica>`; `None`
+    /// without a URL.
+    pub fn start(
+        config: &PushgatewayConfig,
+        replica: &str,
+        health: Arc<PipelineHealth>,
+    ) -> Option<Self> {
+        let base = config.url.as_ref()?.trim_end_matches('/').to_string();
+        let url = format!("{base}/metrics/job/{}/instance/{replica}", config.job);
+        let timeout = Duration::from_millis(config.timeout_ms.max(1));
+        let shared = Arc::new((Mutex::new(Outbox::default()), Condvar::new()));
+        let inner = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("pushgateway".into())
+            .spawn(move || push_loop(&url, timeout, &inner, &health))
+            .ok()?;
+        Some(Pushgateway {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `body`, replacing any body not yet sent. Never waits for the network.
+    pub fn push(&self, body: String) {
+        let (lock, ready) = &*self.shared;
+        let mut outbox = lock.lock().unwrap_or_else(|p| p.into_inner());
+        outbox.body = Some(body);
+        ready.notify_all();
+    }
+
+    /// Waits up to `grace` for the newest body to be delivered, then stops the thread. Returns
+    /// whether it was delivered.
+    pub fn finish(mut self, grace: Duration) -> bool {
+        let (lock, ready) = &*self.shared;
+        let deadline = Instant::now() + grace;
+        let mut outbox = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while outbox.body.is_some() && Instant::now() < deadline {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            outbox = ready
+                .wait_timeout(outbox, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let delivered = outbox.body.is_none();
+        outbox.closing = true;
+        ready.notify_all();
+        drop(outbox);
+        if delivered && let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        delivered
+    }
+}
+
+fn push_loop(
+    url: &str,
+    timeout: Duration,
+    shared: &(Mutex<Outbox>, Condvar),
+    health: &PipelineHealth,
+) {
+    let (lock, ready) = shared;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let body = {
+            let mut outbox = lock.lock().unwrap_or_else(|p| p.into_inner());
+            while outbox.body.is_none() && !outbox.closing {
+                outbox = ready.wait(outbox).unwrap_or_else(|p| p.into_inner());
+            }
+            match (&outbox.body, outbox.closing) {
+                (Some(body), _) => body.clone(),
+                (None, _) => return,
+            }
+        };
+        let result = agent
+            .put(url)
+            .header("Content-Type", "text/plain; version=0.0.4")
+            .send(body.as_bytes());
+        let error = match result {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!("HTTP {}", response.status())),
+            Err(e) => Some(e.to_string()),
+        };
+        let mut outbox = lock.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            None => {
+                health.pushed();
+                backoff = Duration::from_millis(200);
+                // A newer body may have arrived while this one was in flight.
+                if outbox.body.as_deref() == Some(body.as_str()) {
+                    outbox.body = None;
+                    ready.notify_all();
+                }
+            }
+            Some(error) => {
+                health.push_failed();
+                tracing::warn!(%error, url, "pushgateway push failed; retrying in {backoff:?}");
+                if outbox.closing {
+                    return;
+                }
+                let _ = ready.wait_timeout(outbox, backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
