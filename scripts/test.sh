@@ -28,6 +28,17 @@ if [ -z "${BURNRATE_TANSU:-}" ]; then
 fi
 "$BURNRATE_TANSU" --version >/dev/null
 
+# The real Prometheus Pushgateway (the window totals are pushed to it) and promtool (alert rules).
+test_packages=()
+command -v prometheus-pushgateway >/dev/null 2>&1 || test_packages+=(prometheus-pushgateway)
+command -v promtool >/dev/null 2>&1 || test_packages+=(prometheus)
+if [ ${#test_packages[@]} -gt 0 ]; then
+    echo "test.sh: installing ${test_packages[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${test_packages[@]}" >/dev/null
+fi
+export BURNRATE_PUSHGATEWAY_BIN="${BURNRATE_PUSHGATEWAY_BIN:-$(command -v prometheus-pushgateway)}"
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::broker::Broker;
+use support::pushgateway::{self, Pushgateway};
 use support::*;
 
 const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
@@ -49,8 +50,19 @@ fn run_kafka(
     data: &Path,
     config: Option<&Path>,
 ) -> std::process::Output {
+    run_kafka_with(broker, group, data, config, &[])
+}
+
+fn run_kafka_with(
+    broker: &Broker,
+    group: &str,
+    data: &Path,
+    config: Option<&Path>,
+    extra: &[&str],
+) -> std::process::Output {
     let (mut args, _) = kafka_args(broker, group, data, config);
     args.push("--drain".into());
+    args.extend(extra.iter().map(|a| a.to_string()));
     burnrate(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
@@ -63,9 +75,12 @@ fn samples_through_a_real_broker_match_the_readme_totals() {
     // One message that is not OTLP at all: a dead letter, with its place in the log.
     broker.produce_raw("otlp_logs", b"not an OTLP export");
 
+    let pushgateway = Pushgateway::start();
+    let push = ["--pushgateway", pushgateway.url.as_str()];
+
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let out = run_kafka(&broker, "burnrate-e2e", &data, None);
+    let out = run_kafka_with(&broker, "burnrate-e2e", &data, None, &push);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -94,19 +109,74 @@ fn samples_through_a_real_broker_match_the_readme_totals() {
         "{dead:?}"
     );
 
+    assert_pushed_totals(&pushgateway, &data);
+
     // The same group again: everything is committed, nothing is added.
-    let again = run_kafka(&broker, "burnrate-e2e", &data, None);
+    let again = run_kafka_with(&broker, "burnrate-e2e", &data, None, &push);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("0 messages"), "{}", stderr(&again));
     assert_sample_totals(&data, 3.0);
+    assert_pushed_totals(&pushgateway, &data);
 
     // A new group over the same dataset replays every partition from the start: the files it
-    // finds are uncommitted for this group, are removed, and are written again once.
-    let replay = run_kafka(&broker, "burnrate-replay", &data, None);
+    // finds are uncommitted for this group, are removed, and are written again once; the
+    // windows know those offsets were counted and do not count them again.
+    let replay = run_kafka_with(&broker, "burnrate-replay", &data, None, &push);
     assert_eq!(replay.status.code(), Some(3), "{}", stderr(&replay));
     assert!(stderr(&replay).contains("removed"), "{}", stderr(&replay));
     assert_sample_totals(&data, 3.0);
     assert_metric_cost(&data, 3.0);
+    assert_pushed_totals(&pushgateway, &data);
+}
+
+/// The counters on the Pushgateway, summed over their labels, equal the Parquet tables: cost,
+/// tokens by type and requests, both in `api_requests` and in `usage_windows`.
+fn assert_pushed_totals(pushgateway: &Pushgateway, data: &Path) {
+    let group = ["job=\"burnrate\"", "instance=\"local\""];
+    let parquet = one(
+        data,
+        "SELECT sum(cost_usd) AS cost, count(*) AS requests, \
+         sum(CASE WHEN success THEN 0 ELSE 1 END) AS errors, \
+         sum(input_tokens) AS input, sum(output_tokens) AS output, \
+         sum(cache_read_tokens) AS cache_read, sum(cache_creation_tokens) AS cache_creation \
+         FROM api_requests",
+    );
+    let windows = one(
+        data,
+        "SELECT sum(cost_usd) AS cost, sum(requests) AS requests FROM usage_windows",
+    );
+    let text = pushgateway.metrics();
+    let pushed = |name: &str, extra: &[&str]| {
+        let labels: Vec<&str> = group.iter().chain(extra).copied().collect();
+        pushgateway::sum_samples(&text, name, &labels)
+    };
+    let cost = pushed("burnrate_cost_usd_total", &[]);
+    assert!(
+        close(cost, num(&parquet, "cost")),
+        "pushed {cost} vs {parquet:?}\n{text}"
+    );
+    assert!(
+        close(cost, num(&windows, "cost")),
+        "pushed {cost} vs {windows:?}"
+    );
+    assert_eq!(
+        pushed("burnrate_requests_total", &[]),
+        num(&parquet, "requests")
+    );
+    assert_eq!(num(&windows, "requests"), num(&parquet, "requests"));
+    assert_eq!(
+        pushed("burnrate_errors_total", &[]),
+        num(&parquet, "errors")
+    );
+    for kind in ["input", "output", "cache_read", "cache_creation"] {
+        let label = format!("type=\"{kind}\"");
+        assert_eq!(
+            pushed("burnrate_tokens_total", &[label.as_str()]),
+            num(&parquet, kind),
+            "{kind} tokens"
+        );
+    }
+    assert!(pushed("burnrate_active_sessions", &[]) >= 1.0, "{text}");
 }
 
 /// `(topic, partition, first, last)` of every "segment written" line of a run's log.

@@ -35,7 +35,7 @@ pub use parquet_sink::ParquetSink;
 pub use pushgateway::{PushTotals, Pushgateway, PushgatewayConfig};
 pub use receiver::{OtlpReceiver, ReceiverConfig, ReceiverSummary};
 pub use table_buffer::FlushTotals;
-pub use windows::{WindowProgress, WindowSpec, WindowStage};
+pub use windows::{WindowProgress, WindowSpec, WindowSql, WindowStage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

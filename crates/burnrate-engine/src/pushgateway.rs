@@ -8,12 +8,14 @@
 //!
 //! Latency is pushed as a summary (quantile labels) by model: the quantiles come from the
 //! windows' DDSketches with a 1% relative error, which fixed histogram buckets would lose. Its
-//! quantiles are those of the windows closed last; `_sum` and `_count` are totals.
+//! quantiles are those of the latest closed window with calls of the model; `_sum` and
+//! `_count` are totals. A summary cannot be aggregated across replicas: for fleet-wide
+//! percentiles, merge the sketches in `usage_windows` (`sql/window_merge.sql`).
 //!
-//! Cardinality: at most `max_series` label combinations (user, team, project, model) get series of
-//! their own, in the order they first spend; the rest add to one series labelled `other`. A
-//! combination keeps its series once given one, so every series stays a monotonic counter (a
-//! top-N chosen anew at each push would move spend between series and look like resets).
+//! Cardinality: the `max_series` label combinations (user, team, project, model) with the most
+//! spend get series of their own; the rest add to one series labelled `other`. Moving between
+//! the two never makes a counter go down (a reset to Prometheus): a combination that leaves the
+//! top folds its value into `other`, one that enters starts at zero.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,6 +39,14 @@ const LABELS: [(&str, &str); 4] = [
     ("model", "model"),
 ];
 const OTHER: &str = "other";
+const KEY_SEPARATOR: &str = "\u{1f}";
+
+fn other_series() -> SeriesTotals {
+    SeriesTotals {
+        labels: vec![OTHER.to_string(); LABELS.len()],
+        ..SeriesTotals::default()
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -76,8 +86,9 @@ pub struct SeriesTotals {
 pub struct ModelLatency {
     pub count: i64,
     pub sum_ms: f64,
-    /// p50, p95, p99 of the windows closed last, in milliseconds.
+    /// p50, p95, p99 in milliseconds over the latest window with calls of this model.
     pub quantiles: Option<[f64; 3]>,
+    pub window_end_nanos: Option<i64>,
 }
 
 /// What is pushed, as totals over every window this replica has closed.
@@ -85,6 +96,8 @@ pub struct ModelLatency {
 pub struct PushTotals {
     #[serde(skip)]
     max_series: usize,
+    /// Cost by label combination, pushed or not: what ranks the top spenders.
+    pub spend: BTreeMap<String, f64>,
     pub series: BTreeMap<String, SeriesTotals>,
     pub latency: BTreeMap<String, ModelLatency>,
     /// Distinct sessions in the latest window closed.
@@ -152,14 +165,14 @@ impl PushTotals {
         let value = |a: &datafusion::arrow::array::Int64Array, row: usize| {
             if a.is_valid(row) { a.value(row) } else { 0 }
         };
-        let mut sketches_by_model: BTreeMap<String, LatencySketch> = BTreeMap::new();
+        // Per model: the latest window end among these rows, and its merged sketch.
+        let mut latest_by_model: BTreeMap<String, (i64, LatencySketch)> = BTreeMap::new();
         let latest_end = (0..batch.num_rows())
             .filter(|&r| revisions.value(r) == 0)
             .map(|r| ends.value(r))
             .max();
-        let mut latest_sessions = std::collections::BTreeSet::new();
-        for row in 0..batch.num_rows() {
-            let values: Vec<String> = labels
+        let row_labels = |row: usize| -> Vec<String> {
+            labels
                 .iter()
                 .map(|c| {
                     if c.is_valid(row) {
@@ -168,7 +181,37 @@ impl PushTotals {
                         String::new()
                     }
                 })
-                .collect();
+                .collect()
+        };
+        for row in 0..batch.num_rows() {
+            if value(requests, row) > 0 {
+                let spent = if cost.is_valid(row) {
+                    cost.value(row)
+                } else {
+                    0.0
+                };
+                *self
+                    .spend
+                    .entry(row_labels(row).join(KEY_SEPARATOR))
+                    .or_default() += spent;
+            }
+        }
+        self.rebalance();
+        let mut latest_sessions = std::collections::BTreeSet::new();
+        for row in 0..batch.num_rows() {
+            if Some(ends.value(row)) == latest_end
+                && revisions.value(row) == 0
+                && session_ids.is_valid(row)
+                && let Some(ids) = session_ids.value(row).as_string_opt::<i32>()
+            {
+                latest_sessions.extend(ids.iter().flatten().map(str::to_string));
+            }
+            // Tool-call rows carry no model request: nothing to count here.
+            if value(requests, row) == 0 {
+                continue;
+            }
+            let values = row_labels(row);
+            let model = values[3].clone();
             let series = self.series_for(values);
             series.requests += value(requests, row);
             series.errors += value(errors, row);
@@ -181,12 +224,7 @@ impl PushTotals {
             series.output_tokens += value(tokens[1], row);
             series.cache_read_tokens += value(tokens[2], row);
             series.cache_creation_tokens += value(tokens[3], row);
-            let model = if labels[3].is_valid(row) {
-                labels[3].value(row)
-            } else {
-                ""
-            };
-            let latency = self.latency.entry(model.to_string()).or_default();
+            let latency = self.latency.entry(model.clone()).or_default();
             latency.count += value(requests, row);
             latency.sum_ms += if latency_sum.is_valid(row) {
                 latency_sum.value(row)
@@ -196,28 +234,30 @@ impl PushTotals {
             if revisions.value(row) == 0 && sketches.is_valid(row) {
                 let sketch = LatencySketch::from_bytes(sketches.value(row))
                     .map_err(|e| EngineError::Schema(e.to_string()))?;
-                sketches_by_model
-                    .entry(model.to_string())
-                    .or_default()
-                    .merge(&sketch);
-            }
-            if Some(ends.value(row)) == latest_end
-                && revisions.value(row) == 0
-                && session_ids.is_valid(row)
-            {
-                let ids = session_ids.value(row);
-                if let Some(ids) = ids.as_string_opt::<i32>() {
-                    latest_sessions.extend(ids.iter().flatten().map(str::to_string));
+                let end = ends.value(row);
+                let latest = latest_by_model
+                    .entry(model)
+                    .or_insert_with(|| (end, LatencySketch::default()));
+                if end > latest.0 {
+                    *latest = (end, LatencySketch::default());
+                }
+                if end == latest.0 {
+                    latest.1.merge(&sketch);
                 }
             }
         }
-        for (model, sketch) in sketches_by_model {
+        for (model, (end, sketch)) in latest_by_model {
+            let latency = self.latency.entry(model).or_default();
+            if latency.window_end_nanos.is_some_and(|e| e > end) {
+                continue;
+            }
             if let (Some(p50), Some(p95), Some(p99)) = (
                 sketch.quantile(0.5),
                 sketch.quantile(0.95),
                 sketch.quantile(0.99),
             ) {
-                self.latency.entry(model).or_default().quantiles = Some([p50, p95, p99]);
+                latency.quantiles = Some([p50, p95, p99]);
+                latency.window_end_nanos = Some(end);
             }
         }
         if let Some(end) = latest_end
@@ -229,23 +269,57 @@ impl PushTotals {
         Ok(())
     }
 
+    /// The series `labels` add to: their own when they are among the top spenders, else `other`.
     fn series_for(&mut self, labels: Vec<String>) -> &mut SeriesTotals {
-        let key = labels.join("\u{1f}");
-        let key = if self.series.contains_key(&key) || self.series.len() < self.max_series.max(1) {
+        let key = labels.join(KEY_SEPARATOR);
+        let key = if self.series.contains_key(&key) {
             key
         } else {
             OTHER.to_string()
         };
-        self.series
-            .entry(key.clone())
-            .or_insert_with(|| SeriesTotals {
-                labels: if key == OTHER {
-                    vec![OTHER.to_string(); LABELS.len()]
-                } else {
-                    labels
-                },
-                ..SeriesTotals::default()
-            })
+        self.series.entry(key).or_insert_with(other_series)
+    }
+
+    /// Gives the `max_series` largest spenders series of their own. A series that drops out
+    /// folds its value into `other` and disappears; one that comes in starts at zero and counts
+    /// from then on. Every pushed counter only grows, and their sum stays the whole total.
+    fn rebalance(&mut self) {
+        let mut ranked: Vec<(&String, &f64)> = self.spend.iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let top: std::collections::BTreeSet<String> = ranked
+            .into_iter()
+            .take(self.max_series.max(1))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let demoted: Vec<String> = self
+            .series
+            .keys()
+            .filter(|k| k.as_str() != OTHER && !top.contains(*k))
+            .cloned()
+            .collect();
+        for key in demoted {
+            if let Some(old) = self.series.remove(&key) {
+                let other = self
+                    .series
+                    .entry(OTHER.to_string())
+                    .or_insert_with(other_series);
+                other.requests += old.requests;
+                other.errors += old.errors;
+                other.cost_usd += old.cost_usd;
+                other.input_tokens += old.input_tokens;
+                other.output_tokens += old.output_tokens;
+                other.cache_read_tokens += old.cache_read_tokens;
+                other.cache_creation_tokens += old.cache_creation_tokens;
+            }
+        }
+        for key in top {
+            self.series
+                .entry(key.clone())
+                .or_insert_with(|| SeriesTotals {
+                    labels: key.split(KEY_SEPARATOR).map(str::to_string).collect(),
+                    ..SeriesTotals::default()
+                });
+        }
     }
 
     /// The Prometheus text exposition of these totals.

@@ -9,8 +9,9 @@
 //! stored in a Parquet column.)
 //!
 //! Guarantee: for `q` in [0, 1] over `n` values, [`LatencySketch::quantile`] returns a value within
-//! [`RELATIVE_ACCURACY`] (1%) of `x[floor(q * (n - 1))]` of the sorted values. Values at or below
-//! zero are counted as zero.
+//! [`RELATIVE_ACCURACY`] (1%) of the nearest-rank quantile, the `ceil(q * n)`-th smallest value
+//! (the smallest for `q = 0`): at least a fraction `q` of the values are at or below it. Values
+//! at or below zero are counted as zero.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -74,7 +75,7 @@ impl LatencySketch {
         if n == 0 || q.is_nan() {
             return None;
         }
-        let rank = (q.clamp(0.0, 1.0) * (n - 1) as f64).floor() as u64;
+        let rank = nearest_rank(q.clamp(0.0, 1.0), n);
         if rank < self.zeros {
             return Some(0.0);
         }
@@ -125,6 +126,11 @@ impl LatencySketch {
         }
         Ok(LatencySketch { zeros, buckets })
     }
+}
+
+/// The 0-based index of the nearest-rank `q` quantile among `n` sorted values.
+pub fn nearest_rank(q: f64, n: u64) -> u64 {
+    ((q * n as f64).ceil() as u64).clamp(1, n.max(1)) - 1
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -302,7 +308,7 @@ mod tests {
     }
 
     fn exact(sorted: &[f64], q: f64) -> f64 {
-        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+        sorted[nearest_rank(q, sorted.len() as u64) as usize]
     }
 
     #[test]
@@ -347,6 +353,10 @@ mod tests {
         sketch.add(100.0);
         assert_eq!(sketch.count(), 3);
         assert_eq!(sketch.quantile(0.5), Some(0.0));
+        assert_eq!(nearest_rank(0.95, 3), 2);
+        assert_eq!(nearest_rank(0.5, 3), 1);
+        assert_eq!(nearest_rank(0.0, 3), 0);
+        assert_eq!(nearest_rank(1.0, 3), 2);
         assert!((sketch.quantile(1.0).unwrap() - 100.0).abs() <= 1.0);
         assert!(LatencySketch::from_bytes(&[]).is_err());
         assert!(LatencySketch::from_bytes(&[9, 0, 0]).is_err());
