@@ -31,7 +31,7 @@ use datafusion::datasource::MemTable;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
@@ -164,9 +164,9 @@ impl WindowSql {
         self.merge_template.replace("${window}", &interval(seconds))
     }
 
-    /// Partial windows of one micro-batch (`api_requests`, `tool_calls`), merged so their
-    /// derived columns are filled in.
-    pub async fn aggregate(
+    /// Partial windows of one micro-batch (`api_requests`, `tool_calls`): sums, sketches and
+    /// session lists, with the derived columns still NULL.
+    pub async fn partials(
         &self,
         requests: Vec<RecordBatch>,
         tools: Vec<RecordBatch>,
@@ -184,7 +184,17 @@ impl WindowSql {
             Table::ToolCalls.schema(),
             tools,
         )?;
-        let partials = collect_as(&ctx, &self.aggregate, Table::UsageWindows.schema()).await?;
+        collect_as(&ctx, &self.aggregate, Table::UsageWindows.schema()).await
+    }
+
+    /// The windows of one micro-batch, complete: [`Self::partials`] merged, which fills in
+    /// the percentiles and rates.
+    pub async fn aggregate(
+        &self,
+        requests: Vec<RecordBatch>,
+        tools: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>, EngineError> {
+        let partials = self.partials(requests, tools).await?;
         self.merge_windows(partials, self.width_seconds).await
     }
 
@@ -200,9 +210,10 @@ impl WindowSql {
     }
 }
 
-/// A session with the sketch functions, for window SQL.
+/// A session with the sketch functions, for window SQL. Every core, micro-batches included:
+/// one partition was measured slower for 20,000-row batches too (`benches/windows.rs`).
 pub fn window_context() -> SessionContext {
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+    let ctx = SessionContext::new();
     register_sketch_functions(&ctx);
     ctx
 }
@@ -406,10 +417,13 @@ impl WindowStage {
             }
         }
         if requests.num_rows() + tools.num_rows() > 0 {
-            let partials = self.run(self.sql.aggregate(vec![requests], vec![tools]))?;
-            let mut all = std::mem::take(&mut self.open);
-            all.extend(partials);
-            self.open = self.run(self.sql.merge_windows(all, self.spec.width_seconds))?;
+            let open = std::mem::take(&mut self.open);
+            let (sql, width) = (&self.sql, self.spec.width_seconds);
+            self.open = self.run(async move {
+                let mut all = open;
+                all.extend(sql.partials(vec![requests], vec![tools]).await?);
+                sql.merge_windows(all, width).await
+            })?;
         }
         if late_requests.num_rows() + late_tools.num_rows() > 0 {
             let closed = closed_through.unwrap_or(i64::MIN);
