@@ -1,5 +1,5 @@
 //! The Parquet dataset as DataFusion tables: every burnrate table, with its Hive `date`
-//! partition column, registered under its own name.
+//! partition column, registered under its own name, and the latency sketch functions.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use crate::EngineError;
 pub async fn open_dataset(data_dir: &Path) -> Result<SessionContext, EngineError> {
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
+    crate::sketch::register_sketch_functions(&ctx);
     register_tables(&ctx, data_dir).await?;
     Ok(ctx)
 }

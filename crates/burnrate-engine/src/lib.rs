@@ -3,7 +3,9 @@
 //! Owns: reading OTLP exports from their sources (files, Kafka, the embedded OTLP receiver),
 //! the pipeline's health endpoints and metrics, the commit ledger, the
 //! cumulative-to-delta state and its rebuild after a restart, dead letters, Parquet output
-//! (Hive-partitioned, atomic, idempotent on replay), and the DataFusion catalog the CLI queries.
+//! (Hive-partitioned, atomic, idempotent on replay), event-time usage windows (the SQL in
+//! `sql/`, the latency sketch, watermarks, late corrections, the window checkpoint), the
+//! Pushgateway sink, and the DataFusion catalog the CLI queries.
 //!
 //! Must not know: OTLP wire formats or attribute names (that is `burnrate-otlp`), prices (that
 //! is `burnrate-pricing`), or command-line flags and terminals (that is the `burnrate` binary).

@@ -50,7 +50,7 @@ enum Command {
     Run(Box<RunArgs>),
     /// Run SQL over the Parquet dataset.
     #[command(
-        after_help = "Tables: api_requests, tool_calls, usage_metrics, log_records, metric_points, spans,\ndead_letters (each with a `date` partition column).\n\nExamples:\n  burnrate query \"SELECT model, count(*) AS calls, sum(cost_usd) AS usd FROM api_requests GROUP BY model\"\n  burnrate query --format csv \"SELECT * FROM tool_calls\" > tools.csv"
+        after_help = "Tables: api_requests, tool_calls, usage_metrics, log_records, metric_points, spans,\ndead_letters, usage_windows, late_events (each with a `date` partition column).\nFunctions: sketch_merge(latency_sketch), sketch_quantile(sketch, q) over usage_windows.\n\nExamples:\n  burnrate query \"SELECT model, count(*) AS calls, sum(cost_usd) AS usd FROM api_requests GROUP BY model\"\n  burnrate query \"SELECT model, sketch_quantile(sketch_merge(latency_sketch), 0.95) AS p95_ms FROM usage_windows GROUP BY model\"\n  burnrate query --format csv \"SELECT * FROM tool_calls\" > tools.csv"
     )]
     Query(QueryArgs),
     /// Print the price table in use (embedded, or with --prices laid over it).
