@@ -10,6 +10,7 @@
 //! Must not know: OTLP wire formats or attribute names (that is `burnrate-otlp`), prices (that
 //! is `burnrate-pricing`), or command-line flags and terminals (that is the `burnrate` binary).
 
+pub mod anomalies;
 pub mod catalog;
 pub mod dead_letters;
 mod delta_state;
@@ -27,6 +28,7 @@ pub mod windows;
 
 use std::path::Path;
 
+pub use anomalies::{AnomalyConfig, Budget};
 pub use catalog::open_dataset;
 pub use delta_state::rebuild_delta_tracker;
 pub use files::{FilePipeline, FileRunSummary, FileSourceConfig, Progress};

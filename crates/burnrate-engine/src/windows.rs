@@ -35,6 +35,9 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
+use crate::anomalies::{
+    AnomalyConfig, AnomalyDetector, AnomalyState, anomaly_batch, render_gauges,
+};
 use crate::health::PipelineHealth;
 use crate::ledger::STATE_DIR;
 use crate::parquet_sink::{ParquetSink, remove_segments, write_atomically};
@@ -277,6 +280,8 @@ pub struct WindowState {
     pub late_events: u64,
     pub windows_closed: u64,
     pub totals: PushTotals,
+    #[serde(default)]
+    pub anomalies: AnomalyState,
 }
 
 /// What one micro-batch did to the windows.
@@ -297,6 +302,7 @@ pub struct WindowStage {
     state_path: PathBuf,
     state: WindowState,
     open: Vec<RecordBatch>,
+    detector: AnomalyDetector,
     publisher: Option<(Pushgateway, Arc<PipelineHealth>)>,
 }
 
@@ -318,6 +324,24 @@ impl WindowStage {
         replica: &str,
         max_series: usize,
     ) -> Result<Self, EngineError> {
+        Self::open_with(
+            data_dir,
+            spec,
+            &AnomalyConfig::default(),
+            replica,
+            max_series,
+        )
+    }
+
+    /// [`Self::open`] with anomaly rules of one's own; their history is rebuilt from
+    /// `usage_windows`.
+    pub fn open_with(
+        data_dir: &Path,
+        spec: &WindowSpec,
+        anomalies: &AnomalyConfig,
+        replica: &str,
+        max_series: usize,
+    ) -> Result<Self, EngineError> {
         spec.validate()?;
         if replica.is_empty() || replica.contains(['/', '-', ' ']) {
             return Err(EngineError::Config(format!(
@@ -336,7 +360,7 @@ impl WindowStage {
                 .and_then(|s| s.parse::<u64>().ok())
                 .is_some_and(|s| temporary || s > seq)
         })?;
-        Ok(WindowStage {
+        let mut stage = WindowStage {
             sql: WindowSql::load(spec)?,
             spec: spec.clone(),
             replica: replica.to_string(),
@@ -344,8 +368,39 @@ impl WindowStage {
             state_path,
             state,
             open,
+            detector: AnomalyDetector::new(anomalies)?,
             publisher: None,
-        })
+        };
+        stage.rebuild_history(data_dir)?;
+        Ok(stage)
+    }
+
+    /// Feeds the detector this replica's closed windows of the last 62 days (what its rules
+    /// and budgets look back over).
+    fn rebuild_history(&mut self, data_dir: &Path) -> Result<(), EngineError> {
+        let Some(through) = self.state.closed_through_nanos else {
+            return Ok(());
+        };
+        let since = through.saturating_sub(62 * 86_400 * NANOS_PER_SECOND);
+        let columns: Vec<String> = Table::UsageWindows
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| format!("\"{}\"", f.name()))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM usage_windows WHERE replica = '{}' AND window_start >= to_timestamp_nanos({since}) ORDER BY window_start",
+            columns.join(", "),
+            self.replica
+        );
+        let batches = self.run(async {
+            let ctx = crate::catalog::open_dataset(data_dir).await?;
+            Ok(ctx.sql(&sql).await?.collect().await?)
+        })?;
+        for batch in &batches {
+            self.detector.observe(batch)?;
+        }
+        Ok(())
     }
 
     /// Pushes the totals (and `health`'s own metrics) after every step that closes windows,
@@ -357,15 +412,23 @@ impl WindowStage {
 
     fn publish(&self) {
         if let Some((pushgateway, health)) = &self.publisher {
-            pushgateway.push(format!("{}{}", self.state.totals.render(), health.render()));
+            pushgateway.push(self.exposition(health));
         }
+    }
+
+    /// What is pushed: window totals, anomaly and budget gauges, the pipeline's own metrics.
+    fn exposition(&self, health: &PipelineHealth) -> String {
+        let mut text = self.state.totals.render();
+        render_gauges(&self.state.anomalies, &mut text);
+        text.push_str(&health.render());
+        text
     }
 
     /// Delivers the last push (waiting up to `grace`); returns whether it went through.
     pub fn finish(&mut self, grace: std::time::Duration) -> bool {
         match self.publisher.take() {
             Some((pushgateway, health)) => {
-                pushgateway.push(format!("{}{}", self.state.totals.render(), health.render()));
+                pushgateway.push(self.exposition(&health));
                 pushgateway.finish(grace)
             }
             None => true,
@@ -573,10 +636,20 @@ impl WindowStage {
     ) -> Result<(), EngineError> {
         self.state.seq += 1;
         let mut tables = BTreeMap::new();
-        if !emitted.is_empty() {
-            for batch in &emitted {
-                self.state.totals.add_windows(batch)?;
+        for batch in &emitted {
+            self.state.totals.add_windows(batch)?;
+            self.detector.observe(batch)?;
+        }
+        if let Some(through) = self.state.closed_through_nanos {
+            let events = self.detector.evaluate(&mut self.state.anomalies, through);
+            if !events.is_empty() {
+                tables.insert(
+                    Table::Anomalies,
+                    vec![anomaly_batch(&events, &self.replica)?],
+                );
             }
+        }
+        if !emitted.is_empty() {
             tables.insert(Table::UsageWindows, emitted);
         }
         if late.iter().any(|b| b.num_rows() > 0) {

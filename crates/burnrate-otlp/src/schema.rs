@@ -15,10 +15,11 @@ pub enum Table {
     DeadLetters,
     UsageWindows,
     LateEvents,
+    Anomalies,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::LogRecords,
         Table::MetricPoints,
         Table::Spans,
@@ -28,6 +29,7 @@ impl Table {
         Table::DeadLetters,
         Table::UsageWindows,
         Table::LateEvents,
+        Table::Anomalies,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Table {
             Table::DeadLetters => "dead_letters",
             Table::UsageWindows => "usage_windows",
             Table::LateEvents => "late_events",
+            Table::Anomalies => "anomalies",
         }
     }
 
@@ -65,6 +68,7 @@ impl Table {
             Table::DeadLetters => DEAD_LETTERS.clone(),
             Table::UsageWindows => USAGE_WINDOWS.clone(),
             Table::LateEvents => LATE_EVENTS.clone(),
+            Table::Anomalies => ANOMALIES.clone(),
         }
     }
 }
@@ -334,6 +338,28 @@ static LATE_EVENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("model"),
         f64("cost_usd"),
         Field::new("closed_through", timestamp(), false),
+        utf8("replica"),
+    ])
+});
+
+/// What the anomaly rules found: a row when an anomaly starts (`firing`), when its severity
+/// rises, and when it ends (`resolved`, with `resolved_at`). `window_start`/`window_end` is the
+/// stretch of event time the rule looked at; `time` is when it was evaluated (event time).
+static ANOMALIES: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        Field::new("time", timestamp(), false),
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("dimension", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+        Field::new("window_start", timestamp(), false),
+        Field::new("window_end", timestamp(), false),
+        f64("observed"),
+        f64("baseline"),
+        f64("score"),
+        Field::new("first_seen", timestamp(), false),
+        ts("resolved_at"),
         utf8("replica"),
     ])
 });

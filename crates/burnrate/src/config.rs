@@ -7,7 +7,8 @@ use anyhow::Context;
 use std::net::SocketAddr;
 
 use burnrate_engine::{
-    FileSourceConfig, KafkaSourceConfig, PushgatewayConfig, ReceiverConfig, WindowSpec,
+    AnomalyConfig, FileSourceConfig, KafkaSourceConfig, PushgatewayConfig, ReceiverConfig,
+    WindowSpec,
 };
 use burnrate_otlp::MappingConfig;
 use burnrate_pricing::PriceTable;
@@ -40,6 +41,8 @@ pub struct Config {
     pub windows: WindowSpec,
     /// Where the window totals are pushed (nowhere unless `url` is set).
     pub pushgateway: PushgatewayConfig,
+    /// Anomaly rules, their thresholds, and spend budgets.
+    pub anomalies: AnomalyConfig,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             replica: "local".into(),
             windows: WindowSpec::default(),
             pushgateway: PushgatewayConfig::default(),
+            anomalies: AnomalyConfig::default(),
         }
     }
 }

@@ -317,9 +317,10 @@ fn apply_run_flags(config: &mut Config, args: &RunArgs) {
 fn open_windows(config: &Config, health: &Arc<PipelineHealth>) -> anyhow::Result<WindowStage> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    let mut windows = WindowStage::open(
+    let mut windows = WindowStage::open_with(
         &config.data_dir,
         &config.windows,
+        &config.anomalies,
         &config.replica,
         config.pushgateway.max_series,
     )?;

@@ -1,0 +1,968 @@
+//! Anomaly detection on closed usage windows, per dimension value (each user, team, project,
+//! model on its own), evaluated at every minute of event time the windows close.
+//!
+//! Rules:
+//! - `cost_spike`: cost of the last hour over the same hour a day earlier (or a week earlier,
+//!   whichever is larger, so a Monday is not compared with a Sunday) at or above
+//!   `cost_spike_ratio`, with at least `cost_spike_min_usd` spent in the hour. No baseline, no
+//!   ratio: a first hour is the robust rule's business.
+//! - `cost_rate`: robust z-score of the cost of the last `robust_window_minutes` against the
+//!   same stretch at nearby times of day over the 7 days before (median and MAD of up to 49
+//!   values), after `warmup_days` of history, with at least `robust_min_usd` spent.
+//! - `error_rate`: errors over requests in the last `error_window_minutes` above `error_rate`,
+//!   with at least `error_min_requests` requests.
+//! - `slow_p95`: p95 latency over the last `slow_window_minutes` (merged sketches) above
+//!   `slow_p95_ms`, with at least `slow_min_requests` requests.
+//! - `budget_daily` / `budget_monthly`: spend of the day or month against `[[anomalies.budgets]]`,
+//!   warning at 80% (or, monthly, when the month-end forecast at the month's burn rate reaches
+//!   100%), critical at 100%.
+//!
+//! Why Rust and not SQL: each rule compares sliding windows against history at every minute,
+//! which SQL would rescan; here each series keeps a ring of its minute costs for 8 days.
+//!
+//! The history is rebuilt from `usage_windows` when the window stage opens; the anomalies in
+//! progress and how far evaluation went live in the window checkpoint. An anomaly is written to
+//! the `anomalies` table when it starts (status `firing`), again if its severity rises, and when
+//! it ends (status `resolved`, with `resolved_at`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampNanosecondType};
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+use crate::sketch::LatencySketch;
+use burnrate_otlp::{Table, WINDOW_DIMENSIONS};
+
+const NANOS_PER_MINUTE: i64 = 60_000_000_000;
+const MINUTES_PER_DAY: i64 = 1_440;
+/// Eight days of minutes: a week of history plus the day the rules look back.
+const RING_MINUTES: i64 = 8 * MINUTES_PER_DAY + 60;
+/// How long a series with no spend stays evaluated: long enough to resolve what it raised.
+const QUIET_MINUTES: i64 = 60;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// Window dimensions each evaluated on its own.
+    pub dimensions: Vec<String>,
+    pub cost_spike_ratio: f64,
+    pub cost_spike_min_usd: f64,
+    pub robust_z: f64,
+    pub robust_window_minutes: i64,
+    pub robust_min_usd: f64,
+    pub warmup_days: f64,
+    pub error_rate: f64,
+    pub error_window_minutes: i64,
+    pub error_min_requests: i64,
+    pub slow_p95_ms: f64,
+    pub slow_window_minutes: i64,
+    pub slow_min_requests: i64,
+    pub budgets: Vec<Budget>,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            dimensions: ["user_id", "team", "project", "model"]
+                .map(String::from)
+                .to_vec(),
+            cost_spike_ratio: 2.0,
+            cost_spike_min_usd: 5.0,
+            robust_z: 8.0,
+            robust_window_minutes: 10,
+            robust_min_usd: 3.0,
+            warmup_days: 3.0,
+            error_rate: 0.05,
+            error_window_minutes: 5,
+            error_min_requests: 20,
+            slow_p95_ms: 30_000.0,
+            slow_window_minutes: 10,
+            slow_min_requests: 10,
+            budgets: Vec::new(),
+        }
+    }
+}
+
+/// A spend limit for one dimension value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub dimension: String,
+    pub value: String,
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
+}
+
+impl AnomalyConfig {
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let known = |d: &str| WINDOW_DIMENSIONS.contains(&d);
+        for d in &self.dimensions {
+            if !known(d) {
+                return Err(EngineError::Config(format!(
+                    "anomalies.dimensions: unknown dimension {d:?}"
+                )));
+            }
+        }
+        for b in &self.budgets {
+            if !self.dimensions.contains(&b.dimension) {
+                return Err(EngineError::Config(format!(
+                    "anomalies.budgets: dimension {:?} is not in anomalies.dimensions",
+                    b.dimension
+                )));
+            }
+            let positive = |v: Option<f64>| v.is_none_or(|v| v > 0.0 && v.is_finite());
+            if !positive(b.daily_usd) || !positive(b.monthly_usd) {
+                return Err(EngineError::Config(format!(
+                    "anomalies.budgets: {}={} needs positive daily_usd / monthly_usd",
+                    b.dimension, b.value
+                )));
+            }
+        }
+        let windows = [
+            ("robust_window_minutes", self.robust_window_minutes),
+            ("error_window_minutes", self.error_window_minutes),
+            ("slow_window_minutes", self.slow_window_minutes),
+        ];
+        for (key, minutes) in windows {
+            if !(1..=60).contains(&minutes) {
+                return Err(EngineError::Config(format!(
+                    "anomalies.{key} = {minutes}: between 1 and 60"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One rule's verdict for one series at one minute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub observed: f64,
+    pub baseline: f64,
+    pub score: f64,
+    /// The stretch of event time the rule looked at.
+    pub window_minutes: i64,
+}
+
+/// An anomaly in progress, as the checkpoint keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Active {
+    pub rule: String,
+    pub severity: Severity,
+    pub dimension: String,
+    pub value: String,
+    pub first_seen_nanos: i64,
+    pub observed: f64,
+    pub baseline: f64,
+    pub score: f64,
+}
+
+/// What the checkpoint keeps of the detector.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct AnomalyState {
+    /// The last minute (index since the epoch) evaluated.
+    pub evaluated_through: Option<i64>,
+    pub active: BTreeMap<String, Active>,
+    /// Budget use by `dimension=value` and period (`day`, `month`, `month_forecast`).
+    pub budget_use: BTreeMap<String, f64>,
+}
+
+/// Minute costs of one series, for eight days.
+#[derive(Debug)]
+struct Series {
+    first_minute: i64,
+    last_active: i64,
+    ring: Vec<(i64, f64)>,
+    /// Requests, errors and latency of the last hour, by minute.
+    recent: BTreeMap<i64, Recent>,
+    /// Spend by day index, for budgets.
+    days: BTreeMap<i64, f64>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    requests: i64,
+    errors: i64,
+    sketch: LatencySketch,
+}
+
+impl Series {
+    fn new(minute: i64) -> Self {
+        Series {
+            first_minute: minute,
+            last_active: minute,
+            ring: vec![(i64::MIN, 0.0); RING_MINUTES as usize],
+            recent: BTreeMap::new(),
+            days: BTreeMap::new(),
+        }
+    }
+
+    fn cost_at(&self, minute: i64) -> f64 {
+        let slot = self.ring[minute.rem_euclid(RING_MINUTES) as usize];
+        if slot.0 == minute { slot.1 } else { 0.0 }
+    }
+
+    /// Cost of the `minutes` minutes ending with minute `last`.
+    fn cost(&self, last: i64, minutes: i64) -> f64 {
+        (last - minutes + 1..=last).map(|m| self.cost_at(m)).sum()
+    }
+
+    fn add(
+        &mut self,
+        minute: i64,
+        cost: f64,
+        requests: i64,
+        errors: i64,
+        sketch: Option<LatencySketch>,
+    ) {
+        let slot = &mut self.ring[minute.rem_euclid(RING_MINUTES) as usize];
+        // A slot holding a later minute means this one is older than the ring keeps.
+        if slot.0 <= minute {
+            if slot.0 != minute {
+                *slot = (minute, 0.0);
+            }
+            slot.1 += cost;
+        }
+        *self
+            .days
+            .entry(minute.div_euclid(MINUTES_PER_DAY))
+            .or_default() += cost;
+        self.first_minute = self.first_minute.min(minute);
+        self.last_active = self.last_active.max(minute);
+        let recent = self.recent.entry(minute).or_default();
+        recent.requests += requests;
+        recent.errors += errors;
+        if let Some(sketch) = sketch {
+            recent.sketch.merge(&sketch);
+        }
+    }
+
+    fn recent(&self, last: i64, minutes: i64) -> impl Iterator<Item = &Recent> {
+        self.recent.range(last - minutes + 1..=last).map(|(_, r)| r)
+    }
+
+    fn prune(&mut self, through: i64) {
+        self.recent = self.recent.split_off(&(through - 60));
+        self.days = self
+            .days
+            .split_off(&(through.div_euclid(MINUTES_PER_DAY) - 62));
+    }
+}
+
+/// The rules over per-series history; see the module documentation.
+#[derive(Debug)]
+pub struct AnomalyDetector {
+    config: AnomalyConfig,
+    /// (dimension, value) → history.
+    series: BTreeMap<(String, String), Series>,
+}
+
+/// A row of the `anomalies` table before it becomes Arrow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyEvent {
+    pub time_nanos: i64,
+    pub status: &'static str,
+    pub active: Active,
+    pub window_minutes: i64,
+    pub resolved_at_nanos: Option<i64>,
+}
+
+impl AnomalyDetector {
+    pub fn new(config: &AnomalyConfig) -> Result<Self, EngineError> {
+        config.validate()?;
+        Ok(AnomalyDetector {
+            config: config.clone(),
+            series: BTreeMap::new(),
+        })
+    }
+
+    /// Adds rows of `usage_windows` (closed windows or corrections) to the history.
+    pub fn observe(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        let starts = column::<TimestampNanosecondType>(batch, "window_start")?;
+        let cost = column::<Float64Type>(batch, "cost_usd")?;
+        let requests = column::<Int64Type>(batch, "requests")?;
+        let errors = column::<Int64Type>(batch, "errors")?;
+        let sketches = batch
+            .column_by_name("latency_sketch")
+            .and_then(|c| c.as_binary_opt::<i32>())
+            .ok_or_else(|| EngineError::Schema("usage_windows.latency_sketch".into()))?;
+        let dimensions = self
+            .config
+            .dimensions
+            .iter()
+            .map(|d| {
+                batch
+                    .column_by_name(d)
+                    .and_then(|c| c.as_string_opt::<i32>())
+                    .map(|c| (d.clone(), c))
+                    .ok_or_else(|| EngineError::Schema(format!("usage_windows.{d}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let value = |a: &datafusion::arrow::array::Int64Array, row| {
+            if a.is_valid(row) { a.value(row) } else { 0 }
+        };
+        for row in 0..batch.num_rows() {
+            let n = value(requests, row);
+            if n == 0 || starts.is_null(row) {
+                continue;
+            }
+            let minute = starts.value(row).div_euclid(NANOS_PER_MINUTE);
+            let spent = if cost.is_valid(row) {
+                cost.value(row)
+            } else {
+                0.0
+            };
+            let sketch = if sketches.is_valid(row) {
+                Some(
+                    LatencySketch::from_bytes(sketches.value(row))
+                        .map_err(|e| EngineError::Schema(e.to_string()))?,
+                )
+            } else {
+                None
+            };
+            for (dimension, values) in &dimensions {
+                if values.is_null(row) || values.value(row).is_empty() {
+                    continue;
+                }
+                self.series
+                    .entry((dimension.clone(), values.value(row).to_string()))
+                    .or_insert_with(|| Series::new(minute))
+                    .add(minute, spent, n, value(errors, row), sketch.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates every minute after the last one evaluated up to the one ending at
+    /// `through_nanos`, and returns what started, rose or ended.
+    pub fn evaluate(&mut self, state: &mut AnomalyState, through_nanos: i64) -> Vec<AnomalyEvent> {
+        let last = through_nanos.div_euclid(NANOS_PER_MINUTE) - 1;
+        let first = match state.evaluated_through {
+            Some(done) => done + 1,
+            // A first run starts with its data, not at the epoch.
+            None => self
+                .series
+                .values()
+                .map(|s| s.first_minute)
+                .min()
+                .unwrap_or(last + 1),
+        };
+        let mut events = Vec::new();
+        for minute in first..=last {
+            self.evaluate_minute(state, minute, &mut events);
+        }
+        if last >= first {
+            state.evaluated_through = Some(last);
+            for series in self.series.values_mut() {
+                series.prune(last);
+            }
+        }
+        events
+    }
+
+    fn evaluate_minute(
+        &self,
+        state: &mut AnomalyState,
+        minute: i64,
+        events: &mut Vec<AnomalyEvent>,
+    ) {
+        let time_nanos = (minute + 1) * NANOS_PER_MINUTE;
+        for ((dimension, value), series) in &self.series {
+            let quiet = minute - series.last_active > QUIET_MINUTES;
+            let budget = self
+                .config
+                .budgets
+                .iter()
+                .find(|b| &b.dimension == dimension && &b.value == value);
+            let prefix = format!("{dimension}\u{1f}{value}\u{1f}");
+            let has_active = state.active.keys().any(|k| k.starts_with(&prefix));
+            if quiet && budget.is_none() && !has_active {
+                continue;
+            }
+            let mut findings: Vec<(&'static str, Option<Finding>)> = vec![
+                ("cost_spike", self.cost_spike(series, minute)),
+                ("cost_rate", self.cost_rate(series, minute)),
+                ("error_rate", self.error_rate(series, minute)),
+                ("slow_p95", self.slow_p95(series, minute)),
+            ];
+            if let Some(budget) = budget {
+                let (daily, monthly) = self.budgets(series, budget, minute, &mut state.budget_use);
+                findings.push(("budget_daily", daily));
+                findings.push(("budget_monthly", monthly));
+            }
+            for (rule, finding) in findings {
+                let key = format!("{prefix}{rule}");
+                match (finding, state.active.get(&key)) {
+                    (Some(f), None) => {
+                        let active = Active {
+                            rule: rule.to_string(),
+                            severity: f.severity,
+                            dimension: dimension.clone(),
+                            value: value.clone(),
+                            first_seen_nanos: time_nanos,
+                            observed: f.observed,
+                            baseline: f.baseline,
+                            score: f.score,
+                        };
+                        events.push(AnomalyEvent {
+                            time_nanos,
+                            status: "firing",
+                            active: active.clone(),
+                            window_minutes: f.window_minutes,
+                            resolved_at_nanos: None,
+                        });
+                        state.active.insert(key, active);
+                    }
+                    (Some(f), Some(current)) => {
+                        let rose = f.severity > current.severity;
+                        let active = Active {
+                            severity: current.severity.max(f.severity),
+                            observed: f.observed,
+                            baseline: f.baseline,
+                            score: f.score,
+                            ..current.clone()
+                        };
+                        if rose {
+                            events.push(AnomalyEvent {
+                                time_nanos,
+                                status: "firing",
+                                active: active.clone(),
+                                window_minutes: f.window_minutes,
+                                resolved_at_nanos: None,
+                            });
+                        }
+                        state.active.insert(key, active);
+                    }
+                    (None, Some(_)) => {
+                        if let Some(active) = state.active.remove(&key) {
+                            events.push(AnomalyEvent {
+                                time_nanos,
+                                status: "resolved",
+                                active,
+                                window_minutes: 0,
+                                resolved_at_nanos: Some(time_nanos),
+                            });
+                        }
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+    }
+
+    fn cost_spike(&self, series: &Series, minute: i64) -> Option<Finding> {
+        let observed = series.cost(minute, 60);
+        if observed < self.config.cost_spike_min_usd {
+            return None;
+        }
+        let day = series.cost(minute - MINUTES_PER_DAY, 60);
+        let week = series.cost(minute - 7 * MINUTES_PER_DAY, 60);
+        let baseline = day.max(week);
+        if baseline <= 0.0 {
+            return None;
+        }
+        let ratio = observed / baseline;
+        (ratio >= self.config.cost_spike_ratio).then_some(Finding {
+            severity: if ratio >= 2.5 * self.config.cost_spike_ratio {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            observed,
+            baseline,
+            score: ratio,
+            window_minutes: 60,
+        })
+    }
+
+    fn cost_rate(&self, series: &Series, minute: i64) -> Option<Finding> {
+        let width = self.config.robust_window_minutes;
+        let observed = series.cost(minute, width);
+        let warmup = (self.config.warmup_days * MINUTES_PER_DAY as f64) as i64;
+        if observed < self.config.robust_min_usd || minute - series.first_minute < warmup {
+            return None;
+        }
+        let mut history: Vec<f64> = Vec::with_capacity(49);
+        for days_back in 1..=7 {
+            for offset in [-30, -20, -10, 0, 10, 20, 30] {
+                let end = minute - days_back * MINUTES_PER_DAY + offset;
+                if end - width >= series.first_minute {
+                    history.push(series.cost(end, width));
+                }
+            }
+        }
+        let (median, scale) = robust_scale(&mut history, self.config.robust_min_usd)?;
+        let z = (observed - median) / scale;
+        (z >= self.config.robust_z).then_some(Finding {
+            severity: if z >= 2.0 * self.config.robust_z {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            observed,
+            baseline: median,
+            score: z,
+            window_minutes: width,
+        })
+    }
+
+    fn error_rate(&self, series: &Series, minute: i64) -> Option<Finding> {
+        let width = self.config.error_window_minutes;
+        let (requests, errors) = series
+            .recent(minute, width)
+            .fold((0, 0), |(r, e), m| (r + m.requests, e + m.errors));
+        if requests < self.config.error_min_requests.max(1) {
+            return None;
+        }
+        let rate = errors as f64 / requests as f64;
+        (rate > self.config.error_rate).then_some(Finding {
+            severity: if rate > 5.0 * self.config.error_rate {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            observed: rate,
+            baseline: self.config.error_rate,
+            score: rate,
+            window_minutes: width,
+        })
+    }
+
+    fn slow_p95(&self, series: &Series, minute: i64) -> Option<Finding> {
+        let width = self.config.slow_window_minutes;
+        let mut sketch = LatencySketch::default();
+        series
+            .recent(minute, width)
+            .for_each(|m| sketch.merge(&m.sketch));
+        if (sketch.count() as i64) < self.config.slow_min_requests.max(1) {
+            return None;
+        }
+        let p95 = sketch.quantile(0.95)?;
+        (p95 > self.config.slow_p95_ms).then_some(Finding {
+            severity: if p95 > 2.0 * self.config.slow_p95_ms {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            observed: p95,
+            baseline: self.config.slow_p95_ms,
+            score: p95 / self.config.slow_p95_ms,
+            window_minutes: width,
+        })
+    }
+
+    /// (daily, monthly) budget findings, recording the use ratios for the Pushgateway.
+    fn budgets(
+        &self,
+        series: &Series,
+        budget: &Budget,
+        minute: i64,
+        use_by_key: &mut BTreeMap<String, f64>,
+    ) -> (Option<Finding>, Option<Finding>) {
+        let key =
+            |period: &str| format!("{}\u{1f}{}\u{1f}{period}", budget.dimension, budget.value);
+        let day = minute.div_euclid(MINUTES_PER_DAY);
+        let level = |ratio: f64| {
+            if ratio >= 1.0 {
+                Some(Severity::Critical)
+            } else if ratio >= 0.8 {
+                Some(Severity::Warning)
+            } else {
+                None
+            }
+        };
+        let daily = budget.daily_usd.and_then(|limit| {
+            let spent = series.days.get(&day).copied().unwrap_or(0.0);
+            use_by_key.insert(key("day"), spent / limit);
+            level(spent / limit).map(|severity| Finding {
+                severity,
+                observed: spent,
+                baseline: limit,
+                score: spent / limit,
+                window_minutes: minute - day * MINUTES_PER_DAY + 1,
+            })
+        });
+        let monthly = budget.monthly_usd.and_then(|limit| {
+            let (month_start, month_days) = month_of(day);
+            let spent: f64 = series.days.range(month_start..=day).map(|(_, c)| c).sum();
+            let elapsed = (minute + 1 - month_start * MINUTES_PER_DAY) as f64
+                / (month_days * MINUTES_PER_DAY) as f64;
+            let forecast = spent / elapsed.max(1e-9);
+            use_by_key.insert(key("month"), spent / limit);
+            use_by_key.insert(key("month_forecast"), forecast / limit);
+            let severity = level(spent / limit).or_else(|| {
+                // Far enough in the month for a burn rate to mean something.
+                (elapsed >= 0.1 && forecast >= limit).then_some(Severity::Warning)
+            })?;
+            Some(Finding {
+                severity,
+                observed: spent,
+                baseline: limit,
+                score: forecast / limit,
+                window_minutes: minute + 1 - month_start * MINUTES_PER_DAY,
+            })
+        });
+        (daily, monthly)
+    }
+}
+
+/// Median and a robust scale (1.4826 × MAD) of `values`, the scale floored so that a history
+/// of identical values (all zero at night) does not make every cent an outlier. `None` for an
+/// empty history.
+pub fn robust_scale(values: &mut [f64], min_usd: f64) -> Option<(f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let median = median(values);
+    let mut deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+    let mad = median_of(&mut deviations);
+    let scale = (1.4826 * mad).max(0.25 * median).max(min_usd / 2.0);
+    Some((median, scale))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    median_of(values)
+}
+
+fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// (first day index, length in days) of the UTC month holding `day`.
+fn month_of(day: i64) -> (i64, i64) {
+    use chrono::{Datelike, NaiveDate};
+    let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
+        .map(|t| t.date_naive())
+        .unwrap_or_default();
+    let first = NaiveDate::from_ymd_opt(date.year(), date.month(), 1).unwrap_or(date);
+    let next = if date.month() == 12 {
+        NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
+    }
+    .unwrap_or(date);
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let start = (first - epoch).num_days();
+    (start, (next - first).num_days().max(1))
+}
+
+fn column<'a, T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a datafusion::arrow::array::PrimitiveArray<T>, EngineError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<T>())
+        .ok_or_else(|| EngineError::Schema(format!("usage_windows.{name} has an unexpected type")))
+}
+
+/// The `anomalies` rows of `events`.
+pub fn anomaly_batch(events: &[AnomalyEvent], replica: &str) -> Result<RecordBatch, EngineError> {
+    let text = |f: &dyn Fn(&AnomalyEvent) -> String| -> ArrayRef {
+        Arc::new(StringArray::from(events.iter().map(f).collect::<Vec<_>>()))
+    };
+    let float = |f: &dyn Fn(&AnomalyEvent) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from(events.iter().map(f).collect::<Vec<_>>()))
+    };
+    let time = |f: &dyn Fn(&AnomalyEvent) -> Option<i64>| -> ArrayRef {
+        Arc::new(
+            TimestampNanosecondArray::from(events.iter().map(f).collect::<Vec<_>>())
+                .with_timezone("UTC"),
+        )
+    };
+    let columns = vec![
+        time(&|e| Some(e.time_nanos)),
+        text(&|e| e.active.rule.clone()),
+        text(&|e| e.active.severity.as_str().to_string()),
+        text(&|e| e.status.to_string()),
+        text(&|e| e.active.dimension.clone()),
+        text(&|e| e.active.value.clone()),
+        time(&|e| Some(e.time_nanos - e.window_minutes * NANOS_PER_MINUTE)),
+        time(&|e| Some(e.time_nanos)),
+        float(&|e| e.active.observed),
+        float(&|e| e.active.baseline),
+        float(&|e| e.active.score),
+        time(&|e| Some(e.active.first_seen_nanos)),
+        time(&|e| e.resolved_at_nanos),
+        text(&|_| replica.to_string()),
+    ];
+    Ok(RecordBatch::try_new(Table::Anomalies.schema(), columns)?)
+}
+
+/// The active anomalies and budget use as Prometheus gauges.
+pub fn render_gauges(state: &AnomalyState, out: &mut String) {
+    use std::fmt::Write as _;
+    let escape = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let _ = writeln!(
+        out,
+        "# HELP burnrate_anomaly Anomalies in progress: the rule's score (ratio, z-score, rate, or share of the limit).\n# TYPE burnrate_anomaly gauge"
+    );
+    for active in state.active.values() {
+        let _ = writeln!(
+            out,
+            "burnrate_anomaly{{rule=\"{}\",severity=\"{}\",dimension=\"{}\",value=\"{}\"}} {}",
+            active.rule,
+            active.severity.as_str(),
+            escape(&active.dimension),
+            escape(&active.value),
+            active.score
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP burnrate_budget_used_ratio Spend over the configured budget, by period (day, month, month_forecast).\n# TYPE burnrate_budget_used_ratio gauge"
+    );
+    for (key, ratio) in &state.budget_use {
+        let mut parts = key.split('\u{1f}');
+        let (Some(dimension), Some(value), Some(period)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "burnrate_budget_used_ratio{{dimension=\"{}\",value=\"{}\",period=\"{period}\"}} {ratio}",
+            escape(dimension),
+            escape(value)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = MINUTES_PER_DAY;
+    /// A minute well into a month (2026-11-20T12:00Z).
+    const NOW: i64 = 29_919_600;
+
+    fn detector(config: AnomalyConfig) -> AnomalyDetector {
+        AnomalyDetector::new(&config).unwrap()
+    }
+
+    /// A series spending `cost(minute)` per minute over the `days` days before `NOW`.
+    fn series(days: i64, cost: impl Fn(i64) -> f64) -> Series {
+        let mut s = Series::new(NOW - days * DAY);
+        for minute in NOW - days * DAY..=NOW {
+            s.add(minute, cost(minute), 1, 0, None);
+        }
+        s
+    }
+
+    fn spike_with(last_hour_per_minute: f64, yesterday_per_minute: f64) -> Option<Finding> {
+        let s = series(2, |m| {
+            if m > NOW - 60 {
+                last_hour_per_minute
+            } else if m > NOW - DAY - 60 && m <= NOW - DAY {
+                yesterday_per_minute
+            } else {
+                0.0
+            }
+        });
+        detector(AnomalyConfig::default()).cost_spike(&s, NOW)
+    }
+
+    #[test]
+    fn cost_spike_at_its_ratio_and_minimum() {
+        // Baseline $12/h. Just under 2x, at 2x, just over.
+        assert_eq!(spike_with(0.3999, 0.2), None);
+        let at = spike_with(0.4, 0.2).unwrap();
+        assert!((at.score - 2.0).abs() < 1e-9 && at.severity == Severity::Warning);
+        assert!(spike_with(0.4001, 0.2).is_some());
+        assert_eq!(spike_with(2.0, 0.2).unwrap().severity, Severity::Critical);
+        // $0.01 -> $0.03 an hour triples but is no incident.
+        assert_eq!(spike_with(0.03 / 60.0, 0.01 / 60.0), None);
+        // A zero baseline is no ratio at all, and 0 -> 0 is nothing.
+        assert_eq!(spike_with(1.0, 0.0), None);
+        assert_eq!(spike_with(0.0, 0.0), None);
+    }
+
+    #[test]
+    fn cost_spike_compares_a_monday_with_the_monday_before() {
+        // Weekdays spend $30/h, weekends nothing; NOW is a weekday after a weekend.
+        let s = series(8, |m| {
+            let day = (NOW - m).div_euclid(DAY);
+            if day == 1 || day == 2 { 0.0 } else { 0.5 }
+        });
+        assert_eq!(detector(AnomalyConfig::default()).cost_spike(&s, NOW), None);
+    }
+
+    /// A user with a steady $0.1/min and `extra` per minute over the last ten minutes.
+    fn rate_with(days: i64, extra: f64) -> Option<Finding> {
+        let s = series(days, |m| 0.1 + if m > NOW - 10 { extra } else { 0.0 });
+        detector(AnomalyConfig::default()).cost_rate(&s, NOW)
+    }
+
+    #[test]
+    fn robust_rule_needs_warm_up_and_its_threshold() {
+        // Steady history: median $1 per 10 min, scale floored at max(0.25 x 1, 3/2) = 1.5,
+        // so z >= 8 needs $13 in the ten minutes: $1.2 a minute more.
+        assert_eq!(rate_with(8, 1.1999), None);
+        assert!(rate_with(8, 1.2).is_some());
+        assert!(rate_with(8, 1.2001).is_some());
+        // The same spend on a user's first days is no alert.
+        assert_eq!(rate_with(2, 5.0), None);
+        assert_eq!(rate_with(0, 5.0), None);
+    }
+
+    #[test]
+    fn robust_scale_never_divides_by_zero() {
+        let mut zeros = vec![0.0; 49];
+        let (median, scale) = robust_scale(&mut zeros, 3.0).unwrap();
+        assert_eq!(median, 0.0);
+        assert!(scale > 0.0);
+        assert_eq!(robust_scale(&mut [], 3.0), None);
+    }
+
+    fn errors_with(requests: i64, errors: i64) -> Option<Finding> {
+        let mut s = Series::new(NOW - 10);
+        // Spread over the five minutes the rule looks at.
+        for i in 0..requests {
+            s.add(NOW - (i % 5), 0.0, 1, i64::from(i < errors), None);
+        }
+        detector(AnomalyConfig::default()).error_rate(&s, NOW)
+    }
+
+    #[test]
+    fn error_rate_above_five_percent_with_enough_requests() {
+        assert_eq!(errors_with(100, 5), None); // at 5%: not above
+        assert!(errors_with(100, 6).is_some()); // just over
+        assert_eq!(errors_with(19, 19), None); // too few requests to say
+        assert_eq!(errors_with(20, 20).unwrap().severity, Severity::Critical);
+        assert_eq!(errors_with(0, 0), None);
+    }
+
+    fn slow_with(slow_ms: f64) -> Option<Finding> {
+        let mut s = Series::new(NOW - 20);
+        for i in 0..100 {
+            let mut sketch = LatencySketch::default();
+            sketch.add(if i < 94 { 1_000.0 } else { slow_ms });
+            s.add(NOW - (i % 10), 0.0, 1, 0, Some(sketch));
+        }
+        detector(AnomalyConfig::default()).slow_p95(&s, NOW)
+    }
+
+    #[test]
+    fn slow_p95_over_thirty_seconds() {
+        // The 95th of 100 calls is one of the six slow ones; the sketch holds it within 1%.
+        assert_eq!(slow_with(29_500.0), None);
+        assert!(slow_with(30_500.0).is_some());
+        assert_eq!(slow_with(70_000.0).unwrap().severity, Severity::Critical);
+    }
+
+    #[test]
+    fn budgets_warn_at_eighty_percent_and_go_critical_at_the_limit() {
+        let budget = Budget {
+            dimension: "team".into(),
+            value: "platform".into(),
+            daily_usd: Some(100.0),
+            monthly_usd: Some(10_000.0),
+        };
+        let config = AnomalyConfig {
+            budgets: vec![budget.clone()],
+            ..AnomalyConfig::default()
+        };
+        let d = detector(config);
+        let today = |spent: f64| {
+            let mut s = Series::new(NOW - 5);
+            s.add(NOW, spent, 1, 0, None);
+            let mut uses = BTreeMap::new();
+            d.budgets(&s, &budget, NOW, &mut uses).0
+        };
+        assert_eq!(today(79.99), None);
+        assert_eq!(today(80.0).unwrap().severity, Severity::Warning);
+        assert_eq!(today(100.0).unwrap().severity, Severity::Critical);
+        // $D a day for the 19.5 days of November so far: spent 19.5 D, forecast 30 D.
+        let month = |per_day: f64| {
+            let s = series(25, |m| {
+                if m > NOW - (19 * DAY + 720) {
+                    per_day / DAY as f64
+                } else {
+                    0.0
+                }
+            });
+            let mut uses = BTreeMap::new();
+            (d.budgets(&s, &budget, NOW, &mut uses).1, uses)
+        };
+        let (ok, uses) = month(300.0); // $5,850 spent, $9,000 forecast
+        assert_eq!(ok, None);
+        assert!(uses.values().all(|v| v.is_finite()));
+        let (forecast, _) = month(400.0); // $7,800 spent (78%), $12,000 forecast
+        let forecast = forecast.unwrap();
+        assert_eq!(forecast.severity, Severity::Warning);
+        assert!((forecast.score - 1.2).abs() < 0.01, "{forecast:?}");
+        let (over, _) = month(520.0); // $10,140 spent
+        assert_eq!(over.unwrap().severity, Severity::Critical);
+        assert!(uses.values().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn an_anomaly_fires_once_and_resolves_when_the_data_stops() {
+        let mut d = detector(AnomalyConfig::default());
+        let mut s = Series::new(NOW - 30);
+        for i in 0..40 {
+            s.add(NOW - 30 + (i % 5), 0.0, 1, 1, None);
+        }
+        d.series.insert(("team".into(), "platform".into()), s);
+        let mut state = AnomalyState {
+            evaluated_through: Some(NOW - 31),
+            ..AnomalyState::default()
+        };
+        let events = d.evaluate(&mut state, (NOW + 120) * NANOS_PER_MINUTE);
+        let statuses: Vec<_> = events
+            .iter()
+            .map(|e| (e.active.rule.as_str(), e.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [("error_rate", "firing"), ("error_rate", "resolved")]
+        );
+        assert!(state.active.is_empty());
+        let batch = anomaly_batch(&events, "r0").unwrap();
+        assert_eq!(batch.num_rows(), 2);
+    }
+
+    #[test]
+    fn months_have_their_lengths() {
+        let day = |y, m, d| {
+            (chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap()
+                - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+            .num_days()
+        };
+        assert_eq!(month_of(day(2026, 2, 14)), (day(2026, 2, 1), 28));
+        assert_eq!(month_of(day(2026, 12, 31)), (day(2026, 12, 1), 31));
+        assert_eq!(month_of(day(2028, 2, 29)).1, 29);
+    }
+}
