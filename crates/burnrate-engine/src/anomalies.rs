@@ -42,6 +42,11 @@ const NANOS_PER_MINUTE: i64 = 60_000_000_000;
 const MINUTES_PER_DAY: i64 = 1_440;
 /// Eight days of minutes: a week of history plus the day the rules look back.
 const RING_MINUTES: i64 = 8 * MINUTES_PER_DAY + 60;
+/// How long a rule must stay quiet before its anomaly is resolved, so one incident hovering
+/// around a threshold is one alert, not a dozen.
+const RESOLVE_AFTER_MINUTES: i64 = 15;
+/// How unlikely an error count must be under the threshold rate to raise `error_rate`.
+const ERROR_SIGNIFICANCE: f64 = 0.001;
 /// How long a series with no spend stays evaluated: long enough to resolve what it raised.
 const QUIET_MINUTES: i64 = 60;
 
@@ -82,7 +87,7 @@ impl Default for AnomalyConfig {
             error_min_requests: 20,
             slow_p95_ms: 30_000.0,
             slow_window_minutes: 10,
-            slow_min_requests: 10,
+            slow_min_requests: 40,
             budgets: Vec::new(),
         }
     }
@@ -177,6 +182,9 @@ pub struct Active {
     pub observed: f64,
     pub baseline: f64,
     pub score: f64,
+    /// The first minute of the quiet stretch that will resolve it, if the rule is quiet now.
+    #[serde(default)]
+    pub quiet_since: Option<i64>,
 }
 
 /// What the checkpoint keeps of the detector.
@@ -355,6 +363,35 @@ impl AnomalyDetector {
         Ok(())
     }
 
+    /// Adds closed windows and evaluates as it goes: every minute is evaluated with exactly
+    /// the windows before it, however many days one micro-batch closes (a backfill closes
+    /// weeks at once; the rules must not see the future, nor lose the past from their rings).
+    pub fn observe_and_evaluate(
+        &mut self,
+        batches: &[RecordBatch],
+        state: &mut AnomalyState,
+        through_nanos: i64,
+    ) -> Result<Vec<AnomalyEvent>, EngineError> {
+        let mut events = Vec::new();
+        if let Some(first) = batches.first() {
+            let all = datafusion::arrow::compute::concat_batches(&first.schema(), batches)?;
+            let starts = column::<TimestampNanosecondType>(&all, "window_start")?;
+            let order = datafusion::arrow::compute::sort_to_indices(starts, None, None)?;
+            let sorted = datafusion::arrow::compute::take_record_batch(&all, &order)?;
+            let starts = column::<TimestampNanosecondType>(&sorted, "window_start")?;
+            let mut run = 0;
+            for row in 1..=sorted.num_rows() {
+                if row == sorted.num_rows() || starts.value(row) != starts.value(run) {
+                    events.extend(self.evaluate(state, starts.value(run)));
+                    self.observe(&sorted.slice(run, row - run))?;
+                    run = row;
+                }
+            }
+        }
+        events.extend(self.evaluate(state, through_nanos));
+        Ok(events)
+    }
+
     /// Evaluates every minute after the last one evaluated up to the one ending at
     /// `through_nanos`, and returns what started, rose or ended.
     pub fn evaluate(&mut self, state: &mut AnomalyState, through_nanos: i64) -> Vec<AnomalyEvent> {
@@ -425,6 +462,7 @@ impl AnomalyDetector {
                             observed: f.observed,
                             baseline: f.baseline,
                             score: f.score,
+                            quiet_since: None,
                         };
                         events.push(AnomalyEvent {
                             time_nanos,
@@ -442,6 +480,7 @@ impl AnomalyDetector {
                             observed: f.observed,
                             baseline: f.baseline,
                             score: f.score,
+                            quiet_since: None,
                             ..current.clone()
                         };
                         if rose {
@@ -455,8 +494,13 @@ impl AnomalyDetector {
                         }
                         state.active.insert(key, active);
                     }
-                    (None, Some(_)) => {
-                        if let Some(active) = state.active.remove(&key) {
+                    (None, Some(current)) => {
+                        let quiet_since = current.quiet_since.unwrap_or(minute);
+                        if minute - quiet_since + 1 < RESOLVE_AFTER_MINUTES {
+                            if let Some(active) = state.active.get_mut(&key) {
+                                active.quiet_since = Some(quiet_since);
+                            }
+                        } else if let Some(active) = state.active.remove(&key) {
                             events.push(AnomalyEvent {
                                 time_nanos,
                                 status: "resolved",
@@ -477,10 +521,14 @@ impl AnomalyDetector {
         if observed < self.config.cost_spike_min_usd {
             return None;
         }
-        let day = series.cost(minute - MINUTES_PER_DAY, 60);
-        let week = series.cost(minute - 7 * MINUTES_PER_DAY, 60);
-        let baseline = day.max(week);
-        if baseline <= 0.0 {
+        // The busiest hour around the same time a day and a week earlier: a working day that
+        // starts half an hour earlier than yesterday's is no spike.
+        let baseline = [MINUTES_PER_DAY, 7 * MINUTES_PER_DAY]
+            .iter()
+            .flat_map(|back| [-60, -30, 0, 30, 60].map(|shift| minute - back + shift))
+            .map(|end| series.cost(end, 60))
+            .fold(0.0, f64::max);
+        if baseline <= 0.0 || observed - baseline < self.config.cost_spike_min_usd {
             return None;
         }
         let ratio = observed / baseline;
@@ -537,7 +585,10 @@ impl AnomalyDetector {
             return None;
         }
         let rate = errors as f64 / requests as f64;
-        (rate > self.config.error_rate).then_some(Finding {
+        // Above the threshold by more than chance: with 40 requests at a 1% error rate, 3
+        // errors (7.5%) happen every few hours somewhere.
+        let chance = binomial_tail(requests as u64, errors as u64, self.config.error_rate);
+        (rate > self.config.error_rate && chance < ERROR_SIGNIFICANCE).then_some(Finding {
             severity: if rate > 5.0 * self.config.error_rate {
                 Severity::Critical
             } else {
@@ -626,6 +677,34 @@ impl AnomalyDetector {
         });
         (daily, monthly)
     }
+}
+
+/// P(X >= k) for X ~ Binomial(n, p), summed in log space.
+pub fn binomial_tail(n: u64, k: u64, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let ln_choose = |i: u64| -> f64 {
+        // ln C(n, i) = sum over j < i of ln((n - j) / (j + 1))
+        (0..i).map(|j| ((n - j) as f64 / (j + 1) as f64).ln()).sum()
+    };
+    let mut term = ln_choose(k) + k as f64 * p.ln() + (n - k) as f64 * (1.0 - p).ln();
+    let mut total = 0.0;
+    for i in k..=n {
+        total += term.exp();
+        // term(i + 1) / term(i) = (n - i) / (i + 1) * p / (1 - p)
+        term += ((n - i) as f64 / (i + 1) as f64).ln() + (p / (1.0 - p)).ln();
+        if term < -50.0 && i > k {
+            break;
+        }
+    }
+    total.min(1.0)
 }
 
 /// Median and a robust scale (1.4826 × MAD) of `values`, the scale floored so that a history
@@ -856,12 +935,25 @@ mod tests {
     }
 
     #[test]
-    fn error_rate_above_five_percent_with_enough_requests() {
-        assert_eq!(errors_with(100, 5), None); // at 5%: not above
-        assert!(errors_with(100, 6).is_some()); // just over
+    fn error_rate_above_five_percent_beyond_chance_with_enough_requests() {
+        assert_eq!(errors_with(2000, 100), None); // at 5%: not above
+        assert_eq!(errors_with(2000, 101), None); // above, but well within chance
+        assert!(errors_with(2000, 140).is_some()); // 7%: one in millions by chance
+        assert_eq!(errors_with(100, 6), None); // 6% of 100 is chance
+        assert!(errors_with(100, 15).is_some());
         assert_eq!(errors_with(19, 19), None); // too few requests to say
-        assert_eq!(errors_with(20, 20).unwrap().severity, Severity::Critical);
+        assert_eq!(errors_with(40, 40).unwrap().severity, Severity::Critical);
         assert_eq!(errors_with(0, 0), None);
+    }
+
+    #[test]
+    fn binomial_tails() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-4;
+        assert!(close(binomial_tail(10, 5, 0.5), 0.623_05));
+        assert!(close(binomial_tail(20, 3, 0.05), 0.075_48));
+        assert_eq!(binomial_tail(10, 0, 0.3), 1.0);
+        assert_eq!(binomial_tail(10, 11, 0.3), 0.0);
+        assert!(binomial_tail(2000, 140, 0.05) < 1e-4);
     }
 
     fn slow_with(slow_ms: f64) -> Option<Finding> {

@@ -638,10 +638,11 @@ impl WindowStage {
         let mut tables = BTreeMap::new();
         for batch in &emitted {
             self.state.totals.add_windows(batch)?;
-            self.detector.observe(batch)?;
         }
         if let Some(through) = self.state.closed_through_nanos {
-            let events = self.detector.evaluate(&mut self.state.anomalies, through);
+            let events =
+                self.detector
+                    .observe_and_evaluate(&emitted, &mut self.state.anomalies, through)?;
             if !events.is_empty() {
                 tables.insert(
                     Table::Anomalies,

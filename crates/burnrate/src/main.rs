@@ -53,6 +53,11 @@ enum Command {
         after_help = "Tables: api_requests, tool_calls, usage_metrics, log_records, metric_points, spans,\ndead_letters, usage_windows, late_events (each with a `date` partition column).\nFunctions: sketch_merge(latency_sketch), sketch_quantile(sketch, q) over usage_windows.\n\nExamples:\n  burnrate query \"SELECT model, count(*) AS calls, sum(cost_usd) AS usd FROM api_requests GROUP BY model\"\n  burnrate query \"SELECT model, sketch_quantile(sketch_merge(latency_sketch), 0.95) AS p95_ms FROM usage_windows GROUP BY model\"\n  burnrate query --format csv \"SELECT * FROM tool_calls\" > tools.csv"
     )]
     Query(QueryArgs),
+    /// Write synthetic Claude Code telemetry (OTLP log exports) for a simulated team.
+    #[command(
+        after_help = "Writes one export per user and hour under OUT/<date>/, and OUT/incidents.json with the\ninjected incidents (kind, start, end, whom). Deterministic: the same seed gives the same bytes.\n\nExamples:\n  burnrate generate --out ./synthetic --scenario evaluation       # 30 days, 20 people, 6 incidents\n  burnrate generate --out ./quiet --scenario quiet --days 7 --users 50 --format json\n  burnrate run --source files --input ./synthetic --drain"
+    )]
+    Generate(GenerateArgs),
     /// Print the price table in use (embedded, or with --prices laid over it).
     #[command(after_help = "Example:\n  burnrate prices --prices my-prices.toml")]
     Prices {
@@ -148,6 +153,43 @@ enum FormatArg {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// A team with two runaway loops, a model switch, an error storm, a slow provider and a
+    /// budget overrun (30 days and 20 people unless --days / --users say otherwise).
+    Evaluation,
+    /// The same rhythm with no incident.
+    Quiet,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// OTLP protobuf (`.pb`), the kafka exporter's otlp_proto.
+    Proto,
+    /// OTLP/JSON (`.json`), the kafka exporter's otlp_json.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct GenerateArgs {
+    /// Directory to write the exports to (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "evaluation")]
+    scenario: Scenario,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First simulated day, UTC [default: 2026-10-05, a Monday].
+    #[arg(long)]
+    start: Option<chrono::NaiveDate>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=366))]
+    days: Option<u32>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    users: Option<u64>,
+    #[arg(long, value_enum, default_value = "proto")]
+    format: ExportFormat,
+}
+
 #[derive(Debug, clap::Args)]
 struct QueryArgs {
     /// The SQL statement.
@@ -158,6 +200,94 @@ struct QueryArgs {
     /// Output: a terminal table, CSV with a header, or JSON lines.
     #[arg(long, value_enum, default_value = "table")]
     format: FormatArg,
+}
+
+fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    use burnrate_workload::{Format, WorkloadSpec, exports};
+    let mut spec = match args.scenario {
+        Scenario::Evaluation => WorkloadSpec::evaluation(args.seed),
+        Scenario::Quiet => {
+            let start = chrono::NaiveDate::from_ymd_opt(2026, 10, 5).unwrap_or_default();
+            WorkloadSpec::team(args.seed, start, 30, 20)
+        }
+    };
+    if let Some(start) = args.start {
+        spec.start = start;
+    }
+    if let Some(days) = args.days {
+        spec.days = days;
+    }
+    if let Some(users) = args.users {
+        spec.users = users as usize;
+        spec.teams = spec.teams.min(spec.users);
+        spec.projects = spec.projects.min(spec.users);
+    }
+    // Incidents outside the simulated days or people are dropped, not invented.
+    let people: Vec<String> = spec.people().into_iter().map(|p| p.id).collect();
+    let end = spec.day_nanos(i64::from(spec.days));
+    let begin = spec.day_nanos(0);
+    spec.incidents.retain(|i| {
+        i.start_nanos >= begin
+            && i.end_nanos <= end
+            && i.user.as_ref().is_none_or(|u| people.contains(u))
+    });
+    let (format, extension) = match args.format {
+        ExportFormat::Proto => (Format::Proto, "pb"),
+        ExportFormat::Json => (Format::Json, "json"),
+    };
+    let calls = spec.calls();
+    let exports = exports(&spec, &calls);
+    let bar = progress_bar(
+        exports.len() as u64,
+        "{spinner} {pos}/{len} exports [{bar:30}] {per_sec}",
+    );
+    let mut bytes = 0;
+    for export in &exports {
+        let path = args.out.join(format!("{}.{extension}", export.name));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let body = export.encode(format);
+        bytes += body.len();
+        std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    // JSON lines, not `.json`: the files source would take a `.json` file for an export.
+    let labels = args.out.join("incidents.jsonl");
+    let mut lines = String::new();
+    for incident in &spec.incidents {
+        lines.push_str(&serde_json::to_string(incident)?);
+        lines.push('\n');
+    }
+    std::fs::write(&labels, lines).with_context(|| format!("cannot write {}", labels.display()))?;
+    eprintln!(
+        "burnrate: {} calls of {} people over {} days → {} exports ({bytes} bytes) in {}, {} incidents in {}",
+        calls.len(),
+        spec.users,
+        spec.days,
+        exports.len(),
+        args.out.display(),
+        spec.incidents.len(),
+        labels.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+fn progress_bar(length: u64, template: &str) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -226,6 +356,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(&mut config, *args).await,
         Command::Query(args) => query(&config, args).await,
+        Command::Generate(args) => generate(args),
         Command::Prices { prices } => {
             if prices.is_some() {
                 config.prices = prices;
