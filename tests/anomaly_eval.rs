@@ -156,15 +156,18 @@ fn injected_incidents_are_caught_with_few_false_alerts() {
 
     let alerts = alerts(&data);
     let mut report = String::from(
-        "| incident | injected | caught | detection delay | first rule |\n|---|---|---|---|---|\n",
+        "| incident | injected | caught | detection delay | first alert | rules that fired |\n|---|---|---|---|---|---|\n",
     );
     let mut delays_cost = Vec::new();
     let mut caught_all = true;
     for incident in &spec.incidents {
-        let first = alerts
+        let explained: Vec<&Alert> = alerts
             .iter()
             .filter(|a| explains(incident, a, &teams))
-            .min_by_key(|a| a.first_seen);
+            .collect();
+        let first = explained.iter().min_by_key(|a| a.first_seen);
+        let rules: BTreeSet<&str> = explained.iter().map(|a| a.rule.as_str()).collect();
+        let rules = rules.into_iter().collect::<Vec<_>>().join(", ");
         let start = chrono::DateTime::from_timestamp_nanos(incident.start_nanos);
         let minutes = (incident.end_nanos - incident.start_nanos) / NANOS_PER_MINUTE;
         match first {
@@ -178,7 +181,7 @@ fn injected_incidents_are_caught_with_few_false_alerts() {
                     delays_cost.push(delay);
                 }
                 report.push_str(&format!(
-                    "| {} | {} ({minutes} min) | yes | {delay:.0} min | {} on {} |\n",
+                    "| {} | {} ({minutes} min) | yes | {delay:.0} min | {} on {} | {rules} |\n",
                     kind_name(incident.kind),
                     start.format("%a %m-%d %H:%M"),
                     alert.rule,
@@ -188,7 +191,7 @@ fn injected_incidents_are_caught_with_few_false_alerts() {
             None => {
                 caught_all = false;
                 report.push_str(&format!(
-                    "| {} | {} ({minutes} min) | **no** | – | – |\n",
+                    "| {} | {} ({minutes} min) | **no** | – | – | – |\n",
                     kind_name(incident.kind),
                     start.format("%a %m-%d %H:%M")
                 ));
