@@ -781,3 +781,120 @@ async fn the_cardinality_cap_folds_small_spenders_into_other_without_resets() {
         "{previous:?}"
     );
 }
+
+/// A steady hour of calls for `user` starting at `hour` on `date`, `per_minute` dollars a minute.
+fn steady_hour(date: &str, hour: u32, user: &str, per_minute: f64) -> String {
+    (0..60)
+        .map(|m| {
+            call(
+                &format!("{date}T{hour:02}:{m:02}:30Z"),
+                user,
+                "opus",
+                "s",
+                per_minute,
+                800.0,
+                true,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn anomaly_history_is_rebuilt_from_usage_windows_after_a_restart() {
+    // Day one: a calm hour. Day two, same hour: four times the spend.
+    let calm = steady_hour("2026-11-23", 10, "alice", 0.1);
+    let busy = steady_hour("2026-11-24", 10, "alice", 0.4);
+    let tail = call("2026-11-24T12:00:00Z", "alice", "opus", "s", 0.0, 1.0, true);
+    let run = |restart: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stage = WindowStage::open(dir.path(), &WindowSpec::default(), "r0", 100).unwrap();
+        stage
+            .feed(
+                "receiver",
+                1,
+                &tables(rows(Table::ApiRequests, &calm), None),
+            )
+            .unwrap();
+        if restart {
+            drop(stage);
+            stage = WindowStage::open(dir.path(), &WindowSpec::default(), "r0", 100).unwrap();
+        }
+        let batch = format!("{busy}\n{tail}");
+        stage
+            .feed(
+                "receiver",
+                2,
+                &tables(rows(Table::ApiRequests, &batch), None),
+            )
+            .unwrap();
+        dir
+    };
+    let fired = |dir: tempfile::TempDir| async move {
+        dataset_rows(
+            dir.path(),
+            "SELECT rule, dimension, value, status, CAST(first_seen AS BIGINT) AS first_seen \
+             FROM anomalies ORDER BY time, rule, dimension, status",
+        )
+        .await
+    };
+    let uninterrupted = pretty_format_batches(&fired(run(false)).await)
+        .unwrap()
+        .to_string();
+    let restarted = pretty_format_batches(&fired(run(true)).await)
+        .unwrap()
+        .to_string();
+    assert!(
+        uninterrupted
+            .lines()
+            .any(|l| ["cost_spike", "user_id", "alice", "firing"]
+                .iter()
+                .all(|w| l.contains(w))),
+        "{uninterrupted}"
+    );
+    assert_eq!(restarted, uninterrupted, "a restart loses no history");
+}
+
+#[test]
+fn an_unreachable_pushgateway_costs_ingestion_nothing_and_is_counted() {
+    use burnrate_engine::{PipelineHealth, Pushgateway, PushgatewayConfig};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // bound, then dropped: nothing listens there
+    let health = PipelineHealth::new();
+    let config = PushgatewayConfig {
+        url: Some(format!("http://127.0.0.1:{port}")),
+        timeout_ms: 500,
+        ..PushgatewayConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut stage = WindowStage::open(dir.path(), &WindowSpec::default(), "r0", 100).unwrap();
+    stage.publish_to(
+        Pushgateway::start(&config, "r0", health.clone()).unwrap(),
+        health.clone(),
+    );
+    let started = std::time::Instant::now();
+    for (i, batch) in synthetic_batches(5, 200).into_iter().enumerate() {
+        stage
+            .feed("receiver", i as i64, &tables(batch, None))
+            .unwrap();
+    }
+    let feeding = started.elapsed();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while health.push_failures() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(health.push_failures() > 0, "failed pushes are counted");
+    assert!(
+        health.render().contains("burnrate_push_failures_total"),
+        "and exposed"
+    );
+    assert!(
+        !stage.finish(std::time::Duration::from_millis(300)),
+        "the last push is reported undelivered"
+    );
+    // Feeding never waited on the network: five batches take well under one push timeout each.
+    assert!(feeding < std::time::Duration::from_secs(2), "{feeding:?}");
+}
