@@ -250,7 +250,10 @@ impl OtlpReceiver {
             health: health.clone(),
             max_body_bytes: self.config.max_body_bytes,
         });
-        let next_seq = next_seq(&self.writer.wal_dir)?;
+        // Past what the windows were fed, too: a clock stepped back must not make new logs look
+        // like ones already counted.
+        let fed = self.writer.windows.position(RECEIVER_ORIGIN);
+        let next_seq = next_seq(&self.writer.wal_dir)?.max(fed.map_or(0, |p| p as u64 + 1));
         let writer = self.writer;
         let writing = tokio::task::spawn_blocking(move || writer.run(requests, next_seq));
 
