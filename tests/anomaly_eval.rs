@@ -90,7 +90,15 @@ fn kind_name(kind: IncidentKind) -> &'static str {
 fn injected_incidents_are_caught_with_few_false_alerts() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, data) = (tmp.path().join("otlp"), tmp.path().join("data"));
-    let out = burnrate(&["generate", "--out", input.to_str().unwrap(), "--seed", "1"]);
+    let out = burnrate(&[
+        "generate",
+        "--out",
+        input.to_str().unwrap(),
+        "--seed",
+        "1",
+        "--signals",
+        "logs",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let spec = WorkloadSpec::evaluation(1);

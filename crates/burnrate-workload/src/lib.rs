@@ -11,21 +11,19 @@
 //! Must not know: files, sockets or Kafka (the binary writes what this returns), or how burnrate
 //! decodes and aggregates (the exports must decode with the same code as the real samples).
 
-use std::collections::BTreeMap;
+mod exports;
 
-use burnrate_otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
-use burnrate_otlp::proto::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use burnrate_otlp::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use burnrate_otlp::proto::resource::v1::Resource;
+pub use exports::{Export, Format, Request, Signals, Temporality, exports};
+
 use burnrate_pricing::{PriceTable, TokenUsage};
 use chrono::{Datelike, NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
 
-const NANOS_PER_MINUTE: i64 = 60_000_000_000;
+pub(crate) const NANOS_PER_MINUTE: i64 = 60_000_000_000;
 const MINUTES_PER_DAY: i64 = 1_440;
 const MODELS: [&str; 3] = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-8"];
 const TOOLS: [&str; 6] = ["Bash", "Read", "Edit", "Write", "Grep", "Glob"];
-const CLIENT_VERSION: &str = "2.1.197";
+pub(crate) const CLIENT_VERSION: &str = "2.1.197";
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -80,7 +78,6 @@ impl Incident {
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: String,
-    pub email: String,
     pub team: String,
     pub project: String,
     /// Weights of haiku, sonnet, opus.
@@ -227,7 +224,6 @@ impl WorkloadSpec {
                 };
                 User {
                     id: hex_id(self.seed, i as u64),
-                    email: format!("dev{i:03}@example.com"),
                     team: format!("team-{team}"),
                     project: format!("project-{}", (i * 7 + team) % self.projects.max(1)),
                     models,
@@ -399,212 +395,8 @@ impl WorkloadSpec {
     }
 }
 
-/// How exports are encoded: what the Collector's kafka exporter calls `otlp_proto` and
-/// `otlp_json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    Proto,
-    Json,
-}
-
-/// One OTLP logs export: a user's events of one hour, as their CLI would batch them.
-#[derive(Debug, Clone)]
-pub struct Export {
-    pub time_nanos: i64,
-    /// `YYYY-MM-DD/<hour>-<user>`: a stable file name that sorts in time order, so a files run
-    /// reads them in the order a live stream would deliver them.
-    pub name: String,
-    pub request: ExportLogsServiceRequest,
-}
-
-impl Export {
-    pub fn encode(&self, format: Format) -> Vec<u8> {
-        match format {
-            Format::Proto => prost::Message::encode_to_vec(&self.request),
-            Format::Json => serde_json::to_vec(&self.request).unwrap_or_default(),
-        }
-    }
-}
-
-/// The calls as log exports, one per user and hour, in time order.
-pub fn exports(spec: &WorkloadSpec, calls: &[Call]) -> Vec<Export> {
-    let users = spec.people();
-    let mut groups: BTreeMap<(i64, usize), Vec<&Call>> = BTreeMap::new();
-    for call in calls {
-        let hour = call.time_nanos.div_euclid(60 * NANOS_PER_MINUTE);
-        groups.entry((hour, call.user)).or_default().push(call);
-    }
-    groups
-        .into_iter()
-        .map(|((hour, u), calls)| {
-            let user = &users[u];
-            let time = hour * 60 * NANOS_PER_MINUTE;
-            let date = chrono::DateTime::from_timestamp_nanos(time);
-            Export {
-                time_nanos: time,
-                name: format!(
-                    "{}/{}-{}",
-                    date.format("%Y-%m-%d"),
-                    date.format("%H"),
-                    &user.id[..12]
-                ),
-                request: log_request(user, &calls),
-            }
-        })
-        .collect()
-}
-
-fn log_request(user: &User, calls: &[&Call]) -> ExportLogsServiceRequest {
-    let resource = Resource {
-        attributes: vec![
-            text("team", &user.team),
-            text("project", &user.project),
-            text("env", "production"),
-            text("host.arch", "amd64"),
-            text("os.type", "linux"),
-            text("service.name", "claude-code"),
-            text("service.version", CLIENT_VERSION),
-        ],
-        ..Resource::default()
-    };
-    let mut records = Vec::with_capacity(calls.len() * 2);
-    for (sequence, call) in calls.iter().enumerate() {
-        let common = vec![
-            text("team", &user.team),
-            text("project", &user.project),
-            text("env", "production"),
-            text("user.id", &user.id),
-            text("user.email", &user.email),
-            text("session.id", &call.session),
-            text("terminal.type", "xterm"),
-        ];
-        let timestamp = chrono::DateTime::from_timestamp_nanos(call.time_nanos)
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
-        let event = |name: &str, mut attributes: Vec<KeyValue>, sequence: i64, time: i64| {
-            let mut all = common.clone();
-            all.push(text("event.name", name));
-            all.push(text("event.timestamp", &timestamp));
-            all.push(int("event.sequence", sequence));
-            all.push(text("prompt.id", &call.prompt));
-            all.append(&mut attributes);
-            LogRecord {
-                time_unix_nano: time as u64,
-                observed_time_unix_nano: time as u64,
-                body: Some(AnyValue {
-                    value: Some(any_value::Value::StringValue(format!("claude_code.{name}"))),
-                }),
-                attributes: all,
-                flags: 1,
-                ..LogRecord::default()
-            }
-        };
-        let sequence = sequence as i64 * 2;
-        records.push(match call.failed {
-            None => event(
-                "api_request",
-                vec![
-                    text("model", call.model),
-                    int("input_tokens", call.tokens.input as i64),
-                    int("output_tokens", call.tokens.output as i64),
-                    int("cache_read_tokens", call.tokens.cache_read as i64),
-                    int("cache_creation_tokens", call.tokens.cache_write_5m as i64),
-                    double("cost_usd", call.cost_usd),
-                    int("cost_usd_micros", (call.cost_usd * 1e6).round() as i64),
-                    int("duration_ms", call.duration_ms as i64),
-                    text("request_id", &format!("req_{:x}", call.time_nanos)),
-                    text("speed", "normal"),
-                    text("effort", "medium"),
-                    text("query_source", "main"),
-                ],
-                sequence,
-                call.time_nanos,
-            ),
-            Some(status) => event(
-                "api_error",
-                vec![
-                    text("model", call.model),
-                    text("error", "overloaded_error"),
-                    int("status_code", status),
-                    int("attempt", 1),
-                    int("duration_ms", call.duration_ms as i64),
-                    text("request_id", &format!("req_{:x}", call.time_nanos)),
-                    text("speed", "normal"),
-                    text("effort", "medium"),
-                    text("query_source", "main"),
-                ],
-                sequence,
-                call.time_nanos,
-            ),
-        });
-        if let Some((tool, success, duration)) = call.tool {
-            let done = call.time_nanos + (call.duration_ms as i64 + duration as i64) * 1_000_000;
-            // Claude Code sends these as strings.
-            records.push(event(
-                "tool_result",
-                vec![
-                    text("tool_name", tool),
-                    text("success", if success { "true" } else { "false" }),
-                    text("duration_ms", &duration.to_string()),
-                    text("tool_use_id", &format!("toolu_{:x}", call.time_nanos)),
-                    text("tool_input_size_bytes", "512"),
-                    text("tool_result_size_bytes", "2048"),
-                ],
-                sequence + 1,
-                done,
-            ));
-        }
-    }
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(resource),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: "com.anthropic.claude_code.events".into(),
-                    version: CLIENT_VERSION.into(),
-                    ..InstrumentationScope::default()
-                }),
-                log_records: records,
-                ..ScopeLogs::default()
-            }],
-            ..ResourceLogs::default()
-        }],
-    }
-}
-
-fn text(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..KeyValue::default()
-    }
-}
-
-fn int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..KeyValue::default()
-    }
-}
-
-fn double(key: &str, value: f64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::DoubleValue(value)),
-        }),
-        ..KeyValue::default()
-    }
-}
-
 /// A user id shaped like Claude Code's: 64 hex digits.
-fn hex_id(seed: u64, i: u64) -> String {
+pub(crate) fn hex_id(seed: u64, i: u64) -> String {
     let mut rng = Rng::new(seed ^ (i.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
     (0..4).map(|_| format!("{:016x}", rng.next_u64())).collect()
 }
@@ -666,8 +458,8 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_bytes() {
         let spec = WorkloadSpec::team(7, NaiveDate::from_ymd_opt(2026, 10, 5).unwrap(), 2, 4);
-        let a = exports(&spec, &spec.calls());
-        let b = exports(&spec, &spec.calls());
+        let a = exports(&spec, &spec.calls(), Signals::default());
+        let b = exports(&spec, &spec.calls(), Signals::default());
         assert!(!a.is_empty());
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
@@ -675,7 +467,7 @@ mod tests {
         }
         let other = WorkloadSpec { seed: 8, ..spec };
         assert_ne!(
-            exports(&other, &other.calls())[0].encode(Format::Proto),
+            exports(&other, &other.calls(), Signals::default())[0].encode(Format::Proto),
             a[0].encode(Format::Proto)
         );
     }

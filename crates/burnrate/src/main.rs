@@ -55,7 +55,7 @@ enum Command {
     Query(QueryArgs),
     /// Write synthetic Claude Code telemetry (OTLP log exports) for a simulated team.
     #[command(
-        after_help = "Writes one export per user and hour under OUT/<date>/, and OUT/incidents.json with the\ninjected incidents (kind, start, end, whom). Deterministic: the same seed gives the same bytes.\n\nExamples:\n  burnrate generate --out ./synthetic --scenario evaluation       # 30 days, 20 people, 6 incidents\n  burnrate generate --out ./quiet --scenario quiet --days 7 --users 50 --format json\n  burnrate run --source files --input ./synthetic --drain"
+        after_help = "Writes one export per user, hour and signal under OUT/<date>/, and OUT/incidents.jsonl with the\ninjected incidents (kind, start, end, whom). Deterministic: the same seed gives the same bytes.\n\nExamples:\n  burnrate generate --out ./synthetic --scenario evaluation       # 30 days, 20 people, 6 incidents\n  burnrate generate --out ./quiet --scenario quiet --days 7 --users 50 --format json\n  burnrate generate --post http://127.0.0.1:4318 --days 1 --users 5 --rate 20\n  burnrate generate --kafka 127.0.0.1:9092 --temporality cumulative\n  burnrate run --source files --input ./synthetic --drain"
     )]
     Generate(GenerateArgs),
     /// Print the price table in use (embedded, or with --prices laid over it).
@@ -170,11 +170,30 @@ enum ExportFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SignalArg {
+    Logs,
+    Traces,
+    Metrics,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TemporalityArg {
+    Delta,
+    Cumulative,
+}
+
 #[derive(Debug, clap::Args)]
 struct GenerateArgs {
-    /// Directory to write the exports to (created if missing).
-    #[arg(long)]
-    out: PathBuf,
+    /// Write the exports as files under this directory (created if missing).
+    #[arg(long, required_unless_present_any = ["post", "kafka"])]
+    out: Option<PathBuf>,
+    /// POST the exports to an OTLP/HTTP endpoint instead, e.g. http://127.0.0.1:4318.
+    #[arg(long, conflicts_with_all = ["out", "kafka"])]
+    post: Option<String>,
+    /// Produce the exports to Kafka instead (topics otlp_logs, otlp_spans, otlp_metrics), HOST:PORT.
+    #[arg(long, conflicts_with_all = ["out", "post"])]
+    kafka: Option<String>,
     #[arg(long, value_enum, default_value = "evaluation")]
     scenario: Scenario,
     #[arg(long, default_value_t = 1)]
@@ -188,6 +207,20 @@ struct GenerateArgs {
     users: Option<u64>,
     #[arg(long, value_enum, default_value = "proto")]
     format: ExportFormat,
+    /// Signals to export, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "logs,traces,metrics"
+    )]
+    signals: Vec<SignalArg>,
+    /// Metric temporality (Claude Code's default is delta).
+    #[arg(long, value_enum, default_value = "delta")]
+    temporality: TemporalityArg,
+    /// Exports per second at most (0: as fast as the destination takes them).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -203,7 +236,11 @@ struct QueryArgs {
 }
 
 fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
-    use burnrate_workload::{Format, WorkloadSpec, exports};
+    use burnrate_workload::{Format, Signals, Temporality, WorkloadSpec, exports};
+    anyhow::ensure!(
+        args.rate >= 0.0 && args.rate.is_finite(),
+        "--rate must be a number of exports per second, 0 for no limit"
+    );
     let mut spec = match args.scenario {
         Scenario::Evaluation => WorkloadSpec::evaluation(args.seed),
         Scenario::Quiet => {
@@ -224,55 +261,206 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     }
     // Incidents outside the simulated days or people are dropped, not invented.
     let people: Vec<String> = spec.people().into_iter().map(|p| p.id).collect();
-    let end = spec.day_nanos(i64::from(spec.days));
-    let begin = spec.day_nanos(0);
+    let (begin, end) = (spec.day_nanos(0), spec.day_nanos(i64::from(spec.days)));
     spec.incidents.retain(|i| {
         i.start_nanos >= begin
             && i.end_nanos <= end
             && i.user.as_ref().is_none_or(|u| people.contains(u))
     });
-    let (format, extension) = match args.format {
-        ExportFormat::Proto => (Format::Proto, "pb"),
-        ExportFormat::Json => (Format::Json, "json"),
+    let signals = Signals {
+        logs: args.signals.contains(&SignalArg::Logs),
+        traces: args.signals.contains(&SignalArg::Traces),
+        metrics: args
+            .signals
+            .contains(&SignalArg::Metrics)
+            .then_some(match args.temporality {
+                TemporalityArg::Delta => Temporality::Delta,
+                TemporalityArg::Cumulative => Temporality::Cumulative,
+            }),
+    };
+    let format = match args.format {
+        ExportFormat::Proto => Format::Proto,
+        ExportFormat::Json => Format::Json,
     };
     let calls = spec.calls();
-    let exports = exports(&spec, &calls);
+    let exports = exports(&spec, &calls, signals);
+    let mut destination = ExportDestination::open(&args, format)?;
     let bar = progress_bar(
         exports.len() as u64,
         "{spinner} {pos}/{len} exports [{bar:30}] {per_sec}",
     );
+    let started = std::time::Instant::now();
     let mut bytes = 0;
-    for export in &exports {
-        let path = args.out.join(format!("{}.{extension}", export.name));
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+    for (i, export) in exports.iter().enumerate() {
+        if args.rate > 0.0 {
+            let due = started + Duration::from_secs_f64(i as f64 / args.rate);
+            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
         }
         let body = export.encode(format);
         bytes += body.len();
-        std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))?;
+        destination.send(export, body)?;
         bar.inc(1);
     }
+    destination.finish()?;
     bar.finish_and_clear();
-    // JSON lines, not `.json`: the files source would take a `.json` file for an export.
-    let labels = args.out.join("incidents.jsonl");
-    let mut lines = String::new();
-    for incident in &spec.incidents {
-        lines.push_str(&serde_json::to_string(incident)?);
-        lines.push('\n');
+    let labels = destination.labels_path();
+    if let Some(labels) = &labels {
+        // JSON lines, not `.json`: the files source would take a `.json` file for an export.
+        let mut lines = String::new();
+        for incident in &spec.incidents {
+            lines.push_str(&serde_json::to_string(incident)?);
+            lines.push('\n');
+        }
+        std::fs::write(labels, lines)
+            .with_context(|| format!("cannot write {}", labels.display()))?;
     }
-    std::fs::write(&labels, lines).with_context(|| format!("cannot write {}", labels.display()))?;
     eprintln!(
-        "burnrate: {} calls of {} people over {} days → {} exports ({bytes} bytes) in {}, {} incidents in {}",
+        "burnrate: {} calls of {} people over {} days → {} exports ({bytes} bytes) to {}; {} incidents{}",
         calls.len(),
         spec.users,
         spec.days,
         exports.len(),
-        args.out.display(),
+        destination.describe(),
         spec.incidents.len(),
-        labels.display()
+        labels
+            .map(|l| format!(" in {}", l.display()))
+            .unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `burnrate generate` sends its exports.
+enum ExportDestination {
+    Files(PathBuf, &'static str),
+    Http(String, ureq::Agent, &'static str),
+    Kafka(String, rdkafka::producer::BaseProducer),
+}
+
+impl ExportDestination {
+    fn open(args: &GenerateArgs, format: burnrate_workload::Format) -> anyhow::Result<Self> {
+        let json = format == burnrate_workload::Format::Json;
+        if let Some(url) = &args.post {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(30)))
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let content_type = if json {
+                "application/json"
+            } else {
+                "application/x-protobuf"
+            };
+            return Ok(ExportDestination::Http(
+                url.trim_end_matches('/').to_string(),
+                agent,
+                content_type,
+            ));
+        }
+        if let Some(brokers) = &args.kafka {
+            let producer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", brokers)
+                .set("compression.type", "zstd")
+                .set("linger.ms", "20")
+                .create()
+                .with_context(|| format!("cannot create a Kafka producer for {brokers}"))?;
+            return Ok(ExportDestination::Kafka(brokers.clone(), producer));
+        }
+        let dir = args
+            .out
+            .clone()
+            .context("--out, --post or --kafka is required")?;
+        Ok(ExportDestination::Files(
+            dir,
+            if json { "json" } else { "pb" },
+        ))
+    }
+
+    fn send(&mut self, export: &burnrate_workload::Export, body: Vec<u8>) -> anyhow::Result<()> {
+        match self {
+            ExportDestination::Files(dir, extension) => {
+                let path = dir.join(format!("{}.{extension}", export.name));
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("cannot create {}", parent.display()))?;
+                }
+                std::fs::write(&path, body)
+                    .with_context(|| format!("cannot write {}", path.display()))
+            }
+            ExportDestination::Http(base, agent, content_type) => {
+                let url = format!("{base}/v1/{}", export.request.signal());
+                // The receiver answers 503 when its queue is full: wait and send again.
+                for attempt in 0.. {
+                    let response = agent
+                        .post(&url)
+                        .header("Content-Type", *content_type)
+                        .send(&body[..])
+                        .with_context(|| format!("cannot POST to {url}"))?;
+                    let status = response.status().as_u16();
+                    if status == 200 {
+                        return Ok(());
+                    }
+                    anyhow::ensure!(
+                        status == 503 && attempt < 100,
+                        "{url} answered HTTP {status}"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok(())
+            }
+            ExportDestination::Kafka(_, producer) => {
+                let topic = match export.request.signal() {
+                    "logs" => "otlp_logs",
+                    "traces" => "otlp_spans",
+                    _ => "otlp_metrics",
+                };
+                let mut record =
+                    rdkafka::producer::BaseRecord::<(), [u8]>::to(topic).payload(&body[..]);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull,
+                            ),
+                            back,
+                        )) => {
+                            record = back;
+                            producer.poll(Duration::from_millis(100));
+                        }
+                        Err((e, _)) => return Err(anyhow::anyhow!("producing to {topic}: {e}")),
+                    }
+                }
+                producer.poll(Duration::ZERO);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        use rdkafka::producer::Producer;
+        if let ExportDestination::Kafka(brokers, producer) = self {
+            producer
+                .flush(Duration::from_secs(60))
+                .with_context(|| format!("not every export reached {brokers}"))?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            ExportDestination::Files(dir, _) => dir.display().to_string(),
+            ExportDestination::Http(url, _, _) => url.clone(),
+            ExportDestination::Kafka(brokers, _) => format!("kafka {brokers}"),
+        }
+    }
+
+    /// Where the incident labels go: beside the files; a network destination has no place.
+    fn labels_path(&self) -> Option<PathBuf> {
+        match self {
+            ExportDestination::Files(dir, _) => Some(dir.join("incidents.jsonl")),
+            _ => None,
+        }
+    }
 }
 
 /// A progress bar on a terminal, nothing otherwise.
@@ -321,8 +509,17 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or_default();
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or_default();
+            let mut first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+            // "the following required arguments were not provided:" names them below.
+            if first.ends_with(':') {
+                let named: Vec<&str> = lines
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                first = format!("{first} {}", named.join(", "));
+            }
             eprintln!("burnrate: error: {first} (see burnrate --help)");
             return ExitCode::from(2);
         }
