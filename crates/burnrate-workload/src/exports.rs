@@ -493,42 +493,26 @@ fn metric_request(
     }
 }
 
-fn text(key: &str, value: &str) -> KeyValue {
+fn attribute(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
+        value: Some(AnyValue { value: Some(value) }),
         ..KeyValue::default()
     }
+}
+
+fn text(key: &str, value: &str) -> KeyValue {
+    attribute(key, any_value::Value::StringValue(value.into()))
 }
 
 fn int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..KeyValue::default()
-    }
+    attribute(key, any_value::Value::IntValue(value))
 }
 
 fn double(key: &str, value: f64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::DoubleValue(value)),
-        }),
-        ..KeyValue::default()
-    }
+    attribute(key, any_value::Value::DoubleValue(value))
 }
 
 fn boolean(key: &str, value: bool) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::BoolValue(value)),
-        }),
-        ..KeyValue::default()
-    }
+    attribute(key, any_value::Value::BoolValue(value))
 }
