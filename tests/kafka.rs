@@ -374,9 +374,13 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn start(broker: &Broker, group: &str, data: &Path, config: &Path) -> Consumer {
+    /// One member; members sharing a dataset need replica names of their own.
+    fn start(broker: &Broker, group: &str, data: &Path, config: &Path, replica: &str) -> Consumer {
         let (args, health) = kafka_args(broker, group, data, Some(config));
-        let child = spawn_burnrate(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+        let child = spawn_burnrate(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[("BURNRATE_REPLICA", replica)],
+        );
         wait_for_port(health, "burnrate health");
         Consumer { child, health }
     }
@@ -429,9 +433,9 @@ fn two_members_share_the_topics_and_sigterm_commits_before_exiting() {
     // The first member starts alone and takes every partition; the second joins while the
     // first is consuming, so the first gives partitions up in a rebalance, flushing and
     // committing them before the second is handed them.
-    let first = Consumer::start(&broker, "burnrate-pair", &data, &config);
+    let first = Consumer::start(&broker, "burnrate-pair", &data, &config, "member-a");
     wait_until("the first member consumes", || first.messages() > 0);
-    let second = Consumer::start(&broker, "burnrate-pair", &data, &config);
+    let second = Consumer::start(&broker, "burnrate-pair", &data, &config, "member-b");
     // The second half arrives while both are members: each consumes its share.
     std::thread::sleep(Duration::from_secs(2));
     produced += broker.produce_samples(&exports, copies / 2) as u64;

@@ -23,6 +23,7 @@ pub mod output;
 pub mod parquet_sink;
 pub mod pushgateway;
 pub mod receiver;
+pub mod report;
 pub mod sketch;
 mod table_buffer;
 pub mod windows;
@@ -39,6 +40,7 @@ pub use output::{ResultFormat, write_results};
 pub use parquet_sink::ParquetSink;
 pub use pushgateway::{PushTotals, Pushgateway, PushgatewayConfig};
 pub use receiver::{OtlpReceiver, ReceiverConfig, ReceiverSummary};
+pub use report::CostReport;
 pub use table_buffer::FlushTotals;
 pub use windows::{WindowProgress, WindowSpec, WindowSql, WindowStage};
 

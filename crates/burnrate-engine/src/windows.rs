@@ -304,6 +304,9 @@ pub struct WindowStage {
     open: Vec<RecordBatch>,
     detector: AnomalyDetector,
     publisher: Option<(Pushgateway, Arc<PipelineHealth>)>,
+    /// Held while the stage lives: two processes with one replica name would overwrite each
+    /// other's checkpoint and window files.
+    _lock: File,
 }
 
 impl std::fmt::Debug for WindowStage {
@@ -343,12 +346,14 @@ impl WindowStage {
         max_series: usize,
     ) -> Result<Self, EngineError> {
         spec.validate()?;
-        if replica.is_empty() || replica.contains(['/', '-', ' ']) {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        if replica.is_empty() || !replica.chars().all(allowed) {
             return Err(EngineError::Config(format!(
-                "replica {replica:?}: use letters, digits, '_' or '.' (it names files and the Pushgateway group)"
+                "replica {replica:?}: use letters, digits, '_', '.' or '-' (it names files and the Pushgateway group)"
             )));
         }
         let state_dir = data_dir.join(STATE_DIR).join("windows");
+        let lock = hold_replica(&state_dir, replica)?;
         let state_path = state_dir.join(format!("{replica}.parquet"));
         let (mut state, open) = read_checkpoint(&state_path)?;
         state.totals.set_max_series(max_series);
@@ -370,6 +375,7 @@ impl WindowStage {
             open,
             detector: AnomalyDetector::new(anomalies)?,
             publisher: None,
+            _lock: lock,
         };
         stage.rebuild_history(data_dir)?;
         Ok(stage)
@@ -689,6 +695,22 @@ impl WindowStage {
                 .join()
                 .unwrap_or_else(|_| Err(EngineError::Schema("window SQL panicked".into())))
         })
+    }
+}
+
+/// Takes the replica's lock file under `state_dir`, or says who has it. The operating system
+/// drops the lock when the process ends, however it ends.
+fn hold_replica(state_dir: &Path, replica: &str) -> Result<File, EngineError> {
+    fs::create_dir_all(state_dir).map_err(|e| EngineError::io(state_dir, e))?;
+    let path = state_dir.join(format!("{replica}.lock"));
+    let file = File::create(&path).map_err(|e| EngineError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(EngineError::Config(format!(
+            "replica {replica:?} is already running on this dataset ({} is locked): give each process its own --replica",
+            path.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(EngineError::io(&path, e)),
     }
 }
 

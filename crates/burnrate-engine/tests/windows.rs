@@ -716,6 +716,15 @@ async fn bad_configuration_is_refused_with_the_key() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("replica"), "{error}");
+    // One replica name, one process: the second is refused while the first runs.
+    let first = WindowStage::open(dir.path(), &WindowSpec::default(), "pod-0", 10).unwrap();
+    let error = WindowStage::open(dir.path(), &WindowSpec::default(), "pod-0", 10)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("already running"), "{error}");
+    WindowStage::open(dir.path(), &WindowSpec::default(), "pod-1", 10).unwrap();
+    drop(first);
+    WindowStage::open(dir.path(), &WindowSpec::default(), "pod-0", 10).unwrap();
 }
 
 #[tokio::test]

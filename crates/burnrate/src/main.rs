@@ -53,6 +53,9 @@ enum Command {
         after_help = "Tables: api_requests, tool_calls, usage_metrics, log_records, metric_points, spans,\ndead_letters, usage_windows, late_events (each with a `date` partition column).\nFunctions: sketch_merge(latency_sketch), sketch_quantile(sketch, q) over usage_windows.\n\nExamples:\n  burnrate query \"SELECT model, count(*) AS calls, sum(cost_usd) AS usd FROM api_requests GROUP BY model\"\n  burnrate query \"SELECT model, sketch_quantile(sketch_merge(latency_sketch), 0.95) AS p95_ms FROM usage_windows GROUP BY model\"\n  burnrate query --format csv \"SELECT * FROM tool_calls\" > tools.csv"
     )]
     Query(QueryArgs),
+    /// Cost reports over the Parquet dataset: a day, or a range of days.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Write synthetic Claude Code telemetry (OTLP log exports) for a simulated team.
     #[command(
         after_help = "Writes one export per user, hour and signal under OUT/<date>/, and OUT/incidents.jsonl with the\ninjected incidents (kind, start, end, whom). Deterministic: the same seed gives the same bytes.\n\nExamples:\n  burnrate generate --out ./synthetic --scenario evaluation       # 30 days, 20 people, 6 incidents\n  burnrate generate --out ./quiet --scenario quiet --days 7 --users 50 --format json\n  burnrate generate --post http://127.0.0.1:4318 --days 1 --users 5 --rate 20\n  burnrate generate --kafka 127.0.0.1:9092 --temporality cumulative\n  burnrate run --source files --input ./synthetic --drain"
@@ -153,6 +156,54 @@ enum FormatArg {
     Json,
 }
 
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// One day's report (UTC): spend and its change, volume, errors, latency, cache, top
+    /// spenders, anomalies.
+    #[command(
+        after_help = "Examples:\n  burnrate report daily                              # yesterday, to the terminal\n  burnrate report daily --date 2026-10-14 --format markdown\n  burnrate report daily --format json --out report.json"
+    )]
+    Daily {
+        /// The day [default: yesterday, UTC].
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        output: ReportOutput,
+    },
+    /// The report of the days FROM..=TO (a week, a month).
+    #[command(
+        after_help = "Example:\n  burnrate report range --from 2026-10-01 --to 2026-10-31 --format csv --out october.csv"
+    )]
+    Range {
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        #[command(flatten)]
+        output: ReportOutput,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportOutput {
+    /// Dataset directory [default: ./burnrate-data, or data_dir from the config file].
+    #[arg(long, env = "BURNRATE_DATA_DIR")]
+    data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: ReportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Markdown,
+    Csv,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Scenario {
     /// A team with two runaway loops, a model switch, an error storm, a slow provider and a
@@ -233,6 +284,35 @@ struct QueryArgs {
     /// Output: a terminal table, CSV with a header, or JSON lines.
     #[arg(long, value_enum, default_value = "table")]
     format: FormatArg,
+}
+
+async fn report_command(config: &Config, command: ReportCommand) -> anyhow::Result<ExitCode> {
+    let (from, to, output) = match command {
+        ReportCommand::Daily { date, output } => {
+            let day =
+                date.unwrap_or_else(|| chrono::Utc::now().date_naive() - chrono::Days::new(1));
+            (day, day, output)
+        }
+        ReportCommand::Range { from, to, output } => (from, to, output),
+    };
+    let data = output
+        .data
+        .clone()
+        .unwrap_or_else(|| config.data_dir.clone());
+    let report =
+        burnrate_engine::CostReport::build(&data, from, to, &config.price_table()?).await?;
+    let text = match output.format {
+        ReportFormat::Text => report.to_text(),
+        ReportFormat::Markdown => report.to_markdown(),
+        ReportFormat::Csv => report.to_csv(),
+        ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    match &output.out {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
@@ -554,6 +634,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(&mut config, *args).await,
         Command::Query(args) => query(&config, args).await,
         Command::Generate(args) => generate(args),
+        Command::Report(command) => report_command(&config, command).await,
         Command::Prices { prices } => {
             if prices.is_some() {
                 config.prices = prices;

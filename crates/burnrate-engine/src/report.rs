@@ -1,0 +1,638 @@
+//! The cost report of a period (a day, or any range of days): what it computes and how it is
+//! written. The numbers come from the SQL in `sql/report_*.sql` over the Parquet dataset;
+//! [`CostReport`] is their one structure, serialized as the documented JSON, and rendered as a
+//! terminal table, Markdown, or CSV from that same structure, so every format carries the same
+//! numbers.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use burnrate_pricing::{PriceTable, TokenUsage};
+use chrono::{Datelike, NaiveDate};
+use comfy_table::{Cell, CellAlignment, Table as Grid, presets::UTF8_FULL_CONDENSED};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+use crate::catalog::open_dataset;
+
+const HEADLINE_SQL: &str = include_str!("../../../sql/report_headline.sql");
+const TOP_SQL: &str = include_str!("../../../sql/report_top.sql");
+const BY_HOUR_SQL: &str = include_str!("../../../sql/report_spend_by_hour.sql");
+const TREND_SQL: &str = include_str!("../../../sql/report_trend.sql");
+const ANOMALIES_SQL: &str = include_str!("../../../sql/report_anomalies.sql");
+/// Bumped when a field changes meaning or goes away; new fields do not bump it.
+pub const SCHEMA_VERSION: u32 = 1;
+const TOP: usize = 10;
+
+/// The report's JSON form (`--format json`): stable, versioned by `schema_version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostReport {
+    pub schema_version: u32,
+    /// First day, inclusive (UTC).
+    pub from: NaiveDate,
+    /// Last day, inclusive (UTC).
+    pub to: NaiveDate,
+    pub headline: Headline,
+    pub top_users: Vec<Ranked>,
+    pub top_teams: Vec<Ranked>,
+    pub top_projects: Vec<Ranked>,
+    pub top_models: Vec<Ranked>,
+    /// Spend per UTC hour of the day, 24 entries (summed over the period's days).
+    pub spend_by_hour: Vec<f64>,
+    /// Spend per day over the 30 days ending with `to`.
+    pub trend: Vec<DaySpend>,
+    pub anomalies: Vec<AnomalyLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Headline {
+    pub spend_usd: f64,
+    /// The same number of days just before `from`.
+    pub previous_spend_usd: f64,
+    /// Percent change against the previous period; `null` when it spent nothing.
+    pub change_vs_previous_pct: Option<f64>,
+    /// The same days one week earlier.
+    pub last_week_spend_usd: f64,
+    pub change_vs_last_week_pct: Option<f64>,
+    pub active_users: i64,
+    pub sessions: i64,
+    pub requests: i64,
+    pub errors: i64,
+    pub error_rate: Option<f64>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub tokens: Tokens,
+    /// Cache read tokens over all input tokens (input + cache read + cache creation).
+    pub cache_hit_ratio: Option<f64>,
+    /// What the cache read tokens would have cost at the input price, minus what they cost.
+    pub cache_savings_usd: f64,
+    pub cost_per_session_usd: Option<f64>,
+    pub cost_per_request_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub input: i64,
+    pub output: i64,
+    pub cache_read: i64,
+    pub cache_creation: i64,
+}
+
+/// One row of a top-10 list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranked {
+    pub name: String,
+    pub cost_usd: f64,
+    /// Of the period's spend, 0 to 1.
+    pub share: f64,
+    pub requests: i64,
+    pub sessions: i64,
+    pub tokens: Tokens,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaySpend {
+    pub date: NaiveDate,
+    pub cost_usd: f64,
+    pub requests: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyLine {
+    pub rule: String,
+    pub severity: String,
+    pub dimension: String,
+    pub value: String,
+    pub first_seen: String,
+    pub resolved_at: Option<String>,
+    pub observed: f64,
+    pub baseline: f64,
+    pub score: f64,
+}
+
+impl CostReport {
+    /// The report of the days `from..=to` over the dataset in `data_dir`.
+    pub async fn build(
+        data_dir: &Path,
+        from: NaiveDate,
+        to: NaiveDate,
+        prices: &PriceTable,
+    ) -> Result<Self, EngineError> {
+        if to < from {
+            return Err(EngineError::Config(format!(
+                "the period ends ({to}) before it starts ({from})"
+            )));
+        }
+        let ctx = open_dataset(data_dir).await?;
+        let days = (to - from).num_days() + 1;
+        let end = to + chrono::Days::new(1);
+        let headline_rows = run(&ctx, HEADLINE_SQL, from, end, &[]).await?;
+        let spend = |a: NaiveDate, b: NaiveDate| {
+            let ctx = &ctx;
+            async move {
+                let rows = run(ctx, HEADLINE_SQL, a, b, &[]).await?;
+                Ok::<f64, EngineError>(float(&rows, "spend_usd", 0).unwrap_or(0.0))
+            }
+        };
+        let previous = spend(from - chrono::Days::new(days as u64), from).await?;
+        let last_week = spend(from - chrono::Days::new(7), end - chrono::Days::new(7)).await?;
+
+        let mut tops = Vec::new();
+        for dimension in ["user_id", "team", "project", "model"] {
+            tops.push(run(&ctx, TOP_SQL, from, end, &[("${dimension}", dimension)]).await?);
+        }
+        let by_model = &tops[3];
+        let tokens = Tokens {
+            input: int(&headline_rows, "input_tokens", 0).unwrap_or(0),
+            output: int(&headline_rows, "output_tokens", 0).unwrap_or(0),
+            cache_read: int(&headline_rows, "cache_read_tokens", 0).unwrap_or(0),
+            cache_creation: int(&headline_rows, "cache_creation_tokens", 0).unwrap_or(0),
+        };
+        let spend_usd = float(&headline_rows, "spend_usd", 0).unwrap_or(0.0);
+        let requests = int(&headline_rows, "requests", 0).unwrap_or(0);
+        let errors = int(&headline_rows, "errors", 0).unwrap_or(0);
+        let sessions = int(&headline_rows, "sessions", 0).unwrap_or(0);
+        let all_input = tokens.input + tokens.cache_read + tokens.cache_creation;
+        let headline = Headline {
+            spend_usd,
+            previous_spend_usd: previous,
+            change_vs_previous_pct: change(spend_usd, previous),
+            last_week_spend_usd: last_week,
+            change_vs_last_week_pct: change(spend_usd, last_week),
+            active_users: int(&headline_rows, "active_users", 0).unwrap_or(0),
+            sessions,
+            requests,
+            errors,
+            error_rate: ratio(errors as f64, requests as f64),
+            latency_p50_ms: float(&headline_rows, "latency_p50_ms", 0),
+            latency_p95_ms: float(&headline_rows, "latency_p95_ms", 0),
+            latency_p99_ms: float(&headline_rows, "latency_p99_ms", 0),
+            tokens,
+            cache_hit_ratio: ratio(tokens.cache_read as f64, all_input as f64),
+            cache_savings_usd: cache_savings(by_model, prices),
+            cost_per_session_usd: ratio(spend_usd, sessions as f64),
+            cost_per_request_usd: ratio(spend_usd, requests as f64),
+        };
+        let ranked = |rows: &[RecordBatch]| ranked(rows, spend_usd);
+        let mut spend_by_hour = vec![0.0; 24];
+        for batch in run(&ctx, BY_HOUR_SQL, from, end, &[]).await? {
+            for row in 0..batch.num_rows() {
+                let hour = int(std::slice::from_ref(&batch), "hour", row).unwrap_or(0);
+                if let Some(slot) = spend_by_hour.get_mut(hour as usize) {
+                    *slot = float(std::slice::from_ref(&batch), "cost_usd", row).unwrap_or(0.0);
+                }
+            }
+        }
+        let trend_rows = run(&ctx, TREND_SQL, end - chrono::Days::new(30), end, &[]).await?;
+        let mut trend: Vec<DaySpend> = (0..30)
+            .map(|i| DaySpend {
+                date: end - chrono::Days::new(30 - i),
+                cost_usd: 0.0,
+                requests: 0,
+            })
+            .collect();
+        for (row, day) in rows_of(&trend_rows, "day")?.into_iter().enumerate() {
+            if let Some(slot) = trend.iter_mut().find(|d| Some(d.date) == day) {
+                slot.cost_usd = float(&trend_rows, "cost_usd", row).unwrap_or(0.0);
+                slot.requests = int(&trend_rows, "requests", row).unwrap_or(0);
+            }
+        }
+        let anomaly_rows = run(&ctx, ANOMALIES_SQL, from, end, &[]).await?;
+        let anomalies = (0..count(&anomaly_rows))
+            .map(|row| AnomalyLine {
+                rule: text(&anomaly_rows, "rule", row).unwrap_or_default(),
+                severity: text(&anomaly_rows, "severity", row).unwrap_or_default(),
+                dimension: text(&anomaly_rows, "dimension", row).unwrap_or_default(),
+                value: text(&anomaly_rows, "value", row).unwrap_or_default(),
+                first_seen: text(&anomaly_rows, "first_seen", row).unwrap_or_default(),
+                resolved_at: text(&anomaly_rows, "resolved_at", row),
+                observed: float(&anomaly_rows, "observed", row).unwrap_or(0.0),
+                baseline: float(&anomaly_rows, "baseline", row).unwrap_or(0.0),
+                score: float(&anomaly_rows, "score", row).unwrap_or(0.0),
+            })
+            .collect();
+        Ok(CostReport {
+            schema_version: SCHEMA_VERSION,
+            from,
+            to,
+            headline,
+            top_users: ranked(&tops[0]),
+            top_teams: ranked(&tops[1]),
+            top_projects: ranked(&tops[2]),
+            top_models: ranked(&tops[3]),
+            spend_by_hour,
+            trend,
+            anomalies,
+        })
+    }
+
+    fn title(&self) -> String {
+        if self.from == self.to {
+            format!(
+                "burnrate daily cost report, {} ({})",
+                self.from,
+                self.from.weekday()
+            )
+        } else {
+            format!("burnrate cost report, {} to {}", self.from, self.to)
+        }
+    }
+
+    /// The report for a terminal.
+    pub fn to_text(&self) -> String {
+        let h = &self.headline;
+        let mut out = format!("{}\n\n", self.title());
+        let mut grid = new_grid(&["", ""]);
+        for (label, value) in headline_lines(h) {
+            grid.add_row(vec![
+                Cell::new(label),
+                Cell::new(value).set_alignment(CellAlignment::Right),
+            ]);
+        }
+        let _ = writeln!(out, "{grid}\n");
+        for (title, list) in self.lists() {
+            let mut grid = new_grid(&[title, "cost", "share", "requests", "sessions"]);
+            for r in list {
+                grid.add_row(vec![
+                    Cell::new(short(&r.name)),
+                    Cell::new(usd(r.cost_usd)).set_alignment(CellAlignment::Right),
+                    Cell::new(pct(r.share)).set_alignment(CellAlignment::Right),
+                    Cell::new(r.requests).set_alignment(CellAlignment::Right),
+                    Cell::new(r.sessions).set_alignment(CellAlignment::Right),
+                ]);
+            }
+            let _ = writeln!(out, "{grid}\n");
+        }
+        let _ = writeln!(out, "{}", self.anomaly_text());
+        out
+    }
+
+    /// The report as Markdown: short enough for a chat message or a pull-request comment.
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!("### {}\n\n", self.title());
+        out.push_str("| | |\n|---|---:|\n");
+        for (label, value) in headline_lines(&self.headline) {
+            let _ = writeln!(out, "| {label} | {value} |");
+        }
+        for (title, list) in self.lists() {
+            let _ = writeln!(
+                out,
+                "\n| {title} | cost | share | requests |\n|---|---:|---:|---:|"
+            );
+            for r in list.iter().take(5) {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} |",
+                    short(&r.name).replace('|', "\\|"),
+                    usd(r.cost_usd),
+                    pct(r.share),
+                    r.requests
+                );
+            }
+        }
+        let _ = write!(out, "\n{}", self.anomaly_text());
+        out
+    }
+
+    /// The same numbers as CSV rows `section,name,metric,value`, for spreadsheets.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("section,name,metric,value\n");
+        let mut row = |section: &str, name: &str, metric: &str, value: String| {
+            let quote = |s: &str| {
+                if s.contains([',', '"', '\n']) {
+                    format!("\"{}\"", s.replace('"', "\"\""))
+                } else {
+                    s.to_string()
+                }
+            };
+            let _ = writeln!(
+                out,
+                "{},{},{},{}",
+                quote(section),
+                quote(name),
+                quote(metric),
+                value
+            );
+        };
+        let h = &self.headline;
+        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        for (metric, value) in [
+            ("spend_usd", h.spend_usd.to_string()),
+            ("previous_spend_usd", h.previous_spend_usd.to_string()),
+            ("change_vs_previous_pct", opt(h.change_vs_previous_pct)),
+            ("last_week_spend_usd", h.last_week_spend_usd.to_string()),
+            ("change_vs_last_week_pct", opt(h.change_vs_last_week_pct)),
+            ("active_users", h.active_users.to_string()),
+            ("sessions", h.sessions.to_string()),
+            ("requests", h.requests.to_string()),
+            ("errors", h.errors.to_string()),
+            ("error_rate", opt(h.error_rate)),
+            ("latency_p50_ms", opt(h.latency_p50_ms)),
+            ("latency_p95_ms", opt(h.latency_p95_ms)),
+            ("latency_p99_ms", opt(h.latency_p99_ms)),
+            ("input_tokens", h.tokens.input.to_string()),
+            ("output_tokens", h.tokens.output.to_string()),
+            ("cache_read_tokens", h.tokens.cache_read.to_string()),
+            ("cache_creation_tokens", h.tokens.cache_creation.to_string()),
+            ("cache_hit_ratio", opt(h.cache_hit_ratio)),
+            ("cache_savings_usd", h.cache_savings_usd.to_string()),
+            ("cost_per_session_usd", opt(h.cost_per_session_usd)),
+            ("cost_per_request_usd", opt(h.cost_per_request_usd)),
+        ] {
+            row("headline", "", metric, value);
+        }
+        for (section, list) in [
+            ("user", &self.top_users),
+            ("team", &self.top_teams),
+            ("project", &self.top_projects),
+            ("model", &self.top_models),
+        ] {
+            for r in list {
+                row(section, &r.name, "cost_usd", r.cost_usd.to_string());
+                row(section, &r.name, "share", r.share.to_string());
+                row(section, &r.name, "requests", r.requests.to_string());
+                row(section, &r.name, "sessions", r.sessions.to_string());
+            }
+        }
+        for (hour, cost) in self.spend_by_hour.iter().enumerate() {
+            row(
+                "spend_by_hour",
+                &format!("{hour:02}"),
+                "cost_usd",
+                cost.to_string(),
+            );
+        }
+        for day in &self.trend {
+            row(
+                "trend",
+                &day.date.to_string(),
+                "cost_usd",
+                day.cost_usd.to_string(),
+            );
+        }
+        for a in &self.anomalies {
+            let name = format!("{}={}", a.dimension, a.value);
+            row(
+                &format!("anomaly:{}", a.rule),
+                &name,
+                "score",
+                a.score.to_string(),
+            );
+        }
+        out
+    }
+
+    fn lists(&self) -> [(&'static str, &[Ranked]); 4] {
+        [
+            ("user", &self.top_users[..self.top_users.len().min(TOP)]),
+            ("team", &self.top_teams[..self.top_teams.len().min(TOP)]),
+            (
+                "project",
+                &self.top_projects[..self.top_projects.len().min(TOP)],
+            ),
+            ("model", &self.top_models[..self.top_models.len().min(TOP)]),
+        ]
+    }
+
+    fn anomaly_text(&self) -> String {
+        if self.anomalies.is_empty() {
+            return "No anomalies.\n".into();
+        }
+        let mut out = format!("Anomalies ({}):\n", self.anomalies.len());
+        for a in &self.anomalies {
+            let _ = writeln!(
+                out,
+                "- {} {} on {} {} since {}{} (observed {:.2}, baseline {:.2})",
+                a.severity,
+                a.rule,
+                a.dimension,
+                short(&a.value),
+                a.first_seen,
+                a.resolved_at
+                    .as_ref()
+                    .map(|r| format!(", resolved {r}"))
+                    .unwrap_or_default(),
+                a.observed,
+                a.baseline
+            );
+        }
+        out
+    }
+}
+
+fn headline_lines(h: &Headline) -> Vec<(&'static str, String)> {
+    let change = |c: Option<f64>| c.map(|c| format!(" ({c:+.1}%)")).unwrap_or_default();
+    let ms = |v: Option<f64>| {
+        v.map(|v| format!("{v:.0} ms"))
+            .unwrap_or_else(|| "–".into())
+    };
+    vec![
+        ("spend", usd(h.spend_usd)),
+        (
+            "previous period",
+            format!(
+                "{}{}",
+                usd(h.previous_spend_usd),
+                change(h.change_vs_previous_pct)
+            ),
+        ),
+        (
+            "same days last week",
+            format!(
+                "{}{}",
+                usd(h.last_week_spend_usd),
+                change(h.change_vs_last_week_pct)
+            ),
+        ),
+        ("active users", h.active_users.to_string()),
+        ("sessions", h.sessions.to_string()),
+        ("requests", h.requests.to_string()),
+        (
+            "error rate",
+            h.error_rate.map(pct).unwrap_or_else(|| "–".into()),
+        ),
+        (
+            "latency p50 / p95 / p99",
+            format!(
+                "{} / {} / {}",
+                ms(h.latency_p50_ms),
+                ms(h.latency_p95_ms),
+                ms(h.latency_p99_ms)
+            ),
+        ),
+        (
+            "cache hit ratio",
+            h.cache_hit_ratio.map(pct).unwrap_or_else(|| "–".into()),
+        ),
+        ("saved by the cache", usd(h.cache_savings_usd)),
+        (
+            "cost per session",
+            h.cost_per_session_usd
+                .map(usd)
+                .unwrap_or_else(|| "–".into()),
+        ),
+        (
+            "cost per request",
+            h.cost_per_request_usd
+                .map(usd)
+                .unwrap_or_else(|| "–".into()),
+        ),
+        (
+            "tokens in / out / cache read / cache write",
+            format!(
+                "{} / {} / {} / {}",
+                h.tokens.input, h.tokens.output, h.tokens.cache_read, h.tokens.cache_creation
+            ),
+        ),
+    ]
+}
+
+fn new_grid(header: &[&str]) -> Grid {
+    let mut grid = Grid::new();
+    grid.load_style(UTF8_FULL_CONDENSED);
+    grid.set_header(header.iter().map(Cell::new));
+    grid
+}
+
+fn usd(v: f64) -> String {
+    if v.abs() < 1.0 {
+        format!("${v:.4}")
+    } else {
+        format!("${v:.2}")
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+/// User ids are 64 hex digits: the first 12 tell them apart in a table.
+fn short(name: &str) -> String {
+    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("{}…", &name[..12])
+    } else {
+        name.to_string()
+    }
+}
+
+fn change(now: f64, before: f64) -> Option<f64> {
+    (before > 0.0).then(|| (now - before) / before * 100.0)
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+/// Per model: cache reads at the input price minus at the cache-read price.
+fn cache_savings(by_model: &[RecordBatch], prices: &PriceTable) -> f64 {
+    (0..count(by_model))
+        .map(|row| {
+            let model = text(by_model, "name", row).unwrap_or_default();
+            let read = int(by_model, "cache_read_tokens", row).unwrap_or(0).max(0) as u64;
+            let as_input = TokenUsage {
+                input: read,
+                ..TokenUsage::default()
+            };
+            let as_read = TokenUsage {
+                cache_read: read,
+                ..TokenUsage::default()
+            };
+            match (
+                prices.cost_usd(&model, &as_input),
+                prices.cost_usd(&model, &as_read),
+            ) {
+                (Some(full), Some(cached)) => full - cached,
+                _ => 0.0,
+            }
+        })
+        .sum()
+}
+
+fn ranked(rows: &[RecordBatch], total: f64) -> Vec<Ranked> {
+    (0..count(rows))
+        .map(|row| {
+            let cost = float(rows, "cost_usd", row).unwrap_or(0.0);
+            Ranked {
+                name: text(rows, "name", row).unwrap_or_default(),
+                cost_usd: cost,
+                share: ratio(cost, total).unwrap_or(0.0),
+                requests: int(rows, "requests", row).unwrap_or(0),
+                sessions: int(rows, "sessions", row).unwrap_or(0),
+                tokens: Tokens {
+                    input: int(rows, "input_tokens", row).unwrap_or(0),
+                    output: int(rows, "output_tokens", row).unwrap_or(0),
+                    cache_read: int(rows, "cache_read_tokens", row).unwrap_or(0),
+                    cache_creation: int(rows, "cache_creation_tokens", row).unwrap_or(0),
+                },
+            }
+        })
+        .collect()
+}
+
+/// Runs one report SQL file for `[from, to)` with `extra` placeholders filled in.
+async fn run(
+    ctx: &SessionContext,
+    sql: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    extra: &[(&str, &str)],
+) -> Result<Vec<RecordBatch>, EngineError> {
+    let literal = |d: NaiveDate| format!("TIMESTAMP '{d}T00:00:00Z'");
+    let mut sql = sql
+        .replace("${from}", &literal(from))
+        .replace("${to}", &literal(to));
+    for (key, value) in extra {
+        sql = sql.replace(key, value);
+    }
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    // One batch: rows are addressed by index across the whole result.
+    match batches.first() {
+        Some(first) => Ok(vec![datafusion::arrow::compute::concat_batches(
+            &first.schema(),
+            &batches,
+        )?]),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn count(rows: &[RecordBatch]) -> usize {
+    rows.first().map_or(0, RecordBatch::num_rows)
+}
+
+fn column<'a>(rows: &'a [RecordBatch], name: &str, row: usize) -> Option<&'a dyn Array> {
+    let column = rows.first()?.column_by_name(name)?;
+    (row < column.len() && column.is_valid(row)).then_some(column.as_ref())
+}
+
+fn float(rows: &[RecordBatch], name: &str, row: usize) -> Option<f64> {
+    let column = column(rows, name, row)?;
+    let values = cast(&column.slice(row, 1), &DataType::Float64).ok()?;
+    Some(values.as_primitive::<Float64Type>().value(0))
+}
+
+fn int(rows: &[RecordBatch], name: &str, row: usize) -> Option<i64> {
+    let column = column(rows, name, row)?;
+    let values = cast(&column.slice(row, 1), &DataType::Int64).ok()?;
+    Some(values.as_primitive::<Int64Type>().value(0))
+}
+
+fn text(rows: &[RecordBatch], name: &str, row: usize) -> Option<String> {
+    let column = column(rows, name, row)?;
+    let values = cast(&column.slice(row, 1), &DataType::Utf8).ok()?;
+    Some(values.as_string::<i32>().value(0).to_string())
+}
+
+/// The UTC date of each row's `column` (a timestamp).
+fn rows_of(rows: &[RecordBatch], name: &str) -> Result<Vec<Option<NaiveDate>>, EngineError> {
+    Ok((0..count(rows))
+        .map(|row| {
+            text(rows, name, row)
+                .and_then(|t| NaiveDate::parse_from_str(&t[..10.min(t.len())], "%Y-%m-%d").ok())
+        })
+        .collect())
+}
