@@ -142,18 +142,7 @@ fn injected_incidents_are_caught_with_few_false_alerts() {
     )
     .unwrap();
 
-    let run = burnrate(&[
-        "--config",
-        config.to_str().unwrap(),
-        "run",
-        "--source",
-        "files",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        data.to_str().unwrap(),
-        "--drain",
-    ]);
+    let run = run_files_with(&input, &data, &["--config", config.to_str().unwrap()]);
     assert!(run.status.success(), "{}", stderr(&run));
     let requests = num(&one(&data, "SELECT count(*) AS n FROM api_requests"), "n");
     assert_eq!(

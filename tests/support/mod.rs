@@ -29,7 +29,12 @@ pub fn burnrate(args: &[&str]) -> Output {
 }
 
 pub fn run_files(input: &Path, data: &Path) -> Output {
-    burnrate(&[
+    run_files_with(input, data, &[])
+}
+
+/// `run --source files --drain` with `extra` arguments (a `--config FILE`, say).
+pub fn run_files_with(input: &Path, data: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "run",
         "--source",
         "files",
@@ -38,7 +43,9 @@ pub fn run_files(input: &Path, data: &Path) -> Output {
         "--output",
         data.to_str().unwrap(),
         "--drain",
-    ])
+    ];
+    args.extend(extra);
+    burnrate(&args)
 }
 
 pub fn stderr(out: &Output) -> String {

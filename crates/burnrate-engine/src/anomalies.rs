@@ -152,6 +152,14 @@ pub enum Severity {
 }
 
 impl Severity {
+    fn critical_if(critical: bool) -> Self {
+        if critical {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Warning => "warning",
@@ -533,11 +541,7 @@ impl AnomalyDetector {
         }
         let ratio = observed / baseline;
         (ratio >= self.config.cost_spike_ratio).then_some(Finding {
-            severity: if ratio >= 2.5 * self.config.cost_spike_ratio {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            },
+            severity: Severity::critical_if(ratio >= 2.5 * self.config.cost_spike_ratio),
             observed,
             baseline,
             score: ratio,
@@ -564,11 +568,7 @@ impl AnomalyDetector {
         let (median, scale) = robust_scale(&mut history, self.config.robust_min_usd)?;
         let z = (observed - median) / scale;
         (z >= self.config.robust_z).then_some(Finding {
-            severity: if z >= 2.0 * self.config.robust_z {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            },
+            severity: Severity::critical_if(z >= 2.0 * self.config.robust_z),
             observed,
             baseline: median,
             score: z,
@@ -589,11 +589,7 @@ impl AnomalyDetector {
         // errors (7.5%) happen every few hours somewhere.
         let chance = binomial_tail(requests as u64, errors as u64, self.config.error_rate);
         (rate > self.config.error_rate && chance < ERROR_SIGNIFICANCE).then_some(Finding {
-            severity: if rate > 5.0 * self.config.error_rate {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            },
+            severity: Severity::critical_if(rate > 5.0 * self.config.error_rate),
             observed: rate,
             baseline: self.config.error_rate,
             score: rate,
@@ -612,11 +608,7 @@ impl AnomalyDetector {
         }
         let p95 = sketch.quantile(0.95)?;
         (p95 > self.config.slow_p95_ms).then_some(Finding {
-            severity: if p95 > 2.0 * self.config.slow_p95_ms {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            },
+            severity: Severity::critical_if(p95 > 2.0 * self.config.slow_p95_ms),
             observed: p95,
             baseline: self.config.slow_p95_ms,
             score: p95 / self.config.slow_p95_ms,
