@@ -5,8 +5,8 @@
 //! cumulative-to-delta state and its rebuild after a restart, dead letters, Parquet output
 //! (Hive-partitioned, atomic, idempotent on replay), event-time usage windows (the SQL in
 //! `sql/`, the latency sketch, watermarks, late corrections, the window checkpoint), the
-//! anomaly rules over closed windows, the Pushgateway sink, and the DataFusion catalog the CLI
-//! queries.
+//! anomaly rules over closed windows, the Pushgateway sink, the cost report, and the DataFusion
+//! catalog the CLI queries.
 //!
 //! Must not know: OTLP wire formats or attribute names (that is `burnrate-otlp`), prices (that
 //! is `burnrate-pricing`), or command-line flags and terminals (that is the `burnrate` binary).
