@@ -26,6 +26,7 @@ pub mod receiver;
 pub mod report;
 pub mod sketch;
 mod table_buffer;
+pub mod trace;
 pub mod windows;
 
 use std::path::Path;
@@ -42,6 +43,7 @@ pub use pushgateway::{PushTotals, Pushgateway, PushgatewayConfig};
 pub use receiver::{OtlpReceiver, ReceiverConfig, ReceiverSummary};
 pub use report::CostReport;
 pub use table_buffer::FlushTotals;
+pub use trace::export_trace;
 pub use windows::{WindowProgress, WindowSpec, WindowSql, WindowStage};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,8 @@ pub enum EngineError {
     Kafka(String),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("schema: {0}")]
     Schema(String),
     #[error("writing output: {0}")]

@@ -53,6 +53,21 @@ enum Command {
         after_help = "Tables: api_requests, tool_calls, usage_metrics, log_records, metric_points, spans,\ndead_letters, usage_windows, late_events (each with a `date` partition column).\nFunctions: sketch_merge(latency_sketch), sketch_quantile(sketch, q) over usage_windows.\n\nExamples:\n  burnrate query \"SELECT model, count(*) AS calls, sum(cost_usd) AS usd FROM api_requests GROUP BY model\"\n  burnrate query \"SELECT model, sketch_quantile(sketch_merge(latency_sketch), 0.95) AS p95_ms FROM usage_windows GROUP BY model\"\n  burnrate query --format csv \"SELECT * FROM tool_calls\" > tools.csv"
     )]
     Query(QueryArgs),
+    /// One session's spans, events and model calls as JSON.
+    #[command(
+        after_help = "The document has a top-level `spans` array (name, trace_id, span_id, parent_span_id,\nstart_time, end_time, duration_ms, attributes, ...), `events` and `api_requests`.\n\nExamples:\n  burnrate export-trace --session 5406d26d-5ae6-4aef-8c88-6ef5d51a06f6 --output trace.json\n  jq '.spans[] | {name, duration_ms}' trace.json"
+    )]
+    ExportTrace {
+        /// The session id (Claude Code's `session.id`).
+        #[arg(long)]
+        session: String,
+        /// Dataset directory [default: ./burnrate-data, or data_dir from the config file].
+        #[arg(long, env = "BURNRATE_DATA_DIR")]
+        data: Option<PathBuf>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Cost reports over the Parquet dataset: a day, or a range of days.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -635,6 +650,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Query(args) => query(&config, args).await,
         Command::Generate(args) => generate(args),
         Command::Report(command) => report_command(&config, command).await,
+        Command::ExportTrace {
+            session,
+            data,
+            output,
+        } => {
+            let data = data.unwrap_or_else(|| config.data_dir.clone());
+            let document = burnrate_engine::export_trace(&data, &session).await?;
+            let text = serde_json::to_string_pretty(&document)? + "\n";
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::stdout().write_all(text.as_bytes())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Prices { prices } => {
             if prices.is_some() {
                 config.prices = prices;
