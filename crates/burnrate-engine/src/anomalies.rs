@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
 use crate::sketch::LatencySketch;
+use crate::windows::primitive;
 use burnrate_otlp::{Table, WINDOW_DIMENSIONS};
 
 const NANOS_PER_MINUTE: i64 = 60_000_000_000;
@@ -316,10 +317,10 @@ impl AnomalyDetector {
 
     /// Adds rows of `usage_windows` (closed windows or corrections) to the history.
     pub fn observe(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
-        let starts = column::<TimestampNanosecondType>(batch, "window_start")?;
-        let cost = column::<Float64Type>(batch, "cost_usd")?;
-        let requests = column::<Int64Type>(batch, "requests")?;
-        let errors = column::<Int64Type>(batch, "errors")?;
+        let starts = primitive::<TimestampNanosecondType>(batch, "window_start")?;
+        let cost = primitive::<Float64Type>(batch, "cost_usd")?;
+        let requests = primitive::<Int64Type>(batch, "requests")?;
+        let errors = primitive::<Int64Type>(batch, "errors")?;
         let sketches = batch
             .column_by_name("latency_sketch")
             .and_then(|c| c.as_binary_opt::<i32>())
@@ -383,10 +384,10 @@ impl AnomalyDetector {
         let mut events = Vec::new();
         if let Some(first) = batches.first() {
             let all = datafusion::arrow::compute::concat_batches(&first.schema(), batches)?;
-            let starts = column::<TimestampNanosecondType>(&all, "window_start")?;
+            let starts = primitive::<TimestampNanosecondType>(&all, "window_start")?;
             let order = datafusion::arrow::compute::sort_to_indices(starts, None, None)?;
             let sorted = datafusion::arrow::compute::take_record_batch(&all, &order)?;
-            let starts = column::<TimestampNanosecondType>(&sorted, "window_start")?;
+            let starts = primitive::<TimestampNanosecondType>(&sorted, "window_start")?;
             let mut run = 0;
             for row in 1..=sorted.num_rows() {
                 if row == sorted.num_rows() || starts.value(row) != starts.value(run) {
@@ -706,15 +707,11 @@ pub fn robust_scale(values: &mut [f64], min_usd: f64) -> Option<(f64, f64)> {
     if values.is_empty() {
         return None;
     }
-    let median = median(values);
+    let median = median_of(values);
     let mut deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
     let mad = median_of(&mut deviations);
     let scale = (1.4826 * mad).max(0.25 * median).max(min_usd / 2.0);
     Some((median, scale))
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    median_of(values)
 }
 
 fn median_of(values: &mut [f64]) -> f64 {
@@ -743,16 +740,6 @@ fn month_of(day: i64) -> (i64, i64) {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     let start = (first - epoch).num_days();
     (start, (next - first).num_days().max(1))
-}
-
-fn column<'a, T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a datafusion::arrow::array::PrimitiveArray<T>, EngineError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<T>())
-        .ok_or_else(|| EngineError::Schema(format!("usage_windows.{name} has an unexpected type")))
 }
 
 /// The `anomalies` rows of `events`.
@@ -790,12 +777,8 @@ pub fn anomaly_batch(events: &[AnomalyEvent], replica: &str) -> Result<RecordBat
 
 /// The active anomalies and budget use as Prometheus gauges.
 pub fn render_gauges(state: &AnomalyState, out: &mut String) {
+    use crate::health::escape;
     use std::fmt::Write as _;
-    let escape = |v: &str| {
-        v.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
     let _ = writeln!(
         out,
         "# HELP burnrate_anomaly Anomalies in progress: the rule's score (ratio, z-score, rate, or share of the limit).\n# TYPE burnrate_anomaly gauge"

@@ -282,7 +282,8 @@ impl PipelineHealth {
     }
 }
 
-fn escape(label: &str) -> String {
+/// A Prometheus label value in the text format.
+pub(crate) fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -28,8 +28,9 @@ use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampNanosecondTy
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::health::PipelineHealth;
+use crate::health::{PipelineHealth, escape};
 use crate::sketch::LatencySketch;
+use crate::windows::primitive;
 
 /// Window dimensions pushed as labels, with their label names.
 const LABELS: [(&str, &str); 4] = [
@@ -118,18 +119,8 @@ impl PushTotals {
                 .and_then(|c| c.as_string_opt::<i32>())
                 .ok_or_else(|| EngineError::Schema(format!("usage_windows.{name} is not text")))
         };
-        let int = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<Int64Type>())
-                .ok_or_else(|| EngineError::Schema(format!("usage_windows.{name} is not Int64")))
-        };
-        let float = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<Float64Type>())
-                .ok_or_else(|| EngineError::Schema(format!("usage_windows.{name} is not Float64")))
-        };
+        let int = |name: &str| primitive::<Int64Type>(batch, name);
+        let float = |name: &str| primitive::<Float64Type>(batch, name);
         let labels = LABELS
             .iter()
             .map(|(column, _)| text(column))
@@ -148,16 +139,8 @@ impl PushTotals {
             .ok_or_else(|| {
                 EngineError::Schema("usage_windows.latency_sketch is not Binary".into())
             })?;
-        let revisions = batch
-            .column_by_name("revision")
-            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-            .ok_or_else(|| EngineError::Schema("usage_windows.revision is not UInt32".into()))?;
-        let ends = batch
-            .column_by_name("window_end")
-            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-            .ok_or_else(|| {
-                EngineError::Schema("usage_windows.window_end is not a timestamp".into())
-            })?;
+        let revisions = primitive::<UInt32Type>(batch, "revision")?;
+        let ends = primitive::<TimestampNanosecondType>(batch, "window_end")?;
         let session_ids = batch
             .column_by_name("session_ids")
             .and_then(|c| c.as_list_opt::<i32>())
@@ -422,13 +405,6 @@ fn label_set(values: &[String]) -> String {
         .map(|((_, name), value)| format!("{name}=\"{}\"", escape(value)))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Delivers the newest body to the Pushgateway from a thread of its own.

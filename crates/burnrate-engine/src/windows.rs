@@ -22,11 +22,11 @@ use std::sync::Arc;
 
 use burnrate_otlp::{Table, WINDOW_DIMENSIONS};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, TimestampNanosecondArray,
-    UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, PrimitiveArray, RecordBatch, StringArray,
+    TimestampNanosecondArray, UInt32Array,
 };
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
-use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
+use datafusion::arrow::datatypes::{ArrowPrimitiveType, SchemaRef, TimestampNanosecondType};
 use datafusion::datasource::MemTable;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
@@ -722,14 +722,22 @@ fn gather(
     Ok(concat_batches(&table.schema(), batches)?)
 }
 
+/// The column `name` of a window-stage batch as primitive type `T`, or a schema error.
+pub(crate) fn primitive<'a, T: ArrowPrimitiveType>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a PrimitiveArray<T>, EngineError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<T>())
+        .ok_or_else(|| EngineError::Schema(format!("{name} is not {}", T::DATA_TYPE)))
+}
+
 fn timestamps<'a>(
     batch: &'a RecordBatch,
     column: &str,
 ) -> Result<&'a TimestampNanosecondArray, EngineError> {
-    batch
-        .column_by_name(column)
-        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-        .ok_or_else(|| EngineError::Schema(format!("{column} is not a timestamp")))
+    primitive::<TimestampNanosecondType>(batch, column)
 }
 
 fn max_time(batch: &RecordBatch) -> Result<Option<i64>, EngineError> {
