@@ -439,9 +439,22 @@ fn two_members_share_the_topics_and_sigterm_commits_before_exiting() {
     // The second half arrives while both are members: each consumes its share.
     std::thread::sleep(Duration::from_secs(2));
     produced += broker.produce_samples(&exports, copies / 2) as u64;
-    wait_until("the pair consumes every message", || {
-        first.messages() + second.messages() >= produced
-    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while first.messages() + second.messages() < produced {
+        if Instant::now() > deadline {
+            let (consumed, a, b) = (
+                first.messages() + second.messages(),
+                first.stop(),
+                second.stop(),
+            );
+            panic!(
+                "timed out: the pair consumed {consumed} of {produced} messages\nfirst: {}\nsecond: {}",
+                String::from_utf8_lossy(&a.stderr),
+                String::from_utf8_lossy(&b.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         second.messages() > 0,
         "the second member was given partitions"
