@@ -4,13 +4,11 @@
 //! against the labels: recall and detection delay per incident kind, precision, and false alerts
 //! per simulated team-week. The table it prints is the README's.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::support::*;
 use burnrate_workload::{Incident, IncidentKind, WorkloadSpec};
-use support::*;
 
 const NANOS_PER_MINUTE: i64 = 60_000_000_000;
 /// An alert within this long after an incident ends still belongs to it (a rule over the last

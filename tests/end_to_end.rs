@@ -2,10 +2,8 @@
 //! `burnrate query`, on the real Claude Code captures in `shared/otlp-samples/` and on
 //! deliberately broken input.
 
-mod support;
-
+use crate::support::*;
 use prost::Message;
-use support::*;
 
 #[test]
 fn samples_end_to_end_match_the_readme_totals() {

@@ -2,13 +2,11 @@
 //! with the fields `jq` scripts rely on, parents inside the same trace, and model-call spans that
 //! agree with `api_requests`.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn export(data: &Path, session: &str) -> Value {
     let out = burnrate(&[

@@ -3,12 +3,10 @@
 //! delta conversion), and the same workload lands with the same totals whether it goes through
 //! files, the OTLP receiver or a real Kafka broker.
 
-mod support;
-
 use std::path::Path;
 
-use support::broker::Broker;
-use support::*;
+use crate::support::broker::Broker;
+use crate::support::*;
 
 const WORKLOAD: [&str; 8] = [
     "--scenario",

@@ -2,16 +2,14 @@
 //! produced with every compression codec, consumed by `burnrate run --source kafka --drain`,
 //! and checked through `burnrate query`; then killed with SIGKILL mid-stream and restarted.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::broker::Broker;
-use support::pushgateway::{self, Pushgateway};
-use support::*;
+use crate::support::broker::Broker;
+use crate::support::pushgateway::{self, Pushgateway};
+use crate::support::*;
 
 const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
 

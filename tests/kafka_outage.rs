@@ -2,10 +2,10 @@
 //! starts, offset commits failing, a slow broker. The pipeline reports itself unready instead of
 //! failing, retries, and in the end has written and committed everything, losing nothing.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::broker::produce_samples;
+use crate::support::sample_exports;
 use burnrate_engine::{
     KafkaPipeline, KafkaSourceConfig, KafkaTopic, PipelineHealth, WindowSpec, WindowStage,
     open_dataset,
@@ -16,8 +16,6 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use support::broker::produce_samples;
-use support::sample_exports;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_is_waited_out_and_nothing_is_lost() {

@@ -3,13 +3,12 @@
 //! totals as the files and Kafka paths; protocol errors get the OTLP answers; a SIGKILL after
 //! the 200s loses nothing.
 
-mod support;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use burnrate_otlp_proto::collector::logs::v1::ExportLogsServiceRequest;
 use burnrate_otlp_proto::collector::logs::v1::logs_service_client::LogsServiceClient;
 use burnrate_otlp_proto::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -18,7 +17,6 @@ use burnrate_otlp_proto::collector::trace::v1::ExportTraceServiceRequest;
 use burnrate_otlp_proto::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic as burnrate_otlp_proto;
 use prost::Message;
-use support::*;
 use tonic::codec::CompressionEncoding;
 
 struct Receiver {

@@ -1,13 +1,13 @@
 //! `burnrate report` over the real samples: golden text, Markdown, CSV and JSON reports, the
-//! JSON's numbers checked against direct SQL over the same Parquet, and clear one-line errors.
+//! JSON's numbers checked against direct SQL over the same Parquet, and clear one-line errors;
+//! over generated data: the HTML report opened in headless Chromium.
 //!
-//! `BURNRATE_BLESS=1 cargo test --test report` rewrites the goldens after a deliberate change.
-
-mod support;
+//! `BURNRATE_BLESS=1 cargo test --test end_to_end report::` rewrites the goldens after a deliberate change.
 
 use std::path::{Path, PathBuf};
 
-use support::*;
+use crate::support::chromium;
+use crate::support::*;
 
 const DAY: &str = "2026-11-24";
 
@@ -150,4 +150,245 @@ fn a_day_without_data_reports_zeros_and_bad_dates_are_one_line_errors() {
         stderr(&backwards)
     );
     assert_eq!(stderr(&backwards).trim().lines().count(), 1);
+}
+
+/// A generated team's day as an HTML report, opened in headless Chromium: the four charts are
+/// there with one mark per value, the budget table too, and the console is silent. The
+/// screenshot is kept under `target/tmp/` as the test's artifact.
+#[test]
+fn html_report_opens_in_chromium_with_its_charts_and_no_console_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, data) = (tmp.path().join("in"), tmp.path().join("data"));
+    let out = burnrate(&[
+        "generate",
+        "--out",
+        input.to_str().unwrap(),
+        "--scenario",
+        "quiet",
+        "--start",
+        "2026-10-05",
+        "--days",
+        "3",
+        "--users",
+        "6",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(run_files(&input, &data).status.success());
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(
+        &config,
+        "[[anomalies.budgets]]\ndimension = \"team\"\nvalue = \"team-0\"\ndaily_usd = 1.0\nmonthly_usd = 1000.0\n",
+    )
+    .unwrap();
+    let page = tmp.path().join("report.html");
+    let out = burnrate(&[
+        "--config",
+        config.to_str().unwrap(),
+        "report",
+        "daily",
+        "--date",
+        "2026-10-06",
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "html",
+        "--out",
+        page.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Nothing from the network: the only addresses are the SVG namespace.
+    assert_eq!(
+        html.matches("http").count(),
+        html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+    );
+    assert!(
+        !html.contains("<script"),
+        "no script: nothing to fail in the console"
+    );
+
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("report-daily.png");
+    let rendered = chromium::render(&page, &screenshot, 1280, 2400);
+    assert!(
+        rendered.console.is_empty(),
+        "console: {:?}",
+        rendered.console
+    );
+
+    // Each chart is a figure with an SVG and one mark per value, as Chromium parsed it.
+    let figure = |id: &str| {
+        let start = rendered
+            .dom
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no {id}"));
+        let end = start + rendered.dom[start..].find("</figure>").unwrap();
+        rendered.dom[start..end].to_string()
+    };
+    let hours = figure("chart-spend-by-hour");
+    assert!(hours.contains("<svg"));
+    assert_eq!(hours.matches("class=\"bar\"").count(), 24);
+    let json: serde_json::Value = serde_json::from_slice(
+        &burnrate(&[
+            "--config",
+            config.to_str().unwrap(),
+            "report",
+            "daily",
+            "--date",
+            "2026-10-06",
+            "--data",
+            data.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let models = json["top_models"].as_array().unwrap().len();
+    assert!(models >= 2, "a model mix: {models}");
+    assert_eq!(
+        figure("chart-spend-by-model")
+            .matches("class=\"bar\"")
+            .count(),
+        models
+    );
+    let users = json["top_users"].as_array().unwrap().len().min(10);
+    assert_eq!(
+        figure("chart-top-users").matches("class=\"bar\"").count(),
+        users
+    );
+    let trend = figure("chart-trend");
+    assert!(trend.contains("<polyline"));
+    assert_eq!(trend.matches("<circle").count(), 30);
+    // The headline's spend is on the page as the JSON has it.
+    let spend = json["headline"]["spend_usd"].as_f64().unwrap();
+    assert!(
+        rendered.dom.contains(&format!("${spend:.2}")),
+        "spend ${spend:.2} not shown"
+    );
+    // The budget: team-0 spent more than $1 that day, so it is exceeded.
+    let budget = &json["budgets"][0];
+    assert_eq!(budget["value"], "team-0");
+    let direct = one(
+        &data,
+        "SELECT sum(cost_usd) AS usd FROM api_requests WHERE team = 'team-0' \
+         AND time >= '2026-10-06T00:00:00Z' AND time < '2026-10-07T00:00:00Z'",
+    );
+    assert!(close(
+        budget["day_spend_usd"].as_f64().unwrap(),
+        num(&direct, "usd")
+    ));
+    assert_eq!(budget["status"], "exceeded");
+    assert!(rendered.dom.contains("class=\"exceeded\""));
+
+    // A real picture: far more detail than a blank page of the same size.
+    let blank = tmp.path().join("blank.html");
+    std::fs::write(&blank, "<!DOCTYPE html><html><body></body></html>").unwrap();
+    let blank_shot = tmp.path().join("blank.png");
+    chromium::render(&blank, &blank_shot, 1280, 2400);
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&screenshot) > 10 * size(&blank_shot),
+        "{} vs {}",
+        size(&screenshot),
+        size(&blank_shot)
+    );
+}
+
+/// What the daily report CronJob runs: three formats into a directory and the Markdown posted
+/// to a webhook (a listener on loopback here).
+#[test]
+fn several_formats_go_to_a_directory_and_markdown_to_the_webhook() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    assert!(run_files(&samples(), &data).status.success());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        (&stream)
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .unwrap();
+        String::from_utf8(body).unwrap()
+    });
+    let reports = tmp.path().join("reports");
+    let out = burnrate(&[
+        "report",
+        "daily",
+        "--date",
+        DAY,
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "html,markdown,json",
+        "--out-dir",
+        reports.to_str().unwrap(),
+        "--webhook",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut names: Vec<String> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            format!("report-{DAY}.html"),
+            format!("report-{DAY}.json"),
+            format!("report-{DAY}.md")
+        ]
+    );
+    let markdown = std::fs::read_to_string(reports.join(format!("report-{DAY}.md"))).unwrap();
+    assert_eq!(markdown, report(&data, &["--format", "markdown"]));
+    let posted: serde_json::Value = serde_json::from_str(&received.join().unwrap()).unwrap();
+    assert_eq!(posted["text"], markdown);
+
+    // Several formats without a directory, or an unreachable webhook: one line, non-zero.
+    let out = burnrate(&[
+        "report",
+        "daily",
+        "--date",
+        DAY,
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "html,json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--out-dir"), "{}", stderr(&out));
+    let closed = format!("http://127.0.0.1:{}/hook", free_port());
+    let out = burnrate(&[
+        "report",
+        "daily",
+        "--date",
+        DAY,
+        "--data",
+        data.to_str().unwrap(),
+        "--out-dir",
+        reports.to_str().unwrap(),
+        "--webhook",
+        &closed,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("webhook"), "{}", stderr(&out));
 }

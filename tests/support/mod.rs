@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod broker;
+pub mod chromium;
 pub mod pushgateway;
 
 use std::path::{Path, PathBuf};

@@ -71,6 +71,18 @@ enum Command {
     /// Cost reports over the Parquet dataset: a day, or a range of days.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Where the time went: count, average, p95 and total duration per operation, tool or model.
+    #[command(
+        after_help = "Operations are span names (a tool span with its tool, e.g. `claude_code.tool (Bash)`) and
+Claude Code's timed events (`api_request (event)`, `tool_result (event)`); sorted by total time.
+
+Examples:
+  burnrate profile --last-hour
+  burnrate profile --since 24h --by tool
+  burnrate profile --since 7d --by model --format csv
+  burnrate profile --since 1h --until latest     # the last hour of data, for a dataset that is not live"
+    )]
+    Profile(ProfileArgs),
     /// Write synthetic Claude Code telemetry (OTLP log exports) for a simulated team.
     #[command(
         after_help = "Writes one export per user, hour and signal under OUT/<date>/, and OUT/incidents.jsonl with the\ninjected incidents (kind, start, end, whom). Deterministic: the same seed gives the same bytes.\n\nExamples:\n  burnrate generate --out ./synthetic --scenario evaluation       # 30 days, 20 people, 6 incidents\n  burnrate generate --out ./quiet --scenario quiet --days 7 --users 50 --format json\n  burnrate generate --post http://127.0.0.1:4318 --days 1 --users 5 --rate 20\n  burnrate generate --kafka 127.0.0.1:9092 --temporality cumulative\n  burnrate run --source files --input ./synthetic --drain"
@@ -176,7 +188,7 @@ enum ReportCommand {
     /// One day's report (UTC): spend and its change, volume, errors, latency, cache, top
     /// spenders, anomalies.
     #[command(
-        after_help = "Examples:\n  burnrate report daily                              # yesterday, to the terminal\n  burnrate report daily --date 2026-10-14 --format markdown\n  burnrate report daily --format json --out report.json"
+        after_help = "Examples:\n  burnrate report daily                              # yesterday, to the terminal\n  burnrate report daily --date 2026-10-14 --format markdown\n  burnrate report daily --format json --out report.json\n  burnrate report daily --format html --out report.html   # charts, opens offline\n  burnrate report daily --format html,markdown,json --out-dir ./reports --webhook https://hooks.example/T0/B0/x"
     )]
     Daily {
         /// The day [default: yesterday, UTC].
@@ -204,19 +216,42 @@ struct ReportOutput {
     /// Dataset directory [default: ./burnrate-data, or data_dir from the config file].
     #[arg(long, env = "BURNRATE_DATA_DIR")]
     data: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "text")]
-    format: ReportFormat,
+    /// One format, or several separated by commas together with --out-dir.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "text")]
+    format: Vec<ReportFormat>,
     /// Write to this file instead of standard output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "out_dir")]
     out: Option<PathBuf>,
+    /// Write one file per format into this directory: report-<day>.<ext>, or
+    /// report-<from>_<to>.<ext> for a range (ext: txt, md, html, csv, json).
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Also POST the Markdown report as JSON `{"text": ...}` to this URL (Slack-style incoming
+    /// webhooks; Mattermost and Teams workflows accept it too).
+    #[arg(long, env = "BURNRATE_REPORT_WEBHOOK", hide_env_values = true)]
+    webhook: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ReportFormat {
     Text,
     Markdown,
+    /// One self-contained page with inline SVG charts.
+    Html,
     Csv,
     Json,
+}
+
+impl ReportFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            ReportFormat::Text => "txt",
+            ReportFormat::Markdown => "md",
+            ReportFormat::Html => "html",
+            ReportFormat::Csv => "csv",
+            ReportFormat::Json => "json",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -290,6 +325,97 @@ struct GenerateArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ProfileArgs {
+    /// The hour before --until (the default range).
+    #[arg(long, conflicts_with = "since")]
+    last_hour: bool,
+    /// How far back from --until: 30m, 24h, 7d.
+    #[arg(long, value_parser = parse_duration)]
+    since: Option<Duration>,
+    /// End of the range: `now`, `latest` (the newest span or call in the dataset) or an RFC 3339
+    /// time such as 2026-11-24T18:00:00Z.
+    #[arg(long, default_value = "now", value_parser = parse_until)]
+    until: Until,
+    #[arg(long, value_enum, default_value = "operation")]
+    by: ProfileByArg,
+    /// Dataset directory [default: ./burnrate-data, or data_dir from the config file].
+    #[arg(long, env = "BURNRATE_DATA_DIR")]
+    data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: FormatArg,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    Now,
+    Latest,
+    At(chrono::DateTime<chrono::Utc>),
+}
+
+fn parse_until(text: &str) -> Result<Until, String> {
+    match text {
+        "now" => Ok(Until::Now),
+        "latest" => Ok(Until::Latest),
+        _ => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| Until::At(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| format!("{text:?} is not now, latest or an RFC 3339 time")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProfileByArg {
+    /// Span names and timed events.
+    Operation,
+    /// Tool names (each tool use once).
+    Tool,
+    /// Models (each model call once).
+    Model,
+}
+
+async fn profile(config: &Config, args: ProfileArgs) -> anyhow::Result<ExitCode> {
+    use burnrate_engine::ProfileBy;
+    let data = args.data.unwrap_or_else(|| config.data_dir.clone());
+    let to = match args.until {
+        Until::Now => chrono::Utc::now(),
+        Until::At(t) => t,
+        Until::Latest => match burnrate_engine::profile::latest_time(&data).await? {
+            // The range is half-open: one nanosecond past the newest keeps it in.
+            Some(t) => t + chrono::Duration::nanoseconds(1),
+            None => anyhow::bail!("no spans or calls in {}", data.display()),
+        },
+    };
+    let back = args.since.unwrap_or(Duration::from_secs(3600));
+    let from = to - chrono::Duration::from_std(back).context("--since is too long")?;
+    let by = match args.by {
+        ProfileByArg::Operation => ProfileBy::Operation,
+        ProfileByArg::Tool => ProfileBy::Tool,
+        ProfileByArg::Model => ProfileBy::Model,
+    };
+    let lines = burnrate_engine::profile::profile(&data, by, from, to).await?;
+    let text = match args.format {
+        FormatArg::Table => {
+            let range = format!(
+                "{} to {}",
+                from.format("%Y-%m-%d %H:%M:%S"),
+                to.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            if lines.is_empty() {
+                format!("Nothing recorded from {range}.\n")
+            } else {
+                format!("{range}\n{}", burnrate_engine::profile::to_table(&lines))
+            }
+        }
+        FormatArg::Csv => burnrate_engine::profile::to_csv(&lines),
+        FormatArg::Json => lines
+            .iter()
+            .map(|l| serde_json::to_string(l).map(|s| s + "\n"))
+            .collect::<Result<String, _>>()?,
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
 struct QueryArgs {
     /// The SQL statement.
     sql: String,
@@ -314,18 +440,63 @@ async fn report_command(config: &Config, command: ReportCommand) -> anyhow::Resu
         .data
         .clone()
         .unwrap_or_else(|| config.data_dir.clone());
-    let report =
-        burnrate_engine::CostReport::build(&data, from, to, &config.price_table()?).await?;
-    let text = match output.format {
-        ReportFormat::Text => report.to_text(),
-        ReportFormat::Markdown => report.to_markdown(),
-        ReportFormat::Csv => report.to_csv(),
-        ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+    let report = burnrate_engine::CostReport::build(
+        &data,
+        from,
+        to,
+        &config.price_table()?,
+        &config.anomalies.budgets,
+    )
+    .await?;
+    let render = |format: ReportFormat| -> anyhow::Result<String> {
+        Ok(match format {
+            ReportFormat::Text => report.to_text(),
+            ReportFormat::Markdown => report.to_markdown(),
+            ReportFormat::Html => report.to_html(),
+            ReportFormat::Csv => report.to_csv(),
+            ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        })
     };
-    match &output.out {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", path.display()))?,
-        None => std::io::stdout().write_all(text.as_bytes())?,
+    match (&output.out_dir, output.format.as_slice()) {
+        (Some(dir), formats) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let stem = if from == to {
+                format!("report-{from}")
+            } else {
+                format!("report-{from}_{to}")
+            };
+            for format in formats {
+                let path = dir.join(format!("{stem}.{}", format.extension()));
+                // Written whole under a temporary name, then renamed: a reader (or an upload
+                // job) never sees half a report.
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, render(*format)?)
+                    .and_then(|()| std::fs::rename(&tmp, &path))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+        (None, [format]) => {
+            let text = render(*format)?;
+            match &output.out {
+                Some(path) => std::fs::write(path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::stdout().write_all(text.as_bytes())?,
+            }
+        }
+        (None, _) => anyhow::bail!("several --format values need --out-dir"),
+    }
+    if let Some(url) = &output.webhook {
+        let body = serde_json::json!({ "text": report.to_markdown() });
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(15)))
+            .build()
+            .new_agent();
+        agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .map_err(|e| anyhow::anyhow!("posting the report to the webhook failed: {e}"))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -580,13 +751,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_or((text, "s"), |i| text.split_at(i));
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s, 2m"))?;
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s, 2m, 1h, 7d"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
+        "d" => value * 86400.0,
+        _ => return Err(format!("{text:?}: unit must be ms, s, m, h or d")),
     };
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(format!("{text:?} must be positive"));
@@ -650,6 +822,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Query(args) => query(&config, args).await,
         Command::Generate(args) => generate(args),
         Command::Report(command) => report_command(&config, command).await,
+        Command::Profile(args) => profile(&config, args).await,
         Command::ExportTrace {
             session,
             data,

@@ -17,13 +17,17 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
+use crate::anomalies::Budget;
 use crate::catalog::open_dataset;
 
-const HEADLINE_SQL: &str = include_str!("../../../sql/report_headline.sql");
-const TOP_SQL: &str = include_str!("../../../sql/report_top.sql");
-const BY_HOUR_SQL: &str = include_str!("../../../sql/report_spend_by_hour.sql");
-const TREND_SQL: &str = include_str!("../../../sql/report_trend.sql");
-const ANOMALIES_SQL: &str = include_str!("../../../sql/report_anomalies.sql");
+mod html;
+
+const HEADLINE_SQL: &str = include_str!("../../../../sql/report_headline.sql");
+const TOP_SQL: &str = include_str!("../../../../sql/report_top.sql");
+const BY_HOUR_SQL: &str = include_str!("../../../../sql/report_spend_by_hour.sql");
+const TREND_SQL: &str = include_str!("../../../../sql/report_trend.sql");
+const ANOMALIES_SQL: &str = include_str!("../../../../sql/report_anomalies.sql");
+const BUDGET_SQL: &str = include_str!("../../../../sql/report_budget.sql");
 /// Bumped when a field changes meaning or goes away; new fields do not bump it.
 pub const SCHEMA_VERSION: u32 = 1;
 const TOP: usize = 10;
@@ -46,6 +50,9 @@ pub struct CostReport {
     /// Spend per day over the 30 days ending with `to`.
     pub trend: Vec<DaySpend>,
     pub anomalies: Vec<AnomalyLine>,
+    /// Each configured budget on the period's last day and in its month.
+    #[serde(default)]
+    pub budgets: Vec<BudgetLine>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,13 +122,32 @@ pub struct AnomalyLine {
     pub score: f64,
 }
 
+/// Where one configured budget stands on the report's last day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetLine {
+    pub dimension: String,
+    pub value: String,
+    pub daily_limit_usd: Option<f64>,
+    /// Spend on the report's last day.
+    pub day_spend_usd: f64,
+    pub monthly_limit_usd: Option<f64>,
+    /// Spend from the first of the month through the report's last day.
+    pub month_to_date_usd: f64,
+    /// Month-to-date spend at its daily rate, carried to the month's last day.
+    pub month_forecast_usd: f64,
+    /// `ok`; `warning` at 80% of a limit or a month-end forecast over it; `exceeded` at 100%.
+    pub status: String,
+}
+
 impl CostReport {
-    /// The report of the days `from..=to` over the dataset in `data_dir`.
+    /// The report of the days `from..=to` over the dataset in `data_dir`, with where each of
+    /// `budgets` stands on `to`.
     pub async fn build(
         data_dir: &Path,
         from: NaiveDate,
         to: NaiveDate,
         prices: &PriceTable,
+        budgets: &[Budget],
     ) -> Result<Self, EngineError> {
         if to < from {
             return Err(EngineError::Config(format!(
@@ -216,6 +242,10 @@ impl CostReport {
                 score: float(&anomaly_rows, "score", row).unwrap_or(0.0),
             })
             .collect();
+        let mut budget_lines = Vec::with_capacity(budgets.len());
+        for budget in budgets {
+            budget_lines.push(budget_line(&ctx, budget, to).await?);
+        }
         Ok(CostReport {
             schema_version: SCHEMA_VERSION,
             from,
@@ -228,6 +258,7 @@ impl CostReport {
             spend_by_hour,
             trend,
             anomalies,
+            budgets: budget_lines,
         })
     }
 
@@ -268,6 +299,27 @@ impl CostReport {
             }
             let _ = writeln!(out, "{grid}\n");
         }
+        if !self.budgets.is_empty() {
+            let mut grid = new_grid(&[
+                "budget",
+                "day",
+                "daily limit",
+                "month to date",
+                "forecast",
+                "monthly limit",
+                "status",
+            ]);
+            for b in &self.budgets {
+                let mut row = vec![Cell::new(format!("{}={}", b.dimension, short(&b.value)))];
+                row.extend(
+                    budget_cells(b)
+                        .into_iter()
+                        .map(|v| Cell::new(v).set_alignment(CellAlignment::Right)),
+                );
+                grid.add_row(row);
+            }
+            let _ = writeln!(out, "{grid}\n");
+        }
         let _ = writeln!(out, "{}", self.anomaly_text());
         out
     }
@@ -292,6 +344,18 @@ impl CostReport {
                     usd(r.cost_usd),
                     pct(r.share),
                     r.requests
+                );
+            }
+        }
+        if !self.budgets.is_empty() {
+            out.push_str("\n| budget | day | daily limit | month to date | forecast | monthly limit | status |\n|---|---:|---:|---:|---:|---:|---|\n");
+            for b in &self.budgets {
+                let _ = writeln!(
+                    out,
+                    "| {}={} | {} |",
+                    b.dimension,
+                    short(&b.value).replace('|', "\\|"),
+                    budget_cells(b).join(" | ")
                 );
             }
         }
@@ -375,6 +439,36 @@ impl CostReport {
                 day.cost_usd.to_string(),
             );
         }
+        for b in &self.budgets {
+            let name = format!("{}={}", b.dimension, b.value);
+            let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+            row(
+                "budget",
+                &name,
+                "day_spend_usd",
+                b.day_spend_usd.to_string(),
+            );
+            row("budget", &name, "daily_limit_usd", opt(b.daily_limit_usd));
+            row(
+                "budget",
+                &name,
+                "month_to_date_usd",
+                b.month_to_date_usd.to_string(),
+            );
+            row(
+                "budget",
+                &name,
+                "month_forecast_usd",
+                b.month_forecast_usd.to_string(),
+            );
+            row(
+                "budget",
+                &name,
+                "monthly_limit_usd",
+                opt(b.monthly_limit_usd),
+            );
+            row("budget", &name, "status", b.status.clone());
+        }
         for a in &self.anomalies {
             let name = format!("{}={}", a.dimension, a.value);
             row(
@@ -423,6 +517,61 @@ impl CostReport {
         }
         out
     }
+}
+
+async fn budget_line(
+    ctx: &SessionContext,
+    budget: &Budget,
+    day: NaiveDate,
+) -> Result<BudgetLine, EngineError> {
+    // The dimension was checked against the window dimensions when the configuration loaded;
+    // checked again here because it is spliced into SQL.
+    if !burnrate_otlp::WINDOW_DIMENSIONS.contains(&budget.dimension.as_str()) {
+        return Err(EngineError::Config(format!(
+            "anomalies.budgets: unknown dimension {:?}",
+            budget.dimension
+        )));
+    }
+    let value = format!("'{}'", budget.value.replace('\'', "''"));
+    let spend = |from: NaiveDate, to: NaiveDate| {
+        let value = value.as_str();
+        async move {
+            let extra = [
+                ("${dimension}", budget.dimension.as_str()),
+                ("${value}", value),
+            ];
+            let rows = run(ctx, BUDGET_SQL, from, to, &extra).await?;
+            Ok::<f64, EngineError>(float(&rows, "spend_usd", 0).unwrap_or(0.0))
+        }
+    };
+    let next_day = day + chrono::Days::new(1);
+    let month_start = day.with_day(1).unwrap_or(day);
+    let day_spend = spend(day, next_day).await?;
+    let month_to_date = spend(month_start, next_day).await?;
+    let days_in_month = month_start
+        .checked_add_months(chrono::Months::new(1))
+        .map_or(30, |next| (next - month_start).num_days());
+    let forecast = month_to_date / f64::from(day.day()) * days_in_month as f64;
+    let used = |spent: f64, limit: Option<f64>| limit.map_or(0.0, |limit| spent / limit);
+    let highest = used(day_spend, budget.daily_usd).max(used(month_to_date, budget.monthly_usd));
+    let forecast_over = used(forecast, budget.monthly_usd) >= 1.0;
+    let status = if highest >= 1.0 {
+        "exceeded"
+    } else if highest >= 0.8 || forecast_over {
+        "warning"
+    } else {
+        "ok"
+    };
+    Ok(BudgetLine {
+        dimension: budget.dimension.clone(),
+        value: budget.value.clone(),
+        daily_limit_usd: budget.daily_usd,
+        day_spend_usd: day_spend,
+        monthly_limit_usd: budget.monthly_usd,
+        month_to_date_usd: month_to_date,
+        month_forecast_usd: forecast,
+        status: status.into(),
+    })
 }
 
 fn headline_lines(h: &Headline) -> Vec<(&'static str, String)> {
@@ -489,6 +638,19 @@ fn headline_lines(h: &Headline) -> Vec<(&'static str, String)> {
                 h.tokens.input, h.tokens.output, h.tokens.cache_read, h.tokens.cache_creation
             ),
         ),
+    ]
+}
+
+/// A budget's numbers after its name, as text and Markdown show them.
+fn budget_cells(b: &BudgetLine) -> Vec<String> {
+    let limit = |v: Option<f64>| v.map(usd).unwrap_or_else(|| "–".into());
+    vec![
+        usd(b.day_spend_usd),
+        limit(b.daily_limit_usd),
+        usd(b.month_to_date_usd),
+        usd(b.month_forecast_usd),
+        limit(b.monthly_limit_usd),
+        b.status.clone(),
     ]
 }
 
@@ -609,19 +771,19 @@ fn column<'a>(rows: &'a [RecordBatch], name: &str, row: usize) -> Option<&'a dyn
     (row < column.len() && column.is_valid(row)).then_some(column.as_ref())
 }
 
-fn float(rows: &[RecordBatch], name: &str, row: usize) -> Option<f64> {
+pub(crate) fn float(rows: &[RecordBatch], name: &str, row: usize) -> Option<f64> {
     let column = column(rows, name, row)?;
     let values = cast(&column.slice(row, 1), &DataType::Float64).ok()?;
     Some(values.as_primitive::<Float64Type>().value(0))
 }
 
-fn int(rows: &[RecordBatch], name: &str, row: usize) -> Option<i64> {
+pub(crate) fn int(rows: &[RecordBatch], name: &str, row: usize) -> Option<i64> {
     let column = column(rows, name, row)?;
     let values = cast(&column.slice(row, 1), &DataType::Int64).ok()?;
     Some(values.as_primitive::<Int64Type>().value(0))
 }
 
-fn text(rows: &[RecordBatch], name: &str, row: usize) -> Option<String> {
+pub(crate) fn text(rows: &[RecordBatch], name: &str, row: usize) -> Option<String> {
     let column = column(rows, name, row)?;
     let values = cast(&column.slice(row, 1), &DataType::Utf8).ok()?;
     Some(values.as_string::<i32>().value(0).to_string())
