@@ -28,16 +28,29 @@ if [ -z "${BURNRATE_TANSU:-}" ]; then
 fi
 "$BURNRATE_TANSU" --version >/dev/null
 
-# The real Prometheus Pushgateway (the window totals are pushed to it) and promtool (alert rules).
+# The real Prometheus Pushgateway (the window totals are pushed to it), promtool (alert rules,
+# the compose stack's Prometheus config) and Chromium (the HTML report, opened as a reader would).
 test_packages=()
 command -v prometheus-pushgateway >/dev/null 2>&1 || test_packages+=(prometheus-pushgateway)
 command -v promtool >/dev/null 2>&1 || test_packages+=(prometheus)
+command -v chromium >/dev/null 2>&1 || test_packages+=(chromium)
 if [ ${#test_packages[@]} -gt 0 ]; then
     echo "test.sh: installing ${test_packages[*]}" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${test_packages[@]}" >/dev/null
 fi
 export BURNRATE_PUSHGATEWAY_BIN="${BURNRATE_PUSHGATEWAY_BIN:-$(command -v prometheus-pushgateway)}"
+export BURNRATE_CHROMIUM="${BURNRATE_CHROMIUM:-$(command -v chromium)}"
+
+# The Kubernetes manifests: rendered by kubectl's built-in kustomize (kubectl ships with this
+# machine image; Debian has no current one) and checked against the Kubernetes schemas offline.
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "test.sh: kubectl is needed to render deploy/k8s (kubectl kustomize)" >&2
+    exit 1
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
