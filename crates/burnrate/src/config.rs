@@ -64,17 +64,55 @@ impl Default for Config {
     }
 }
 
+/// Environment variables that set any key: `BURNRATE__KAFKA__FLUSH_INTERVAL_MS=1000` is
+/// `[kafka] flush_interval_ms = 1000`. Double underscores separate the sections, so the named
+/// variables (`BURNRATE_DATA_DIR`, ...) never collide with these.
+pub const ENV_KEY_PREFIX: &str = "BURNRATE__";
+
 impl Config {
-    /// The file at `path`, or the defaults when there is none.
+    /// The file at `path` (or the defaults when there is none) with every `BURNRATE__...`
+    /// variable of the environment laid over it.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-        let Some(path) = path else {
-            return Ok(Config::default());
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    pub fn load_with_env(
+        path: Option<&Path>,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let (mut table, origin) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let table: toml::Table = toml::from_str(&text).map_err(|e| {
+                    // toml's message names the key; its multi-line snippet is left out.
+                    anyhow::anyhow!("config file {}: {}", path.display(), e.message())
+                })?;
+                (table, format!("config file {}", path.display()))
+            }
+            None => (toml::Table::new(), "configuration".to_string()),
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).map_err(|e| {
-            // toml's message names the key; its multi-line snippet is left out.
-            anyhow::anyhow!("config file {}: {}", path.display(), e.message())
+        let mut overridden = Vec::new();
+        for (name, raw) in vars {
+            let Some(key) = name.strip_prefix(ENV_KEY_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+            anyhow::ensure!(
+                path.iter().all(|p| !p.is_empty()),
+                "{name}: expected BURNRATE__SECTION__KEY"
+            );
+            set_key(&mut table, &path, parse_env_value(&raw))
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            overridden.push(name);
+        }
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let from = if overridden.is_empty() {
+                String::new()
+            } else {
+                format!(" (with {})", overridden.join(", "))
+            };
+            anyhow::anyhow!("{origin}{from}: {}", e.message())
         })
     }
 
@@ -85,5 +123,95 @@ impl Config {
         let table = PriceTable::embedded_with_file(path)?;
         burnrate_pricing::check_aliases(&table, &path.display().to_string())?;
         Ok(table)
+    }
+}
+
+/// A variable's value as TOML when it reads as one (`1000`, `true`, `["a", "b"]`), else as
+/// a string, so `BURNRATE__KAFKA__BROKERS=kafka:9092` needs no quotes.
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_key(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [key] => {
+            table.insert(key.clone(), value);
+            Ok(())
+        }
+        [section, rest @ ..] => {
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => set_key(inner, rest, value),
+                _ => Err(format!("{section} is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn environment_sets_any_key_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("burnrate.toml");
+        std::fs::write(
+            &file,
+            "[kafka]\nflush_interval_ms = 5000\ngroup_id = \"from-file\"\n",
+        )
+        .unwrap();
+        let config = Config::load_with_env(
+            Some(&file),
+            vars(&[
+                ("BURNRATE__KAFKA__FLUSH_INTERVAL_MS", "250"),
+                ("BURNRATE__WINDOWS__DIMENSIONS", "[\"team\", \"model\"]"),
+                ("BURNRATE__KAFKA__BROKERS", "kafka-0.kafka:9092"),
+                ("BURNRATE__SHUTDOWN_GRACE_SECONDS", "20"),
+                ("BURNRATE_DATA_DIR", "not/a/key/override"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.flush_interval_ms, 250);
+        assert_eq!(config.kafka.group_id, "from-file");
+        assert_eq!(config.kafka.brokers, "kafka-0.kafka:9092");
+        assert_eq!(config.windows.dimensions, ["team", "model"]);
+        assert_eq!(config.shutdown_grace_seconds, 20.0);
+    }
+
+    #[test]
+    fn an_unknown_key_or_a_wrong_type_is_named() {
+        let unknown = Config::load_with_env(None, vars(&[("BURNRATE__KAFKA__FLUSH_EVERY", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("flush_every"), "{unknown}");
+        assert!(
+            unknown.contains("BURNRATE__KAFKA__FLUSH_EVERY"),
+            "{unknown}"
+        );
+        let wrong = Config::load_with_env(
+            None,
+            vars(&[("BURNRATE__KAFKA__FLUSH_INTERVAL_MS", "soon")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            wrong.contains("flush_interval_ms") || wrong.contains("soon"),
+            "{wrong}"
+        );
     }
 }
