@@ -52,6 +52,18 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 fi
 
+# A local S3-compatible server for the object-store tests: moto's, from PyPI.
+moto_path() {
+    python3 -c 'import moto.server, shutil, sys, os; print(shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server"))' 2>/dev/null
+}
+if [ -z "${BURNRATE_MOTO:-}" ]; then
+    if ! [ -x "$(moto_path)" ]; then
+        python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+    fi
+    BURNRATE_MOTO="$(moto_path)"
+    export BURNRATE_MOTO
+fi
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked

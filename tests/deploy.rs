@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::support::broker::Broker;
 use crate::support::pushgateway::Pushgateway;
+use crate::support::s3::S3Server;
 use crate::support::*;
 
 fn deploy_dir() -> PathBuf {
@@ -351,4 +352,147 @@ fn the_binary_started_as_the_statefulset_starts_it_is_ready_and_stops_within_the
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("0 messages"), "{}", stderr(&again));
     assert_sample_totals(&data, 5.0);
+}
+
+/// `burnrate` with extra environment (the store's endpoint and credentials).
+fn burnrate_with_env(args: &[&str], env: &[(&'static str, String)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_burnrate"));
+    command
+        .args(args)
+        .env_remove("BURNRATE_CONFIG")
+        .env_remove("BURNRATE_DATA_DIR");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("burnrate runs")
+}
+
+#[test]
+fn the_dataset_mirrors_to_s3_reads_back_from_it_and_the_cronjob_writes_its_reports_there() {
+    let s3 = S3Server::start();
+    s3.create_bucket("burnrate-dataset");
+    let env = s3.env();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(
+        &config,
+        "[object_store]\nurl = \"s3://burnrate-dataset/data\"\n",
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let run = |data: &std::path::Path| {
+        burnrate_with_env(
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "run",
+                "--source",
+                "files",
+                "--input",
+                samples().to_str().unwrap(),
+                "--output",
+                data.to_str().unwrap(),
+                "--drain",
+            ],
+            &env,
+        )
+    };
+    let out = run(&data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys = s3.keys("burnrate-dataset", "data/");
+    let local: Vec<String> = walk(&data)
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet") && !p.contains("_burnrate"))
+        .collect();
+    assert_eq!(keys.len(), local.len(), "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("data/")));
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("data/api_requests/date="))
+    );
+
+    // Read back from the store alone, with the totals of the samples.
+    let read = |sql: &str| {
+        let out = burnrate_with_env(
+            &[
+                "query",
+                "--data",
+                "s3://burnrate-dataset/data",
+                "--format",
+                "json",
+                sql,
+            ],
+            &env,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let line = String::from_utf8(out.stdout).unwrap();
+        serde_json::from_str::<serde_json::Map<String, Value>>(line.lines().next().unwrap())
+            .unwrap()
+    };
+    let totals = read(TOTALS_SQL);
+    assert!(close(num(&totals, "cost"), TOTAL_COST), "{totals:?}");
+    assert_eq!(num(&totals, "input"), TOTAL_INPUT);
+    assert_eq!(num(&totals, "requests"), 16.0);
+    let windows = read("SELECT sum(requests) AS requests FROM usage_windows");
+    assert_eq!(num(&windows, "requests"), 17.0);
+
+    // A second replica's worth of the same inputs on another disk writes the same object
+    // names: a replay overwrites, never adds.
+    let out = run(&tmp.path().join("other-disk"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let totals = read(TOTALS_SQL);
+    assert!(close(num(&totals, "cost"), TOTAL_COST), "{totals:?}");
+
+    // The large overlay's daily report CronJob, its command exactly, for the samples' day.
+    let (_, objects) = render("large");
+    let job = &object(&objects, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let mut args: Vec<&str> = job["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        job["volumes"].as_array().unwrap().len() == 1,
+        "the config only"
+    );
+    args.extend(["--date", "2026-11-24"]);
+    let out = burnrate_with_env(&args, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut reports = s3.keys("burnrate-dataset", "reports/");
+    reports.sort();
+    assert_eq!(
+        reports,
+        [
+            "reports/report-2026-11-24.html",
+            "reports/report-2026-11-24.json",
+            "reports/report-2026-11-24.md"
+        ]
+    );
+    let json: Value =
+        serde_json::from_str(&s3.get("burnrate-dataset", "reports/report-2026-11-24.json"))
+            .unwrap();
+    assert!(close(
+        json["headline"]["spend_usd"].as_f64().unwrap(),
+        TOTAL_COST
+    ));
+    assert!(
+        s3.get("burnrate-dataset", "reports/report-2026-11-24.html")
+            .contains("<svg")
+    );
+
+    // A bucket that is not there is a one-line error at startup, not at the first flush.
+    std::fs::write(
+        &config,
+        "[object_store]\nurl = \"s3://no-such-bucket/data\"\n",
+    )
+    .unwrap();
+    let out = run(&tmp.path().join("third"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("object_store.url"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod chromium;
 pub mod pushgateway;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,6 +1,7 @@
 //! The Parquet dataset as DataFusion tables: every burnrate table, with its Hive `date`
 //! partition column, registered under its own name, and the latency sketch functions.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,15 +17,55 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::EngineError;
+use crate::mirror::{is_object_url, open_store};
+use datafusion::catalog::TableProvider;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
 
-/// A session over `data_dir` with every table registered. Tables with no data yet are
-/// registered empty, with their schema, so queries over them return no rows instead of failing.
+/// A session over the dataset at `data_dir` (a directory, or an `s3://bucket/prefix` URL
+/// whose credentials and endpoint come from the `AWS_*` environment) with every table
+/// registered. Tables with no data yet are registered empty, with their schema, so queries
+/// over them return no rows instead of failing.
 pub async fn open_dataset(data_dir: &Path) -> Result<SessionContext, EngineError> {
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
     crate::sketch::register_sketch_functions(&ctx);
-    register_tables(&ctx, data_dir).await?;
+    match data_dir.to_str().filter(|s| is_object_url(s)) {
+        Some(url) => register_object_tables(&ctx, url).await?,
+        None => register_tables(&ctx, data_dir).await?,
+    }
     Ok(ctx)
+}
+
+/// The tables of a dataset on object storage, read in place.
+async fn register_object_tables(ctx: &SessionContext, url: &str) -> Result<(), EngineError> {
+    let (store, prefix) = open_store(url, &BTreeMap::new())?;
+    let parsed = url::Url::parse(url).map_err(|e| EngineError::Config(format!("{url}: {e}")))?;
+    let bucket_url = url::Url::parse(&format!(
+        "{}://{}",
+        parsed.scheme(),
+        parsed.host_str().unwrap_or_default()
+    ))
+    .map_err(|e| EngineError::Config(format!("{url}: {e}")))?;
+    ctx.register_object_store(&bucket_url, store.clone());
+    for table in Table::ALL {
+        let table_prefix = prefix.clone().join(table.name());
+        let probe = store.clone();
+        let listed = table_prefix.clone();
+        let has_data = crate::mirror::block_on(move || async move {
+            let mut listing = probe.list(Some(&listed));
+            Ok(listing.try_next().await?.is_some())
+        })
+        .map_err(|e| EngineError::Config(format!("{url}: {e}")))?;
+        let provider = if has_data {
+            let bucket = bucket_url.as_str().trim_end_matches('/');
+            listing_table(format!("{bucket}/{table_prefix}/"), table)?
+        } else {
+            empty_table(table)?
+        };
+        ctx.register_table(table.name(), provider)?;
+    }
+    Ok(())
 }
 
 pub async fn register_tables(ctx: &SessionContext, data_dir: &Path) -> Result<(), EngineError> {
@@ -33,31 +74,41 @@ pub async fn register_tables(ctx: &SessionContext, data_dir: &Path) -> Result<()
     }
     for table in Table::ALL {
         let dir = data_dir.join(table.name());
-        let provider: Arc<dyn datafusion::catalog::TableProvider> = if dir.is_dir() {
+        let provider = if dir.is_dir() {
             let absolute = std::path::absolute(&dir).map_err(|e| EngineError::io(&dir, e))?;
-            let url = ListingTableUrl::parse(format!("{}/", absolute.display()))?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
-            let config = ListingTableConfig::new(url)
-                .with_listing_options(options)
-                .with_schema(table.schema());
-            Arc::new(ListingTable::try_new(config)?)
+            listing_table(format!("{}/", absolute.display()), table)?
         } else {
-            let mut fields: Vec<Field> = table
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone())
-                .collect();
-            fields.push(Field::new("date", DataType::Utf8, false));
-            let schema = Arc::new(Schema::new(fields));
-            let empty = RecordBatch::new_empty(schema.clone());
-            Arc::new(MemTable::try_new(schema, vec![vec![empty]])?)
+            empty_table(table)?
         };
         ctx.register_table(table.name(), provider)?;
     }
     Ok(())
+}
+
+/// Every Parquet file below `url`, with the Hive `date` partition column.
+fn listing_table(url: String, table: Table) -> Result<Arc<dyn TableProvider>, EngineError> {
+    let url = ListingTableUrl::parse(url)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(table.schema());
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// A table with its schema (and `date`) but no rows yet.
+fn empty_table(table: Table) -> Result<Arc<dyn TableProvider>, EngineError> {
+    let mut fields: Vec<Field> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("date", DataType::Utf8, false));
+    let schema = Arc::new(Schema::new(fields));
+    let empty = RecordBatch::new_empty(schema.clone());
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![empty]])?))
 }
 
 /// Runs one read-only statement: DDL, DML and `COPY` are refused, so `burnrate query` never

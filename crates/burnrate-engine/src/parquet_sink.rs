@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burnrate_otlp::Table;
 use chrono::DateTime;
@@ -16,16 +17,28 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::EngineError;
+use crate::mirror::{ObjectMirror, mirror_of};
 
 /// Partition value of rows whose time is unknown or invalid.
 pub const UNKNOWN_DATE: &str = "unknown";
 
 const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ParquetSink {
     root: PathBuf,
     properties: WriterProperties,
+    /// Where each file goes once it is durable locally, when the dataset is mirrored.
+    mirror: Option<(PathBuf, Arc<ObjectMirror>)>,
+}
+
+impl std::fmt::Debug for ParquetSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetSink")
+            .field("root", &self.root)
+            .field("mirror", &self.mirror.as_ref().map(|(_, m)| m.url()))
+            .finish()
+    }
 }
 
 /// What a segment flush wrote.
@@ -40,8 +53,10 @@ impl ParquetSink {
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
+        let root = root.into();
         ParquetSink {
-            root: root.into(),
+            mirror: mirror_of(&root),
+            root,
             properties,
         }
     }
@@ -82,7 +97,13 @@ impl ParquetSink {
             batch.schema(),
             std::slice::from_ref(batch),
             self.properties.clone(),
-        )
+        )?;
+        // Durable on the store before the caller commits anything that counts on the file.
+        if let Some((root, mirror)) = &self.mirror {
+            let absolute = std::path::absolute(path).map_err(|e| EngineError::io(path, e))?;
+            mirror.put_file(root, &absolute)?;
+        }
+        Ok(())
     }
 }
 
@@ -116,6 +137,7 @@ pub fn remove_segments(
     doomed: impl Fn(&str, bool) -> bool,
 ) -> Result<usize, EngineError> {
     let mut removed = 0;
+    let mirror = mirror_of(root);
     for table in Table::ALL {
         let Ok(days) = fs::read_dir(root.join(table.name())) else {
             continue;
@@ -136,6 +158,11 @@ pub fn remove_segments(
                 if doomed(segment, temporary) {
                     let path = file.path();
                     fs::remove_file(&path).map_err(|e| EngineError::io(&path, e))?;
+                    if let (Some((root, mirror)), false) = (&mirror, temporary) {
+                        let absolute =
+                            std::path::absolute(&path).map_err(|e| EngineError::io(&path, e))?;
+                        mirror.delete_file(root, &absolute)?;
+                    }
                     removed += 1;
                 }
             }

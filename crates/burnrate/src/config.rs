@@ -7,8 +7,8 @@ use anyhow::Context;
 use std::net::SocketAddr;
 
 use burnrate_engine::{
-    AnomalyConfig, FileSourceConfig, KafkaSourceConfig, PushgatewayConfig, ReceiverConfig,
-    WindowSpec,
+    AnomalyConfig, FileSourceConfig, KafkaSourceConfig, ObjectStoreConfig, PushgatewayConfig,
+    ReceiverConfig, WindowSpec,
 };
 use burnrate_otlp::MappingConfig;
 use burnrate_pricing::PriceTable;
@@ -43,6 +43,8 @@ pub struct Config {
     pub pushgateway: PushgatewayConfig,
     /// Anomaly rules, their thresholds, and spend budgets.
     pub anomalies: AnomalyConfig,
+    /// Where the Parquet dataset is mirrored (S3 or S3-compatible), if anywhere.
+    pub object_store: ObjectStoreConfig,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             windows: WindowSpec::default(),
             pushgateway: PushgatewayConfig::default(),
             anomalies: AnomalyConfig::default(),
+            object_store: ObjectStoreConfig::default(),
         }
     }
 }

@@ -222,8 +222,9 @@ struct ReportOutput {
     /// Write to this file instead of standard output.
     #[arg(long, conflicts_with = "out_dir")]
     out: Option<PathBuf>,
-    /// Write one file per format into this directory: report-<day>.<ext>, or
-    /// report-<from>_<to>.<ext> for a range (ext: txt, md, html, csv, json).
+    /// Write one file per format into this directory (or s3://BUCKET/PREFIX):
+    /// report-<day>.<ext>, or report-<from>_<to>.<ext> for a range (ext: txt, md, html, csv,
+    /// json).
     #[arg(long)]
     out_dir: Option<PathBuf>,
     /// Also POST the Markdown report as JSON `{"text": ...}` to this URL (Slack-style incoming
@@ -459,21 +460,37 @@ async fn report_command(config: &Config, command: ReportCommand) -> anyhow::Resu
     };
     match (&output.out_dir, output.format.as_slice()) {
         (Some(dir), formats) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
             let stem = if from == to {
                 format!("report-{from}")
             } else {
                 format!("report-{from}_{to}")
             };
-            for format in formats {
-                let path = dir.join(format!("{stem}.{}", format.extension()));
-                // Written whole under a temporary name, then renamed: a reader (or an upload
-                // job) never sees half a report.
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, render(*format)?)
-                    .and_then(|()| std::fs::rename(&tmp, &path))
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+            let destination = dir.to_string_lossy();
+            if burnrate_engine::mirror::is_object_url(&destination) {
+                let store = burnrate_engine::ObjectStoreConfig {
+                    url: Some(destination.trim_end_matches('/').to_string()),
+                    ..config.object_store.clone()
+                };
+                let store = burnrate_engine::ObjectMirror::open(&store)?
+                    .context("no object store for --out-dir")?;
+                for format in formats {
+                    let name = format!("{stem}.{}", format.extension());
+                    store
+                        .put_bytes(&name, render(*format)?.into_bytes())
+                        .with_context(|| format!("cannot write {destination}/{name}"))?;
+                }
+            } else {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                for format in formats {
+                    let path = dir.join(format!("{stem}.{}", format.extension()));
+                    // Written whole under a temporary name, then renamed: a reader (or an
+                    // upload job) never sees half a report.
+                    let tmp = path.with_extension("tmp");
+                    std::fs::write(&tmp, render(*format)?)
+                        .and_then(|()| std::fs::rename(&tmp, &path))
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
             }
         }
         (None, [format]) => {
@@ -850,6 +867,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run(config: &mut Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     apply_run_flags(config, &args);
     let decoder = Decoder::new(config.mapping.clone(), config.price_table()?);
+    // Before any source opens its sink: every file it writes then goes to the store too.
+    if let Some(mirror) = burnrate_engine::ObjectMirror::open(&config.object_store)? {
+        tracing::info!(
+            url = mirror.url(),
+            "mirroring the dataset to object storage"
+        );
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        burnrate_engine::mirror::mirror_dataset(&config.data_dir, mirror);
+    }
     match args.source {
         Source::Files => run_files(config, args, decoder).await,
         Source::Kafka => run_kafka(config, args, decoder).await,
