@@ -392,3 +392,95 @@ fn several_formats_go_to_a_directory_and_markdown_to_the_webhook() {
     assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("webhook"), "{}", stderr(&out));
 }
+
+/// A week of a generated team (seeded, so the same bytes every run): golden text, Markdown,
+/// CSV and JSON of the range report, and its numbers against direct SQL.
+#[test]
+fn range_report_goldens_over_a_generated_week() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, data) = (tmp.path().join("in"), tmp.path().join("data"));
+    let out = burnrate(&[
+        "generate",
+        "--out",
+        input.to_str().unwrap(),
+        "--scenario",
+        "quiet",
+        "--start",
+        "2026-10-05",
+        "--days",
+        "7",
+        "--users",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(run_files(&input, &data).status.success());
+    let range = |format: &str| {
+        let out = burnrate(&[
+            "report",
+            "range",
+            "--from",
+            "2026-10-05",
+            "--to",
+            "2026-10-11",
+            "--data",
+            data.to_str().unwrap(),
+            "--format",
+            format,
+        ]);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    golden("week.txt", &range("text"));
+    golden("week.md", &range("markdown"));
+    golden("week.csv", &range("csv"));
+    let json = range("json");
+    golden("week.json", &json);
+
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let direct = one(
+        &data,
+        "SELECT sum(cost_usd) AS spend, count(*) AS requests, count(DISTINCT user_id) AS users, \
+         count(DISTINCT session_id) AS sessions FROM api_requests \
+         WHERE time >= '2026-10-05T00:00:00Z' AND time < '2026-10-12T00:00:00Z'",
+    );
+    let h = &parsed["headline"];
+    assert!(close(
+        h["spend_usd"].as_f64().unwrap(),
+        num(&direct, "spend")
+    ));
+    assert_eq!(h["requests"].as_f64().unwrap(), num(&direct, "requests"));
+    assert_eq!(h["active_users"].as_f64().unwrap(), num(&direct, "users"));
+    assert_eq!(h["sessions"].as_f64().unwrap(), num(&direct, "sessions"));
+    for (list, column) in [
+        ("top_users", "user_id"),
+        ("top_teams", "team"),
+        ("top_models", "model"),
+    ] {
+        for entry in parsed[list].as_array().unwrap() {
+            let name = entry["name"].as_str().unwrap();
+            let row = one(
+                &data,
+                &format!(
+                    "SELECT sum(cost_usd) AS usd, count(*) AS n FROM api_requests WHERE {column} = '{name}' \
+                     AND time >= '2026-10-05T00:00:00Z' AND time < '2026-10-12T00:00:00Z'"
+                ),
+            );
+            assert!(
+                close(entry["cost_usd"].as_f64().unwrap(), num(&row, "usd")),
+                "{list} {name}"
+            );
+            assert_eq!(
+                entry["requests"].as_f64().unwrap(),
+                num(&row, "n"),
+                "{list} {name}"
+            );
+        }
+    }
+    let days: f64 = parsed["trend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["cost_usd"].as_f64().unwrap())
+        .sum();
+    assert!(close(days, num(&direct, "spend")));
+}

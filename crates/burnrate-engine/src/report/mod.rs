@@ -771,10 +771,13 @@ fn column<'a>(rows: &'a [RecordBatch], name: &str, row: usize) -> Option<&'a dyn
     (row < column.len() && column.is_valid(row)).then_some(column.as_ref())
 }
 
+/// A number of the result, to the nano (dollar, millisecond): floating-point sums come out of
+/// a parallel plan in any order, and their last bits with them; reports must not.
 pub(crate) fn float(rows: &[RecordBatch], name: &str, row: usize) -> Option<f64> {
     let column = column(rows, name, row)?;
     let values = cast(&column.slice(row, 1), &DataType::Float64).ok()?;
-    Some(values.as_primitive::<Float64Type>().value(0))
+    let value = values.as_primitive::<Float64Type>().value(0);
+    Some((value * 1e9).round() / 1e9)
 }
 
 pub(crate) fn int(rows: &[RecordBatch], name: &str, row: usize) -> Option<i64> {
