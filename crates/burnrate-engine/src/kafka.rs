@@ -171,24 +171,40 @@ impl Shared {
         self.commit(consumer)
     }
 
-    /// Writes the segments of `keys`; their offsets wait in `uncommitted` for the next commit.
+    /// Writes the segments of `keys`, then feeds them to the windows as one micro-batch (one
+    /// aggregation and one checkpoint however many partitions flush); their offsets wait in
+    /// `uncommitted` for the next commit.
     fn flush_segments(&mut self, keys: &[PartitionKey]) -> Result<(), EngineError> {
+        let mut written = Vec::new();
         for key in keys {
             let Some(segment) = self.segments.remove(key) else {
                 continue;
             };
             let (topic, partition) = key;
             let name = segment_name(topic, *partition, segment.first, segment.last);
-            segment.buffer.flush(
-                &self.sink,
-                &name,
-                (&window_origin(topic, *partition), segment.last),
-                &mut self.windows,
-                &self.health,
-                &mut self.summary.written,
-            )?;
+            let tables =
+                segment
+                    .buffer
+                    .write(&self.sink, &name, &self.health, &mut self.summary.written)?;
             tracing::info!(topic = %topic, partition, first = segment.first, last = segment.last, "segment written");
-            self.uncommitted.insert(key.clone(), segment.last + 1);
+            written.push((key.clone(), segment.last, tables));
+        }
+        if written.is_empty() {
+            return Ok(());
+        }
+        let origins: Vec<String> = written
+            .iter()
+            .map(|((topic, partition), _, _)| window_origin(topic, *partition))
+            .collect();
+        let batches: Vec<_> = written
+            .iter()
+            .zip(&origins)
+            .map(|((_, last, tables), origin)| (origin.as_str(), *last, tables))
+            .collect();
+        let progress = self.windows.feed_many(&batches)?;
+        self.health.windowed(progress.closed, progress.late_events);
+        for (key, last, _) in written {
+            self.uncommitted.insert(key, last + 1);
         }
         Ok(())
     }

@@ -91,6 +91,21 @@ impl TableBuffer {
         health: &PipelineHealth,
         totals: &mut FlushTotals,
     ) -> Result<(), EngineError> {
+        let tables = self.write(sink, name, health, totals)?;
+        let progress = windows.feed(origin, position, &tables)?;
+        health.windowed(progress.closed, progress.late_events);
+        Ok(())
+    }
+
+    /// Writes the buffer as segment `name` and counts it in `totals` and `health`, returning
+    /// its tables for the window stage, which the caller feeds (see [`Self::flush`]).
+    pub fn write(
+        self,
+        sink: &ParquetSink,
+        name: &str,
+        health: &PipelineHealth,
+        totals: &mut FlushTotals,
+    ) -> Result<BTreeMap<Table, Vec<RecordBatch>>, EngineError> {
         let started = Instant::now();
         let (dead, errors) = (self.dead_letters(), self.stats.rows_with_errors);
         for (model, calls) in &self.stats.unpriced_models {
@@ -99,15 +114,13 @@ impl TableBuffer {
         let tables = self.into_tables()?;
         let written = sink.write_segment(name, &tables)?;
         health.flushed(&written.rows, dead, errors, started.elapsed());
-        let progress = windows.feed(origin, position, &tables)?;
-        health.windowed(progress.closed, progress.late_events);
         totals.segments_written += 1;
         totals.dead_letters += dead as u64;
         totals.rows_with_errors += errors;
         for (table, rows) in written.rows {
             *totals.rows.entry(table).or_default() += rows;
         }
-        Ok(())
+        Ok(tables)
     }
 
     /// The batches to write, dead letters included.

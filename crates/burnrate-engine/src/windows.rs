@@ -465,12 +465,36 @@ impl WindowStage {
         position: i64,
         tables: &BTreeMap<Table, Vec<RecordBatch>>,
     ) -> Result<WindowProgress, EngineError> {
-        if self.position(origin).is_some_and(|fed| position <= fed) {
+        self.feed_many(&[(origin, position, tables)])
+    }
+
+    /// Feeds several durable micro-batches (each of its own origin, ending at its position) as
+    /// one: one aggregation and one checkpoint for all, which is what a Kafka flush of many
+    /// partitions needs. Batches their origin has already been fed are skipped.
+    pub fn feed_many(
+        &mut self,
+        batches: &[(&str, i64, &BTreeMap<Table, Vec<RecordBatch>>)],
+    ) -> Result<WindowProgress, EngineError> {
+        let fresh: Vec<_> = batches
+            .iter()
+            .filter(|(origin, position, _)| self.position(origin).is_none_or(|fed| *position > fed))
+            .collect();
+        if fresh.is_empty() {
             return Ok(WindowProgress {
                 skipped: true,
                 ..WindowProgress::default()
             });
         }
+        let mut tables: BTreeMap<Table, Vec<RecordBatch>> = BTreeMap::new();
+        for (_, _, batch_tables) in &fresh {
+            for (table, batches) in batch_tables.iter() {
+                tables
+                    .entry(*table)
+                    .or_default()
+                    .extend(batches.iter().cloned());
+            }
+        }
+        let tables = &tables;
         let requests = gather(tables, Table::ApiRequests)?;
         let tools = gather(tables, Table::ToolCalls)?;
         let mut progress = WindowProgress::default();
@@ -530,7 +554,9 @@ impl WindowStage {
             }
         }
         progress.closed = self.close_through(&mut emitted)?;
-        self.state.positions.insert(origin.to_string(), position);
+        for (origin, position, _) in &fresh {
+            self.state.positions.insert(origin.to_string(), *position);
+        }
         self.state.late_events += progress.late_events as u64;
         self.checkpoint(emitted, late_rows)?;
         Ok(progress)
