@@ -107,20 +107,7 @@ fn sessions_of_the_real_samples_export_whole() {
 #[test]
 fn generated_sessions_export_with_one_span_per_model_call() {
     let tmp = tempfile::tempdir().unwrap();
-    let (input, data) = (tmp.path().join("in"), tmp.path().join("data"));
-    let out = burnrate(&[
-        "generate",
-        "--out",
-        input.to_str().unwrap(),
-        "--scenario",
-        "quiet",
-        "--days",
-        "1",
-        "--users",
-        "2",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(run_files(&input, &data).status.success());
+    let data = generated_dataset(tmp.path(), &["--days", "1", "--users", "2"]);
     let row = one(
         &data,
         "SELECT session_id, count(*) AS calls FROM api_requests GROUP BY 1 ORDER BY 2 DESC LIMIT 1",

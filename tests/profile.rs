@@ -185,20 +185,7 @@ fn samples_profile_by_operation_tool_and_model_matches_direct_sql() {
 #[test]
 fn generated_profile_matches_direct_sql_and_bad_arguments_are_one_line_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let (input, data) = (tmp.path().join("in"), tmp.path().join("data"));
-    let out = burnrate(&[
-        "generate",
-        "--out",
-        input.to_str().unwrap(),
-        "--scenario",
-        "quiet",
-        "--days",
-        "2",
-        "--users",
-        "3",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(run_files(&input, &data).status.success());
+    let data = generated_dataset(tmp.path(), &["--days", "2", "--users", "3"]);
     // One day of the two, by an explicit RFC 3339 end.
     let day = one(
         &data,

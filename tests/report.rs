@@ -158,22 +158,10 @@ fn a_day_without_data_reports_zeros_and_bad_dates_are_one_line_errors() {
 #[test]
 fn html_report_opens_in_chromium_with_its_charts_and_no_console_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let (input, data) = (tmp.path().join("in"), tmp.path().join("data"));
-    let out = burnrate(&[
-        "generate",
-        "--out",
-        input.to_str().unwrap(),
-        "--scenario",
-        "quiet",
-        "--start",
-        "2026-10-05",
-        "--days",
-        "3",
-        "--users",
-        "6",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(run_files(&input, &data).status.success());
+    let data = generated_dataset(
+        tmp.path(),
+        &["--start", "2026-10-05", "--days", "3", "--users", "6"],
+    );
     let config = tmp.path().join("burnrate.toml");
     std::fs::write(
         &config,
@@ -398,22 +386,10 @@ fn several_formats_go_to_a_directory_and_markdown_to_the_webhook() {
 #[test]
 fn range_report_goldens_over_a_generated_week() {
     let tmp = tempfile::tempdir().unwrap();
-    let (input, data) = (tmp.path().join("in"), tmp.path().join("data"));
-    let out = burnrate(&[
-        "generate",
-        "--out",
-        input.to_str().unwrap(),
-        "--scenario",
-        "quiet",
-        "--start",
-        "2026-10-05",
-        "--days",
-        "7",
-        "--users",
-        "8",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(run_files(&input, &data).status.success());
+    let data = generated_dataset(
+        tmp.path(),
+        &["--start", "2026-10-05", "--days", "7", "--users", "8"],
+    );
     let range = |format: &str| {
         let out = burnrate(&[
             "report",

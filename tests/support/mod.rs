@@ -267,3 +267,23 @@ pub fn walk(dir: &Path) -> Vec<String> {
     }
     files
 }
+
+/// A quiet generated team (`burnrate generate --scenario quiet` with `spec`, such as
+/// `["--days", "2", "--users", "3"]`) run through `run --source files --drain` into
+/// `dir/data`, which is returned.
+pub fn generated_dataset(dir: &Path, spec: &[&str]) -> PathBuf {
+    let (input, data) = (dir.join("in"), dir.join("data"));
+    let mut args = vec![
+        "generate",
+        "--out",
+        input.to_str().unwrap(),
+        "--scenario",
+        "quiet",
+    ];
+    args.extend(spec);
+    let out = burnrate(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = run_files(&input, &data);
+    assert!(run.status.success(), "{}", stderr(&run));
+    data
+}
