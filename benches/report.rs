@@ -77,7 +77,14 @@ fn main() {
     for _ in 0..ROUNDS {
         let started = Instant::now();
         let report = runtime
-            .block_on(CostReport::build(data, day, day, &prices, &budgets))
+            .block_on(CostReport::build(
+                data,
+                day,
+                day,
+                &prices,
+                &budgets,
+                chrono_tz::UTC,
+            ))
             .expect("report builds");
         report_times.push(started.elapsed());
         requests = report.headline.requests;

@@ -447,3 +447,57 @@ fn range_report_goldens_over_a_generated_week() {
         .sum();
     assert!(close(days, num(&direct, "spend")));
 }
+
+/// The report's days and hours in a configured time zone: New York's 2026-11-24 runs from
+/// 05:00 UTC to 05:00 UTC the next day, and the samples' calls (about 16:00 UTC) fall in its
+/// 11 o'clock hour. A zone that does not exist is a one-line error naming the key.
+#[test]
+fn a_configured_time_zone_sets_the_days_and_hours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    assert!(run_files(&samples(), &data).status.success());
+    let out = burnrate(&[
+        "report",
+        "daily",
+        "--date",
+        DAY,
+        "--data",
+        data.to_str().unwrap(),
+        "--time-zone",
+        "America/New_York",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parsed["time_zone"], "America/New_York");
+    let direct = one(
+        &data,
+        "SELECT sum(cost_usd) AS spend, \
+         sum(cost_usd) FILTER (WHERE date_part('hour', time) = 16) AS at_16_utc \
+         FROM api_requests WHERE time >= '2026-11-24T05:00:00Z' AND time < '2026-11-25T05:00:00Z'",
+    );
+    assert!(close(
+        parsed["headline"]["spend_usd"].as_f64().unwrap(),
+        num(&direct, "spend")
+    ));
+    let hours: Vec<f64> = parsed["spend_by_hour"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(close(hours[11], num(&direct, "at_16_utc")), "{hours:?}");
+    assert_eq!(hours[16], 0.0, "{hours:?}");
+
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(&config, "[report]\ntime_zone = \"Mars/Olympus_Mons\"\n").unwrap();
+    let out = burnrate(&["--config", config.to_str().unwrap(), "report", "daily"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("report.time_zone"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -45,6 +45,34 @@ pub struct Config {
     pub anomalies: AnomalyConfig,
     /// Where the Parquet dataset is mirrored (S3 or S3-compatible), if anywhere.
     pub object_store: ObjectStoreConfig,
+    /// How reports count days.
+    pub report: ReportConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    /// The IANA time zone of the report's days and hours (`Europe/Paris`, `America/New_York`).
+    pub time_zone: String,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            time_zone: "UTC".into(),
+        }
+    }
+}
+
+impl ReportConfig {
+    pub fn zone(&self) -> anyhow::Result<chrono_tz::Tz> {
+        self.time_zone.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "report.time_zone: {:?} is not an IANA time zone (such as Europe/Paris)",
+                self.time_zone
+            )
+        })
+    }
 }
 
 impl Default for Config {
@@ -63,6 +91,7 @@ impl Default for Config {
             pushgateway: PushgatewayConfig::default(),
             anomalies: AnomalyConfig::default(),
             object_store: ObjectStoreConfig::default(),
+            report: ReportConfig::default(),
         }
     }
 }
@@ -109,14 +138,18 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             overridden.push(name);
         }
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let from = if overridden.is_empty() {
-                String::new()
-            } else {
-                format!(" (with {})", overridden.join(", "))
-            };
-            anyhow::anyhow!("{origin}{from}: {}", e.message())
-        })
+        let from = if overridden.is_empty() {
+            String::new()
+        } else {
+            format!(" (with {})", overridden.join(", "))
+        };
+        let config = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| anyhow::anyhow!("{origin}{from}: {}", e.message()))?;
+        config
+            .report
+            .zone()
+            .map_err(|e| anyhow::anyhow!("{origin}{from}: {e}"))?;
+        Ok(config)
     }
 
     pub fn price_table(&self) -> anyhow::Result<PriceTable> {

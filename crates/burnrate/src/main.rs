@@ -185,13 +185,13 @@ enum FormatArg {
 
 #[derive(Debug, Subcommand)]
 enum ReportCommand {
-    /// One day's report (UTC): spend and its change, volume, errors, latency, cache, top
+    /// One day's report (in report.time_zone, UTC by default): spend and its change, volume, errors, latency, cache, top
     /// spenders, anomalies.
     #[command(
         after_help = "Examples:\n  burnrate report daily                              # yesterday, to the terminal\n  burnrate report daily --date 2026-10-14 --format markdown\n  burnrate report daily --format json --out report.json\n  burnrate report daily --format html --out report.html   # charts, opens offline\n  burnrate report daily --format html,markdown,json --out-dir ./reports --webhook https://hooks.example/T0/B0/x"
     )]
     Daily {
-        /// The day [default: yesterday, UTC].
+        /// The day [default: yesterday in the report's time zone].
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
         #[command(flatten)]
@@ -227,6 +227,9 @@ struct ReportOutput {
     /// json).
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// The IANA time zone of the report's days and hours [default: report.time_zone, UTC].
+    #[arg(long)]
+    time_zone: Option<String>,
     /// Also POST the Markdown report as JSON `{"text": ...}` to this URL (Slack-style incoming
     /// webhooks; Mattermost and Teams workflows accept it too).
     #[arg(long, env = "BURNRATE_REPORT_WEBHOOK", hide_env_values = true)]
@@ -429,13 +432,21 @@ struct QueryArgs {
 }
 
 async fn report_command(config: &Config, command: ReportCommand) -> anyhow::Result<ExitCode> {
-    let (from, to, output) = match command {
-        ReportCommand::Daily { date, output } => {
-            let day =
-                date.unwrap_or_else(|| chrono::Utc::now().date_naive() - chrono::Days::new(1));
-            (day, day, output)
+    let output = match &command {
+        ReportCommand::Daily { output, .. } | ReportCommand::Range { output, .. } => output,
+    };
+    let mut report_config = config.report.clone();
+    if let Some(zone) = &output.time_zone {
+        report_config.time_zone = zone.clone();
+    }
+    let zone = report_config.zone()?;
+    let (from, to) = match &command {
+        ReportCommand::Daily { date, .. } => {
+            let today = chrono::Utc::now().with_timezone(&zone).date_naive();
+            let day = date.unwrap_or(today - chrono::Days::new(1));
+            (day, day)
         }
-        ReportCommand::Range { from, to, output } => (from, to, output),
+        ReportCommand::Range { from, to, .. } => (*from, *to),
     };
     let data = output
         .data
@@ -447,6 +458,7 @@ async fn report_command(config: &Config, command: ReportCommand) -> anyhow::Resu
         to,
         &config.price_table()?,
         &config.anomalies.budgets,
+        zone,
     )
     .await?;
     let render = |format: ReportFormat| -> anyhow::Result<String> {

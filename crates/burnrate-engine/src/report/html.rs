@@ -55,8 +55,12 @@ impl CostReport {
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
              <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-             <header><h1>{title}</h1><p>{} to {} (UTC) · {} requests · {} active users</p></header>\n<main>\n",
-            self.from, self.to, self.headline.requests, self.headline.active_users
+             <header><h1>{title}</h1><p>{} to {} ({}) · {} requests · {} active users</p></header>\n<main>\n",
+            self.from,
+            self.to,
+            escape(&self.time_zone),
+            self.headline.requests,
+            self.headline.active_users
         );
 
         out.push_str("<section id=\"headline\"><h2>Headline</h2><div class=\"cards\">\n");
@@ -80,7 +84,7 @@ impl CostReport {
         figure(
             &mut out,
             "chart-spend-by-hour",
-            "Spend by hour (UTC)",
+            &format!("Spend by hour ({})", self.time_zone),
             &column_chart(&hours, 3),
         );
         figure(

@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use burnrate_pricing::{PriceTable, TokenUsage};
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
 use comfy_table::{Cell, CellAlignment, Table as Grid, presets::UTF8_FULL_CONDENSED};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -36,10 +37,13 @@ const TOP: usize = 10;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostReport {
     pub schema_version: u32,
-    /// First day, inclusive (UTC).
+    /// First day, inclusive.
     pub from: NaiveDate,
-    /// Last day, inclusive (UTC).
+    /// Last day, inclusive.
     pub to: NaiveDate,
+    /// The IANA time zone whose days and hours the report counts in (`UTC` by default).
+    #[serde(default = "utc_name")]
+    pub time_zone: String,
     pub headline: Headline,
     pub top_users: Vec<Ranked>,
     pub top_teams: Vec<Ranked>,
@@ -148,29 +152,34 @@ impl CostReport {
         to: NaiveDate,
         prices: &PriceTable,
         budgets: &[Budget],
+        time_zone: Tz,
     ) -> Result<Self, EngineError> {
         if to < from {
             return Err(EngineError::Config(format!(
                 "the period ends ({to}) before it starts ({from})"
             )));
         }
-        let ctx = open_dataset(data_dir).await?;
+        let queries = Queries {
+            ctx: open_dataset(data_dir).await?,
+            time_zone,
+        };
+        let ctx = &queries;
         let days = (to - from).num_days() + 1;
         let end = to + chrono::Days::new(1);
-        let headline_rows = run(&ctx, HEADLINE_SQL, from, end, &[]).await?;
-        let spend = |a: NaiveDate, b: NaiveDate| {
-            let ctx = &ctx;
-            async move {
-                let rows = run(ctx, HEADLINE_SQL, a, b, &[]).await?;
-                Ok::<f64, EngineError>(float(&rows, "spend_usd", 0).unwrap_or(0.0))
-            }
+        let headline_rows = ctx.run(HEADLINE_SQL, from, end, &[]).await?;
+        let spend = |a: NaiveDate, b: NaiveDate| async move {
+            let rows = ctx.run(HEADLINE_SQL, a, b, &[]).await?;
+            Ok::<f64, EngineError>(float(&rows, "spend_usd", 0).unwrap_or(0.0))
         };
         let previous = spend(from - chrono::Days::new(days as u64), from).await?;
         let last_week = spend(from - chrono::Days::new(7), end - chrono::Days::new(7)).await?;
 
         let mut tops = Vec::new();
         for dimension in ["user_id", "team", "project", "model"] {
-            tops.push(run(&ctx, TOP_SQL, from, end, &[("${dimension}", dimension)]).await?);
+            tops.push(
+                ctx.run(TOP_SQL, from, end, &[("${dimension}", dimension)])
+                    .await?,
+            );
         }
         let by_model = &tops[3];
         let tokens = Tokens {
@@ -206,7 +215,7 @@ impl CostReport {
         };
         let ranked = |rows: &[RecordBatch]| ranked(rows, spend_usd);
         let mut spend_by_hour = vec![0.0; 24];
-        for batch in run(&ctx, BY_HOUR_SQL, from, end, &[]).await? {
+        for batch in ctx.run(BY_HOUR_SQL, from, end, &[]).await? {
             for row in 0..batch.num_rows() {
                 let hour = int(std::slice::from_ref(&batch), "hour", row).unwrap_or(0);
                 if let Some(slot) = spend_by_hour.get_mut(hour as usize) {
@@ -214,7 +223,9 @@ impl CostReport {
                 }
             }
         }
-        let trend_rows = run(&ctx, TREND_SQL, end - chrono::Days::new(30), end, &[]).await?;
+        let trend_rows = ctx
+            .run(TREND_SQL, end - chrono::Days::new(30), end, &[])
+            .await?;
         let mut trend: Vec<DaySpend> = (0..30)
             .map(|i| DaySpend {
                 date: end - chrono::Days::new(30 - i),
@@ -228,7 +239,7 @@ impl CostReport {
                 slot.requests = int(&trend_rows, "requests", row).unwrap_or(0);
             }
         }
-        let anomaly_rows = run(&ctx, ANOMALIES_SQL, from, end, &[]).await?;
+        let anomaly_rows = ctx.run(ANOMALIES_SQL, from, end, &[]).await?;
         let anomalies = (0..count(&anomaly_rows))
             .map(|row| AnomalyLine {
                 rule: text(&anomaly_rows, "rule", row).unwrap_or_default(),
@@ -244,12 +255,13 @@ impl CostReport {
             .collect();
         let mut budget_lines = Vec::with_capacity(budgets.len());
         for budget in budgets {
-            budget_lines.push(budget_line(&ctx, budget, to).await?);
+            budget_lines.push(budget_line(ctx, budget, to).await?);
         }
         Ok(CostReport {
             schema_version: SCHEMA_VERSION,
             from,
             to,
+            time_zone: time_zone.name().to_string(),
             headline,
             top_users: ranked(&tops[0]),
             top_teams: ranked(&tops[1]),
@@ -263,14 +275,19 @@ impl CostReport {
     }
 
     fn title(&self) -> String {
+        let zone = if self.time_zone == "UTC" {
+            String::new()
+        } else {
+            format!(", {}", self.time_zone)
+        };
         if self.from == self.to {
             format!(
-                "burnrate daily cost report, {} ({})",
+                "burnrate daily cost report, {} ({}{zone})",
                 self.from,
                 self.from.weekday()
             )
         } else {
-            format!("burnrate cost report, {} to {}", self.from, self.to)
+            format!("burnrate cost report, {} to {}{zone}", self.from, self.to)
         }
     }
 
@@ -520,7 +537,7 @@ impl CostReport {
 }
 
 async fn budget_line(
-    ctx: &SessionContext,
+    ctx: &Queries,
     budget: &Budget,
     day: NaiveDate,
 ) -> Result<BudgetLine, EngineError> {
@@ -540,7 +557,7 @@ async fn budget_line(
                 ("${dimension}", budget.dimension.as_str()),
                 ("${value}", value),
             ];
-            let rows = run(ctx, BUDGET_SQL, from, to, &extra).await?;
+            let rows = ctx.run(BUDGET_SQL, from, to, &extra).await?;
             Ok::<f64, EngineError>(float(&rows, "spend_usd", 0).unwrap_or(0.0))
         }
     };
@@ -641,6 +658,10 @@ fn headline_lines(h: &Headline) -> Vec<(&'static str, String)> {
     ]
 }
 
+fn utc_name() -> String {
+    "UTC".into()
+}
+
 /// A budget's numbers after its name, as text and Markdown show them.
 fn budget_cells(b: &BudgetLine) -> Vec<String> {
     let limit = |v: Option<f64>| v.map(usd).unwrap_or_else(|| "–".into());
@@ -736,29 +757,62 @@ fn ranked(rows: &[RecordBatch], total: f64) -> Vec<Ranked> {
         .collect()
 }
 
-/// Runs one report SQL file for `[from, to)` with `extra` placeholders filled in.
-async fn run(
-    ctx: &SessionContext,
-    sql: &str,
-    from: NaiveDate,
-    to: NaiveDate,
-    extra: &[(&str, &str)],
-) -> Result<Vec<RecordBatch>, EngineError> {
-    let literal = |d: NaiveDate| format!("TIMESTAMP '{d}T00:00:00Z'");
-    let mut sql = sql
-        .replace("${from}", &literal(from))
-        .replace("${to}", &literal(to));
-    for (key, value) in extra {
-        sql = sql.replace(key, value);
+/// The dataset and the time zone whose days the report counts in.
+struct Queries {
+    ctx: SessionContext,
+    time_zone: Tz,
+}
+
+impl Queries {
+    /// The instant local midnight of `day` begins (the earliest, where a clock change repeats
+    /// it; the hour after, where a change skips it).
+    fn midnight(&self, day: NaiveDate) -> DateTime<Utc> {
+        let local = day.and_time(NaiveTime::MIN);
+        self.time_zone
+            .from_local_datetime(&local)
+            .earliest()
+            .or_else(|| {
+                self.time_zone
+                    .from_local_datetime(&(local + chrono::Duration::hours(1)))
+                    .earliest()
+            })
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| local.and_utc())
     }
-    let batches = ctx.sql(&sql).await?.collect().await?;
-    // One batch: rows are addressed by index across the whole result.
-    match batches.first() {
-        Some(first) => Ok(vec![datafusion::arrow::compute::concat_batches(
-            &first.schema(),
-            &batches,
-        )?]),
-        None => Ok(Vec::new()),
+
+    /// Runs one report SQL file for the local days `[from, to)` with `extra` placeholders
+    /// filled in. `${offset}` is the zone's UTC offset at `from`, which shifts times onto the
+    /// local clock for hours and days.
+    async fn run(
+        &self,
+        sql: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+        extra: &[(&str, &str)],
+    ) -> Result<Vec<RecordBatch>, EngineError> {
+        let literal = |t: DateTime<Utc>| format!("TIMESTAMP '{}'", t.format("%Y-%m-%dT%H:%M:%SZ"));
+        let start = self.midnight(from);
+        let offset = self
+            .time_zone
+            .offset_from_utc_datetime(&start.naive_utc())
+            .fix()
+            .local_minus_utc();
+        let mut sql = sql
+            .replace("${from}", &literal(start))
+            .replace("${to}", &literal(self.midnight(to)))
+            .replace("${offset}", &format!("INTERVAL '{offset} seconds'"));
+        for (key, value) in extra {
+            sql = sql.replace(key, value);
+        }
+        let batches = self.ctx.sql(&sql).await?.collect().await?;
+        // One batch: rows are addressed by index across the whole result.
+        match batches.first() {
+            Some(first) => Ok(vec![datafusion::arrow::compute::concat_batches(
+                &first.schema(),
+                &batches,
+            )?]),
+            None => Ok(Vec::new()),
+        }
     }
 }
 
