@@ -8,6 +8,10 @@
 //! Each side is timed from its first message to its last (for burnrate: to the final commit),
 //! so group joins are not counted against either; the median of three rounds is reported.
 
+// The binary's allocator, so the bench measures what runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -22,6 +22,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Config;
 
+/// See the workspace Cargo.toml: the allocator is measured, not a habit.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code of a run that finished but set some inputs aside as dead letters.
 const EXIT_DEAD_LETTERS: u8 = 3;
 
