@@ -294,6 +294,9 @@ pub struct WindowProgress {
     pub late_events: usize,
 }
 
+/// One durable micro-batch for the windows: its origin, the position it ends at, its tables.
+pub type MicroBatch<'a> = (&'a str, i64, &'a BTreeMap<Table, Vec<RecordBatch>>);
+
 pub struct WindowStage {
     spec: WindowSpec,
     sql: WindowSql,
@@ -471,10 +474,7 @@ impl WindowStage {
     /// Feeds several durable micro-batches (each of its own origin, ending at its position) as
     /// one: one aggregation and one checkpoint for all, which is what a Kafka flush of many
     /// partitions needs. Batches their origin has already been fed are skipped.
-    pub fn feed_many(
-        &mut self,
-        batches: &[(&str, i64, &BTreeMap<Table, Vec<RecordBatch>>)],
-    ) -> Result<WindowProgress, EngineError> {
+    pub fn feed_many(&mut self, batches: &[MicroBatch<'_>]) -> Result<WindowProgress, EngineError> {
         let fresh: Vec<_> = batches
             .iter()
             .filter(|(origin, position, _)| self.position(origin).is_none_or(|fed| *position > fed))
