@@ -1,5 +1,6 @@
 //! The Parquet dataset as DataFusion tables: every burnrate table, with its Hive `date`
-//! partition column, registered under its own name, and the latency sketch functions.
+//! partition column, registered under its own name, and the latency sketch functions; from a
+//! directory or, read in place, from an `s3://` prefix.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use burnrate_otlp::Table;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -15,12 +17,11 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
 
 use crate::EngineError;
 use crate::mirror::{is_object_url, open_store};
-use datafusion::catalog::TableProvider;
-use futures::TryStreamExt;
-use object_store::ObjectStore;
 
 /// A session over the dataset at `data_dir` (a directory, or an `s3://bucket/prefix` URL
 /// whose credentials and endpoint come from the `AWS_*` environment) with every table

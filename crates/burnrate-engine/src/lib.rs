@@ -1,12 +1,12 @@
 //! Sources, state and sinks around the decoder.
 //!
 //! Owns: reading OTLP exports from their sources (files, Kafka, the embedded OTLP receiver),
-//! the pipeline's health endpoints and metrics, the commit ledger, the
-//! cumulative-to-delta state and its rebuild after a restart, dead letters, Parquet output
-//! (Hive-partitioned, atomic, idempotent on replay), event-time usage windows (the SQL in
-//! `sql/`, the latency sketch, watermarks, late corrections, the window checkpoint), the
-//! anomaly rules over closed windows, the Pushgateway sink, the cost report, and the DataFusion
-//! catalog the CLI queries.
+//! the pipeline's health endpoints and metrics, the commit ledger, the cumulative-to-delta
+//! state and its rebuild after a restart, dead letters, Parquet output (Hive-partitioned,
+//! atomic, idempotent on replay, mirrored to object storage), event-time usage windows (the SQL
+//! in `sql/`, the latency sketch, watermarks, late corrections, the window checkpoint), the
+//! anomaly rules over closed windows, the Pushgateway sink, the cost report and the time
+//! profile, and the DataFusion catalog the CLI queries (local or `s3://`).
 //!
 //! Must not know: OTLP wire formats or attribute names (that is `burnrate-otlp`), prices (that
 //! is `burnrate-pricing`), or command-line flags and terminals (that is the `burnrate` binary).
