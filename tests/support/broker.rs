@@ -72,12 +72,45 @@ impl Broker {
     }
 }
 
-fn producer(bootstrap: &str, compression: &str) -> BaseProducer {
+/// Keeps every failed delivery: `flush` succeeds even when the broker refused a message, so
+/// a test that trusts it would count a message the broker never took.
+#[derive(Default)]
+pub struct DeliveryCheck {
+    failures: std::sync::Mutex<Vec<String>>,
+}
+
+impl rdkafka::ClientContext for DeliveryCheck {}
+
+impl rdkafka::producer::ProducerContext for DeliveryCheck {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            use rdkafka::Message;
+            self.failures.lock().unwrap().push(format!(
+                "{}/{}: {error}",
+                message.topic(),
+                message.partition()
+            ));
+        }
+    }
+}
+
+/// Flushes `producer` and fails the test if the broker refused any message.
+fn flush_checked(producer: &BaseProducer<DeliveryCheck>) {
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let failures = producer.context().failures.lock().unwrap();
+    assert!(failures.is_empty(), "deliveries failed: {failures:?}");
+}
+
+fn producer(bootstrap: &str, compression: &str) -> BaseProducer<DeliveryCheck> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("compression.type", compression)
         .set("linger.ms", "5")
-        .create()
+        // Retries keep their order, so a run's exports stay in order in their partition.
+        .set("enable.idempotence", "true")
+        .create_with_context(DeliveryCheck::default())
         .unwrap()
 }
 
@@ -86,7 +119,7 @@ fn producer(bootstrap: &str, compression: &str) -> BaseProducer {
 /// Collector's exporter does when partitioning by resource), spread over the four compression
 /// codecs. Returns how many messages were produced.
 pub fn produce_samples(bootstrap: &str, exports: &[SampleExport], copies: usize) -> usize {
-    let producers: Vec<BaseProducer> = ["gzip", "snappy", "lz4", "zstd"]
+    let producers: Vec<BaseProducer<DeliveryCheck>> = ["gzip", "snappy", "lz4", "zstd"]
         .iter()
         .map(|codec| producer(bootstrap, codec))
         .collect();
@@ -121,7 +154,7 @@ pub fn produce_samples(bootstrap: &str, exports: &[SampleExport], copies: usize)
         }
     }
     for producer in &producers {
-        producer.flush(Duration::from_secs(60)).unwrap();
+        flush_checked(producer);
     }
     produced
 }
@@ -140,6 +173,6 @@ impl Broker {
             .send(BaseRecord::<(), [u8]>::to(topic).payload(payload))
             .map_err(|(e, _)| e)
             .unwrap();
-        producer.flush(Duration::from_secs(30)).unwrap();
+        flush_checked(&producer);
     }
 }
