@@ -66,10 +66,13 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --all-targets --locked --exclude burnrate
-cargo test -p burnrate --bins --benches --locked
 # The Kafka end-to-end tests (a SIGKILL loop, a rebalance between two members, drains that end
-# on a quiet second) run on their own, one at a time, after the rest of the end-to-end suite:
-# next to it on two cores, a starved consumer could let a drain's quiet second pass early.
-cargo test -p burnrate --test end_to_end --locked -- --skip kafka::
-cargo test -p burnrate --test end_to_end --locked -- kafka:: --test-threads=1
+# on a quiet second) run on their own, one at a time, after the rest: next to the rest of the
+# suite on two cores, a starved consumer could let a drain's quiet second pass early. Every
+# command builds the same targets, so dependencies are compiled once.
+kafka_e2e=(kafka::samples_ kafka::sigkill_ kafka::two_members_)
+skips=()
+for test in "${kafka_e2e[@]}"; do skips+=(--skip "$test"); done
+cargo test --workspace --lib --bins --tests --locked -- "${skips[@]}"
+cargo test --workspace --benches --locked
+cargo test -p burnrate --test end_to_end --locked -- "${kafka_e2e[@]}" --test-threads=1
