@@ -75,4 +75,4 @@ skips=()
 for test in "${kafka_e2e[@]}"; do skips+=(--skip "$test"); done
 cargo test --workspace --lib --bins --tests --locked -- "${skips[@]}"
 cargo test --workspace --benches --locked
-cargo test -p burnrate --test end_to_end --locked -- "${kafka_e2e[@]}" --test-threads=1
+cargo test --workspace --test end_to_end --locked -- "${kafka_e2e[@]}" --test-threads=1
