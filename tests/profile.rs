@@ -8,20 +8,18 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// `profile --format json` lines as objects.
-fn profile(data: &Path, args: &[&str]) -> Vec<serde_json::Map<String, Value>> {
-    let mut all = vec![
-        "profile",
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
+/// What `profile --data DATA ARGS...` prints; it must succeed.
+fn profile_output(data: &Path, args: &[&str]) -> String {
+    let mut all = vec!["profile", "--data", data.to_str().unwrap()];
     all.extend(args);
     let out = burnrate(&all);
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    String::from_utf8(out.stdout)
-        .unwrap()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `profile --format json` lines as objects.
+fn profile(data: &Path, args: &[&str]) -> Vec<serde_json::Map<String, Value>> {
+    profile_output(data, &[&["--format", "json"], args].concat())
         .lines()
         .map(|l| match serde_json::from_str(l).unwrap() {
             Value::Object(o) => o,
@@ -134,16 +132,7 @@ fn samples_profile_by_operation_tool_and_model_matches_direct_sql() {
 
     // The terminal table has the columns; the captures are long past, so the last hour
     // before now is empty and says so.
-    let table = burnrate(&[
-        "profile",
-        "--data",
-        data.to_str().unwrap(),
-        "--since",
-        "3650d",
-        "--until",
-        "latest",
-    ]);
-    let text = String::from_utf8(table.stdout).unwrap();
+    let text = profile_output(&data, &range);
     for column in [
         "Operation",
         "Count",
@@ -154,27 +143,11 @@ fn samples_profile_by_operation_tool_and_model_matches_direct_sql() {
     ] {
         assert!(text.contains(column), "{column} missing:\n{text}");
     }
-    let now = burnrate(&["profile", "--last-hour", "--data", data.to_str().unwrap()]);
-    assert!(now.status.success(), "{}", stderr(&now));
-    assert!(
-        String::from_utf8(now.stdout)
-            .unwrap()
-            .starts_with("Nothing recorded")
+    assert!(profile_output(&data, &["--last-hour"]).starts_with("Nothing recorded"));
+    let csv = profile_output(
+        &data,
+        &[&range[..], &["--by", "tool", "--format", "csv"]].concat(),
     );
-    let csv = burnrate(&[
-        "profile",
-        "--data",
-        data.to_str().unwrap(),
-        "--since",
-        "3650d",
-        "--until",
-        "latest",
-        "--by",
-        "tool",
-        "--format",
-        "csv",
-    ]);
-    let csv = String::from_utf8(csv.stdout).unwrap();
     assert_eq!(
         csv.lines().next(),
         Some("operation,count,avg_ms,p95_ms,total_ms")

@@ -456,20 +456,11 @@ fn a_configured_time_zone_sets_the_days_and_hours() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     assert!(run_files(&samples(), &data).status.success());
-    let out = burnrate(&[
-        "report",
-        "daily",
-        "--date",
-        DAY,
-        "--data",
-        data.to_str().unwrap(),
-        "--time-zone",
-        "America/New_York",
-        "--format",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = report(
+        &data,
+        &["--time-zone", "America/New_York", "--format", "json"],
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(parsed["time_zone"], "America/New_York");
     let direct = one(
         &data,

@@ -51,13 +51,13 @@ async fn register_object_tables(ctx: &SessionContext, url: &str) -> Result<(), E
     ctx.register_object_store(&bucket_url, store.clone());
     for table in Table::ALL {
         let table_prefix = prefix.clone().join(table.name());
-        let probe = store.clone();
-        let listed = table_prefix.clone();
-        let has_data = crate::mirror::block_on(move || async move {
-            let mut listing = probe.list(Some(&listed));
-            Ok(listing.try_next().await?.is_some())
-        })
-        .map_err(|e| EngineError::Config(format!("{url}: {e}")))?;
+        // Already async here: the listing is awaited, not run on a thread of its own.
+        let has_data = store
+            .list(Some(&table_prefix))
+            .try_next()
+            .await
+            .map_err(|e| EngineError::Config(format!("{url}: {e}")))?
+            .is_some();
         let provider = if has_data {
             let bucket = bucket_url.as_str().trim_end_matches('/');
             listing_table(format!("{bucket}/{table_prefix}/"), table)?
