@@ -5,12 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The real Claude Code captures live beside the repository, in ../shared/otlp-samples.
+# The real Claude Code captures live beside the repository: ../shared/otlp-samples (2.1.197) and
+# ../shared/otlp-samples-2.1.332.
 export BURNRATE_SAMPLES="${BURNRATE_SAMPLES:-$(cd .. && pwd)/shared/otlp-samples}"
-if [ ! -d "$BURNRATE_SAMPLES" ]; then
-    echo "test.sh: no samples at $BURNRATE_SAMPLES (set BURNRATE_SAMPLES)" >&2
-    exit 1
-fi
+export BURNRATE_SAMPLES_2_1_332="${BURNRATE_SAMPLES_2_1_332:-$(cd .. && pwd)/shared/otlp-samples-2.1.332}"
+for dir in "$BURNRATE_SAMPLES" "$BURNRATE_SAMPLES_2_1_332"; do
+    if [ ! -d "$dir" ]; then
+        echo "test.sh: no samples at $dir (set BURNRATE_SAMPLES and BURNRATE_SAMPLES_2_1_332)" >&2
+        exit 1
+    fi
+done
 
 ./scripts/setup.sh
 

@@ -1,6 +1,7 @@
 -- The report's headline over [${from}, ${to}): spend, volume, errors, latency, cache.
--- Latency percentiles merge the usage_windows sketches (1% relative error); the rest reads
--- api_requests directly.
+-- Latency and TTFT percentiles merge the usage_windows sketches (1% relative error) when the
+-- windows hold every call of the period (`windowed_requests` = `requests`); otherwise the report
+-- takes them from the calls (sql/report_latency.sql). The rest reads api_requests directly.
 SELECT
     coalesce(sum(cost_usd), 0) AS spend_usd,
     count(*) AS requests,
@@ -16,6 +17,12 @@ SELECT
     (SELECT sketch_quantile(sketch_merge(latency_sketch), 0.95) FROM usage_windows
       WHERE window_start >= ${from} AND window_start < ${to}) AS latency_p95_ms,
     (SELECT sketch_quantile(sketch_merge(latency_sketch), 0.99) FROM usage_windows
-      WHERE window_start >= ${from} AND window_start < ${to}) AS latency_p99_ms
+      WHERE window_start >= ${from} AND window_start < ${to}) AS latency_p99_ms,
+    (SELECT sketch_quantile(sketch_merge(ttft_sketch), 0.5) FROM usage_windows
+      WHERE window_start >= ${from} AND window_start < ${to}) AS ttft_p50_ms,
+    (SELECT sketch_quantile(sketch_merge(ttft_sketch), 0.95) FROM usage_windows
+      WHERE window_start >= ${from} AND window_start < ${to}) AS ttft_p95_ms,
+    (SELECT coalesce(sum(requests), 0) FROM usage_windows
+      WHERE window_start >= ${from} AND window_start < ${to}) AS windowed_requests
 FROM api_requests
 WHERE time >= ${from} AND time < ${to}

@@ -40,7 +40,9 @@ fn explains(incident: &Incident, alert: &Alert, teams: &BTreeMap<String, String>
     };
     during
         && match incident.kind {
-            IncidentKind::RunawayLoop | IncidentKind::ModelSwitch => cost && whom(alert),
+            IncidentKind::RunawayLoop | IncidentKind::ModelSwitch | IncidentKind::TeamSurge => {
+                cost && whom(alert)
+            }
             IncidentKind::BudgetOverrun => (alert.rule == "budget_daily" || cost) && whom(alert),
             IncidentKind::ErrorStorm => alert.rule == "error_rate",
             IncidentKind::SlowProvider => alert.rule == "slow_p95",
@@ -81,6 +83,7 @@ fn kind_name(kind: IncidentKind) -> &'static str {
         IncidentKind::ErrorStorm => "error storm",
         IncidentKind::SlowProvider => "slow provider",
         IncidentKind::BudgetOverrun => "budget overrun",
+        IncidentKind::TeamSurge => "team surge",
     }
 }
 

@@ -245,6 +245,13 @@ fn broken_input_becomes_dead_letters_or_counted_row_errors_and_the_rest_lands() 
         api_request_json("1795536575568000000", negative),
     )
     .unwrap();
+    // 2^63-1 input tokens would cost $4.6e13 on one row: beyond any context window, an error.
+    let absurd = r#",{"key":"input_tokens","value":{"intValue":"9223372036854775807"}},{"key":"output_tokens","value":{"intValue":"5"}},{"key":"cost_usd","value":{"doubleValue":0.5}}"#;
+    std::fs::write(
+        bad.join("absurd-tokens.json"),
+        api_request_json("1795536575568000000", absurd),
+    )
+    .unwrap();
     let fine = r#",{"key":"input_tokens","value":{"intValue":"100"}},{"key":"output_tokens","value":{"intValue":"5"}}"#;
     std::fs::write(bad.join("time-zero.json"), api_request_json("0", fine)).unwrap();
     let far = r#",{"key":"input_tokens","value":{"intValue":"100"}},{"key":"output_tokens","value":{"intValue":"5"}},{"key":"event.timestamp","value":{"stringValue":"3000-01-01T00:00:00Z"}}"#;
@@ -338,7 +345,21 @@ fn broken_input_becomes_dead_letters_or_counted_row_errors_and_the_rest_lands() 
         .iter()
         .map(|r| r["parse_error"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    let absurd = errors
+        .iter()
+        .find(|r| {
+            r["parse_error"]
+                .as_str()
+                .is_some_and(|m| m.contains("context window"))
+        })
+        .unwrap_or_else(|| panic!("no row for 2^63-1 tokens: {errors:?}"));
+    assert!(absurd["input_tokens"].is_null(), "{absurd:?}");
+    assert_eq!(
+        absurd["cost_usd"].as_f64(),
+        Some(0.5),
+        "the reported cost stands in: {absurd:?}"
+    );
     assert!(
         messages
             .iter()

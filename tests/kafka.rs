@@ -127,6 +127,45 @@ fn samples_through_a_real_broker_match_the_readme_totals() {
     assert_pushed_totals(&pushgateway, &data);
 }
 
+/// Both releases' captures through a real broker: cost exact per model, in query and in each
+/// day's report, and time to first token on every 2.1.332 call.
+#[test]
+fn samples_of_both_releases_cost_exactly_per_model() {
+    let broker = Broker::start();
+    broker.create_topics(&TOPICS, 3);
+    let mut exports = sample_exports();
+    exports.extend(sample_exports_2_1_332());
+    let produced = broker.produce_samples(&exports, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = run_kafka(&broker, "burnrate-releases", &data, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{produced} messages")),
+        "{}",
+        stderr(&out)
+    );
+    let mut by_model = vec![
+        ("claude-opus-4-8", COST_BY_MODEL_2_1_197[0].1),
+        ("claude-opus-5-5", COST_BY_MODEL_2_1_332[0].1),
+        (
+            "claude-sonnet-4-5",
+            COST_BY_MODEL_2_1_197[1].1 + COST_BY_MODEL_2_1_332[1].1,
+        ),
+    ];
+    by_model.sort_by(|a, b| a.0.cmp(b.0));
+    assert_cost_by_model(&data, &by_model, 1.0);
+    assert_report_cost(&data, DAY_2_1_197, &COST_BY_MODEL_2_1_197, 1.0);
+    assert_report_cost(&data, DAY_2_1_332, &COST_BY_MODEL_2_1_332, 1.0);
+    let ttft = one(
+        &data,
+        "SELECT count(ttft_ms) AS with_ttft, count(*) AS calls FROM api_requests \
+         WHERE time >= TIMESTAMP '2026-11-30T00:00:00Z'",
+    );
+    assert_eq!(num(&ttft, "with_ttft"), 8.0);
+    assert_eq!(num(&ttft, "calls"), 8.0);
+}
+
 /// The counters on the Pushgateway, summed over their labels, equal the Parquet tables: cost,
 /// tokens by type and requests, both in `api_requests` and in `usage_windows`.
 fn assert_pushed_totals(pushgateway: &Pushgateway, data: &Path) {

@@ -7,6 +7,7 @@
 mod support;
 
 mod anomaly_eval;
+mod cost;
 mod deploy;
 mod end_to_end;
 mod export_trace;

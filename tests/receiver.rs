@@ -336,6 +336,61 @@ fn http_and_grpc_requests_land_with_the_sample_totals() {
     );
 }
 
+/// Both releases' captures, each priced per model: 2.1.197 the way `send_samples` sends it,
+/// 2.1.332's r01 (claude-opus-5-5, protobuf) over gRPC with gzip and r03 (JSON) over OTLP/HTTP.
+#[test]
+fn both_releases_over_http_and_grpc_cost_exactly_per_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let receiver = Receiver::start(&data, &small_limits(tmp.path()));
+    send_samples(&receiver);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for export in sample_exports_2_1_332() {
+        if export.is_json() {
+            let path = format!("/v1/{}", export.signal);
+            let headers = [("Content-Type", "application/json")];
+            let (status, body) = receiver.post(&path, &headers, &export.bytes);
+            assert_eq!(
+                status,
+                200,
+                "{}: {}",
+                export.name,
+                String::from_utf8_lossy(&body)
+            );
+        } else {
+            runtime.block_on(send_grpc(receiver.grpc, &export));
+        }
+    }
+    // The gRPC clients' runtime is still alive, so their connections stay open and idle: the
+    // receiver closes them after its drain period instead of holding its shutdown on them.
+    let stopping = Instant::now();
+    let (status, log) = receiver.stop();
+    assert!(status.success(), "{log}");
+    assert!(stopping.elapsed() < Duration::from_secs(15), "{log}");
+    drop(runtime);
+    let mut by_model = vec![
+        ("claude-opus-4-8", COST_BY_MODEL_2_1_197[0].1),
+        ("claude-opus-5-5", COST_BY_MODEL_2_1_332[0].1),
+        (
+            "claude-sonnet-4-5",
+            COST_BY_MODEL_2_1_197[1].1 + COST_BY_MODEL_2_1_332[1].1,
+        ),
+    ];
+    by_model.sort_by(|a, b| a.0.cmp(b.0));
+    assert_cost_by_model(&data, &by_model, 1.0);
+    assert_report_cost(&data, DAY_2_1_197, &COST_BY_MODEL_2_1_197, 1.0);
+    assert_report_cost(&data, DAY_2_1_332, &COST_BY_MODEL_2_1_332, 1.0);
+    let ttft = one(
+        &data,
+        "SELECT count(ttft_ms) AS n FROM api_requests WHERE model = 'claude-opus-5-5' \
+         OR time >= TIMESTAMP '2026-11-30T00:00:00Z'",
+    );
+    assert_eq!(num(&ttft, "n"), 8.0);
+}
+
 #[test]
 fn a_receiver_killed_after_answering_200_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();

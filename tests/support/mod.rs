@@ -21,6 +21,77 @@ pub fn samples() -> PathBuf {
         })
 }
 
+/// The Claude Code 2.1.332 captures, beside the 2.1.197 ones.
+pub fn samples_2_1_332() -> PathBuf {
+    std::env::var_os("BURNRATE_SAMPLES_2_1_332")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| samples().join("../otlp-samples-2.1.332"))
+}
+
+/// Cost per model of every 2.1.197 sample run (shared/otlp-samples/README.md).
+pub const COST_BY_MODEL_2_1_197: [(&str, f64); 2] = [
+    ("claude-opus-4-8", 0.29192 + 0.215259),
+    ("claude-sonnet-4-5", 0.15498105 + 0.13198695),
+];
+/// Cost per model of the 2.1.332 runs (shared/otlp-samples-2.1.332/README.md).
+pub const COST_BY_MODEL_2_1_332: [(&str, f64); 2] = [
+    ("claude-opus-5-5", 0.218368),
+    ("claude-sonnet-4-5", 0.15498105),
+];
+/// The day the 2.1.197 and the 2.1.332 samples were captured on.
+pub const DAY_2_1_197: &str = "2026-11-24";
+pub const DAY_2_1_332: &str = "2026-11-30";
+
+/// `sum(cost_usd)` of `api_requests` per model is each model's reported total (times `copies`)
+/// and equals `sum(cost_usd_reported)`; no call lacks a cost.
+pub fn assert_cost_by_model(data: &Path, expected: &[(&str, f64)], copies: f64) {
+    let rows = query(
+        data,
+        "SELECT model, sum(cost_usd) AS cost, sum(cost_usd_reported) AS reported,          count(*) FILTER (WHERE cost_usd IS NULL) AS uncosted FROM api_requests          WHERE success GROUP BY model ORDER BY model",
+    );
+    assert_eq!(rows.len(), expected.len(), "{rows:?}");
+    for (model, cost) in expected {
+        let row = rows
+            .iter()
+            .find(|r| r["model"] == *model)
+            .unwrap_or_else(|| panic!("no {model} in {rows:?}"));
+        assert!(close(num(row, "cost"), cost * copies), "{model}: {row:?}");
+        assert!(
+            close(num(row, "reported"), cost * copies),
+            "{model}: {row:?}"
+        );
+        assert_eq!(num(row, "uncosted"), 0.0, "{model}: {row:?}");
+    }
+}
+
+/// The daily report of `day` (JSON) has the expected spend in its headline and per model.
+pub fn assert_report_cost(data: &Path, day: &str, expected: &[(&str, f64)], copies: f64) {
+    let out = burnrate(&[
+        "report",
+        "daily",
+        "--date",
+        day,
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total: f64 = expected.iter().map(|(_, c)| c * copies).sum();
+    let spend = report["headline"]["spend_usd"].as_f64().unwrap();
+    assert!(close(spend, total), "headline {spend} vs {total}");
+    let models = report["top_models"].as_array().unwrap();
+    for (model, cost) in expected {
+        let row = models
+            .iter()
+            .find(|m| m["name"] == *model)
+            .unwrap_or_else(|| panic!("no {model} in the report: {models:?}"));
+        let reported = row["cost_usd"].as_f64().unwrap();
+        assert!(close(reported, cost * copies), "{model}: {reported}");
+    }
+}
+
 pub fn burnrate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_burnrate"))
         .args(args)
@@ -170,9 +241,18 @@ impl SampleExport {
 
 /// Every sample export, run by run, in the order Claude Code sent them.
 pub fn sample_exports() -> Vec<SampleExport> {
+    exports_of(&samples(), &["r01", "r03", "r04", "r12", "r31"])
+}
+
+/// Every 2.1.332 sample export, run by run.
+pub fn sample_exports_2_1_332() -> Vec<SampleExport> {
+    exports_of(&samples_2_1_332(), &["r01", "r03"])
+}
+
+fn exports_of(dir: &Path, runs: &[&str]) -> Vec<SampleExport> {
     let mut exports = Vec::new();
-    for run in ["r01", "r03", "r04", "r12", "r31"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(samples().join(run))
+    for run in runs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(run))
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();

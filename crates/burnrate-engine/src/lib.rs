@@ -5,8 +5,8 @@
 //! state and its rebuild after a restart, dead letters, Parquet output (Hive-partitioned,
 //! atomic, idempotent on replay, mirrored to object storage), event-time usage windows (the SQL
 //! in `sql/`, the latency sketch, watermarks, late corrections, the window checkpoint), the
-//! anomaly rules over closed windows, the Pushgateway sink, the cost report and the time
-//! profile, and the DataFusion catalog the CLI queries (local or `s3://`).
+//! anomaly rules over closed windows, the Pushgateway sink, the cost report, the time profile,
+//! the price-table check against a dataset, and the DataFusion catalog the CLI queries (local or `s3://`).
 //!
 //! Must not know: OTLP wire formats or attribute names (that is `burnrate-otlp`), prices (that
 //! is `burnrate-pricing`), or command-line flags and terminals (that is the `burnrate` binary).
@@ -22,6 +22,7 @@ mod ledger;
 pub mod mirror;
 pub mod output;
 pub mod parquet_sink;
+pub mod price_check;
 pub mod profile;
 pub mod pushgateway;
 pub mod receiver;

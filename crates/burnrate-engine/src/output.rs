@@ -36,7 +36,10 @@ pub fn write_results(
             Ok(())
         }
         ResultFormat::Json => {
-            let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(out);
+            // Every column is a key of every object, null or not: scripts read fixed keys.
+            let mut writer = datafusion::arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, datafusion::arrow::json::writer::LineDelimited>(out);
             for batch in batches {
                 writer.write(batch)?;
             }
@@ -82,4 +85,36 @@ fn write_table(batches: &[RecordBatch], out: &mut dyn Write) -> Result<(), Engin
 
 fn is_numeric(data_type: &DataType) -> bool {
     data_type.is_numeric()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Float64Array, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn json_lines_keep_null_columns_as_explicit_nulls() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("model", DataType::Utf8, true),
+            Field::new("cost_usd", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![Some("claude-x"), None])),
+                Arc::new(Float64Array::from(vec![None, Some(1.5)])),
+            ],
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        write_results(&[batch], ResultFormat::Json, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"model\":\"claude-x\",\"cost_usd\":null}\n{\"model\":null,\"cost_usd\":1.5}\n"
+        );
+    }
 }

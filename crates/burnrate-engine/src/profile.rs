@@ -1,5 +1,6 @@
-//! Where the time went: count, average, p95 and total duration per operation, tool or model
-//! over a time range, for `burnrate profile`. The SQL is `sql/profile_*.sql`.
+//! Where the time went: count, average, p95 and total duration per operation, tool, model,
+//! query source, speed or effort over a time range, for `burnrate profile`; for model calls, the
+//! spend too. The SQL is `sql/profile_*.sql`.
 
 use std::path::Path;
 
@@ -15,7 +16,7 @@ use crate::report::{float, int, text};
 
 const BY_OPERATION_SQL: &str = include_str!("../../../sql/profile_operation.sql");
 const BY_TOOL_SQL: &str = include_str!("../../../sql/profile_tool.sql");
-const BY_MODEL_SQL: &str = include_str!("../../../sql/profile_model.sql");
+const BY_CALL_SQL: &str = include_str!("../../../sql/profile_call.sql");
 const LATEST_SQL: &str = "SELECT max(t) AS latest FROM (\
     SELECT max(start_time) AS t FROM spans \
     UNION ALL SELECT max(time) FROM api_requests \
@@ -28,6 +29,10 @@ pub enum ProfileBy {
     Operation,
     Tool,
     Model,
+    /// Where the call came from: main, subagent, auxiliary, sdk.
+    QuerySource,
+    Speed,
+    Effort,
 }
 
 /// One line of the profile. Durations in milliseconds; `p95_ms` is interpolated between the
@@ -39,6 +44,9 @@ pub struct ProfileLine {
     pub avg_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub total_ms: f64,
+    /// Spend of the line's model calls; `None` for spans and tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 /// The profile of `[from, to)`, largest total first.
@@ -50,9 +58,12 @@ pub async fn profile(
 ) -> Result<Vec<ProfileLine>, EngineError> {
     let ctx = open_dataset(data_dir).await?;
     let sql = match by {
-        ProfileBy::Operation => BY_OPERATION_SQL,
-        ProfileBy::Tool => BY_TOOL_SQL,
-        ProfileBy::Model => BY_MODEL_SQL,
+        ProfileBy::Operation => BY_OPERATION_SQL.to_string(),
+        ProfileBy::Tool => BY_TOOL_SQL.to_string(),
+        ProfileBy::Model => BY_CALL_SQL.replace("${dimension}", "model"),
+        ProfileBy::QuerySource => BY_CALL_SQL.replace("${dimension}", "query_source"),
+        ProfileBy::Speed => BY_CALL_SQL.replace("${dimension}", "speed"),
+        ProfileBy::Effort => BY_CALL_SQL.replace("${dimension}", "effort"),
     };
     let literal = |t: DateTime<Utc>| format!("TIMESTAMP '{}'", t.format("%Y-%m-%dT%H:%M:%S%.9fZ"));
     let sql = sql
@@ -69,6 +80,7 @@ pub async fn profile(
                 avg_ms: float(rows, "avg_ms", row),
                 p95_ms: float(rows, "p95_ms", row),
                 total_ms: float(rows, "total_ms", row).unwrap_or(0.0),
+                cost_usd: float(rows, "cost_usd", row),
             });
         }
     }
@@ -87,29 +99,45 @@ pub async fn latest_time(data_dir: &Path) -> Result<Option<DateTime<Utc>>, Engin
     Ok((nanos.is_valid(0)).then(|| DateTime::from_timestamp_nanos(nanos.value(0))))
 }
 
-/// The profile as a terminal table: Operation, Count, Avg(ms), P95(ms), Total(ms).
+fn has_cost(lines: &[ProfileLine]) -> bool {
+    lines.iter().any(|l| l.cost_usd.is_some())
+}
+
+/// The profile as a terminal table: Operation, Count, Avg(ms), P95(ms), Total(ms), and Cost for
+/// model calls.
 pub fn to_table(lines: &[ProfileLine]) -> String {
     use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
-    table.set_header(["Operation", "Count", "Avg(ms)", "P95(ms)", "Total(ms)"]);
+    let mut header = vec!["Operation", "Count", "Avg(ms)", "P95(ms)", "Total(ms)"];
+    if has_cost(lines) {
+        header.push("Cost($)");
+    }
+    table.set_header(header);
     let ms = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.1}"));
     for line in lines {
         let right = |text: String| Cell::new(text).set_alignment(CellAlignment::Right);
-        table.add_row(vec![
+        let mut row = vec![
             Cell::new(&line.operation),
             right(line.count.to_string()),
             right(ms(line.avg_ms)),
             right(ms(line.p95_ms)),
             right(format!("{:.1}", line.total_ms)),
-        ]);
+        ];
+        if let Some(cost) = line.cost_usd {
+            row.push(right(format!("{cost:.4}")));
+        }
+        table.add_row(row);
     }
     format!("{table}\n")
 }
 
-/// The profile as CSV with a header: operation, count, avg_ms, p95_ms, total_ms.
+/// The profile as CSV with a header: operation, count, avg_ms, p95_ms, total_ms, and cost_usd
+/// for model calls.
 pub fn to_csv(lines: &[ProfileLine]) -> String {
-    let mut out = String::from("operation,count,avg_ms,p95_ms,total_ms\n");
+    let with_cost = has_cost(lines);
+    let mut out = String::from("operation,count,avg_ms,p95_ms,total_ms");
+    out.push_str(if with_cost { ",cost_usd\n" } else { "\n" });
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for l in lines {
         let name = if l.operation.contains([',', '"', '\n']) {
@@ -118,12 +146,16 @@ pub fn to_csv(lines: &[ProfileLine]) -> String {
             l.operation.clone()
         };
         out.push_str(&format!(
-            "{name},{},{},{},{}\n",
+            "{name},{},{},{},{}",
             l.count,
             opt(l.avg_ms),
             opt(l.p95_ms),
             l.total_ms
         ));
+        if with_cost {
+            out.push_str(&format!(",{}", opt(l.cost_usd)));
+        }
+        out.push('\n');
     }
     out
 }

@@ -6,7 +6,7 @@
 //! Pushing happens on a thread of its own holding only the newest body: a Pushgateway that is
 //! slow or down costs retries there, never time on the ingest path, and the failures are counted.
 //!
-//! Latency is pushed as a summary (quantile labels) by model: the quantiles come from the
+//! Latency and time to first token are pushed as summaries (quantile labels) by model: the quantiles come from the
 //! windows' DDSketches with a 1% relative error, which fixed histogram buckets would lose. Its
 //! quantiles are those of the latest closed window with calls of the model; `_sum` and
 //! `_count` are totals. A summary cannot be aggregated across replicas: for fleet-wide
@@ -101,6 +101,9 @@ pub struct PushTotals {
     pub spend: BTreeMap<String, f64>,
     pub series: BTreeMap<String, SeriesTotals>,
     pub latency: BTreeMap<String, ModelLatency>,
+    /// Time to first token, by model (calls that reported one).
+    #[serde(default)]
+    pub ttft: BTreeMap<String, ModelLatency>,
     /// Distinct sessions in the latest window closed.
     pub active_sessions: i64,
     pub latest_window_end_nanos: Option<i64>,
@@ -132,13 +135,16 @@ impl PushTotals {
             int("cache_read_tokens")?,
             int("cache_creation_tokens")?,
         ];
+        let binary = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_binary_opt::<i32>())
+                .ok_or_else(|| EngineError::Schema(format!("usage_windows.{name} is not Binary")))
+        };
         let latency_sum = float("latency_sum_ms")?;
-        let sketches = batch
-            .column_by_name("latency_sketch")
-            .and_then(|c| c.as_binary_opt::<i32>())
-            .ok_or_else(|| {
-                EngineError::Schema("usage_windows.latency_sketch is not Binary".into())
-            })?;
+        let sketches = binary("latency_sketch")?;
+        let ttft_sum = float("ttft_sum_ms")?;
+        let ttft_sketches = binary("ttft_sketch")?;
         let revisions = primitive::<UInt32Type>(batch, "revision")?;
         let ends = primitive::<TimestampNanosecondType>(batch, "window_end")?;
         let session_ids = batch
@@ -149,7 +155,8 @@ impl PushTotals {
             if a.is_valid(row) { a.value(row) } else { 0 }
         };
         // Per model: the latest window end among these rows, and its merged sketch.
-        let mut latest_by_model: BTreeMap<String, (i64, LatencySketch)> = BTreeMap::new();
+        let mut latest_latency = LatestSketches::new();
+        let mut latest_ttft = LatestSketches::new();
         let latest_end = (0..batch.num_rows())
             .filter(|&r| revisions.value(r) == 0)
             .map(|r| ends.value(r))
@@ -207,42 +214,25 @@ impl PushTotals {
             series.output_tokens += value(tokens[1], row);
             series.cache_read_tokens += value(tokens[2], row);
             series.cache_creation_tokens += value(tokens[3], row);
+            let latest = revisions.value(row) == 0;
+            let end = ends.value(row);
             let latency = self.latency.entry(model.clone()).or_default();
             latency.count += value(requests, row);
-            latency.sum_ms += if latency_sum.is_valid(row) {
-                latency_sum.value(row)
-            } else {
-                0.0
-            };
-            if revisions.value(row) == 0 && sketches.is_valid(row) {
-                let sketch = LatencySketch::from_bytes(sketches.value(row))
-                    .map_err(|e| EngineError::Schema(e.to_string()))?;
-                let end = ends.value(row);
-                let latest = latest_by_model
-                    .entry(model)
-                    .or_insert_with(|| (end, LatencySketch::default()));
-                if end > latest.0 {
-                    *latest = (end, LatencySketch::default());
-                }
-                if end == latest.0 {
-                    latest.1.merge(&sketch);
+            latency.sum_ms += sum_or_zero(latency_sum, row);
+            if latest && let Some(sketch) = sketch_at(sketches, row)? {
+                latest_latency.offer(&model, end, &sketch);
+            }
+            if let Some(sketch) = sketch_at(ttft_sketches, row)? {
+                let ttft = self.ttft.entry(model.clone()).or_default();
+                ttft.count += sketch.count() as i64;
+                ttft.sum_ms += sum_or_zero(ttft_sum, row);
+                if latest {
+                    latest_ttft.offer(&model, end, &sketch);
                 }
             }
         }
-        for (model, (end, sketch)) in latest_by_model {
-            let latency = self.latency.entry(model).or_default();
-            if latency.window_end_nanos.is_some_and(|e| e > end) {
-                continue;
-            }
-            if let (Some(p50), Some(p95), Some(p99)) = (
-                sketch.quantile(0.5),
-                sketch.quantile(0.95),
-                sketch.quantile(0.99),
-            ) {
-                latency.quantiles = Some([p50, p95, p99]);
-                latency.window_end_nanos = Some(end);
-            }
-        }
+        latest_latency.settle(&mut self.latency);
+        latest_ttft.settle(&mut self.ttft);
         if let Some(end) = latest_end
             && self.latest_window_end_nanos.is_none_or(|e| end >= e)
         {
@@ -327,7 +317,7 @@ impl PushTotals {
         counter(
             &mut out,
             "burnrate_cost_usd_total",
-            "Spend over closed windows, priced from the price table, in US dollars.",
+            "Spend over closed windows in US dollars: the price table's cost, or the reported cost where the table has no price.",
             "",
             &|s| s.cost_usd,
         );
@@ -363,38 +353,107 @@ impl PushTotals {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP burnrate_request_duration_seconds Model request latency; quantiles of the windows closed last.\n# TYPE burnrate_request_duration_seconds summary"
+        summary(
+            &mut out,
+            "burnrate_request_duration_seconds",
+            "Model request latency; quantiles of the windows closed last.",
+            &self.latency,
         );
-        for (model, latency) in &self.latency {
-            let model = escape(model);
-            if let Some(quantiles) = latency.quantiles {
-                for (q, v) in ["0.5", "0.95", "0.99"].iter().zip(quantiles) {
-                    let _ = writeln!(
-                        out,
-                        "burnrate_request_duration_seconds{{model=\"{model}\",quantile=\"{q}\"}} {}",
-                        v / 1000.0
-                    );
-                }
-            }
-            let _ = writeln!(
-                out,
-                "burnrate_request_duration_seconds_sum{{model=\"{model}\"}} {}",
-                latency.sum_ms / 1000.0
-            );
-            let _ = writeln!(
-                out,
-                "burnrate_request_duration_seconds_count{{model=\"{model}\"}} {}",
-                latency.count
-            );
-        }
+        summary(
+            &mut out,
+            "burnrate_time_to_first_token_seconds",
+            "Time to the first token of a model response; quantiles of the windows closed last.",
+            &self.ttft,
+        );
         let _ = writeln!(
             out,
             "# HELP burnrate_active_sessions Distinct sessions in the latest closed window.\n# TYPE burnrate_active_sessions gauge\nburnrate_active_sessions {}",
             self.active_sessions
         );
         out
+    }
+}
+
+/// A summary by model: p50, p95 and p99 of the latest windows, with `_sum` and `_count` totals.
+fn summary(out: &mut String, name: &str, help: &str, by_model: &BTreeMap<String, ModelLatency>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+    for (model, timing) in by_model {
+        let model = escape(model);
+        if let Some(quantiles) = timing.quantiles {
+            for (q, v) in ["0.5", "0.95", "0.99"].iter().zip(quantiles) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{model=\"{model}\",quantile=\"{q}\"}} {}",
+                    v / 1000.0
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "{name}_sum{{model=\"{model}\"}} {}",
+            timing.sum_ms / 1000.0
+        );
+        let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {}", timing.count);
+    }
+}
+
+fn sum_or_zero(sums: &datafusion::arrow::array::Float64Array, row: usize) -> f64 {
+    if sums.is_valid(row) {
+        sums.value(row)
+    } else {
+        0.0
+    }
+}
+
+fn sketch_at(
+    sketches: &datafusion::arrow::array::BinaryArray,
+    row: usize,
+) -> Result<Option<LatencySketch>, EngineError> {
+    if !sketches.is_valid(row) {
+        return Ok(None);
+    }
+    LatencySketch::from_bytes(sketches.value(row))
+        .map(Some)
+        .map_err(|e| EngineError::Schema(e.to_string()))
+}
+
+/// Per model, the sketch of the latest window end seen (merged over that window's rows).
+struct LatestSketches(BTreeMap<String, (i64, LatencySketch)>);
+
+impl LatestSketches {
+    fn new() -> Self {
+        LatestSketches(BTreeMap::new())
+    }
+
+    fn offer(&mut self, model: &str, end: i64, sketch: &LatencySketch) {
+        let latest = self
+            .0
+            .entry(model.to_string())
+            .or_insert_with(|| (end, LatencySketch::default()));
+        if end > latest.0 {
+            *latest = (end, LatencySketch::default());
+        }
+        if end == latest.0 {
+            latest.1.merge(sketch);
+        }
+    }
+
+    /// Sets each model's quantiles from its latest sketch, unless a later window already did.
+    fn settle(self, into: &mut BTreeMap<String, ModelLatency>) {
+        for (model, (end, sketch)) in self.0 {
+            let timing = into.entry(model).or_default();
+            if timing.window_end_nanos.is_some_and(|e| e > end) {
+                continue;
+            }
+            if let (Some(p50), Some(p95), Some(p99)) = (
+                sketch.quantile(0.5),
+                sketch.quantile(0.95),
+                sketch.quantile(0.99),
+            ) {
+                timing.quantiles = Some([p50, p95, p99]);
+                timing.window_end_nanos = Some(end);
+            }
+        }
     }
 }
 

@@ -23,10 +23,10 @@ use std::sync::Arc;
 use burnrate_otlp::{Table, WINDOW_DIMENSIONS};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, PrimitiveArray, RecordBatch, StringArray,
-    TimestampNanosecondArray, UInt32Array,
+    TimestampNanosecondArray, UInt32Array, new_null_array,
 };
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
-use datafusion::arrow::datatypes::{ArrowPrimitiveType, SchemaRef, TimestampNanosecondType};
+use datafusion::arrow::datatypes::{ArrowPrimitiveType, Field, SchemaRef, TimestampNanosecondType};
 use datafusion::datasource::MemTable;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
@@ -71,9 +71,17 @@ impl Default for WindowSpec {
         WindowSpec {
             width_seconds: 60,
             allowed_lateness_seconds: 120,
-            dimensions: ["user_id", "team", "project", "model"]
-                .map(String::from)
-                .to_vec(),
+            dimensions: [
+                "user_id",
+                "team",
+                "project",
+                "model",
+                "query_source",
+                "speed",
+                "effort",
+            ]
+            .map(String::from)
+            .to_vec(),
             sql_dir: None,
         }
     }
@@ -250,15 +258,31 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Engin
     let columns = schema
         .fields()
         .iter()
-        .map(|field| {
-            let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                EngineError::Schema(format!("window SQL returned no column {}", field.name()))
-            })?;
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
-            } else {
-                Ok(cast(column, field.data_type())?)
-            }
+        .map(|field| conform_column(batch, field))
+        .collect::<Result<Vec<ArrayRef>, EngineError>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn conform_column(batch: &RecordBatch, field: &Field) -> Result<ArrayRef, EngineError> {
+    let column = batch.column_by_name(field.name()).ok_or_else(|| {
+        EngineError::Schema(format!("window SQL returned no column {}", field.name()))
+    })?;
+    if column.data_type() == field.data_type() {
+        Ok(column.clone())
+    } else {
+        Ok(cast(column, field.data_type())?)
+    }
+}
+
+/// A checkpoint written by an older release, in today's schema: a nullable column it lacks (a
+/// dimension or a sketch added since) reads as NULL, as the Parquet tables do.
+fn evolve(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, EngineError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
+            _ => Ok(conform_column(batch, field)?),
         })
         .collect::<Result<Vec<ArrayRef>, EngineError>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
@@ -850,7 +874,7 @@ fn read_checkpoint(path: &Path) -> Result<(WindowState, Vec<RecordBatch>), Engin
         .build()?
         .collect::<Result<Vec<_>, _>>()?
         .iter()
-        .map(|b| conform(b, &Table::UsageWindows.schema()))
+        .map(|b| evolve(b, &Table::UsageWindows.schema()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((state, open))
 }

@@ -82,6 +82,36 @@ pub fn count(value: &Value) -> Result<i64, String> {
     Ok(n)
 }
 
+/// More tokens than any model's context window holds in one call: a count past it is a broken
+/// or hostile client, not usage, and would book absurd spend (2^63 tokens cost $4.6e13).
+pub const MAX_TOKENS_PER_CALL: i64 = 10_000_000;
+
+/// A token count of one model call: a count no larger than [`MAX_TOKENS_PER_CALL`].
+pub fn tokens(value: &Value) -> Result<i64, String> {
+    let n = count(value)?;
+    if n > MAX_TOKENS_PER_CALL {
+        return Err(format!(
+            "{n} tokens in one call is more than any context window ({MAX_TOKENS_PER_CALL})"
+        ));
+    }
+    Ok(n)
+}
+
+/// The most one call can plausibly cost, in US dollars: ten million tokens at any list price
+/// stays far below it.
+pub const MAX_COST_PER_CALL_USD: f64 = 10_000.0;
+
+/// A reported cost of one call: non-negative and no more than [`MAX_COST_PER_CALL_USD`].
+pub fn call_cost(value: &Value) -> Result<f64, String> {
+    let usd = non_negative(value)?;
+    if usd > MAX_COST_PER_CALL_USD {
+        return Err(format!(
+            "a cost of {usd} USD for one call is not plausible (over {MAX_COST_PER_CALL_USD})"
+        ));
+    }
+    Ok(usd)
+}
+
 pub fn integer(value: &Value) -> Result<i64, String> {
     match value {
         Value::IntValue(n) => Ok(*n),

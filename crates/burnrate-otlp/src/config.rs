@@ -99,6 +99,15 @@ pub struct AttributeNames {
     pub prompt_id: Vec<String>,
     pub request_id: Vec<String>,
     pub query_source: Vec<String>,
+    /// `cache_creation_tokens` written with the 5-minute and the 1-hour cache lifetime.
+    pub cache_creation_5m_tokens: Vec<String>,
+    pub cache_creation_1h_tokens: Vec<String>,
+    /// Time to first token, in milliseconds.
+    pub ttft_ms: Vec<String>,
+    /// `normal` or `fast`: fast mode is priced apart.
+    pub speed: Vec<String>,
+    /// The reasoning effort the call was made with.
+    pub effort: Vec<String>,
     pub tool_name: Vec<String>,
     pub tool_use_id: Vec<String>,
     pub decision: Vec<String>,
@@ -162,6 +171,11 @@ impl Default for AttributeNames {
             prompt_id: names(&["prompt.id"]),
             request_id: names(&["request_id", "gen_ai.response.id"]),
             query_source: names(&["query_source"]),
+            cache_creation_5m_tokens: names(&["cache_creation_5m_tokens"]),
+            cache_creation_1h_tokens: names(&["cache_creation_1h_tokens"]),
+            ttft_ms: names(&["ttft_ms"]),
+            speed: names(&["speed"]),
+            effort: names(&["effort"]),
             tool_name: names(&["tool_name", "gen_ai.tool.name"]),
             tool_use_id: names(&["tool_use_id", "gen_ai.tool.call.id"]),
             decision: names(&["decision"]),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use burnrate_pricing::{PriceTable, TokenUsage};
+use burnrate_pricing::{Call, CostSource, PriceTable, TokenUsage, split_cache_writes};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -53,7 +53,8 @@ impl Decoded {
 pub struct DecodeStats {
     /// Rows written with at least one unparsable value (see each row's `parse_error`).
     pub rows_with_errors: u64,
-    /// Model calls whose model has no price, by model id: their `cost_usd` is NULL.
+    /// Model calls the price table could not price, by model id: their `cost_usd` is the
+    /// reported cost (or NULL where there is none).
     pub unpriced_models: BTreeMap<String, u64>,
 }
 
@@ -269,17 +270,20 @@ impl Decoder {
             prompt_id: text(scope, &names.prompt_id),
             request_id: text(scope, &names.request_id),
             query_source: text(scope, &names.query_source),
+            speed: text(scope, &names.speed),
+            effort: text(scope, &names.effort),
+            ttft_ms: errors.read(scope.get(&names.ttft_ms), attributes::non_negative),
             trace_id: hex(&record.trace_id),
             span_id: hex(&record.span_id),
             source: "claude_code.event",
             ..ApiRequest::default()
         };
         if success {
-            row.cost_usd_reported =
-                errors.read(scope.get(&names.cost_usd), attributes::non_negative);
+            row.cost_usd_reported = errors.read(scope.get(&names.cost_usd), attributes::call_cost);
             self.read_tokens(scope, &mut row, &mut errors);
         } else {
-            // A failed call is not billed: no tokens, no cost.
+            // A failed call is not billed: no tokens, so the table's price is $0 whatever the
+            // model.
             for tokens in [
                 &mut row.input_tokens,
                 &mut row.output_tokens,
@@ -289,37 +293,58 @@ impl Decoder {
                 *tokens = Some(0);
             }
             row.cost_usd = Some(0.0);
+            row.cost_source = Some(CostSource::PriceTable);
         }
         row.errors = errors;
         row
     }
 
-    /// Reads the four token counts and prices them; any unreadable count leaves the cost NULL.
+    /// Reads the token counts and prices the call (see [`PriceTable::price_call`]). An
+    /// unreadable count leaves no table price: the reported cost, if any, stands in.
     fn read_tokens<'a>(&self, scope: &Scope<'a>, row: &mut ApiRequest<'a>, errors: &mut RowErrors) {
         let names = &self.config.attributes;
         let before = errors.count;
-        row.input_tokens = errors.read(scope.get(&names.input_tokens), attributes::count);
-        row.output_tokens = errors.read(scope.get(&names.output_tokens), attributes::count);
-        row.cache_read_tokens = errors.read(scope.get(&names.cache_read_tokens), attributes::count);
+        row.input_tokens = errors.read(scope.get(&names.input_tokens), attributes::tokens);
+        row.output_tokens = errors.read(scope.get(&names.output_tokens), attributes::tokens);
+        row.cache_read_tokens =
+            errors.read(scope.get(&names.cache_read_tokens), attributes::tokens);
         row.cache_creation_tokens =
-            errors.read(scope.get(&names.cache_creation_tokens), attributes::count);
+            errors.read(scope.get(&names.cache_creation_tokens), attributes::tokens);
+        row.cache_creation_5m_tokens = errors.read(
+            scope.get(&names.cache_creation_5m_tokens),
+            attributes::tokens,
+        );
+        row.cache_creation_1h_tokens = errors.read(
+            scope.get(&names.cache_creation_1h_tokens),
+            attributes::tokens,
+        );
         let tokens_ok = errors.count == before;
+        let (write_5m, write_1h) = split_cache_writes(
+            row.cache_creation_tokens.map(|n| as_u64(Some(n))),
+            row.cache_creation_5m_tokens.map(|n| as_u64(Some(n))),
+            row.cache_creation_1h_tokens.map(|n| as_u64(Some(n))),
+        );
         let usage = TokenUsage {
             input: as_u64(row.input_tokens),
             output: as_u64(row.output_tokens),
             cache_read: as_u64(row.cache_read_tokens),
-            cache_write_5m: as_u64(row.cache_creation_tokens),
-            cache_write_1h: 0,
+            cache_write_5m: write_5m,
+            cache_write_1h: write_1h,
         };
-        row.cost_usd = match row.model.as_deref() {
-            Some(model) if tokens_ok => self.prices.cost_usd(model, &usage),
-            _ => None,
-        };
+        let cost = self.prices.price_call(&Call {
+            model: row.model.as_deref().filter(|_| tokens_ok),
+            usage,
+            speed: row.speed.as_deref(),
+            reported_usd: row.cost_usd_reported,
+        });
+        row.cost_usd = cost.cost_usd;
+        row.cost_source = Some(cost.source);
+        row.cost_mismatch = cost.mismatch;
     }
 
     fn count(&self, row: &ApiRequest<'_>, stats: &mut DecodeStats) {
         stats.rows_with_errors += u64::from(row.errors.count > 0);
-        if row.cost_usd.is_none() && row.errors.count == 0 {
+        if row.cost_source != Some(CostSource::PriceTable) && row.errors.count == 0 {
             let model = row.model.as_deref().unwrap_or("<no model>").to_string();
             *stats.unpriced_models.entry(model).or_default() += 1;
         }
@@ -423,6 +448,8 @@ impl Decoder {
                             metric: &metric.name,
                             kind: text(&scope, &names.metric_type),
                             model: text(&scope, &names.model),
+                            query_source: text(&scope, &names.query_source),
+                            effort: text(&scope, &names.effort),
                             unit: &metric.unit,
                             value: point.values.value.filter(|v| v.is_finite()),
                             temporality: point.description.temporality.unwrap_or("unspecified"),
@@ -621,13 +648,16 @@ impl Decoder {
             prompt_id: text(scope, &names.prompt_id),
             request_id: text(scope, &names.request_id),
             query_source: text(scope, &names.query_source),
+            speed: text(scope, &names.speed),
+            effort: text(scope, &names.effort),
+            ttft_ms: errors.read(scope.get_record(&names.ttft_ms), attributes::non_negative),
             trace_id: hex(&span.trace_id),
             span_id: hex(&span.span_id),
             source,
             ..ApiRequest::default()
         };
         row.cost_usd_reported =
-            errors.read(scope.get_record(&names.cost_usd), attributes::non_negative);
+            errors.read(scope.get_record(&names.cost_usd), attributes::call_cost);
         self.read_tokens(scope, &mut row, &mut errors);
         row.errors = errors;
         row

@@ -207,9 +207,19 @@ static API_REQUESTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         i64("output_tokens"),
         i64("cache_read_tokens"),
         i64("cache_creation_tokens"),
+        // The split of cache_creation_tokens by cache lifetime, when the client reports it.
+        i64("cache_creation_5m_tokens"),
+        i64("cache_creation_1h_tokens"),
+        // What the call is booked at: the price table's cost, else the reported one.
         f64("cost_usd"),
         f64("cost_usd_reported"),
+        // `price_table`, `reported` or `none` (see burnrate_pricing::CostSource).
+        utf8("cost_source"),
+        // Table price and reported cost differ by more than 1% and $0.000001.
+        Field::new("cost_mismatch", DataType::Boolean, true),
         f64("duration_ms"),
+        // Time to first token.
+        f64("ttft_ms"),
         Field::new("success", DataType::Boolean, false),
         utf8("error"),
         Field::new("status_code", DataType::Int32, true),
@@ -217,6 +227,8 @@ static API_REQUESTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("prompt_id"),
         utf8("request_id"),
         utf8("query_source"),
+        utf8("speed"),
+        utf8("effort"),
         utf8("trace_id"),
         utf8("span_id"),
     ]);
@@ -249,6 +261,8 @@ static USAGE_METRICS: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("metric"),
         utf8("type"),
         utf8("model"),
+        utf8("query_source"),
+        utf8("effort"),
         utf8("unit"),
         f64("value"),
         utf8("temporality"),
@@ -274,7 +288,7 @@ static DEAD_LETTERS: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 /// Columns a window can be grouped by: every one is in `usage_windows`, NULL where the
 /// configured grouping leaves it out.
-pub const WINDOW_DIMENSIONS: [&str; 9] = [
+pub const WINDOW_DIMENSIONS: [&str; 12] = [
     "user_id",
     "user_email",
     "organization_id",
@@ -283,13 +297,16 @@ pub const WINDOW_DIMENSIONS: [&str; 9] = [
     "env",
     "service_name",
     "model",
+    "query_source",
+    "speed",
+    "effort",
     "session_id",
 ];
 
 /// One row per (window, dimensions, revision): revision 0 is the window as it closed, each
 /// later revision adds the events that arrived after it closed, so sums over all revisions are
-/// exact. `latency_sketch` merges into hour and day percentiles; `session_ids` into distinct
-/// session counts.
+/// exact. `latency_sketch` and `ttft_sketch` (time to first token) merge into hour and day
+/// percentiles; `session_ids` into distinct session counts.
 static USAGE_WINDOWS: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
         Field::new("window_start", timestamp(), false),
@@ -313,6 +330,10 @@ static USAGE_WINDOWS: LazyLock<SchemaRef> = LazyLock::new(|| {
         f64("latency_p99_ms"),
         f64("latency_sum_ms"),
         Field::new("latency_sketch", DataType::Binary, true),
+        f64("ttft_p50_ms"),
+        f64("ttft_p95_ms"),
+        f64("ttft_sum_ms"),
+        Field::new("ttft_sketch", DataType::Binary, true),
         i64("tool_calls"),
         i64("tool_successes"),
         f64("tool_success_rate"),

@@ -9,6 +9,7 @@ use arrow::array::{
     StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::error::ArrowError;
+use burnrate_pricing::CostSource;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 use crate::attributes::{RowErrors, Scope};
@@ -126,9 +127,14 @@ pub struct ApiRequest<'a> {
     pub output_tokens: Option<i64>,
     pub cache_read_tokens: Option<i64>,
     pub cache_creation_tokens: Option<i64>,
+    pub cache_creation_5m_tokens: Option<i64>,
+    pub cache_creation_1h_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
     pub cost_usd_reported: Option<f64>,
+    pub cost_source: Option<CostSource>,
+    pub cost_mismatch: Option<bool>,
     pub duration_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
     pub success: bool,
     pub error: Option<Cow<'a, str>>,
     pub status_code: Option<i32>,
@@ -136,6 +142,8 @@ pub struct ApiRequest<'a> {
     pub prompt_id: Option<Cow<'a, str>>,
     pub request_id: Option<Cow<'a, str>>,
     pub query_source: Option<Cow<'a, str>>,
+    pub speed: Option<Cow<'a, str>>,
+    pub effort: Option<Cow<'a, str>>,
     pub trace_id: Option<String>,
     pub span_id: Option<String>,
     pub source: &'static str,
@@ -150,9 +158,14 @@ pub struct ApiRequests {
     output_tokens: Int64Builder,
     cache_read_tokens: Int64Builder,
     cache_creation_tokens: Int64Builder,
+    cache_creation_5m_tokens: Int64Builder,
+    cache_creation_1h_tokens: Int64Builder,
     cost_usd: Float64Builder,
     cost_usd_reported: Float64Builder,
+    cost_source: StringBuilder,
+    cost_mismatch: BooleanBuilder,
     duration_ms: Float64Builder,
+    ttft_ms: Float64Builder,
     success: BooleanBuilder,
     error: StringBuilder,
     status_code: Int32Builder,
@@ -160,6 +173,8 @@ pub struct ApiRequests {
     prompt_id: StringBuilder,
     request_id: StringBuilder,
     query_source: StringBuilder,
+    speed: StringBuilder,
+    effort: StringBuilder,
     trace_id: StringBuilder,
     span_id: StringBuilder,
     provenance: ProvenanceColumns,
@@ -176,9 +191,14 @@ impl ApiRequests {
             output_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
             cache_read_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
             cache_creation_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
+            cache_creation_5m_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
+            cache_creation_1h_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
             cost_usd: Float64Builder::with_capacity(INITIAL_ROWS),
             cost_usd_reported: Float64Builder::with_capacity(INITIAL_ROWS),
+            cost_source: strings(),
+            cost_mismatch: BooleanBuilder::with_capacity(INITIAL_ROWS),
             duration_ms: Float64Builder::with_capacity(INITIAL_ROWS),
+            ttft_ms: Float64Builder::with_capacity(INITIAL_ROWS),
             success: BooleanBuilder::with_capacity(INITIAL_ROWS),
             error: strings(),
             status_code: Int32Builder::with_capacity(INITIAL_ROWS),
@@ -186,6 +206,8 @@ impl ApiRequests {
             prompt_id: strings(),
             request_id: strings(),
             query_source: strings(),
+            speed: strings(),
+            effort: strings(),
             trace_id: strings(),
             span_id: strings(),
             provenance: ProvenanceColumns::new(),
@@ -207,9 +229,17 @@ impl ApiRequests {
         self.cache_read_tokens.append_option(row.cache_read_tokens);
         self.cache_creation_tokens
             .append_option(row.cache_creation_tokens);
+        self.cache_creation_5m_tokens
+            .append_option(row.cache_creation_5m_tokens);
+        self.cache_creation_1h_tokens
+            .append_option(row.cache_creation_1h_tokens);
         self.cost_usd.append_option(row.cost_usd);
         self.cost_usd_reported.append_option(row.cost_usd_reported);
+        self.cost_source
+            .append_option(row.cost_source.map(CostSource::as_str));
+        self.cost_mismatch.append_option(row.cost_mismatch);
         self.duration_ms.append_option(row.duration_ms);
+        self.ttft_ms.append_option(row.ttft_ms);
         self.success.append_value(row.success);
         self.error.append_option(row.error.as_deref());
         self.status_code.append_option(row.status_code);
@@ -217,6 +247,8 @@ impl ApiRequests {
         self.prompt_id.append_option(row.prompt_id.as_deref());
         self.request_id.append_option(row.request_id.as_deref());
         self.query_source.append_option(row.query_source.as_deref());
+        self.speed.append_option(row.speed.as_deref());
+        self.effort.append_option(row.effort.as_deref());
         self.trace_id.append_option(row.trace_id.as_deref());
         self.span_id.append_option(row.span_id.as_deref());
         self.provenance.push(row.source, &row.errors);
@@ -225,15 +257,20 @@ impl ApiRequests {
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = vec![Arc::new(self.time.finish())];
         self.who.finish(&mut columns);
-        let rest: [ArrayRef; 17] = [
+        let rest: [ArrayRef; 24] = [
             Arc::new(self.model.finish()),
             Arc::new(self.input_tokens.finish()),
             Arc::new(self.output_tokens.finish()),
             Arc::new(self.cache_read_tokens.finish()),
             Arc::new(self.cache_creation_tokens.finish()),
+            Arc::new(self.cache_creation_5m_tokens.finish()),
+            Arc::new(self.cache_creation_1h_tokens.finish()),
             Arc::new(self.cost_usd.finish()),
             Arc::new(self.cost_usd_reported.finish()),
+            Arc::new(self.cost_source.finish()),
+            Arc::new(self.cost_mismatch.finish()),
             Arc::new(self.duration_ms.finish()),
+            Arc::new(self.ttft_ms.finish()),
             Arc::new(self.success.finish()),
             Arc::new(self.error.finish()),
             Arc::new(self.status_code.finish()),
@@ -241,6 +278,8 @@ impl ApiRequests {
             Arc::new(self.prompt_id.finish()),
             Arc::new(self.request_id.finish()),
             Arc::new(self.query_source.finish()),
+            Arc::new(self.speed.finish()),
+            Arc::new(self.effort.finish()),
             Arc::new(self.trace_id.finish()),
             Arc::new(self.span_id.finish()),
         ];
@@ -352,6 +391,8 @@ pub struct UsagePoint<'a> {
     pub metric: &'a str,
     pub kind: Option<Cow<'a, str>>,
     pub model: Option<Cow<'a, str>>,
+    pub query_source: Option<Cow<'a, str>>,
+    pub effort: Option<Cow<'a, str>>,
     pub unit: &'a str,
     pub value: Option<f64>,
     pub temporality: &'static str,
@@ -367,6 +408,8 @@ pub struct UsageMetrics {
     metric: StringBuilder,
     kind: StringBuilder,
     model: StringBuilder,
+    query_source: StringBuilder,
+    effort: StringBuilder,
     unit: StringBuilder,
     value: Float64Builder,
     temporality: StringBuilder,
@@ -385,6 +428,8 @@ impl UsageMetrics {
             metric: strings(),
             kind: strings(),
             model: strings(),
+            query_source: strings(),
+            effort: strings(),
             unit: strings(),
             value: Float64Builder::with_capacity(INITIAL_ROWS),
             temporality: strings(),
@@ -407,6 +452,8 @@ impl UsageMetrics {
         self.metric.append_value(row.metric);
         self.kind.append_option(row.kind.as_deref());
         self.model.append_option(row.model.as_deref());
+        self.query_source.append_option(row.query_source.as_deref());
+        self.effort.append_option(row.effort.as_deref());
         self.unit.append_value(row.unit);
         self.value.append_option(row.value);
         self.temporality.append_value(row.temporality);
@@ -424,6 +471,8 @@ impl UsageMetrics {
         columns.push(Arc::new(self.metric.finish()));
         columns.push(Arc::new(self.kind.finish()));
         columns.push(Arc::new(self.model.finish()));
+        columns.push(Arc::new(self.query_source.finish()));
+        columns.push(Arc::new(self.effort.finish()));
         columns.push(Arc::new(self.unit.finish()));
         columns.push(Arc::new(self.value.finish()));
         columns.push(Arc::new(self.temporality.finish()));

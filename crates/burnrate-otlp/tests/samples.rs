@@ -1,5 +1,6 @@
-//! Golden tests over the real Claude Code captures in `shared/otlp-samples/`: exact row counts
-//! and exact sums, with the expected values taken from that folder's README.
+//! Golden tests over the real Claude Code captures in `shared/otlp-samples/` (2.1.197) and
+//! `shared/otlp-samples-2.1.332/`: exact row counts and exact sums, with the expected values taken
+//! from each folder's README.
 
 use std::path::PathBuf;
 
@@ -21,8 +22,20 @@ fn samples_dir() -> PathBuf {
         })
 }
 
+/// The Claude Code 2.1.332 captures, beside the 2.1.197 ones.
+fn samples_2_1_332_dir() -> PathBuf {
+    std::env::var_os("BURNRATE_SAMPLES_2_1_332")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| samples_dir().join("../otlp-samples-2.1.332"))
+}
+
 fn run_files(run: &str) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(samples_dir().join(run))
+    files_of(&samples_dir().join(run))
+}
+
+fn files_of(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let run = dir.display();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("samples of {run}: {e}"))
         .map(|entry| entry.unwrap().path())
         .collect();
@@ -45,10 +58,19 @@ struct Run {
 
 impl Run {
     fn decode(run: &str, config: MappingConfig) -> Run {
-        let decoder = Decoder::new(config, PriceTable::embedded());
+        Run::decode_files(run, run_files(run), config, PriceTable::embedded())
+    }
+
+    fn decode_files(
+        run: &str,
+        files: Vec<(String, Vec<u8>)>,
+        config: MappingConfig,
+        prices: PriceTable,
+    ) -> Run {
+        let decoder = Decoder::new(config, prices);
         let mut tracker = DeltaTracker::new();
         let mut parts: Vec<(Table, RecordBatch)> = Vec::new();
-        for (name, bytes) in run_files(run) {
+        for (name, bytes) in files {
             let decoded = decoder
                 .decode(&bytes, PayloadHint::default())
                 .unwrap_or_else(|e| panic!("{run}/{name}: {e}"));
@@ -463,4 +485,172 @@ fn the_signal_is_read_from_the_payload_not_the_file_name() {
             assert_eq!(export.signal().as_str(), expected, "{run}/{name}");
         }
     }
+}
+
+/// The 2.1.332 captures (shared/otlp-samples-2.1.332/README.md), each with its model.
+const EXPECTED_2_1_332: [(&str, Expected); 2] = [
+    (
+        "claude-opus-5-5",
+        Expected {
+            run: "r01",
+            requests: 4,
+            errors: 0,
+            cost: 0.218368,
+            input: 27570,
+            output: 4336,
+            cache_read: 75840,
+            cache_creation: 1240,
+            p50_max: Some((719.0, 1243.0)),
+        },
+    ),
+    (
+        "claude-sonnet-4-5",
+        Expected {
+            run: "r03",
+            requests: 4,
+            errors: 0,
+            cost: 0.15498105,
+            input: 21820,
+            output: 2544,
+            cache_read: 9791,
+            cache_creation: 12913,
+            p50_max: Some((182.0, 1008.0)),
+        },
+    ),
+];
+
+fn decode_2_1_332(run: &str, config: MappingConfig, prices: PriceTable) -> Run {
+    let files = files_of(&samples_2_1_332_dir().join(run));
+    Run::decode_files(run, files, config, prices)
+}
+
+fn floats(run: &Run, column: &str) -> Vec<Option<f64>> {
+    let t = run.table(Table::ApiRequests);
+    t.column_by_name(column)
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .iter()
+        .collect()
+}
+
+#[test]
+fn claude_code_2_1_332_costs_ttft_and_new_fields_land_exactly() {
+    for (model, e) in &EXPECTED_2_1_332 {
+        let (run_name, cost) = (e.run, e.cost);
+        let run = decode_2_1_332(run_name, MappingConfig::default(), PriceTable::embedded());
+        assert_eq!(run.rows(Table::ApiRequests), e.requests, "{run_name}");
+        assert_eq!(run.count_where(Table::ApiRequests, "model", model), 4);
+        assert_eq!(e.errors, 0);
+        assert!(
+            close(run.sum_f64(Table::ApiRequests, "cost_usd"), cost),
+            "{run_name}"
+        );
+        assert!(
+            close(run.sum_f64(Table::ApiRequests, "cost_usd_reported"), cost),
+            "{run_name}"
+        );
+        // Every call priced by the table, and the table agrees with Claude Code to the digit.
+        assert_eq!(
+            run.count_where(Table::ApiRequests, "cost_source", "price_table"),
+            4,
+            "{run_name}"
+        );
+        let mismatch = run
+            .table(Table::ApiRequests)
+            .column_by_name("cost_mismatch")
+            .unwrap()
+            .as_boolean()
+            .clone();
+        assert_eq!(mismatch.false_count(), 4, "{run_name}: {mismatch:?}");
+        for (column, want) in [
+            ("input_tokens", e.input),
+            ("output_tokens", e.output),
+            ("cache_read_tokens", e.cache_read),
+            ("cache_creation_tokens", e.cache_creation),
+        ] {
+            assert_eq!(
+                run.sum_i64(Table::ApiRequests, column),
+                want,
+                "{run_name} {column}"
+            );
+        }
+        // The split by cache lifetime is there (zeros: the stand-in API did not report it).
+        for column in ["cache_creation_5m_tokens", "cache_creation_1h_tokens"] {
+            let t = run.table(Table::ApiRequests);
+            assert_eq!(
+                t.column_by_name(column).unwrap().null_count(),
+                0,
+                "{column}"
+            );
+        }
+        let ttft = floats(&run, "ttft_ms");
+        assert!(ttft.iter().all(Option::is_some), "{run_name}: {ttft:?}");
+        let durations = floats(&run, "duration_ms");
+        for (t, d) in ttft.iter().zip(&durations) {
+            assert!(
+                t.unwrap() <= d.unwrap(),
+                "{run_name}: ttft {t:?} > duration {d:?}"
+            );
+        }
+        let d = run.durations();
+        let p50_max = (d[(d.len() - 1) / 2], d[d.len() - 1]);
+        assert_eq!(Some(p50_max), e.p50_max, "{run_name}");
+        assert_eq!(run.count_where(Table::ApiRequests, "speed", "normal"), 4);
+        assert_eq!(
+            run.count_where(Table::ApiRequests, "query_source", "sdk"),
+            4
+        );
+        // The metrics keep query_source and agree with the events.
+        assert!(close(run.metric_sum("claude_code.cost.usage", None), cost));
+        let sources = run.strings(Table::UsageMetrics, "query_source");
+        assert!(
+            sources.iter().any(|s| s.as_deref() == Some("main")),
+            "{sources:?}"
+        );
+    }
+}
+
+#[test]
+fn claude_code_2_1_332_spans_carry_gen_ai_attributes_but_count_a_call_once() {
+    for (model, e) in &EXPECTED_2_1_332 {
+        let (run_name, cost, input) = (e.run, e.cost, e.input);
+        let events = decode_2_1_332(run_name, MappingConfig::default(), PriceTable::embedded());
+        assert_eq!(events.rows(Table::ApiRequests), 4);
+        assert_eq!(
+            events.count_where(Table::ApiRequests, "source", "claude_code.event"),
+            4
+        );
+        let config = MappingConfig {
+            call_source: CallSource::Spans,
+            ..MappingConfig::default()
+        };
+        let spans = decode_2_1_332(run_name, config, PriceTable::embedded());
+        assert_eq!(spans.rows(Table::ApiRequests), 4, "{run_name}");
+        assert_eq!(spans.count_where(Table::ApiRequests, "model", model), 4);
+        assert_eq!(spans.sum_i64(Table::ApiRequests, "input_tokens"), input);
+        assert!(close(spans.sum_f64(Table::ApiRequests, "cost_usd"), cost));
+        assert!(floats(&spans, "ttft_ms").iter().all(Option::is_some));
+    }
+}
+
+#[test]
+fn a_model_the_price_table_lacks_is_booked_at_its_reported_cost() {
+    // A table without claude-opus-5-5: the release before it was added, in effect.
+    let table = PriceTable::parse_toml(
+        "[models.claude-sonnet-4-5]\ninput = 3.0\noutput = 15.0\ncache_write_5m = 3.75\ncache_read = 0.3\n",
+        "old.toml",
+    )
+    .unwrap();
+    let run = decode_2_1_332("r01", MappingConfig::default(), table);
+    assert_eq!(
+        run.count_where(Table::ApiRequests, "cost_source", "reported"),
+        4
+    );
+    assert!(close(run.sum_f64(Table::ApiRequests, "cost_usd"), 0.218368));
+    let mismatch = run
+        .table(Table::ApiRequests)
+        .column_by_name("cost_mismatch")
+        .unwrap()
+        .null_count();
+    assert_eq!(mismatch, 4, "nothing to compare without a table price");
 }

@@ -1,8 +1,10 @@
 //! Model prices and the cost of a model call.
 //!
-//! Owns: the embedded Anthropic price table (`prices.toml`), user files that override or extend it,
-//! model-id resolution (aliases, dated, Bedrock and Vertex ids) and the arithmetic that turns token
-//! counts into dollars.
+//! Owns: the embedded Anthropic price table (`prices.toml`), user files that override or extend it
+//! (burnrate's TOML/JSON shape, or LiteLLM's `model_prices_and_context_window.json`), model-id
+//! resolution (aliases, dated, Bedrock and Vertex ids), the arithmetic that turns token counts into
+//! dollars, and the precedence between the table's price and the cost a client reported
+//! ([`PriceTable::price_call`]).
 //!
 //! Must not know: where token counts come from (OTLP, Arrow, Parquet) or where costs go.
 //!
@@ -13,6 +15,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+
+mod call;
+mod litellm;
+
+pub use call::{Call, CallCost, CostSource, MISMATCH_ABSOLUTE_USD, MISMATCH_RELATIVE};
 
 const EMBEDDED: &str = include_str!("../prices.toml");
 
@@ -66,6 +73,21 @@ impl TokenUsage {
     }
 }
 
+/// 5-minute and 1-hour cache writes from a call's total and its split by lifetime. The 1-hour
+/// part is priced as such whenever it is reported; the rest of the total is a 5-minute write.
+/// Claude Code sends a split of zeros when its API did not report one, so the total is what
+/// counts; without a total, the split's sum is.
+pub fn split_cache_writes(
+    total: Option<u64>,
+    five_minute: Option<u64>,
+    one_hour: Option<u64>,
+) -> (u64, u64) {
+    let one_hour = one_hour.unwrap_or(0);
+    let total = total.unwrap_or_else(|| five_minute.unwrap_or(0).saturating_add(one_hour));
+    let one_hour = one_hour.min(total);
+    (total - one_hour, one_hour)
+}
+
 /// Prices of one tier, in picodollars per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rates {
@@ -92,6 +114,9 @@ pub struct ModelPrice {
     pub base: Rates,
     /// Tier used when [`TokenUsage::prompt_tokens`] is above `threshold_tokens`.
     pub long_context: Option<LongContext>,
+    /// `speed = fast` costs this many thousandths of the normal price (6000 = 6x); `None` when
+    /// the fast price is not known, so such a call has no table price.
+    pub fast_permille: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +136,19 @@ impl ModelPrice {
     pub fn cost_usd(&self, usage: &TokenUsage) -> f64 {
         self.rates_for(usage).cost_pico(usage) as f64 / PICO_PER_USD
     }
+
+    /// Cost at `speed`: `None`, `normal` and `standard` are the normal price; `fast` needs a known
+    /// fast multiplier; any other speed has no price.
+    pub fn cost_usd_at(&self, usage: &TokenUsage, speed: Option<&str>) -> Option<f64> {
+        let pico = self.rates_for(usage).cost_pico(usage);
+        match speed.map(str::trim) {
+            None | Some("" | "normal" | "standard" | "default") => Some(pico as f64 / PICO_PER_USD),
+            Some(s) if s.eq_ignore_ascii_case("fast") => self
+                .fast_permille
+                .map(|m| (pico * u128::from(m) / 1000) as f64 / PICO_PER_USD),
+            Some(_) => None,
+        }
+    }
 }
 
 /// Model prices by canonical model id, plus aliases.
@@ -127,7 +165,7 @@ impl PriceTable {
             .expect("the embedded price table is checked by a unit test")
     }
 
-    /// The embedded table with `path` (TOML or JSON, by extension) laid over it.
+    /// The embedded table with `path` (TOML, JSON of the same shape, or LiteLLM's JSON) laid over it.
     pub fn embedded_with_file(path: &Path) -> Result<Self, PriceError> {
         let mut table = Self::embedded();
         table.extend(Self::from_file(path)?);
@@ -158,12 +196,23 @@ impl PriceTable {
         file.into_table(origin)
     }
 
+    /// burnrate's own shape (`models`, `aliases`) or LiteLLM's (`model name -> costs per token`),
+    /// told apart by the top-level keys.
     pub fn parse_json(text: &str, origin: &str) -> Result<Self, PriceError> {
-        let file: PriceFile = serde_json::from_str(text).map_err(|e| PriceError::Json {
+        let json_error = |e: serde_json::Error| PriceError::Json {
             path: origin.to_string(),
             message: e.to_string(),
-        })?;
-        file.into_table(origin)
+        };
+        let value: serde_json::Value = serde_json::from_str(text).map_err(json_error)?;
+        let ours = value.as_object().is_some_and(|top| {
+            !top.is_empty() && top.keys().all(|k| k == "models" || k == "aliases")
+        });
+        if ours {
+            let file: PriceFile = serde_json::from_value(value).map_err(json_error)?;
+            file.into_table(origin)
+        } else {
+            litellm::parse(&value, origin)
+        }
     }
 
     /// Lays `other` over `self`: its models replace same-named ones, its aliases are added.
@@ -196,6 +245,11 @@ impl PriceTable {
         self.resolve(model).map(|(_, price)| price.cost_usd(usage))
     }
 
+    /// Adds one model under its canonical id (lower case); an existing one is replaced.
+    fn insert(&mut self, name: String, price: ModelPrice) {
+        self.models.insert(name, price);
+    }
+
     fn lookup(&self, id: &str) -> Option<(&str, &ModelPrice)> {
         let id = self.aliases.get(id).map(String::as_str).unwrap_or(id);
         self.models
@@ -207,7 +261,7 @@ impl PriceTable {
 /// Removes what providers add around an Anthropic model id:
 /// `us.anthropic.` / `anthropic.` / `anthropic/` prefixes, `-v1:0` and `@20250929` suffixes,
 /// a trailing `-20250929` date and Claude Code's `[1m]` context marker.
-fn strip_decorations(id: &str) -> &str {
+pub(crate) fn strip_decorations(id: &str) -> &str {
     let mut id = id;
     if let Some(pos) = id.find("anthropic.") {
         id = &id[pos + "anthropic.".len()..];
@@ -255,6 +309,8 @@ struct RatesFile {
     cache_write_1h: Option<f64>,
     cache_read: f64,
     long_context: Option<LongContextFile>,
+    /// `speed = fast` costs this multiple of the normal price (absent: not known).
+    fast_multiplier: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,7 +355,19 @@ impl PriceFile {
                     .map_err(|m| invalid(format!("long_context: {m}")))?,
                 }),
             };
-            models.insert(name.to_ascii_lowercase(), ModelPrice { base, long_context });
+            let fast_permille = rates
+                .fast_multiplier
+                .map(permille)
+                .transpose()
+                .map_err(|m| invalid(format!("fast_multiplier: {m}")))?;
+            models.insert(
+                name.to_ascii_lowercase(),
+                ModelPrice {
+                    base,
+                    long_context,
+                    fast_permille,
+                },
+            );
         }
         let aliases: BTreeMap<String, String> = self
             .aliases
@@ -340,6 +408,16 @@ fn pico_per_token(usd_per_mtok: f64, field: &str) -> Result<u64, String> {
         ));
     }
     Ok((usd_per_mtok * 1e6).round() as u64)
+}
+
+/// A price multiplier as thousandths, so that multiplied costs stay exact integers.
+pub(crate) fn permille(multiplier: f64) -> Result<u64, String> {
+    if !multiplier.is_finite() || !(1.0..=100.0).contains(&multiplier) {
+        return Err(format!(
+            "a multiplier must be between 1 and 100, got {multiplier}"
+        ));
+    }
+    Ok((multiplier * 1000.0).round() as u64)
 }
 
 /// Checks that every alias of `table` points at a model; used on user files after merging.
@@ -385,6 +463,60 @@ mod tests {
         assert_eq!(opus, Some(0.29192));
         let sonnet = table.cost_usd("claude-sonnet-4-5", &usage(21820, 2544, 9791, 12913));
         assert_eq!(sonnet, Some(0.15498105));
+        // shared/otlp-samples-2.1.332 r01: the same calls, reported as claude-opus-5-5.
+        let opus_5_5 = table.cost_usd("claude-opus-5-5", &usage(27570, 4336, 75840, 1240));
+        assert_eq!(opus_5_5, Some(0.218368));
+    }
+
+    #[test]
+    fn one_hour_cache_writes_cost_twice_the_input_and_five_minute_ones_one_and_a_quarter() {
+        let table = PriceTable::embedded();
+        for model in ["claude-opus-5-5", "claude-sonnet-4-6", "claude-haiku-4-5"] {
+            let input = table.cost_usd(model, &usage(1_000_000, 0, 0, 0)).unwrap();
+            let write_5m = table.cost_usd(model, &usage(0, 0, 0, 1_000_000)).unwrap();
+            let write_1h = table
+                .cost_usd(
+                    model,
+                    &TokenUsage {
+                        cache_write_1h: 1_000_000,
+                        ..TokenUsage::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!(write_5m, input * 1.25, "{model}");
+            assert_eq!(write_1h, input * 2.0, "{model}");
+        }
+    }
+
+    #[test]
+    fn cache_writes_split_by_lifetime_and_fall_back_to_the_total() {
+        assert_eq!(split_cache_writes(Some(100), Some(60), Some(40)), (60, 40));
+        assert_eq!(
+            split_cache_writes(Some(100), Some(0), Some(0)),
+            (100, 0),
+            "no split"
+        );
+        assert_eq!(split_cache_writes(Some(100), None, None), (100, 0));
+        assert_eq!(split_cache_writes(None, Some(30), Some(20)), (30, 20));
+        assert_eq!(
+            split_cache_writes(Some(10), Some(0), Some(50)),
+            (0, 10),
+            "capped"
+        );
+        assert_eq!(split_cache_writes(None, None, None), (0, 0));
+    }
+
+    #[test]
+    fn fast_speed_is_priced_only_where_its_multiplier_is_known() {
+        let table = PriceTable::embedded();
+        let (_, opus) = table.resolve("claude-opus-4-6").unwrap();
+        let tokens = usage(100_000, 0, 0, 0);
+        assert_eq!(opus.cost_usd_at(&tokens, Some("normal")), Some(0.5));
+        assert_eq!(opus.cost_usd_at(&tokens, Some("fast")), Some(3.0));
+        assert_eq!(opus.cost_usd_at(&tokens, Some("warp")), None);
+        let (_, sonnet) = table.resolve("claude-sonnet-4-5").unwrap();
+        assert_eq!(sonnet.cost_usd_at(&tokens, Some("fast")), None);
+        assert_eq!(sonnet.cost_usd_at(&tokens, None), Some(0.3));
     }
 
     #[test]

@@ -220,6 +220,7 @@ fn log_request(user: &User, calls: &[&Call]) -> ExportLogsServiceRequest {
                     double("cost_usd", call.cost_usd),
                     int("cost_usd_micros", (call.cost_usd * 1e6).round() as i64),
                     int("duration_ms", call.duration_ms as i64),
+                    int("ttft_ms", (call.duration_ms / 3) as i64),
                     text("request_id", &format!("req_{:x}", call.time_nanos)),
                     text("speed", "normal"),
                     text("effort", "medium"),

@@ -37,6 +37,8 @@ pub struct WorkloadSpec {
     /// Model calls an hour of one user at work (Claude Code calls the model every few seconds
     /// while it works, and sits idle while its user reads).
     pub calls_per_hour: f64,
+    /// Multiplies every call's token counts (1.0: a call of Claude Code's usual size).
+    pub token_scale: f64,
     /// Share of calls that fail on their own (HTTP 529, overloaded).
     pub error_rate: f64,
     pub incidents: Vec<Incident>,
@@ -55,7 +57,17 @@ pub enum IncidentKind {
     SlowProvider,
     /// A team works at three times its pace for a day, past its daily budget.
     BudgetOverrun,
+    /// A whole team works at six times its pace for a day (a new agent workflow, say).
+    TeamSurge,
 }
+
+/// Spend per person and working day of [`WorkloadSpec::team`] as it is (60 calls an hour of
+/// Claude Code's usual size, this team's model mix), measured over the evaluation month.
+pub const BASE_USD_PER_PERSON_DAY: f64 = 24.0;
+/// A runaway loop spends this many times its user's usual rate: five times the tokens per
+/// call, eight times the calls.
+const LOOP_TOKENS: f64 = 5.0;
+const LOOP_CALLS: f64 = 8.0;
 
 /// An injected incident: when, and whom it concerns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +128,7 @@ impl WorkloadSpec {
             teams: 5.min(users.max(1)),
             projects: 6.min(users.max(1)),
             calls_per_hour: 60.0,
+            token_scale: 1.0,
             error_rate: 0.01,
             incidents: Vec::new(),
         }
@@ -192,8 +205,27 @@ impl WorkloadSpec {
                 Some("team-4".into()),
                 None,
             ),
+            incident(
+                IncidentKind::TeamSurge,
+                at(17, 9, 0),
+                at(17, 18, 0),
+                None,
+                Some("team-1".into()),
+                None,
+            ),
         ];
         spec
+    }
+
+    /// The same people and incidents at an organisation that spends about `usd` per person and
+    /// working day: more calls and larger contexts for a heavier user, fewer and smaller for a
+    /// lighter one (the calls scale with the 0.4th power of the factor, the tokens with the
+    /// 0.6th, as both grow with how much an organisation leans on its agents).
+    pub fn at_spend(mut self, usd_per_person_day: f64) -> Self {
+        let factor = (usd_per_person_day / BASE_USD_PER_PERSON_DAY).clamp(1e-3, 1e3);
+        self.calls_per_hour *= factor.powf(0.4);
+        self.token_scale *= factor.powf(0.6);
+        self
     }
 
     /// Midnight UTC of day `day` of the simulation, in nanoseconds since the epoch.
@@ -276,6 +308,9 @@ impl WorkloadSpec {
                     {
                         rate *= 3.0;
                     }
+                    if self.incident_at(IncidentKind::TeamSurge, t, user).is_some() {
+                        rate *= 6.0;
+                    }
                     minute += rng.exponential(rate.max(1e-6));
                     if (minute as i64) >= end {
                         break;
@@ -298,9 +333,10 @@ impl WorkloadSpec {
             };
             let mut t = incident.start_nanos;
             let session = format!("{}-loop", &users[u].id[..8]);
+            let calls_per_second = self.calls_per_hour * LOOP_CALLS / 3600.0;
             while t < incident.end_nanos {
                 calls.push(self.call(&mut rng, &prices, &users, u, t, &session, true));
-                t += (rng.exponential(1.0 / 4.0) * 1e9) as i64;
+                t += (rng.exponential(calls_per_second) * 1e9) as i64;
             }
         }
         calls.sort_by_key(|c| (c.time_nanos, c.user));
@@ -336,7 +372,7 @@ impl WorkloadSpec {
         {
             model = MODELS[2];
         }
-        let scale = if runaway { 5.0 } else { 1.0 };
+        let scale = self.token_scale * if runaway { LOOP_TOKENS } else { 1.0 };
         let tokens = TokenUsage {
             input: (rng.lognormal(3_000.0, 0.8) * scale) as u64,
             output: (rng.lognormal(600.0, 0.7) * scale) as u64,
@@ -344,7 +380,7 @@ impl WorkloadSpec {
             cache_write_5m: if rng.uniform() < 0.3 {
                 0
             } else {
-                rng.lognormal(1_500.0, 1.0) as u64
+                (rng.lognormal(1_500.0, 1.0) * self.token_scale) as u64
             },
             cache_write_1h: 0,
         };

@@ -19,8 +19,12 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Where the Parquet dataset lives (written by `run`, read by `query`).
     pub data_dir: PathBuf,
-    /// A TOML or JSON price file laid over the embedded table.
+    /// A price file laid over the embedded table: TOML, JSON of the same shape, or LiteLLM's
+    /// `model_prices_and_context_window.json`. Default: none.
     pub prices: Option<PathBuf>,
+    /// Whether the embedded price table is used under `prices`. `false` prices only from the
+    /// file (a table a team maintains in full). Default: true.
+    pub prices_embedded: bool,
     /// Which attributes, events and spans feed the canonical tables.
     pub mapping: MappingConfig,
     /// Segmenting and limits of the files source.
@@ -80,6 +84,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./burnrate-data"),
             prices: None,
+            prices_embedded: true,
             mapping: MappingConfig::default(),
             files: FileSourceConfig::default(),
             kafka: KafkaSourceConfig::default(),
@@ -154,9 +159,17 @@ impl Config {
 
     pub fn price_table(&self) -> anyhow::Result<PriceTable> {
         let Some(path) = &self.prices else {
+            anyhow::ensure!(
+                self.prices_embedded,
+                "prices_embedded = false needs a price file (prices = \"FILE\" or --prices FILE)"
+            );
             return Ok(PriceTable::embedded());
         };
-        let table = PriceTable::embedded_with_file(path)?;
+        let table = if self.prices_embedded {
+            PriceTable::embedded_with_file(path)?
+        } else {
+            PriceTable::from_file(path)?
+        };
         burnrate_pricing::check_aliases(&table, &path.display().to_string())?;
         Ok(table)
     }

@@ -5,7 +5,7 @@ mod config;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,15 +89,28 @@ Examples:
     Profile(ProfileArgs),
     /// Write synthetic Claude Code telemetry (OTLP log exports) for a simulated team.
     #[command(
-        after_help = "Writes one export per user, hour and signal under OUT/<date>/, and OUT/incidents.jsonl with the\ninjected incidents (kind, start, end, whom). Deterministic: the same seed gives the same bytes.\n\nExamples:\n  burnrate generate --out ./synthetic --scenario evaluation       # 30 days, 20 people, 6 incidents\n  burnrate generate --out ./quiet --scenario quiet --days 7 --users 50 --format json\n  burnrate generate --post http://127.0.0.1:4318 --days 1 --users 5 --rate 20\n  burnrate generate --kafka 127.0.0.1:9092 --temporality cumulative\n  burnrate run --source files --input ./synthetic --drain"
+        after_help = "Writes one export per user, hour and signal under OUT/<date>/, and OUT/incidents.jsonl with the\ninjected incidents (kind, start, end, whom). Deterministic: the same seed gives the same bytes.\n\nExamples:\n  burnrate generate --out ./synthetic --scenario evaluation       # 30 days, 20 people, 7 incidents\n  burnrate generate --out ./quiet --scenario quiet --days 7 --users 50 --format json\n  burnrate generate --post http://127.0.0.1:4318 --days 1 --users 5 --rate 20\n  burnrate generate --kafka 127.0.0.1:9092 --temporality cumulative\n  burnrate run --source files --input ./synthetic --drain"
     )]
     Generate(GenerateArgs),
-    /// Print the price table in use (embedded, or with --prices laid over it).
-    #[command(after_help = "Example:\n  burnrate prices --prices my-prices.toml")]
+    /// Print the price table in use (embedded, or with --prices laid over it), or check it
+    /// against a dataset.
+    #[command(
+        after_help = "--check lists the models in the dataset's api_requests that the table cannot price (their\ncost is the one the client reported) and those whose table price disagrees with the reported\ncost by more than 1% and $0.000001. It exits 4 when it finds either, 0 when it finds neither.\n\nExamples:\n  burnrate prices --prices my-prices.toml\n  burnrate prices --prices model_prices_and_context_window.json   # LiteLLM's file\n  burnrate prices --check --data ./burnrate-data"
+    )]
     Prices {
-        /// Price file (TOML or JSON) that overrides or extends the embedded table.
+        /// Price file (TOML, JSON of the same shape, or LiteLLM's JSON) that overrides or
+        /// extends the embedded table.
         #[arg(long, env = "BURNRATE_PRICES")]
         prices: Option<PathBuf>,
+        /// Price only from --prices: the embedded table is left out.
+        #[arg(long, requires = "prices")]
+        no_embedded_prices: bool,
+        /// Check the table against the calls of a dataset instead of printing it.
+        #[arg(long)]
+        check: bool,
+        /// Dataset directory for --check [default: ./burnrate-data, or data_dir from the config file].
+        #[arg(long, env = "BURNRATE_DATA_DIR", requires = "check")]
+        data: Option<PathBuf>,
     },
 }
 
@@ -156,9 +169,13 @@ struct RunArgs {
     /// How often a watching run looks for new files.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     poll_interval: Duration,
-    /// Price file (TOML or JSON) that overrides or extends the embedded table.
+    /// Price file (TOML, JSON of the same shape, or LiteLLM's JSON) that overrides or extends
+    /// the embedded table.
     #[arg(long, env = "BURNRATE_PRICES")]
     prices: Option<PathBuf>,
+    /// Price only from --prices: the embedded table is left out.
+    #[arg(long, requires = "prices")]
+    no_embedded_prices: bool,
     /// Which record counts a Claude Code model or tool call: its log event or its span.
     #[arg(long, value_enum, env = "BURNRATE_CALL_SOURCE")]
     call_source: Option<CallSourceArg>,
@@ -264,8 +281,9 @@ impl ReportFormat {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Scenario {
-    /// A team with two runaway loops, a model switch, an error storm, a slow provider and a
-    /// budget overrun (30 days and 20 people unless --days / --users say otherwise).
+    /// A team with two runaway loops, a model switch, an error storm, a slow provider, a
+    /// budget overrun and a team surge (30 days and 20 people unless --days / --users say
+    /// otherwise).
     Evaluation,
     /// The same rhythm with no incident.
     Quiet,
@@ -376,8 +394,14 @@ enum ProfileByArg {
     Operation,
     /// Tool names (each tool use once).
     Tool,
-    /// Models (each model call once).
+    /// Models (each model call once), with their spend.
     Model,
+    /// Where calls came from: main, subagent, auxiliary, sdk; with their spend.
+    QuerySource,
+    /// Normal or fast mode, with their spend.
+    Speed,
+    /// Reasoning effort, with its spend.
+    Effort,
 }
 
 async fn profile(config: &Config, args: ProfileArgs) -> anyhow::Result<ExitCode> {
@@ -398,6 +422,9 @@ async fn profile(config: &Config, args: ProfileArgs) -> anyhow::Result<ExitCode>
         ProfileByArg::Operation => ProfileBy::Operation,
         ProfileByArg::Tool => ProfileBy::Tool,
         ProfileByArg::Model => ProfileBy::Model,
+        ProfileByArg::QuerySource => ProfileBy::QuerySource,
+        ProfileByArg::Speed => ProfileBy::Speed,
+        ProfileByArg::Effort => ProfileBy::Effort,
     };
     let lines = burnrate_engine::profile::profile(&data, by, from, to).await?;
     let text = match args.format {
@@ -871,9 +898,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Prices { prices } => {
+        Command::Prices {
+            prices,
+            no_embedded_prices,
+            check,
+            data,
+        } => {
             if prices.is_some() {
                 config.prices = prices;
+            }
+            if no_embedded_prices {
+                config.prices_embedded = false;
+            }
+            if check {
+                let data = data.unwrap_or_else(|| config.data_dir.clone());
+                return check_prices(&config, &data).await;
             }
             print_prices(&config)
         }
@@ -910,6 +949,9 @@ async fn run(config: &mut Config, args: RunArgs) -> anyhow::Result<ExitCode> {
 fn apply_run_flags(config: &mut Config, args: &RunArgs) {
     if let Some(output) = &args.output {
         config.data_dir = output.clone();
+    }
+    if args.no_embedded_prices {
+        config.prices_embedded = false;
     }
     if let Some(prices) = &args.prices {
         config.prices = Some(prices.clone());
@@ -1216,7 +1258,7 @@ fn report_quality(written: &FlushTotals, inputs: &str) {
     }
     for (model, calls) in &written.unpriced_models {
         eprintln!(
-            "burnrate: no price for model {model:?} ({calls} calls have NULL cost_usd; add it with --prices)"
+            "burnrate: no price for model {model:?}: {calls} calls are booked at the cost the client reported (cost_source = 'reported'); add the model with --prices"
         );
     }
     if dead_letters > 0 {
@@ -1262,6 +1304,62 @@ async fn query(config: &Config, args: QueryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit status of `prices --check` when it finds unpriced or disagreeing models.
+const PRICE_FINDINGS: u8 = 4;
+
+async fn check_prices(config: &Config, data: &Path) -> anyhow::Result<ExitCode> {
+    let table = config.price_table()?;
+    let checks = burnrate_engine::price_check::check_prices(data, &table).await?;
+    let unpriced: Vec<_> = checks.iter().filter(|c| c.unpriced_calls > 0).collect();
+    let mismatched: Vec<_> = checks.iter().filter(|c| c.mismatched_calls > 0).collect();
+    let calls: u64 = checks.iter().map(|c| c.calls).sum();
+    println!(
+        "{} models, {calls} successful calls in {}",
+        checks.len(),
+        data.display()
+    );
+    if !unpriced.is_empty() {
+        let mut grid = comfy_table::Table::new();
+        grid.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+        grid.set_header(["model without a price", "calls", "reported cost"]);
+        for c in &unpriced {
+            grid.add_row([
+                c.model.clone(),
+                c.unpriced_calls.to_string(),
+                format!("${:.6}", c.unpriced_reported_usd),
+            ]);
+        }
+        println!("{grid}");
+    }
+    if !mismatched.is_empty() {
+        let mut grid = comfy_table::Table::new();
+        grid.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+        grid.set_header([
+            "model",
+            "calls that differ",
+            "table",
+            "reported",
+            "difference",
+        ]);
+        for c in &mismatched {
+            grid.add_row([
+                c.model.clone(),
+                format!("{} of {}", c.mismatched_calls, c.calls),
+                format!("${:.6}", c.mismatch_table_usd),
+                format!("${:.6}", c.mismatch_reported_usd),
+                format!("{:+.6}", c.mismatch_table_usd - c.mismatch_reported_usd),
+            ]);
+        }
+        println!("{grid}");
+    }
+    if unpriced.is_empty() && mismatched.is_empty() {
+        println!("every model has a price, and every price agrees with the reported cost");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(PRICE_FINDINGS))
+    }
+}
+
 fn print_prices(config: &Config) -> anyhow::Result<ExitCode> {
     let table = config.price_table()?;
     let mut grid = comfy_table::Table::new();
@@ -1274,6 +1372,7 @@ fn print_prices(config: &Config) -> anyhow::Result<ExitCode> {
         "cache write 1h",
         "cache read",
         "long context (> tokens: input/output)",
+        "fast",
     ]);
     let usd = |pico: u64| format!("{}", pico as f64 / 1e6);
     for (name, price) in table.models() {
@@ -1294,6 +1393,9 @@ fn print_prices(config: &Config) -> anyhow::Result<ExitCode> {
             usd(r.cache_write_1h),
             usd(r.cache_read),
             long,
+            price
+                .fast_permille
+                .map_or(String::new(), |m| format!("{}x", m as f64 / 1000.0)),
         ]);
     }
     println!("{grid}");

@@ -47,6 +47,8 @@ pub const RECEIVER_SEGMENT_PREFIX: &str = "receiver-";
 const GROUP_COMMIT: usize = 256;
 /// The window stage's name for this source; positions are log sequence numbers.
 const RECEIVER_ORIGIN: &str = "receiver";
+/// How long a shutdown lets open client connections finish before it closes them.
+const CONNECTION_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a shutdown waits for the last Pushgateway push.
 const PUSH_GRACE: Duration = Duration::from_secs(3);
 
@@ -143,7 +145,9 @@ struct Submission {
 
 /// What the HTTP and gRPC handlers share: the way to the writer.
 pub(crate) struct Intake {
-    queue: SyncSender<Submission>,
+    /// `None` once the receiver stops: the writer drains what it has and ends, whatever
+    /// connections are still open.
+    queue: std::sync::RwLock<Option<SyncSender<Submission>>>,
     health: Arc<PipelineHealth>,
     max_body_bytes: usize,
 }
@@ -164,7 +168,12 @@ impl Intake {
             },
             reply,
         };
-        let outcome = match self.queue.try_send(submission) {
+        let queue = self.queue.read().ok().and_then(|queue| queue.clone());
+        let sent = match queue {
+            Some(queue) => queue.try_send(submission),
+            None => Err(TrySendError::Disconnected(submission)),
+        };
+        let outcome = match sent {
             Ok(()) => answer
                 .await
                 .unwrap_or_else(|_| Outcome::Unavailable("the writer stopped".into())),
@@ -246,7 +255,7 @@ impl OtlpReceiver {
         let (queue, requests) = std::sync::mpsc::sync_channel(self.config.queue_requests.max(1));
         let health = self.writer.health.clone();
         let intake = Arc::new(Intake {
-            queue,
+            queue: std::sync::RwLock::new(Some(queue)),
             health: health.clone(),
             max_body_bytes: self.config.max_body_bytes,
         });
@@ -266,7 +275,7 @@ impl OtlpReceiver {
             intake.clone(),
             wait(stopped.clone()),
         ));
-        let grpc = tokio::spawn(grpc::serve(grpc_listener, intake, wait(stopped)));
+        let grpc = tokio::spawn(grpc::serve(grpc_listener, intake.clone(), wait(stopped)));
         health.set_ready();
         tracing::info!(
             http = %self.config.http_listen,
@@ -282,9 +291,34 @@ impl OtlpReceiver {
         };
         health.set_not_ready("shutting down");
         let _ = stopping.send(true);
-        // The servers hold the only senders: once both are done, the writer drains and stops.
-        let http = http.await;
-        let grpc = grpc.await;
+        // Once the servers are done and the intake closed, the writer drains and stops.
+        // A graceful stop waits for open connections, and an idle keep-alive connection (a
+        // gRPC client that stays connected) would hold it until the grace period is gone: past
+        // CONNECTION_DRAIN the servers are stopped with their connections.
+        let aborts = [http.abort_handle(), grpc.abort_handle()];
+        let servers = async { (http.await, grpc.await) };
+        tokio::pin!(servers);
+        let (http, grpc) = match tokio::time::timeout(CONNECTION_DRAIN, &mut servers).await {
+            Ok(done) => done,
+            Err(_) => {
+                tracing::warn!(
+                    seconds = CONNECTION_DRAIN.as_secs(),
+                    "closing connections still open after the drain period"
+                );
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
+                servers.await
+            }
+        };
+        // Requests on connections that outlived the drain are answered 503: the client retries.
+        if let Ok(mut queue) = intake.queue.write() {
+            queue.take();
+        }
+        let stopped_server =
+            |served: Result<Result<(), EngineError>, tokio::task::JoinError>| match served {
+                Err(e) if e.is_cancelled() => Ok(Ok(())),
+                other => other,
+            };
+        let (http, grpc) = (stopped_server(http), stopped_server(grpc));
         let ended = match early {
             Some(ended) => ended,
             None => writing.await,

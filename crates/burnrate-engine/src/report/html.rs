@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CostReport, Ranked, headline_lines, pct, short, usd};
+use super::{CostReport, Ranked, pct, short, usd};
 
 /// Chart geometry in SVG user units; the page scales each chart to its column.
 const WIDTH: f64 = 640.0;
@@ -64,7 +64,7 @@ impl CostReport {
         );
 
         out.push_str("<section id=\"headline\"><h2>Headline</h2><div class=\"cards\">\n");
-        for (label, value) in headline_lines(&self.headline) {
+        for (label, value) in self.headline_lines() {
             let _ = writeln!(
                 out,
                 "<div class=\"card\"><div class=\"label\">{}</div><div class=\"value\">{}</div></div>",
@@ -117,6 +117,28 @@ impl CostReport {
             ranked_table(&mut out, title, list);
         }
         out.push_str("</div></section>\n");
+
+        for table in self.detail_tables() {
+            let id = table.title.replace(' ', "-");
+            let _ = write!(
+                out,
+                "<section id=\"{}\"><h2>{}</h2><table><tr>",
+                escape(&id),
+                escape(&capitalised(table.title))
+            );
+            for name in &table.header {
+                let _ = write!(out, "<th>{}</th>", escape(name));
+            }
+            out.push_str("</tr>\n");
+            for row in &table.rows {
+                out.push_str("<tr>");
+                for cell in row {
+                    let _ = write!(out, "<td>{}</td>", escape(cell));
+                }
+                out.push_str("</tr>\n");
+            }
+            out.push_str("</table></section>\n");
+        }
 
         self.tokens_table(&mut out);
         self.budgets_table(&mut out);
@@ -216,6 +238,14 @@ impl CostReport {
         }
         out.push_str("</table></section>\n");
     }
+}
+
+fn capitalised(title: &str) -> String {
+    let mut chars = title.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn figure(out: &mut String, id: &str, caption: &str, svg: &str) {

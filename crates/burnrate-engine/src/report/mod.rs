@@ -29,9 +29,21 @@ const BY_HOUR_SQL: &str = include_str!("../../../../sql/report_spend_by_hour.sql
 const TREND_SQL: &str = include_str!("../../../../sql/report_trend.sql");
 const ANOMALIES_SQL: &str = include_str!("../../../../sql/report_anomalies.sql");
 const BUDGET_SQL: &str = include_str!("../../../../sql/report_budget.sql");
+const COST_SOURCES_SQL: &str = include_str!("../../../../sql/report_cost_sources.sql");
+const LATENCY_SQL: &str = include_str!("../../../../sql/report_latency.sql");
+const PRODUCTIVITY_SQL: &str = include_str!("../../../../sql/report_productivity.sql");
 /// Bumped when a field changes meaning or goes away; new fields do not bump it.
 pub const SCHEMA_VERSION: u32 = 1;
 const TOP: usize = 10;
+/// The name a ranking gives calls without the attribute (see sql/report_top.sql).
+const UNKNOWN: &str = "(unknown)";
+
+/// A table of the report as text cells, rendered alike in every text format.
+struct DetailTable {
+    title: &'static str,
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
 
 /// The report's JSON form (`--format json`): stable, versioned by `schema_version`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +69,81 @@ pub struct CostReport {
     /// Each configured budget on the period's last day and in its month.
     #[serde(default)]
     pub budgets: Vec<BudgetLine>,
+    /// Spend by where the call came from: `main`, `subagent`, `auxiliary`, `sdk`.
+    #[serde(default)]
+    pub by_query_source: Vec<Ranked>,
+    /// Spend by `speed` (`normal`, `fast`).
+    #[serde(default)]
+    pub by_speed: Vec<Ranked>,
+    /// Spend by reasoning `effort`.
+    #[serde(default)]
+    pub by_effort: Vec<Ranked>,
+    /// Duration and time to first token per model, from the calls themselves.
+    #[serde(default)]
+    pub latency_by_model: Vec<ModelLatency>,
+    /// Calls the price table could not price, and calls where it disagrees with the client.
+    #[serde(default)]
+    pub cost_sources: CostSources,
+    /// Spend next to lines changed, commits and pull requests, by team.
+    #[serde(default)]
+    pub productivity_by_team: Vec<Productivity>,
+    /// The same by user.
+    #[serde(default)]
+    pub productivity_by_user: Vec<Productivity>,
+}
+
+/// How much of the period's spend did not come from the price table, and how far the table is
+/// from what the clients reported. All zero on a period the table priced fully.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostSources {
+    /// Calls booked at the cost the client reported (`cost_source = 'reported'`).
+    pub reported_calls: i64,
+    pub reported_usd: f64,
+    /// Calls with neither a table price nor a reported cost (`cost_usd` NULL): spend not counted.
+    pub uncosted_calls: i64,
+    /// Calls whose table price and reported cost differ by more than 1% and $0.000001.
+    pub mismatched_calls: i64,
+    /// Table price minus reported cost over those calls.
+    pub mismatch_usd: f64,
+    /// The same by model, for the models with any of the above.
+    pub models: Vec<ModelCostSource>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelCostSource {
+    pub model: String,
+    pub reported_calls: i64,
+    pub reported_usd: f64,
+    pub uncosted_calls: i64,
+    pub mismatched_calls: i64,
+    pub mismatch_table_usd: f64,
+    pub mismatch_reported_usd: f64,
+}
+
+/// Latency percentiles of one model's calls, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelLatency {
+    pub model: String,
+    pub requests: i64,
+    pub duration_p50_ms: Option<f64>,
+    pub duration_p95_ms: Option<f64>,
+    /// Time to first token; `null` for clients that do not report it.
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p95_ms: Option<f64>,
+}
+
+/// What a team's or user's spend produced (Claude Code's usage metrics) and what each unit cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Productivity {
+    pub name: String,
+    pub cost_usd: f64,
+    /// Lines added plus lines removed.
+    pub lines_changed: f64,
+    pub commits: f64,
+    pub pull_requests: f64,
+    pub cost_per_1k_lines_usd: Option<f64>,
+    pub cost_per_commit_usd: Option<f64>,
+    pub cost_per_pull_request_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +164,11 @@ pub struct Headline {
     pub latency_p50_ms: Option<f64>,
     pub latency_p95_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
+    /// Time to first token; `null` when no call reported one.
+    #[serde(default)]
+    pub ttft_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub ttft_p95_ms: Option<f64>,
     pub tokens: Tokens,
     /// Cache read tokens over all input tokens (input + cache read + cache creation).
     pub cache_hit_ratio: Option<f64>,
@@ -175,7 +267,15 @@ impl CostReport {
         let last_week = spend(from - chrono::Days::new(7), end - chrono::Days::new(7)).await?;
 
         let mut tops = Vec::new();
-        for dimension in ["user_id", "team", "project", "model"] {
+        for dimension in [
+            "user_id",
+            "team",
+            "project",
+            "model",
+            "query_source",
+            "speed",
+            "effort",
+        ] {
             tops.push(
                 ctx.run(TOP_SQL, from, end, &[("${dimension}", dimension)])
                     .await?,
@@ -193,6 +293,18 @@ impl CostReport {
         let errors = int(&headline_rows, "errors", 0).unwrap_or(0);
         let sessions = int(&headline_rows, "sessions", 0).unwrap_or(0);
         let all_input = tokens.input + tokens.cache_read + tokens.cache_creation;
+        // Percentiles from the windows' sketches when they hold every call of the period,
+        // otherwise (windows still open, a live day) from the calls themselves.
+        let windowed = int(&headline_rows, "windowed_requests", 0).unwrap_or(0) == requests;
+        let overall = ctx
+            .run(LATENCY_SQL, from, end, &[("${dimension}", "'all'")])
+            .await?;
+        let percentile = |sketched: &str, raw: &str| {
+            windowed
+                .then(|| float(&headline_rows, sketched, 0))
+                .flatten()
+                .or_else(|| float(&overall, raw, 0))
+        };
         let headline = Headline {
             spend_usd,
             previous_spend_usd: previous,
@@ -204,9 +316,11 @@ impl CostReport {
             requests,
             errors,
             error_rate: ratio(errors as f64, requests as f64),
-            latency_p50_ms: float(&headline_rows, "latency_p50_ms", 0),
-            latency_p95_ms: float(&headline_rows, "latency_p95_ms", 0),
-            latency_p99_ms: float(&headline_rows, "latency_p99_ms", 0),
+            latency_p50_ms: percentile("latency_p50_ms", "duration_p50_ms"),
+            latency_p95_ms: percentile("latency_p95_ms", "duration_p95_ms"),
+            latency_p99_ms: percentile("latency_p99_ms", "duration_p99_ms"),
+            ttft_p50_ms: percentile("ttft_p50_ms", "ttft_p50_ms"),
+            ttft_p95_ms: percentile("ttft_p95_ms", "ttft_p95_ms"),
             tokens,
             cache_hit_ratio: ratio(tokens.cache_read as f64, all_input as f64),
             cache_savings_usd: cache_savings(by_model, prices),
@@ -257,6 +371,29 @@ impl CostReport {
         for budget in budgets {
             budget_lines.push(budget_line(ctx, budget, to).await?);
         }
+        let latency_rows = ctx
+            .run(LATENCY_SQL, from, end, &[("${dimension}", "model")])
+            .await?;
+        let latency_by_model = (0..count(&latency_rows))
+            .map(|row| ModelLatency {
+                model: text(&latency_rows, "name", row).unwrap_or_default(),
+                requests: int(&latency_rows, "requests", row).unwrap_or(0),
+                duration_p50_ms: float(&latency_rows, "duration_p50_ms", row),
+                duration_p95_ms: float(&latency_rows, "duration_p95_ms", row),
+                ttft_p50_ms: float(&latency_rows, "ttft_p50_ms", row),
+                ttft_p95_ms: float(&latency_rows, "ttft_p95_ms", row),
+            })
+            .collect();
+        let cost_sources = cost_sources(&ctx.run(COST_SOURCES_SQL, from, end, &[]).await?);
+        let mut productivity = Vec::new();
+        for dimension in ["team", "user_id"] {
+            let rows = ctx
+                .run(PRODUCTIVITY_SQL, from, end, &[("${dimension}", dimension)])
+                .await?;
+            productivity.push(productivity_rows(&rows));
+        }
+        let productivity_by_user = productivity.pop().unwrap_or_default();
+        let productivity_by_team = productivity.pop().unwrap_or_default();
         Ok(CostReport {
             schema_version: SCHEMA_VERSION,
             from,
@@ -271,6 +408,13 @@ impl CostReport {
             trend,
             anomalies,
             budgets: budget_lines,
+            by_query_source: ranked(&tops[4]),
+            by_speed: ranked(&tops[5]),
+            by_effort: ranked(&tops[6]),
+            latency_by_model,
+            cost_sources,
+            productivity_by_team,
+            productivity_by_user,
         })
     }
 
@@ -293,10 +437,9 @@ impl CostReport {
 
     /// The report for a terminal.
     pub fn to_text(&self) -> String {
-        let h = &self.headline;
         let mut out = format!("{}\n\n", self.title());
         let mut grid = new_grid(&["", ""]);
-        for (label, value) in headline_lines(h) {
+        for (label, value) in self.headline_lines() {
             grid.add_row(vec![
                 Cell::new(label),
                 Cell::new(value).set_alignment(CellAlignment::Right),
@@ -315,6 +458,16 @@ impl CostReport {
                 ]);
             }
             let _ = writeln!(out, "{grid}\n");
+        }
+        for table in self.detail_tables() {
+            let mut grid = new_grid(&table.header);
+            for row in table.rows {
+                let mut cells = row.into_iter();
+                let mut line = vec![Cell::new(cells.next().unwrap_or_default())];
+                line.extend(cells.map(|v| Cell::new(v).set_alignment(CellAlignment::Right)));
+                grid.add_row(line);
+            }
+            let _ = writeln!(out, "{}\n{grid}\n", table.title);
         }
         if !self.budgets.is_empty() {
             let mut grid = new_grid(&[
@@ -345,7 +498,7 @@ impl CostReport {
     pub fn to_markdown(&self) -> String {
         let mut out = format!("### {}\n\n", self.title());
         out.push_str("| | |\n|---|---:|\n");
-        for (label, value) in headline_lines(&self.headline) {
+        for (label, value) in self.headline_lines() {
             let _ = writeln!(out, "| {label} | {value} |");
         }
         for (title, list) in self.lists() {
@@ -362,6 +515,19 @@ impl CostReport {
                     pct(r.share),
                     r.requests
                 );
+            }
+        }
+        for table in self.detail_tables() {
+            let _ = writeln!(
+                out,
+                "\n**{}**\n\n| {} |\n|---|{}",
+                table.title,
+                table.header.join(" | "),
+                "---:|".repeat(table.header.len() - 1)
+            );
+            for row in &table.rows {
+                let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+                let _ = writeln!(out, "| {} |", cells.join(" | "));
             }
         }
         if !self.budgets.is_empty() {
@@ -416,6 +582,8 @@ impl CostReport {
             ("latency_p50_ms", opt(h.latency_p50_ms)),
             ("latency_p95_ms", opt(h.latency_p95_ms)),
             ("latency_p99_ms", opt(h.latency_p99_ms)),
+            ("ttft_p50_ms", opt(h.ttft_p50_ms)),
+            ("ttft_p95_ms", opt(h.ttft_p95_ms)),
             ("input_tokens", h.tokens.input.to_string()),
             ("output_tokens", h.tokens.output.to_string()),
             ("cache_read_tokens", h.tokens.cache_read.to_string()),
@@ -424,14 +592,81 @@ impl CostReport {
             ("cache_savings_usd", h.cache_savings_usd.to_string()),
             ("cost_per_session_usd", opt(h.cost_per_session_usd)),
             ("cost_per_request_usd", opt(h.cost_per_request_usd)),
+            (
+                "reported_cost_calls",
+                self.cost_sources.reported_calls.to_string(),
+            ),
+            (
+                "reported_cost_usd",
+                self.cost_sources.reported_usd.to_string(),
+            ),
+            (
+                "uncosted_calls",
+                self.cost_sources.uncosted_calls.to_string(),
+            ),
+            (
+                "cost_mismatch_calls",
+                self.cost_sources.mismatched_calls.to_string(),
+            ),
+            (
+                "cost_mismatch_usd",
+                self.cost_sources.mismatch_usd.to_string(),
+            ),
         ] {
             row("headline", "", metric, value);
+        }
+        for m in &self.cost_sources.models {
+            for (metric, value) in [
+                ("reported_calls", m.reported_calls.to_string()),
+                ("reported_usd", m.reported_usd.to_string()),
+                ("uncosted_calls", m.uncosted_calls.to_string()),
+                ("mismatched_calls", m.mismatched_calls.to_string()),
+                ("mismatch_table_usd", m.mismatch_table_usd.to_string()),
+                ("mismatch_reported_usd", m.mismatch_reported_usd.to_string()),
+            ] {
+                row("cost_source", &m.model, metric, value);
+            }
+        }
+        for m in &self.latency_by_model {
+            for (metric, value) in [
+                ("requests", m.requests.to_string()),
+                ("duration_p50_ms", opt(m.duration_p50_ms)),
+                ("duration_p95_ms", opt(m.duration_p95_ms)),
+                ("ttft_p50_ms", opt(m.ttft_p50_ms)),
+                ("ttft_p95_ms", opt(m.ttft_p95_ms)),
+            ] {
+                row("latency", &m.model, metric, value);
+            }
+        }
+        for (section, list) in [
+            ("productivity_team", &self.productivity_by_team),
+            ("productivity_user", &self.productivity_by_user),
+        ] {
+            for p in list {
+                for (metric, value) in [
+                    ("cost_usd", p.cost_usd.to_string()),
+                    ("lines_changed", p.lines_changed.to_string()),
+                    ("commits", p.commits.to_string()),
+                    ("pull_requests", p.pull_requests.to_string()),
+                    ("cost_per_1k_lines_usd", opt(p.cost_per_1k_lines_usd)),
+                    ("cost_per_commit_usd", opt(p.cost_per_commit_usd)),
+                    (
+                        "cost_per_pull_request_usd",
+                        opt(p.cost_per_pull_request_usd),
+                    ),
+                ] {
+                    row(section, &p.name, metric, value);
+                }
+            }
         }
         for (section, list) in [
             ("user", &self.top_users),
             ("team", &self.top_teams),
             ("project", &self.top_projects),
             ("model", &self.top_models),
+            ("query_source", &self.by_query_source),
+            ("speed", &self.by_speed),
+            ("effort", &self.by_effort),
         ] {
             for r in list {
                 row(section, &r.name, "cost_usd", r.cost_usd.to_string());
@@ -498,16 +733,131 @@ impl CostReport {
         out
     }
 
-    fn lists(&self) -> [(&'static str, &[Ranked]); 4] {
+    /// The ranked lists, each cut to the top ten. A breakdown whose every call is
+    /// `(unknown)` (a client that does not send the attribute) says nothing and is left out.
+    fn lists(&self) -> Vec<(&'static str, &[Ranked])> {
         [
-            ("user", &self.top_users[..self.top_users.len().min(TOP)]),
-            ("team", &self.top_teams[..self.top_teams.len().min(TOP)]),
-            (
-                "project",
-                &self.top_projects[..self.top_projects.len().min(TOP)],
-            ),
-            ("model", &self.top_models[..self.top_models.len().min(TOP)]),
+            ("user", &self.top_users),
+            ("team", &self.top_teams),
+            ("project", &self.top_projects),
+            ("model", &self.top_models),
+            ("query source", &self.by_query_source),
+            ("speed", &self.by_speed),
+            ("effort", &self.by_effort),
         ]
+        .into_iter()
+        .filter(|(title, list)| {
+            matches!(*title, "user" | "team" | "project" | "model")
+                || list.iter().any(|r| r.name != UNKNOWN)
+        })
+        .map(|(title, list)| (title, &list[..list.len().min(TOP)]))
+        .collect()
+    }
+
+    /// The tables after the rankings, as text: latency by model, where costs came from, and
+    /// what the spend produced. Empty tables are left out.
+    fn detail_tables(&self) -> Vec<DetailTable> {
+        let ms = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "–".into());
+        let opt_usd = |v: Option<f64>| v.map(usd).unwrap_or_else(|| "–".into());
+        let mut tables = Vec::new();
+        if !self.latency_by_model.is_empty() {
+            tables.push(DetailTable {
+                title: "latency by model",
+                header: vec![
+                    "model",
+                    "requests",
+                    "duration p50 ms",
+                    "p95 ms",
+                    "TTFT p50 ms",
+                    "p95 ms",
+                ],
+                rows: self
+                    .latency_by_model
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.model.clone(),
+                            m.requests.to_string(),
+                            ms(m.duration_p50_ms),
+                            ms(m.duration_p95_ms),
+                            ms(m.ttft_p50_ms),
+                            ms(m.ttft_p95_ms),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+        if !self.cost_sources.models.is_empty() {
+            tables.push(DetailTable {
+                title: "cost not from the price table",
+                header: vec![
+                    "model",
+                    "calls at reported cost",
+                    "their spend",
+                    "calls with no cost",
+                    "calls table ≠ reported",
+                    "table",
+                    "reported",
+                ],
+                rows: self
+                    .cost_sources
+                    .models
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.model.clone(),
+                            m.reported_calls.to_string(),
+                            usd(m.reported_usd),
+                            m.uncosted_calls.to_string(),
+                            m.mismatched_calls.to_string(),
+                            usd(m.mismatch_table_usd),
+                            usd(m.mismatch_reported_usd),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+        for (title, list) in [
+            ("productivity by team", &self.productivity_by_team),
+            ("productivity by user", &self.productivity_by_user),
+        ] {
+            if !list
+                .iter()
+                .any(|p| p.lines_changed + p.commits + p.pull_requests > 0.0)
+            {
+                continue;
+            }
+            tables.push(DetailTable {
+                title,
+                header: vec![
+                    "name",
+                    "spend",
+                    "lines changed",
+                    "per 1k lines",
+                    "commits",
+                    "per commit",
+                    "pull requests",
+                    "per PR",
+                ],
+                rows: list
+                    .iter()
+                    .take(TOP)
+                    .map(|p| {
+                        vec![
+                            short(&p.name),
+                            usd(p.cost_usd),
+                            p.lines_changed.to_string(),
+                            opt_usd(p.cost_per_1k_lines_usd),
+                            p.commits.to_string(),
+                            opt_usd(p.cost_per_commit_usd),
+                            p.pull_requests.to_string(),
+                            opt_usd(p.cost_per_pull_request_usd),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+        tables
     }
 
     fn anomaly_text(&self) -> String {
@@ -591,71 +941,173 @@ async fn budget_line(
     })
 }
 
-fn headline_lines(h: &Headline) -> Vec<(&'static str, String)> {
-    let change = |c: Option<f64>| c.map(|c| format!(" ({c:+.1}%)")).unwrap_or_default();
-    let ms = |v: Option<f64>| {
-        v.map(|v| format!("{v:.0} ms"))
-            .unwrap_or_else(|| "–".into())
-    };
-    vec![
-        ("spend", usd(h.spend_usd)),
-        (
-            "previous period",
-            format!(
-                "{}{}",
-                usd(h.previous_spend_usd),
-                change(h.change_vs_previous_pct)
+impl CostReport {
+    /// The headline as label/value lines, with a line for every call the price table could not
+    /// price and for every disagreement with the clients, whenever there are any: spend is never
+    /// undercounted in silence.
+    fn headline_lines(&self) -> Vec<(&'static str, String)> {
+        let h = &self.headline;
+        let change = |c: Option<f64>| c.map(|c| format!(" ({c:+.1}%)")).unwrap_or_default();
+        let ms = |v: Option<f64>| {
+            v.map(|v| format!("{v:.0} ms"))
+                .unwrap_or_else(|| "–".into())
+        };
+        let mut lines = vec![
+            ("spend", usd(h.spend_usd)),
+            (
+                "previous period",
+                format!(
+                    "{}{}",
+                    usd(h.previous_spend_usd),
+                    change(h.change_vs_previous_pct)
+                ),
             ),
-        ),
-        (
-            "same days last week",
-            format!(
-                "{}{}",
-                usd(h.last_week_spend_usd),
-                change(h.change_vs_last_week_pct)
+            (
+                "same days last week",
+                format!(
+                    "{}{}",
+                    usd(h.last_week_spend_usd),
+                    change(h.change_vs_last_week_pct)
+                ),
             ),
-        ),
-        ("active users", h.active_users.to_string()),
-        ("sessions", h.sessions.to_string()),
-        ("requests", h.requests.to_string()),
-        (
-            "error rate",
-            h.error_rate.map(pct).unwrap_or_else(|| "–".into()),
-        ),
-        (
-            "latency p50 / p95 / p99",
-            format!(
-                "{} / {} / {}",
-                ms(h.latency_p50_ms),
-                ms(h.latency_p95_ms),
-                ms(h.latency_p99_ms)
+            ("active users", h.active_users.to_string()),
+            ("sessions", h.sessions.to_string()),
+            ("requests", h.requests.to_string()),
+            (
+                "error rate",
+                h.error_rate.map(pct).unwrap_or_else(|| "–".into()),
             ),
-        ),
-        (
-            "cache hit ratio",
-            h.cache_hit_ratio.map(pct).unwrap_or_else(|| "–".into()),
-        ),
-        ("saved by the cache", usd(h.cache_savings_usd)),
-        (
-            "cost per session",
-            h.cost_per_session_usd
-                .map(usd)
-                .unwrap_or_else(|| "–".into()),
-        ),
-        (
-            "cost per request",
-            h.cost_per_request_usd
-                .map(usd)
-                .unwrap_or_else(|| "–".into()),
-        ),
-        (
-            "tokens in / out / cache read / cache write",
-            format!(
-                "{} / {} / {} / {}",
-                h.tokens.input, h.tokens.output, h.tokens.cache_read, h.tokens.cache_creation
+            (
+                "latency p50 / p95 / p99",
+                format!(
+                    "{} / {} / {}",
+                    ms(h.latency_p50_ms),
+                    ms(h.latency_p95_ms),
+                    ms(h.latency_p99_ms)
+                ),
             ),
+        ];
+        if h.ttft_p50_ms.is_some() {
+            lines.push((
+                "time to first token p50 / p95",
+                format!("{} / {}", ms(h.ttft_p50_ms), ms(h.ttft_p95_ms)),
+            ));
+        }
+        lines.extend([
+            (
+                "cache hit ratio",
+                h.cache_hit_ratio.map(pct).unwrap_or_else(|| "–".into()),
+            ),
+            ("saved by the cache", usd(h.cache_savings_usd)),
+            (
+                "cost per session",
+                h.cost_per_session_usd
+                    .map(usd)
+                    .unwrap_or_else(|| "–".into()),
+            ),
+            (
+                "cost per request",
+                h.cost_per_request_usd
+                    .map(usd)
+                    .unwrap_or_else(|| "–".into()),
+            ),
+            (
+                "tokens in / out / cache read / cache write",
+                format!(
+                    "{} / {} / {} / {}",
+                    h.tokens.input, h.tokens.output, h.tokens.cache_read, h.tokens.cache_creation
+                ),
+            ),
+        ]);
+        let c = &self.cost_sources;
+        if c.reported_calls > 0 {
+            lines.push((
+                "unpriced calls (cost as reported)",
+                format!(
+                    "{} calls, {} ({})",
+                    c.reported_calls,
+                    usd(c.reported_usd),
+                    models_of(&c.models, |m| m.reported_calls > 0)
+                ),
+            ));
+        }
+        if c.uncosted_calls > 0 {
+            lines.push((
+                "calls with no cost at all",
+                format!(
+                    "{} calls, spend unknown ({})",
+                    c.uncosted_calls,
+                    models_of(&c.models, |m| m.uncosted_calls > 0)
+                ),
+            ));
+        }
+        if c.mismatched_calls > 0 {
+            lines.push((
+                "price table vs reported cost",
+                format!(
+                    "{} calls differ by {}{} ({}): is the price table stale?",
+                    c.mismatched_calls,
+                    if c.mismatch_usd >= 0.0 { "+" } else { "-" },
+                    usd(c.mismatch_usd.abs()),
+                    models_of(&c.models, |m| m.mismatched_calls > 0)
+                ),
+            ));
+        }
+        lines
+    }
+}
+
+/// The models of `models` that `pick` keeps, comma-separated.
+fn models_of(models: &[ModelCostSource], pick: impl Fn(&ModelCostSource) -> bool) -> String {
+    models
+        .iter()
+        .filter(|m| pick(m))
+        .map(|m| m.model.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn cost_sources(rows: &[RecordBatch]) -> CostSources {
+    let models: Vec<ModelCostSource> = (0..count(rows))
+        .map(|row| ModelCostSource {
+            model: text(rows, "model", row).unwrap_or_default(),
+            reported_calls: int(rows, "reported_calls", row).unwrap_or(0),
+            reported_usd: float(rows, "reported_usd", row).unwrap_or(0.0),
+            uncosted_calls: int(rows, "uncosted_calls", row).unwrap_or(0),
+            mismatched_calls: int(rows, "mismatched_calls", row).unwrap_or(0),
+            mismatch_table_usd: float(rows, "mismatch_table_usd", row).unwrap_or(0.0),
+            mismatch_reported_usd: float(rows, "mismatch_reported_usd", row).unwrap_or(0.0),
+        })
+        .collect();
+    let nano = |v: f64| (v * 1e9).round() / 1e9;
+    CostSources {
+        reported_calls: models.iter().map(|m| m.reported_calls).sum(),
+        reported_usd: nano(models.iter().map(|m| m.reported_usd).sum()),
+        uncosted_calls: models.iter().map(|m| m.uncosted_calls).sum(),
+        mismatched_calls: models.iter().map(|m| m.mismatched_calls).sum(),
+        mismatch_usd: nano(
+            models
+                .iter()
+                .map(|m| m.mismatch_table_usd - m.mismatch_reported_usd)
+                .sum(),
         ),
-    ]
+        models,
+    }
+}
+
+fn productivity_rows(rows: &[RecordBatch]) -> Vec<Productivity> {
+    (0..count(rows))
+        .map(|row| Productivity {
+            name: text(rows, "name", row).unwrap_or_default(),
+            cost_usd: float(rows, "cost_usd", row).unwrap_or(0.0),
+            lines_changed: float(rows, "lines_changed", row).unwrap_or(0.0),
+            commits: float(rows, "commits", row).unwrap_or(0.0),
+            pull_requests: float(rows, "pull_requests", row).unwrap_or(0.0),
+            cost_per_1k_lines_usd: float(rows, "cost_per_1k_lines_usd", row),
+            cost_per_commit_usd: float(rows, "cost_per_commit_usd", row),
+            cost_per_pull_request_usd: float(rows, "cost_per_pull_request_usd", row),
+        })
+        .collect()
 }
 
 fn utc_name() -> String {
