@@ -115,6 +115,31 @@ fn both_releases_through_files_cost_exactly_per_model_in_query_and_report() {
     ] {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
+    // `profile --by query-source` (and speed, effort) books the same spend.
+    for by in ["query-source", "speed", "effort"] {
+        let out = burnrate(&[
+            "profile",
+            "--since",
+            "3650d",
+            "--until",
+            "latest",
+            "--by",
+            by,
+            "--data",
+            data.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert!(out.status.success(), "{by}: {}", stderr(&out));
+        let spent: f64 = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| {
+                let row: Value = serde_json::from_str(line).unwrap();
+                row["cost_usd"].as_f64().unwrap()
+            })
+            .sum();
+        assert!(close(spent, 0.218368 + 0.15498105), "{by}: {spent}");
+    }
     // Windows carry the TTFT sketch and the new dimensions.
     let windows = one(
         &data,

@@ -391,6 +391,75 @@ fn both_releases_over_http_and_grpc_cost_exactly_per_model() {
     assert_eq!(num(&ttft, "n"), 8.0);
 }
 
+/// A report of a day still going on: the receiver has flushed the calls, but no window has
+/// closed (nothing newer has arrived to move the watermark). Latency and time to first token
+/// come from the calls themselves, never a dash.
+#[test]
+fn a_live_day_reports_latency_before_its_windows_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(&config, "[receiver]\nflush_interval_ms = 200\n").unwrap();
+    let receiver = Receiver::start(&data, &config);
+    for export in sample_exports_2_1_332() {
+        let content_type = if export.is_json() {
+            "application/json"
+        } else {
+            "application/x-protobuf"
+        };
+        let path = format!("/v1/{}", export.signal);
+        let (status, _) = receiver.post(&path, &[("Content-Type", content_type)], &export.bytes);
+        assert_eq!(status, 200, "{}", export.name);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !data.join("api_requests").is_dir()
+        || num(&one(&data, "SELECT count(*) AS n FROM api_requests"), "n") < 8.0
+    {
+        assert!(Instant::now() < deadline, "the calls were never flushed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let windows = one(
+        &data,
+        "SELECT coalesce(sum(requests), 0) AS n FROM usage_windows",
+    );
+    assert!(
+        num(&windows, "n") < 8.0,
+        "the windows are still open: {windows:?}"
+    );
+    let out = burnrate(&[
+        "report",
+        "daily",
+        "--date",
+        DAY_2_1_332,
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let h = &report["headline"];
+    assert_eq!(h["requests"], 8, "{h}");
+    let exact = one(
+        &data,
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50, \
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY ttft_ms) AS ttft_p95 FROM api_requests",
+    );
+    assert!(
+        close(h["latency_p50_ms"].as_f64().unwrap(), num(&exact, "p50")),
+        "{h}"
+    );
+    assert!(
+        close(h["ttft_p95_ms"].as_f64().unwrap(), num(&exact, "ttft_p95")),
+        "{h}"
+    );
+    for model in report["latency_by_model"].as_array().unwrap() {
+        assert!(model["duration_p50_ms"].as_f64().is_some(), "{model}");
+    }
+    let (status, log) = receiver.stop();
+    assert!(status.success(), "{log}");
+}
+
 #[test]
 fn a_receiver_killed_after_answering_200_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
