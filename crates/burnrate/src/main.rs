@@ -332,6 +332,11 @@ struct GenerateArgs {
     days: Option<u32>,
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     users: Option<u64>,
+    /// About how much each person spends a working day, USD: more and larger calls for a
+    /// heavier organisation, fewer and smaller for a lighter one [default: 24, the team as it
+    /// is].
+    #[arg(long, value_parser = parse_spend)]
+    spend_per_person_day: Option<f64>,
     #[arg(long, value_enum, default_value = "proto")]
     format: ExportFormat,
     /// Signals to export, comma-separated.
@@ -376,6 +381,15 @@ enum Until {
     Now,
     Latest,
     At(chrono::DateTime<chrono::Utc>),
+}
+
+fn parse_spend(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(usd) if (0.01..=10_000.0).contains(&usd) => Ok(usd),
+        _ => Err(format!(
+            "{text:?} is not a daily spend between 0.01 and 10000 USD"
+        )),
+    }
 }
 
 fn parse_until(text: &str) -> Result<Until, String> {
@@ -579,6 +593,9 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(days) = args.days {
         spec.days = days;
+    }
+    if let Some(usd) = args.spend_per_person_day {
+        spec = spec.at_spend(usd);
     }
     if let Some(users) = args.users {
         spec.users = users as usize;

@@ -1,14 +1,24 @@
 //! Anomaly detection on closed usage windows, per dimension value (each user, team, project,
 //! model on its own), evaluated at every minute of event time the windows close.
 //!
+//! Every cost rule is measured against the series' own usual spend ([`baseline`]: its typical
+//! active hour and its busy 10-minute stretch, learned from its last week), so the same defaults
+//! fit a $2-a-day team and a $200-a-day one. Small absolute floors keep cents from alerting. A
+//! series in its first days is measured against its organisation (the median series of its
+//! dimension), not left silent.
+//!
 //! Rules:
 //! - `cost_spike`: cost of the last hour over the same hour a day earlier (or a week earlier,
 //!   whichever is larger, so a Monday is not compared with a Sunday) at or above
-//!   `cost_spike_ratio`, with at least `cost_spike_min_usd` spent in the hour. No baseline, no
-//!   ratio: a first hour is the robust rule's business.
+//!   `cost_spike_ratio`, and more than that baseline by `cost_spike_min_typical_hours` of the
+//!   series' typical hours (and `cost_spike_min_usd`). No baseline, no ratio: a first hour is
+//!   the other rules' business.
 //! - `cost_rate`: robust z-score of the cost of the last `robust_window_minutes` against the
 //!   same stretch at nearby times of day over the 7 days before (median and MAD of up to 49
-//!   values), after `warmup_days` of history, with at least `robust_min_usd` spent.
+//!   values), after `warmup_days` of history, with at least `robust_min_busy` busy stretches
+//!   (and `robust_min_usd`) spent.
+//! - `cost_runaway`: a CUSUM of per-minute spend in units of the series' busy rate
+//!   ([`runaway`]): a loop at ten busy rates fires in about two minutes, at any scale.
 //! - `error_rate`: errors over requests in the last `error_window_minutes` above `error_rate`,
 //!   with at least `error_min_requests` requests.
 //! - `slow_p95`: p95 latency over the last `slow_window_minutes` (merged sketches) above
@@ -39,6 +49,11 @@ use crate::sketch::LatencySketch;
 use crate::windows::primitive;
 use burnrate_otlp::{Table, WINDOW_DIMENSIONS};
 
+pub mod baseline;
+pub mod runaway;
+
+use baseline::Baseline;
+
 const NANOS_PER_MINUTE: i64 = 60_000_000_000;
 const MINUTES_PER_DAY: i64 = 1_440;
 /// Eight days of minutes: a week of history plus the day the rules look back.
@@ -50,24 +65,57 @@ const RESOLVE_AFTER_MINUTES: i64 = 15;
 const ERROR_SIGNIFICANCE: f64 = 0.001;
 /// How long a series with no spend stays evaluated: long enough to resolve what it raised.
 const QUIET_MINUTES: i64 = 60;
+/// The stretch a busy rate is measured over, minutes.
+const STRETCH_MINUTES: i64 = 10;
 
+/// The `[anomalies]` section. Every cost threshold is a multiple of the series' own usual
+/// spend; the `*_min_usd` keys are only floors that keep cents from alerting.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnomalyConfig {
-    /// Window dimensions each evaluated on its own.
+    /// Window dimensions each evaluated on its own. Default: user_id, team, project, model.
     pub dimensions: Vec<String>,
+    /// `cost_spike`: the last hour over the same hour a day or a week before. Default: 2.0.
     pub cost_spike_ratio: f64,
+    /// `cost_spike`: and over it by this many of the series' typical active hours. Default: 2.0.
+    pub cost_spike_min_typical_hours: f64,
+    /// `cost_spike`: and by at least this many dollars. Default: 0.5 USD.
     pub cost_spike_min_usd: f64,
+    /// `cost_rate`: robust z-score of the last window against the same time of the week before.
+    /// Default: 8.0.
     pub robust_z: f64,
+    /// `cost_rate`: its window, minutes (1 to 60). Default: 10.
     pub robust_window_minutes: i64,
+    /// `cost_rate`: the window must spend this many of the series' busy stretches (scaled to
+    /// the window). Default: 1.5.
+    pub robust_min_busy: f64,
+    /// `cost_rate`: and at least this many dollars. Default: 0.25 USD.
     pub robust_min_usd: f64,
+    /// Days of history before a series' own baseline (and `cost_rate`) count; before that it is
+    /// measured against its organisation. Default: 3.0 days.
     pub warmup_days: f64,
+    /// `cost_runaway`: busy rates a minute may spend without adding to the CUSUM. Default: 1.5.
+    pub runaway_tolerance: f64,
+    /// `cost_runaway`: the CUSUM, in busy-rate minutes, at which it fires. Default: 15.0.
+    pub runaway_threshold: f64,
+    /// `cost_runaway`: the run must have spent this many of the series' typical hours. Default:
+    /// 0.5.
+    pub runaway_min_typical_hours: f64,
+    /// `cost_runaway`: and at least this many dollars. Default: 0.25 USD.
+    pub runaway_min_usd: f64,
+    /// `error_rate`: errors over requests above this share. Default: 0.05.
     pub error_rate: f64,
+    /// `error_rate`: its window, minutes (1 to 60). Default: 5.
     pub error_window_minutes: i64,
+    /// `error_rate`: requests the window needs. Default: 20.
     pub error_min_requests: i64,
+    /// `slow_p95`: p95 latency above this, milliseconds. Default: 30000.
     pub slow_p95_ms: f64,
+    /// `slow_p95`: its window, minutes (1 to 60). Default: 10.
     pub slow_window_minutes: i64,
+    /// `slow_p95`: requests the window needs. Default: 40.
     pub slow_min_requests: i64,
+    /// Spend limits per dimension value. Default: none.
     pub budgets: Vec<Budget>,
 }
 
@@ -78,11 +126,17 @@ impl Default for AnomalyConfig {
                 .map(String::from)
                 .to_vec(),
             cost_spike_ratio: 2.0,
-            cost_spike_min_usd: 5.0,
+            cost_spike_min_typical_hours: 2.0,
+            cost_spike_min_usd: 0.5,
             robust_z: 8.0,
             robust_window_minutes: 10,
-            robust_min_usd: 3.0,
+            robust_min_busy: 1.5,
+            robust_min_usd: 0.25,
             warmup_days: 3.0,
+            runaway_tolerance: 1.5,
+            runaway_threshold: 15.0,
+            runaway_min_typical_hours: 0.5,
+            runaway_min_usd: 0.25,
             error_rate: 0.05,
             error_window_minutes: 5,
             error_min_requests: 20,
@@ -126,6 +180,38 @@ impl AnomalyConfig {
                 return Err(EngineError::Config(format!(
                     "anomalies.budgets: {}={} needs positive daily_usd / monthly_usd",
                     b.dimension, b.value
+                )));
+            }
+        }
+        let positive = [
+            ("cost_spike_ratio", self.cost_spike_ratio),
+            ("robust_z", self.robust_z),
+            ("runaway_tolerance", self.runaway_tolerance),
+            ("runaway_threshold", self.runaway_threshold),
+        ];
+        for (key, value) in positive {
+            if !(value > 0.0 && value.is_finite()) {
+                return Err(EngineError::Config(format!(
+                    "anomalies.{key} = {value}: must be a positive number"
+                )));
+            }
+        }
+        let non_negative = [
+            (
+                "cost_spike_min_typical_hours",
+                self.cost_spike_min_typical_hours,
+            ),
+            ("cost_spike_min_usd", self.cost_spike_min_usd),
+            ("robust_min_busy", self.robust_min_busy),
+            ("robust_min_usd", self.robust_min_usd),
+            ("warmup_days", self.warmup_days),
+            ("runaway_min_typical_hours", self.runaway_min_typical_hours),
+            ("runaway_min_usd", self.runaway_min_usd),
+        ];
+        for (key, value) in non_negative {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err(EngineError::Config(format!(
+                    "anomalies.{key} = {value}: must be zero or more"
                 )));
             }
         }
@@ -216,6 +302,9 @@ struct Series {
     recent: BTreeMap<i64, Recent>,
     /// Spend by day index, for budgets.
     days: BTreeMap<i64, f64>,
+    /// Spend by 10-minute stretch and by hour (index since the epoch), for the baseline.
+    stretches: BTreeMap<i64, f64>,
+    hours: BTreeMap<i64, f64>,
 }
 
 #[derive(Debug, Default)]
@@ -233,7 +322,21 @@ impl Series {
             ring: vec![(i64::MIN, 0.0); RING_MINUTES as usize],
             recent: BTreeMap::new(),
             days: BTreeMap::new(),
+            stretches: BTreeMap::new(),
+            hours: BTreeMap::new(),
         }
+    }
+
+    /// What this series usually spends, from the week before `minute`.
+    fn baseline(&self, minute: i64) -> Option<Baseline> {
+        let stretch = minute.div_euclid(STRETCH_MINUTES);
+        let hour = minute.div_euclid(60);
+        Baseline::learn(
+            self.stretches
+                .range(stretch - 7 * MINUTES_PER_DAY / STRETCH_MINUTES..stretch)
+                .map(|(_, c)| *c),
+            self.hours.range(hour - 7 * 24..hour).map(|(_, c)| *c),
+        )
     }
 
     fn cost_at(&self, minute: i64) -> f64 {
@@ -266,6 +369,11 @@ impl Series {
             .days
             .entry(minute.div_euclid(MINUTES_PER_DAY))
             .or_default() += cost;
+        *self
+            .stretches
+            .entry(minute.div_euclid(STRETCH_MINUTES))
+            .or_default() += cost;
+        *self.hours.entry(minute.div_euclid(60)).or_default() += cost;
         self.first_minute = self.first_minute.min(minute);
         self.last_active = self.last_active.max(minute);
         let recent = self.recent.entry(minute).or_default();
@@ -285,6 +393,11 @@ impl Series {
         self.days = self
             .days
             .split_off(&(through.div_euclid(MINUTES_PER_DAY) - 62));
+        let week = 7 * MINUTES_PER_DAY + 60;
+        self.stretches = self
+            .stretches
+            .split_off(&(through - week).div_euclid(STRETCH_MINUTES));
+        self.hours = self.hours.split_off(&(through - week).div_euclid(60));
     }
 }
 
@@ -294,6 +407,26 @@ pub struct AnomalyDetector {
     config: AnomalyConfig,
     /// (dimension, value) → history.
     series: BTreeMap<(String, String), Series>,
+    /// What each series is measured against, learned again at every hour evaluated.
+    baselines: Baselines,
+}
+
+/// The baselines of one hour: each series' own (and whether it is warm) and each dimension's
+/// organisation-wide one.
+#[derive(Debug, Default)]
+struct Baselines {
+    hour: Option<i64>,
+    own: BTreeMap<(String, String), (Baseline, bool)>,
+    organisation: BTreeMap<String, Baseline>,
+}
+
+impl Baselines {
+    fn of(&self, key: &(String, String)) -> Option<Baseline> {
+        baseline::effective(
+            self.own.get(key).copied(),
+            self.organisation.get(&key.0).copied(),
+        )
+    }
 }
 
 /// A row of the `anomalies` table before it becomes Arrow.
@@ -312,6 +445,7 @@ impl AnomalyDetector {
         Ok(AnomalyDetector {
             config: config.clone(),
             series: BTreeMap::new(),
+            baselines: Baselines::default(),
         })
     }
 
@@ -417,6 +551,7 @@ impl AnomalyDetector {
         };
         let mut events = Vec::new();
         for minute in first..=last {
+            self.learn_baselines(minute);
             self.evaluate_minute(state, minute, &mut events);
         }
         if last >= first {
@@ -426,6 +561,39 @@ impl AnomalyDetector {
             }
         }
         events
+    }
+
+    /// Learns every series' baseline again when `minute` starts an hour not learned yet.
+    fn learn_baselines(&mut self, minute: i64) {
+        let hour = minute.div_euclid(60);
+        if self.baselines.hour == Some(hour) {
+            return;
+        }
+        let warmup = (self.config.warmup_days * MINUTES_PER_DAY as f64) as i64;
+        let mut own = BTreeMap::new();
+        // Series with a day of history and two busy hours speak for their organisation.
+        let mut seasoned: BTreeMap<&str, Vec<Baseline>> = BTreeMap::new();
+        for (key, series) in &self.series {
+            if let Some(b) = series.baseline(minute) {
+                let age = minute - series.first_minute;
+                let enough = b.samples >= baseline::WARM_SAMPLES;
+                own.insert(key.clone(), (b, enough && age >= warmup));
+                if enough && age >= baseline::SEASONED_MINUTES {
+                    seasoned.entry(key.0.as_str()).or_default().push(b);
+                }
+            }
+        }
+        let organisation = seasoned
+            .into_iter()
+            .filter_map(|(dimension, baselines)| {
+                Baseline::median_of(&baselines).map(|median| (dimension.to_string(), median))
+            })
+            .collect();
+        self.baselines = Baselines {
+            hour: Some(hour),
+            own,
+            organisation,
+        };
     }
 
     fn evaluate_minute(
@@ -447,9 +615,11 @@ impl AnomalyDetector {
             if quiet && budget.is_none() && !has_active {
                 continue;
             }
+            let usual = self.baselines.of(&(dimension.clone(), value.clone()));
             let mut findings: Vec<(&'static str, Option<Finding>)> = vec![
-                ("cost_spike", self.cost_spike(series, minute)),
-                ("cost_rate", self.cost_rate(series, minute)),
+                ("cost_spike", self.cost_spike(series, minute, usual)),
+                ("cost_rate", self.cost_rate(series, minute, usual)),
+                ("cost_runaway", self.cost_runaway(series, minute, usual)),
                 ("error_rate", self.error_rate(series, minute)),
                 ("slow_p95", self.slow_p95(series, minute)),
             ];
@@ -525,9 +695,12 @@ impl AnomalyDetector {
         }
     }
 
-    fn cost_spike(&self, series: &Series, minute: i64) -> Option<Finding> {
+    fn cost_spike(&self, series: &Series, minute: i64, usual: Option<Baseline>) -> Option<Finding> {
         let observed = series.cost(minute, 60);
-        if observed < self.config.cost_spike_min_usd {
+        let floor = self.config.cost_spike_min_usd.max(usual.map_or(0.0, |b| {
+            self.config.cost_spike_min_typical_hours * b.typical_hour_usd
+        }));
+        if observed < floor {
             return None;
         }
         // The busiest hour around the same time a day and a week earlier: a working day that
@@ -537,7 +710,14 @@ impl AnomalyDetector {
             .flat_map(|back| [-60, -30, 0, 30, 60].map(|shift| minute - back + shift))
             .map(|end| series.cost(end, 60))
             .fold(0.0, f64::max);
-        if baseline <= 0.0 || observed - baseline < self.config.cost_spike_min_usd {
+        // Never less than a typical hour: bursty use has quiet hours, and twice a quiet hour is
+        // no spike.
+        let baseline = if baseline > 0.0 {
+            baseline.max(usual.map_or(0.0, |b| b.typical_hour_usd))
+        } else {
+            0.0
+        };
+        if baseline <= 0.0 || observed - baseline < floor {
             return None;
         }
         let ratio = observed / baseline;
@@ -550,11 +730,14 @@ impl AnomalyDetector {
         })
     }
 
-    fn cost_rate(&self, series: &Series, minute: i64) -> Option<Finding> {
+    fn cost_rate(&self, series: &Series, minute: i64, usual: Option<Baseline>) -> Option<Finding> {
         let width = self.config.robust_window_minutes;
         let observed = series.cost(minute, width);
         let warmup = (self.config.warmup_days * MINUTES_PER_DAY as f64) as i64;
-        if observed < self.config.robust_min_usd || minute - series.first_minute < warmup {
+        let floor = self.config.robust_min_usd.max(usual.map_or(0.0, |b| {
+            self.config.robust_min_busy * b.busy_10min_usd * width as f64 / STRETCH_MINUTES as f64
+        }));
+        if observed < floor || minute - series.first_minute < warmup {
             return None;
         }
         let mut history: Vec<f64> = Vec::with_capacity(49);
@@ -566,7 +749,7 @@ impl AnomalyDetector {
                 }
             }
         }
-        let (median, scale) = robust_scale(&mut history, self.config.robust_min_usd)?;
+        let (median, scale) = robust_scale(&mut history, floor)?;
         let z = (observed - median) / scale;
         (z >= self.config.robust_z).then_some(Finding {
             severity: Severity::critical_if(z >= 2.0 * self.config.robust_z),
@@ -574,6 +757,32 @@ impl AnomalyDetector {
             baseline: median,
             score: z,
             window_minutes: width,
+        })
+    }
+
+    fn cost_runaway(
+        &self,
+        series: &Series,
+        minute: i64,
+        usual: Option<Baseline>,
+    ) -> Option<Finding> {
+        let usual = usual?;
+        let busy_per_minute = usual.busy_10min_usd / STRETCH_MINUTES as f64;
+        let state = runaway::cusum(
+            (minute - runaway::LOOKBACK_MINUTES + 1..=minute).map(|m| series.cost_at(m)),
+            busy_per_minute,
+            self.config.runaway_tolerance,
+        )?;
+        let floor = self
+            .config
+            .runaway_min_usd
+            .max(self.config.runaway_min_typical_hours * usual.typical_hour_usd);
+        (state.score >= self.config.runaway_threshold && state.run_usd >= floor).then(|| Finding {
+            severity: Severity::critical_if(state.score >= 4.0 * self.config.runaway_threshold),
+            observed: state.run_usd,
+            baseline: busy_per_minute * state.run_minutes as f64,
+            score: state.score,
+            window_minutes: state.run_minutes,
         })
     }
 
@@ -835,7 +1044,20 @@ mod tests {
         s
     }
 
-    fn spike_with(last_hour_per_minute: f64, yesterday_per_minute: f64) -> Option<Finding> {
+    /// A series whose typical active hour costs `typical_hour` and busy 10 minutes `busy`.
+    fn usual(typical_hour: f64, busy: f64) -> Option<Baseline> {
+        Some(Baseline {
+            typical_hour_usd: typical_hour,
+            busy_10min_usd: busy,
+            samples: 500,
+        })
+    }
+
+    fn spike_with(
+        last_hour_per_minute: f64,
+        yesterday_per_minute: f64,
+        typical_hour: f64,
+    ) -> Option<Finding> {
         let s = series(2, |m| {
             if m > NOW - 60 {
                 last_hour_per_minute
@@ -845,22 +1067,53 @@ mod tests {
                 0.0
             }
         });
-        detector(AnomalyConfig::default()).cost_spike(&s, NOW)
+        let busy = typical_hour / 6.0;
+        detector(AnomalyConfig::default()).cost_spike(&s, NOW, usual(typical_hour, busy))
     }
 
     #[test]
-    fn cost_spike_at_its_ratio_and_minimum() {
-        // Baseline $12/h. Just under 2x, at 2x, just over.
-        assert_eq!(spike_with(0.3999, 0.2), None);
-        let at = spike_with(0.4, 0.2).unwrap();
+    fn cost_spike_at_its_ratio_and_its_floor_in_typical_hours() {
+        // Yesterday's hour $12, a typical one $5. Just under 2x, at 2x, just over.
+        assert_eq!(spike_with(0.3999, 0.2, 5.0), None);
+        let at = spike_with(0.4, 0.2, 5.0).unwrap();
         assert!((at.score - 2.0).abs() < 1e-9 && at.severity == Severity::Warning);
-        assert!(spike_with(0.4001, 0.2).is_some());
-        assert_eq!(spike_with(2.0, 0.2).unwrap().severity, Severity::Critical);
-        // $0.01 -> $0.03 an hour triples but is no incident.
-        assert_eq!(spike_with(0.03 / 60.0, 0.01 / 60.0), None);
+        assert!(spike_with(0.4001, 0.2, 5.0).is_some());
+        assert_eq!(
+            spike_with(2.0, 0.2, 5.0).unwrap().severity,
+            Severity::Critical
+        );
+        // Tripling is not enough for a series whose typical hour is more than the jump.
+        assert_eq!(spike_with(0.6, 0.2, 30.0), None);
         // A zero baseline is no ratio at all, and 0 -> 0 is nothing.
-        assert_eq!(spike_with(1.0, 0.0), None);
-        assert_eq!(spike_with(0.0, 0.0), None);
+        assert_eq!(spike_with(1.0, 0.0, 12.0), None);
+        assert_eq!(spike_with(0.0, 0.0, 12.0), None);
+    }
+
+    #[test]
+    fn cost_spike_fits_any_scale_and_cents_never_alert() {
+        // The same tripling at a hundredth, at the scale, at a hundred times: the floor moves
+        // with the series, so each fires.
+        for scale in [0.03, 1.0, 100.0] {
+            let f = spike_with(0.6 * scale, 0.2 * scale, 10.0 * scale);
+            assert!(f.is_some(), "{scale}");
+        }
+        // $0.01 -> $0.03 an hour triples, but is under the absolute floor.
+        assert_eq!(spike_with(0.03 / 60.0, 0.01 / 60.0, 0.01), None);
+        // Without a baseline, only the absolute floor counts.
+        let s = series(2, |m| {
+            if m > NOW - 60 {
+                0.1
+            } else if m > NOW - DAY - 60 && m <= NOW - DAY {
+                0.02
+            } else {
+                0.0
+            }
+        });
+        assert!(
+            detector(AnomalyConfig::default())
+                .cost_spike(&s, NOW, None)
+                .is_some()
+        );
     }
 
     #[test]
@@ -870,25 +1123,189 @@ mod tests {
             let day = (NOW - m).div_euclid(DAY);
             if day == 1 || day == 2 { 0.0 } else { 0.5 }
         });
-        assert_eq!(detector(AnomalyConfig::default()).cost_spike(&s, NOW), None);
+        let usual = s.baseline(NOW);
+        assert_eq!(
+            detector(AnomalyConfig::default()).cost_spike(&s, NOW, usual),
+            None
+        );
     }
 
-    /// A user with a steady $0.1/min and `extra` per minute over the last ten minutes.
-    fn rate_with(days: i64, extra: f64) -> Option<Finding> {
-        let s = series(days, |m| 0.1 + if m > NOW - 10 { extra } else { 0.0 });
-        detector(AnomalyConfig::default()).cost_rate(&s, NOW)
+    /// A user with a steady `scale` × $0.1/min and `extra` × `scale` per minute over the last ten
+    /// minutes, measured against its own baseline.
+    fn rate_with(days: i64, extra: f64, scale: f64) -> Option<Finding> {
+        let s = series(days, |m| {
+            scale * (0.1 + if m > NOW - 10 { extra } else { 0.0 })
+        });
+        let usual = s.baseline(NOW);
+        detector(AnomalyConfig::default()).cost_rate(&s, NOW, usual)
     }
 
     #[test]
-    fn robust_rule_needs_warm_up_and_its_threshold() {
-        // Steady history: median $1 per 10 min, scale floored at max(0.25 x 1, 3/2) = 1.5,
-        // so z >= 8 needs $13 in the ten minutes: $1.2 a minute more.
-        assert_eq!(rate_with(8, 1.1999), None);
-        assert!(rate_with(8, 1.2).is_some());
-        assert!(rate_with(8, 1.2001).is_some());
-        // The same spend on a user's first days is no alert.
-        assert_eq!(rate_with(2, 5.0), None);
-        assert_eq!(rate_with(0, 5.0), None);
+    fn robust_rule_needs_warm_up_and_its_threshold_at_any_scale() {
+        // Steady history: median and busy stretch $1 per 10 min, so the floor is $1.5 and the
+        // scale max(0.25 x 1, 1.5 / 2) = 0.75: z >= 8 needs $7 in the ten minutes, $0.6 a
+        // minute more. The same at a hundredth (the $0.25 floor still under it) and at 100x.
+        for scale in [0.2, 1.0, 100.0] {
+            assert_eq!(rate_with(8, 0.5999, scale), None, "{scale}");
+            assert!(rate_with(8, 0.6001, scale).is_some(), "{scale}");
+        }
+        // Cents are not an incident whatever their z-score.
+        assert_eq!(rate_with(8, 5.0, 0.001), None);
+        // The same spend on a user's first days is no alert of this rule.
+        assert_eq!(rate_with(2, 5.0, 1.0), None);
+        assert_eq!(rate_with(0, 5.0, 1.0), None);
+    }
+
+    /// Eight working days of a steady `per_minute` from 9:00 to 17:00, then `jump` times that
+    /// over the last `minutes` minutes (NOW is noon).
+    fn working_days(per_minute: f64, jump: f64, minutes: i64) -> Series {
+        series(8, |m| {
+            let of_day = m.rem_euclid(DAY);
+            if m > NOW - minutes {
+                per_minute * jump
+            } else if (9 * 60..17 * 60).contains(&of_day) {
+                per_minute
+            } else {
+                0.0
+            }
+        })
+    }
+
+    fn runaway(s: &Series) -> Option<Finding> {
+        detector(AnomalyConfig::default()).cost_runaway(s, NOW, s.baseline(NOW))
+    }
+
+    #[test]
+    fn runaway_fires_within_minutes_whatever_the_scale() {
+        // $0.30 an hour of work ($2.40 a day): ten times that spends the $0.25 floor in five
+        // minutes, and fires then.
+        assert!(runaway(&working_days(0.005, 10.0, 5)).is_some());
+        assert_eq!(runaway(&working_days(0.005, 10.0, 4)), None);
+        for per_minute in [0.05, 0.1, 5.0] {
+            // Ten times the usual pace: once it has spent half a typical hour, three minutes.
+            assert!(
+                runaway(&working_days(per_minute, 10.0, 3)).is_some(),
+                "{per_minute}"
+            );
+            assert_eq!(
+                runaway(&working_days(per_minute, 10.0, 2)),
+                None,
+                "{per_minute}"
+            );
+            // Forty times: the first minute.
+            let loop_ = runaway(&working_days(per_minute, 40.0, 1)).unwrap();
+            assert!(loop_.score >= 15.0, "{loop_:?}");
+            // The usual pace, or a busy stretch at 1.4 times it, never.
+            assert_eq!(runaway(&working_days(per_minute, 1.0, 60)), None);
+            assert_eq!(runaway(&working_days(per_minute, 1.4, 60)), None);
+        }
+    }
+
+    #[test]
+    fn runaway_needs_its_floor_and_a_baseline() {
+        // $0.0001 a minute at 40 times: $0.008 in two minutes, cents.
+        assert_eq!(runaway(&working_days(0.0001, 40.0, 2)), None);
+        // Nothing ever spent: no baseline, nothing to measure against.
+        let zeros = series(8, |_| 0.0);
+        assert_eq!(zeros.baseline(NOW), None);
+        assert_eq!(runaway(&zeros), None);
+    }
+
+    /// Three weeks of one person's bursty sessions like real Claude Code use (a few calls within
+    /// two minutes, then idle for 35 minutes on average) on working days 9:00 to 17:00, and a
+    /// loop of $0.2 a minute from `loop_from` on.
+    fn bursty(seed: u64, loop_from: Option<i64>) -> Series {
+        let start = NOW - 21 * DAY - 9 * 60;
+        let mut s = Series::new(start);
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut uniform = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut minute = start;
+        while minute < NOW + 60 {
+            let of_day = minute.rem_euclid(DAY);
+            let weekday = (minute.div_euclid(DAY) + 3).rem_euclid(7) < 5;
+            let working = weekday && (9 * 60..17 * 60).contains(&of_day);
+            if working {
+                let calls = 2 + (uniform() * 5.0) as i64;
+                for c in 0..calls {
+                    s.add(
+                        minute + c / 3,
+                        0.01 + 0.06 * uniform() * uniform() * 4.0,
+                        1,
+                        0,
+                        None,
+                    );
+                }
+                let gap = -((1.0 - uniform()).ln()) * 35.0;
+                minute += 2 + gap as i64;
+            } else {
+                minute += 10;
+            }
+        }
+        if let Some(from) = loop_from {
+            for m in from..NOW + 60 {
+                s.add(m, 0.2, 10, 0, None);
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn a_loop_among_bursty_sessions_is_caught_within_ten_minutes() {
+        // Real Claude Code use comes in sessions: a few calls in two minutes, then half an
+        // hour of reading. Three such people, three weeks of them, then one starts a loop.
+        for seed in 1..=3u64 {
+            let mut team = bursty(seed * 100, Some(NOW - 3 * 60));
+            for other in 1..3 {
+                let person = bursty(seed * 100 + other, None);
+                for (minute, cost) in person.ring.iter().filter(|(m, _)| *m > i64::MIN) {
+                    team.add(*minute, *cost, 1, 0, None);
+                }
+            }
+            let mut d = detector(AnomalyConfig::default());
+            d.series.insert(("team".into(), "t".into()), team);
+            let mut state = AnomalyState {
+                evaluated_through: Some(NOW - 3 * 60 - 1),
+                ..AnomalyState::default()
+            };
+            let events = d.evaluate(&mut state, (NOW + 60) * NANOS_PER_MINUTE);
+            let first = events
+                .iter()
+                .find(|e| e.status == "firing" && e.active.rule == "cost_runaway")
+                .map(|e| e.time_nanos / NANOS_PER_MINUTE - (NOW - 3 * 60))
+                .unwrap_or(i64::MAX);
+            assert!(first <= 10, "seed {seed}: fired after {first} minutes");
+        }
+    }
+
+    #[test]
+    fn a_new_user_in_a_loop_is_measured_against_the_organisation() {
+        let mut d = detector(AnomalyConfig::default());
+        for user in ["a", "b", "c"] {
+            d.series
+                .insert(("user_id".into(), user.into()), working_days(0.1, 1.0, 0));
+        }
+        // Five minutes of history, all of it a loop at forty times the others' pace.
+        let mut newcomer = Series::new(NOW - 5);
+        for minute in NOW - 5..=NOW {
+            newcomer.add(minute, 4.0, 10, 0, None);
+        }
+        d.series.insert(("user_id".into(), "new".into()), newcomer);
+        let mut state = AnomalyState {
+            evaluated_through: Some(NOW - 6),
+            ..AnomalyState::default()
+        };
+        let events = d.evaluate(&mut state, (NOW + 1) * NANOS_PER_MINUTE);
+        let fired: Vec<_> = events
+            .iter()
+            .map(|e| (e.active.rule.as_str(), e.active.value.as_str()))
+            .collect();
+        assert!(fired.contains(&("cost_runaway", "new")), "{fired:?}");
+        assert!(!fired.iter().any(|(_, user)| *user != "new"), "{fired:?}");
     }
 
     #[test]
