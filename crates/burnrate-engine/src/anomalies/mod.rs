@@ -1255,6 +1255,22 @@ mod tests {
     }
 
     #[test]
+    fn every_rule_is_quiet_on_a_series_of_zeros() {
+        let zeros = series(8, |_| 0.0);
+        let d = detector(AnomalyConfig::default());
+        let own = zeros.baseline(NOW);
+        assert_eq!(own, None);
+        // With no baseline of its own and an organisation's one, still nothing.
+        for baseline in [own, usual(0.3, 0.05)] {
+            assert_eq!(d.cost_spike(&zeros, NOW, baseline), None);
+            assert_eq!(d.cost_rate(&zeros, NOW, baseline), None);
+            assert_eq!(d.cost_runaway(&zeros, NOW, baseline), None);
+        }
+        assert_eq!(d.error_rate(&zeros, NOW), None);
+        assert_eq!(d.slow_p95(&zeros, NOW), None);
+    }
+
+    #[test]
     fn a_loop_among_bursty_sessions_is_caught_within_ten_minutes() {
         // Real Claude Code use comes in sessions: a few calls in two minutes, then half an
         // hour of reading. Three such people, three weeks of them, then one starts a loop.
