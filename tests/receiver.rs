@@ -460,6 +460,46 @@ fn a_live_day_reports_latency_before_its_windows_close() {
     assert!(status.success(), "{log}");
 }
 
+/// Metrics in OTLP/JSON posted to /v1/logs: JSON ignores keys it does not know, so this used to
+/// read as an empty logs export, answered 200 with the data dropped. It is a 400, kept as a dead
+/// letter, as the same mix-up in protobuf is.
+#[test]
+fn otlp_json_of_another_signal_is_refused_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let receiver = Receiver::start(&data, &small_limits(tmp.path()));
+    let metrics = std::fs::read(samples().join("r03/0002-metrics.json")).unwrap();
+    let (status, body) = receiver.post(
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        &metrics,
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    // The right path still takes it.
+    let (status, _) = receiver.post(
+        "/v1/metrics",
+        &[("Content-Type", "application/json")],
+        &metrics,
+    );
+    assert_eq!(status, 200);
+    let (status, log) = receiver.stop();
+    assert!(status.success(), "{log}");
+    let dead = one(&data, "SELECT origin, error FROM dead_letters");
+    assert!(
+        dead["error"]
+            .as_str()
+            .unwrap()
+            .contains("OTLP/JSON metrics export"),
+        "{dead:?}"
+    );
+    assert!(
+        dead["origin"]
+            .as_str()
+            .unwrap()
+            .starts_with("receiver/logs/")
+    );
+}
+
 #[test]
 fn a_receiver_killed_after_answering_200_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();

@@ -64,6 +64,15 @@ impl Export {
             Export::Traces(_) => Signal::Traces,
         }
     }
+
+    /// Whether it carries no resource at all.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Export::Logs(r) => r.resource_logs.is_empty(),
+            Export::Metrics(r) => r.resource_metrics.is_empty(),
+            Export::Traces(r) => r.resource_spans.is_empty(),
+        }
+    }
 }
 
 /// How to read a payload; `None` fields are detected from the bytes.
@@ -159,11 +168,27 @@ fn decode_json(bytes: &[u8], signal: Option<Signal>) -> Result<Export, DecodeErr
         signal,
         message: e.to_string(),
     };
-    Ok(match signal {
+    let export = match signal {
         Signal::Logs => Export::Logs(serde_json::from_slice(bytes).map_err(wrap)?),
         Signal::Metrics => Export::Metrics(serde_json::from_slice(bytes).map_err(wrap)?),
         Signal::Traces => Export::Traces(serde_json::from_slice(bytes).map_err(wrap)?),
-    })
+    };
+    // JSON ignores keys it does not know, so metrics sent as logs would read as an empty logs
+    // export and be dropped in silence. Protobuf of the wrong signal fails; so does this.
+    if export.is_empty()
+        && let Ok(other) = sniff_json_signal(bytes)
+        && other != signal
+    {
+        return Err(DecodeError::Json {
+            signal,
+            message: format!(
+                "the body is an OTLP/JSON {} export, not {}",
+                other.as_str(),
+                signal.as_str()
+            ),
+        });
+    }
+    Ok(export)
 }
 
 /// The first top-level key names the signal. Only the keys are looked at, values are skipped.
@@ -351,6 +376,31 @@ mod tests {
         let bytes = [0x1d, 1, 2, 3, 4];
         let parsed: Vec<_> = fields(&bytes).collect();
         assert!(matches!(parsed[0], Ok((3, Wire::Fixed32))));
+    }
+
+    #[test]
+    fn json_of_another_signal_is_an_error_and_an_empty_export_is_not() {
+        let metrics = br#"{"resourceMetrics":[{"scopeMetrics":[]}]}"#;
+        for signal in [Signal::Logs, Signal::Traces] {
+            let hint = PayloadHint {
+                signal: Some(signal),
+                ..PayloadHint::default()
+            };
+            let error = decode_export(metrics, hint).unwrap_err().to_string();
+            assert!(error.contains("OTLP/JSON metrics export"), "{error}");
+        }
+        let hint = PayloadHint {
+            signal: Some(Signal::Metrics),
+            ..PayloadHint::default()
+        };
+        assert!(decode_export(metrics, hint).is_ok());
+        // An empty export of the right (or no) signal is fine, as OTLP allows.
+        let hint = PayloadHint {
+            signal: Some(Signal::Logs),
+            ..PayloadHint::default()
+        };
+        assert!(decode_export(br#"{"resourceLogs":[]}"#, hint).is_ok());
+        assert!(decode_export(b"{}", hint).is_ok());
     }
 
     #[test]
