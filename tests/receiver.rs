@@ -500,6 +500,71 @@ fn otlp_json_of_another_signal_is_refused_and_kept() {
     );
 }
 
+/// What a broken or hostile gRPC client sends gets the OTLP answers, the same as over HTTP:
+/// a body that is not an export of the service's signal is INVALID_ARGUMENT (not retried), kept
+/// in `dead_letters` and counted; one over `max_body_bytes` is RESOURCE_EXHAUSTED, not the
+/// OUT_OF_RANGE clients would retry forever.
+#[test]
+fn grpc_bodies_that_are_not_exports_are_refused_kept_and_counted() {
+    use crate::support::grpc::export_raw;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let receiver = Receiver::start(&data, &small_limits(tmp.path()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let logs = std::fs::read(samples().join("r01/0000-logs.pb")).unwrap();
+    let traces = std::fs::read(samples().join("r01/0001-traces.pb")).unwrap();
+    let mut noise = vec![0u8; 4096];
+    let mut x: u32 = 0x2545_f491;
+    for b in &mut noise {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let broken = [
+        ("truncated", logs[..logs.len() / 2].to_vec()),
+        ("random bytes", noise),
+        ("traces sent to the logs service", traces),
+    ];
+    for (what, body) in &broken {
+        let code = runtime.block_on(export_raw(receiver.grpc, "logs", body.clone()));
+        assert_eq!(code, tonic::Code::InvalidArgument, "{what}");
+    }
+    let code = runtime.block_on(export_raw(receiver.grpc, "logs", vec![0u8; 2 << 20]));
+    assert_eq!(code, tonic::Code::ResourceExhausted, "over max_body_bytes");
+    // A real export still lands.
+    let code = runtime.block_on(export_raw(receiver.grpc, "logs", logs.clone()));
+    assert_eq!(code, tonic::Code::Ok);
+
+    let (_, metrics) = receiver.get_health("/metrics");
+    for counted in [
+        "burnrate_receiver_requests_total{status=\"rejected\"} 3",
+        "burnrate_receiver_requests_total{status=\"too_large\"} 1",
+        "burnrate_receiver_requests_total{status=\"accepted\"} 1",
+    ] {
+        assert!(metrics.contains(counted), "{counted}:\n{metrics}");
+    }
+    drop(runtime);
+    let (status, log) = receiver.stop();
+    assert!(status.success(), "{log}");
+    let dead = query(&data, "SELECT origin, size FROM dead_letters ORDER BY size");
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert!(
+        dead.iter()
+            .all(|d| d["origin"].as_str().unwrap().starts_with("receiver/logs/")),
+        "{dead:?}"
+    );
+    let calls = one(&data, "SELECT count(*) AS n FROM api_requests");
+    assert_eq!(
+        num(&calls, "n"),
+        1.0,
+        "r01's first logs export has one model call"
+    );
+}
+
 #[test]
 fn a_receiver_killed_after_answering_200_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();

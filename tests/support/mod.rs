@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod chromium;
+pub mod grpc;
 pub mod pushgateway;
 pub mod s3;
 

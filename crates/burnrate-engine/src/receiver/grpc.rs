@@ -1,93 +1,200 @@
 //! OTLP/gRPC: the collector's Logs, Metrics and Trace services, gzip accepted.
 //!
-//! tonic hands over decoded prost structs; they are encoded back to protobuf for the write-ahead
-//! log, so both front doors share one durable path. That second encode costs about as much as
-//! the decode did, which is fine at the rates one laptop or a few sends to the embedded receiver.
+//! Requests are taken as the bytes the client sent (a codec that does not decode), so gRPC and
+//! HTTP share one path: the writer decodes, logs and answers both alike. A body that is not an
+//! export of its service's signal is `INVALID_ARGUMENT`, kept in `dead_letters` and counted, as
+//! over HTTP; one over `max_body_bytes` is `RESOURCE_EXHAUSTED` (tonic's own limit answers
+//! `OUT_OF_RANGE`, which OTLP clients retry).
 
+use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use burnrate_otlp::proto::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use burnrate_otlp::proto::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use burnrate_otlp::proto::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use burnrate_otlp::proto::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use burnrate_otlp::proto::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use burnrate_otlp::proto::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use burnrate_otlp::{Encoding, Signal};
 use prost::Message;
-use tonic::codec::CompressionEncoding;
-use tonic::{Request, Response, Status};
+use prost::bytes::{Buf, BufMut};
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
+use tonic::codegen::{Body, BoxFuture, StdError, http};
+use tonic::server::{NamedService, UnaryService};
+use tonic::{Code, Status};
 
 use super::{
     Intake, Outcome, logs_response, metrics_response, partial_success_warning, traces_response,
 };
 use crate::EngineError;
 
-#[derive(Clone)]
-struct Exports(Arc<Intake>);
+/// One OTLP export service: its gRPC name and signal.
+trait ExportService: Send + Sync + 'static {
+    const NAME: &'static str;
+    const PATH: &'static str;
+    const SIGNAL: Signal;
+}
 
-impl Exports {
-    /// The partial-success warning, if any rows kept unparsable values.
-    async fn submit(&self, signal: Signal, payload: Vec<u8>) -> Result<Option<String>, Status> {
-        match self.0.submit(signal, Some(Encoding::Proto), payload).await {
-            Outcome::Accepted { rows_with_errors } => Ok(partial_success_warning(rows_with_errors)),
-            Outcome::Rejected {
-                message,
-                too_large: true,
-            } => Err(Status::resource_exhausted(message)),
-            Outcome::Rejected { message, .. } => Err(Status::invalid_argument(message)),
-            Outcome::Unavailable(message) => Err(Status::unavailable(message)),
+struct Logs;
+struct Metrics;
+struct Traces;
+
+impl ExportService for Logs {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    const SIGNAL: Signal = Signal::Logs;
+}
+
+impl ExportService for Metrics {
+    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    const SIGNAL: Signal = Signal::Metrics;
+}
+
+impl ExportService for Traces {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    const SIGNAL: Signal = Signal::Traces;
+}
+
+/// A codec that hands over the request's bytes as they came (after gzip) and sends response
+/// bytes already encoded.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawBytes;
+
+impl Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawBytes
+    }
+}
+
+impl Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let mut bytes = vec![0; src.remaining()];
+        src.copy_to_slice(&mut bytes);
+        Ok(Some(bytes))
+    }
+}
+
+/// The `Export` method of one service, over the receiver's intake.
+struct Export<S> {
+    intake: Arc<Intake>,
+    service: PhantomData<S>,
+}
+
+impl<S: ExportService> UnaryService<Vec<u8>> for Export<S> {
+    type Response = Vec<u8>;
+    type Future = BoxFuture<tonic::Response<Vec<u8>>, Status>;
+
+    fn call(&mut self, request: tonic::Request<Vec<u8>>) -> Self::Future {
+        let intake = self.intake.clone();
+        Box::pin(async move {
+            let payload = request.into_inner();
+            let outcome = intake
+                .submit(S::SIGNAL, Some(Encoding::Proto), payload)
+                .await;
+            let warning = match outcome {
+                Outcome::Accepted { rows_with_errors } => partial_success_warning(rows_with_errors),
+                Outcome::Rejected {
+                    message,
+                    too_large: true,
+                } => return Err(Status::resource_exhausted(message)),
+                Outcome::Rejected { message, .. } => return Err(Status::invalid_argument(message)),
+                Outcome::Unavailable(message) => return Err(Status::unavailable(message)),
+            };
+            let body = match S::SIGNAL {
+                Signal::Logs => logs_response(warning).encode_to_vec(),
+                Signal::Metrics => metrics_response(warning).encode_to_vec(),
+                Signal::Traces => traces_response(warning).encode_to_vec(),
+            };
+            Ok(tonic::Response::new(body))
+        })
+    }
+}
+
+/// One OTLP service as tonic's server takes it.
+struct OtlpService<S> {
+    intake: Arc<Intake>,
+    service: PhantomData<S>,
+}
+
+impl<S> Clone for OtlpService<S> {
+    fn clone(&self) -> Self {
+        OtlpService {
+            intake: self.intake.clone(),
+            service: PhantomData,
         }
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Exports {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let warning = self
-            .submit(Signal::Logs, request.into_inner().encode_to_vec())
-            .await?;
-        Ok(Response::new(logs_response(warning)))
-    }
+impl<S: ExportService> NamedService for OtlpService<S> {
+    const NAME: &'static str = S::NAME;
 }
 
-#[tonic::async_trait]
-impl MetricsService for Exports {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let warning = self
-            .submit(Signal::Metrics, request.into_inner().encode_to_vec())
-            .await?;
-        Ok(Response::new(metrics_response(warning)))
-    }
-}
+impl<S, B> tonic::codegen::Service<http::Request<B>> for OtlpService<S>
+where
+    S: ExportService,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
 
-#[tonic::async_trait]
-impl TraceService for Exports {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let warning = self
-            .submit(Signal::Traces, request.into_inner().encode_to_vec())
-            .await?;
-        Ok(Response::new(traces_response(warning)))
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let intake = self.intake.clone();
+        if request.uri().path() != S::PATH {
+            return Box::pin(async move {
+                Ok(Status::unimplemented("only Export is served").into_http())
+            });
+        }
+        Box::pin(async move {
+            let mut accept = EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            let mut grpc = tonic::server::Grpc::new(RawBytes)
+                .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(intake.max_body_bytes), None);
+            let method = Export::<S> {
+                intake: intake.clone(),
+                service: PhantomData,
+            };
+            let mut response = grpc.unary(method, request).await;
+            // tonic refuses a message over the limit with OUT_OF_RANGE, which OTLP clients
+            // retry; the OTLP answer for "too large" is RESOURCE_EXHAUSTED.
+            let out_of_range = (Code::OutOfRange as i32).to_string();
+            let status = response.headers().get(Status::GRPC_STATUS);
+            if status.is_some_and(|s| s.as_bytes() == out_of_range.as_bytes()) {
+                response
+                    .headers_mut()
+                    .insert(Status::GRPC_STATUS, (Code::ResourceExhausted as i32).into());
+                intake.health.request("too_large");
+            }
+            Ok(response)
+        })
     }
 }
 
@@ -96,24 +203,19 @@ pub(super) async fn serve(
     intake: Arc<Intake>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), EngineError> {
-    let limit = intake.max_body_bytes;
-    let exports = Exports(intake);
     tonic::transport::Server::builder()
-        .add_service(
-            LogsServiceServer::new(exports.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            MetricsServiceServer::new(exports.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            TraceServiceServer::new(exports)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        )
+        .add_service(OtlpService::<Logs> {
+            intake: intake.clone(),
+            service: PhantomData,
+        })
+        .add_service(OtlpService::<Metrics> {
+            intake: intake.clone(),
+            service: PhantomData,
+        })
+        .add_service(OtlpService::<Traces> {
+            intake,
+            service: PhantomData,
+        })
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), stop)
         .await
         .map_err(|e| EngineError::Config(format!("OTLP/gRPC server: {e}")))
