@@ -27,21 +27,17 @@ cache_write_5m = 3.75
 cache_read = 0.3
 ";
 
-fn report_json(data: &Path, day: &str, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "report",
-        "daily",
-        "--date",
-        day,
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
+/// The 2.1.332 samples run with `table` as the price file (and `extra` arguments) into
+/// `dir/data`: the data directory and what the run said.
+fn run_priced_by(dir: &Path, table: &str, extra: &[&str]) -> (std::path::PathBuf, String) {
+    let prices = dir.join("prices.toml");
+    std::fs::write(&prices, table).unwrap();
+    let data = dir.join("data");
+    let mut args = vec!["--prices", prices.to_str().unwrap()];
     args.extend(extra);
-    let out = burnrate(&args);
+    let out = run_files_with(&samples_2_1_332(), &data, &args);
     assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    (data, stderr(&out))
 }
 
 fn report_text(data: &Path, day: &str, format: &str) -> String {
@@ -154,26 +150,15 @@ fn both_releases_through_files_cost_exactly_per_model_in_query_and_report() {
 #[test]
 fn a_model_missing_from_the_price_table_is_booked_at_its_reported_cost_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
-    let prices = tmp.path().join("old-prices.toml");
-    std::fs::write(&prices, TABLE_WITHOUT_OPUS_5_5).unwrap();
-    let data = tmp.path().join("data");
     let pushgateway = Pushgateway::start();
-    let out = run_files_with(
-        &samples_2_1_332(),
-        &data,
-        &[
-            "--prices",
-            prices.to_str().unwrap(),
-            "--no-embedded-prices",
-            "--pushgateway",
-            &pushgateway.url,
-        ],
+    let (data, said) = run_priced_by(
+        tmp.path(),
+        TABLE_WITHOUT_OPUS_5_5,
+        &["--no-embedded-prices", "--pushgateway", &pushgateway.url],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("no price for model \"claude-opus-5-5\""),
-        "{}",
-        stderr(&out)
+        said.contains("no price for model \"claude-opus-5-5\""),
+        "{said}"
     );
 
     // Query: the spend is there, with where it came from.
@@ -230,15 +215,7 @@ fn a_model_missing_from_the_price_table_is_booked_at_its_reported_cost_everywher
 #[test]
 fn a_price_table_that_disagrees_with_the_reported_cost_is_named_in_the_report() {
     let tmp = tempfile::tempdir().unwrap();
-    let prices = tmp.path().join("wrong.toml");
-    std::fs::write(&prices, TABLE_WITH_A_WRONG_PRICE).unwrap();
-    let data = tmp.path().join("data");
-    let out = run_files_with(
-        &samples_2_1_332(),
-        &data,
-        &["--prices", prices.to_str().unwrap()],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (data, _) = run_priced_by(tmp.path(), TABLE_WITH_A_WRONG_PRICE, &[]);
     // r03's 21,820 input tokens at $1 per million more than Claude Code charged.
     let difference = 0.02182;
     let mismatched = one(

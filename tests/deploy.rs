@@ -165,29 +165,20 @@ fn the_grafana_dashboard_queries_only_metrics_a_drained_run_pushes() {
         "[[anomalies.budgets]]\ndimension = \"team\"\nvalue = \"backend\"\ndaily_usd = 0.01\n",
     )
     .unwrap();
-    let out = run_files_with(
-        &samples(),
-        &tmp.path().join("data"),
-        &[
-            "--pushgateway",
-            &pushgateway.url,
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
     // Claude Code 2.1.332 reports time to first token, which the dashboard charts too.
-    let out = run_files_with(
-        &samples_2_1_332(),
-        &tmp.path().join("data"),
-        &[
-            "--pushgateway",
-            &pushgateway.url,
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    for input in [samples(), samples_2_1_332()] {
+        let out = run_files_with(
+            &input,
+            &tmp.path().join("data"),
+            &[
+                "--pushgateway",
+                &pushgateway.url,
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
     let text = pushgateway.metrics();
     // Names with samples, and families pushed with none yet (no anomaly in progress, no lag
     // on a files run): Prometheus knows both once scraped.

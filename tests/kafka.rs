@@ -145,16 +145,7 @@ fn samples_of_both_releases_cost_exactly_per_model() {
         "{}",
         stderr(&out)
     );
-    let mut by_model = vec![
-        ("claude-opus-4-8", COST_BY_MODEL_2_1_197[0].1),
-        ("claude-opus-5-5", COST_BY_MODEL_2_1_332[0].1),
-        (
-            "claude-sonnet-4-5",
-            COST_BY_MODEL_2_1_197[1].1 + COST_BY_MODEL_2_1_332[1].1,
-        ),
-    ];
-    by_model.sort_by(|a, b| a.0.cmp(b.0));
-    assert_cost_by_model(&data, &by_model, 1.0);
+    assert_cost_by_model(&data, &cost_by_model_of_both_releases(), 1.0);
     assert_report_cost(&data, DAY_2_1_197, &COST_BY_MODEL_2_1_197, 1.0);
     assert_report_cost(&data, DAY_2_1_332, &COST_BY_MODEL_2_1_332, 1.0);
     let ttft = one(

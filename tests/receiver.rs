@@ -371,16 +371,7 @@ fn both_releases_over_http_and_grpc_cost_exactly_per_model() {
     assert!(status.success(), "{log}");
     assert!(stopping.elapsed() < Duration::from_secs(15), "{log}");
     drop(runtime);
-    let mut by_model = vec![
-        ("claude-opus-4-8", COST_BY_MODEL_2_1_197[0].1),
-        ("claude-opus-5-5", COST_BY_MODEL_2_1_332[0].1),
-        (
-            "claude-sonnet-4-5",
-            COST_BY_MODEL_2_1_197[1].1 + COST_BY_MODEL_2_1_332[1].1,
-        ),
-    ];
-    by_model.sort_by(|a, b| a.0.cmp(b.0));
-    assert_cost_by_model(&data, &by_model, 1.0);
+    assert_cost_by_model(&data, &cost_by_model_of_both_releases(), 1.0);
     assert_report_cost(&data, DAY_2_1_197, &COST_BY_MODEL_2_1_197, 1.0);
     assert_report_cost(&data, DAY_2_1_332, &COST_BY_MODEL_2_1_332, 1.0);
     let ttft = one(
@@ -426,18 +417,7 @@ fn a_live_day_reports_latency_before_its_windows_close() {
         num(&windows, "n") < 8.0,
         "the windows are still open: {windows:?}"
     );
-    let out = burnrate(&[
-        "report",
-        "daily",
-        "--date",
-        DAY_2_1_332,
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = report_json(&data, DAY_2_1_332, &[]);
     let h = &report["headline"];
     assert_eq!(h["requests"], 8, "{h}");
     let exact = one(

@@ -1,47 +1,8 @@
 //! An OTLP/gRPC client that sends any bytes as the request message, so tests can send what a
-//! broken or hostile client would: truncated exports, random bytes, the wrong signal.
+//! broken or hostile client would: truncated exports, random bytes, the wrong signal. It uses
+//! the receiver's own raw-bytes codec.
 
-use prost::bytes::{Buf, BufMut};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawBytes;
-
-impl Codec for RawBytes {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawBytes;
-    type Decoder = RawBytes;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawBytes
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawBytes
-    }
-}
-
-impl Encoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let mut bytes = vec![0; src.remaining()];
-        src.copy_to_slice(&mut bytes);
-        Ok(Some(bytes))
-    }
-}
+use burnrate_engine::receiver::RawBytes;
 
 /// Sends `body` as the `Export` request of `service` (`logs`, `metrics` or `trace`) and returns
 /// the answer's status code.

@@ -65,9 +65,9 @@ pub fn assert_cost_by_model(data: &Path, expected: &[(&str, f64)], copies: f64) 
     }
 }
 
-/// The daily report of `day` (JSON) has the expected spend in its headline and per model.
-pub fn assert_report_cost(data: &Path, day: &str, expected: &[(&str, f64)], copies: f64) {
-    let out = burnrate(&[
+/// The daily report of `day` as JSON, with `extra` arguments.
+pub fn report_json(data: &Path, day: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
         "report",
         "daily",
         "--date",
@@ -76,9 +76,16 @@ pub fn assert_report_cost(data: &Path, day: &str, expected: &[(&str, f64)], copi
         data.to_str().unwrap(),
         "--format",
         "json",
-    ]);
+    ];
+    args.extend(extra);
+    let out = burnrate(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The daily report of `day` (JSON) has the expected spend in its headline and per model.
+pub fn assert_report_cost(data: &Path, day: &str, expected: &[(&str, f64)], copies: f64) {
+    let report = report_json(data, day, &[]);
     let total: f64 = expected.iter().map(|(_, c)| c * copies).sum();
     let spend = report["headline"]["spend_usd"].as_f64().unwrap();
     assert!(close(spend, total), "headline {spend} vs {total}");
@@ -91,6 +98,18 @@ pub fn assert_report_cost(data: &Path, day: &str, expected: &[(&str, f64)], copi
         let reported = row["cost_usd"].as_f64().unwrap();
         assert!(close(reported, cost * copies), "{model}: {reported}");
     }
+}
+
+/// Cost per model of both releases' samples together, by model id.
+pub fn cost_by_model_of_both_releases() -> Vec<(&'static str, f64)> {
+    vec![
+        ("claude-opus-4-8", COST_BY_MODEL_2_1_197[0].1),
+        ("claude-opus-5-5", COST_BY_MODEL_2_1_332[0].1),
+        (
+            "claude-sonnet-4-5",
+            COST_BY_MODEL_2_1_197[1].1 + COST_BY_MODEL_2_1_332[1].1,
+        ),
+    ]
 }
 
 pub fn burnrate(args: &[&str]) -> Output {

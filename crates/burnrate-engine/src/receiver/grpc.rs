@@ -55,10 +55,10 @@ impl ExportService for Traces {
     const SIGNAL: Signal = Signal::Traces;
 }
 
-/// A codec that hands over the request's bytes as they came (after gzip) and sends response
-/// bytes already encoded.
+/// A gRPC codec that hands over a message's bytes as they came (after gzip) and sends bytes
+/// already encoded: the receiver decodes exports itself, and a client can send anything.
 #[derive(Debug, Clone, Copy, Default)]
-struct RawBytes;
+pub struct RawBytes;
 
 impl Codec for RawBytes {
     type Encode = Vec<u8>;

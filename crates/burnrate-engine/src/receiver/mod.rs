@@ -13,6 +13,8 @@ mod grpc;
 mod http;
 mod wal;
 
+pub use grpc::RawBytes;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
