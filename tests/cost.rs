@@ -41,18 +41,7 @@ fn run_priced_by(dir: &Path, table: &str, extra: &[&str]) -> (std::path::PathBuf
 }
 
 fn report_text(data: &Path, day: &str, format: &str) -> String {
-    let out = burnrate(&[
-        "report",
-        "daily",
-        "--date",
-        day,
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        format,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
+    report_daily(data, day, &["--format", format])
 }
 
 #[test]

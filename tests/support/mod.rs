@@ -65,8 +65,8 @@ pub fn assert_cost_by_model(data: &Path, expected: &[(&str, f64)], copies: f64) 
     }
 }
 
-/// The daily report of `day` as JSON, with `extra` arguments.
-pub fn report_json(data: &Path, day: &str, extra: &[&str]) -> Value {
+/// `burnrate report daily` of `day` over `data`, with `extra` arguments: what it printed.
+pub fn report_daily(data: &Path, day: &str, extra: &[&str]) -> String {
     let mut args = vec![
         "report",
         "daily",
@@ -74,13 +74,18 @@ pub fn report_json(data: &Path, day: &str, extra: &[&str]) -> Value {
         day,
         "--data",
         data.to_str().unwrap(),
-        "--format",
-        "json",
     ];
     args.extend(extra);
     let out = burnrate(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The daily report of `day` as JSON, with `extra` arguments.
+pub fn report_json(data: &Path, day: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["--format", "json"];
+    args.extend(extra);
+    serde_json::from_str(&report_daily(data, day, &args)).unwrap()
 }
 
 /// The daily report of `day` (JSON) has the expected spend in its headline and per model.
