@@ -319,10 +319,11 @@ impl Decoder {
             attributes::tokens,
         );
         let tokens_ok = errors.count == before;
+        let known = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
         let (write_5m, write_1h) = split_cache_writes(
-            row.cache_creation_tokens.map(|n| as_u64(Some(n))),
-            row.cache_creation_5m_tokens.map(|n| as_u64(Some(n))),
-            row.cache_creation_1h_tokens.map(|n| as_u64(Some(n))),
+            known(row.cache_creation_tokens),
+            known(row.cache_creation_5m_tokens),
+            known(row.cache_creation_1h_tokens),
         );
         let usage = TokenUsage {
             input: as_u64(row.input_tokens),

@@ -1275,7 +1275,7 @@ fn report_quality(written: &FlushTotals, inputs: &str) {
     }
     for (model, calls) in &written.unpriced_models {
         eprintln!(
-            "burnrate: no price for model {model:?}: {calls} calls are booked at the cost the client reported (cost_source = 'reported'); add the model with --prices"
+            "burnrate: no price for model {model:?}: {calls} calls are booked at the cost the client reported, where it reported one (see cost_source); add the model with --prices"
         );
     }
     if dead_letters > 0 {

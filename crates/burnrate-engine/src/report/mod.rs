@@ -296,15 +296,22 @@ impl CostReport {
         // Percentiles from the windows' sketches when they hold every call of the period,
         // otherwise (windows still open, a live day) from the calls themselves.
         let windowed = int(&headline_rows, "windowed_requests", 0).unwrap_or(0) == requests;
-        let overall = ctx
-            .run(LATENCY_SQL, from, end, &[("${dimension}", "'all'")])
-            .await?;
-        let percentile = |sketched: &str, raw: &str| {
-            windowed
-                .then(|| float(&headline_rows, sketched, 0))
-                .flatten()
-                .or_else(|| float(&overall, raw, 0))
+        let sketched = |name: &str| windowed.then(|| float(&headline_rows, name, 0)).flatten();
+        let percentiles = [
+            ("latency_p50_ms", "duration_p50_ms"),
+            ("latency_p95_ms", "duration_p95_ms"),
+            ("latency_p99_ms", "duration_p99_ms"),
+            ("ttft_p50_ms", "ttft_p50_ms"),
+            ("ttft_p95_ms", "ttft_p95_ms"),
+        ];
+        let overall = if requests > 0 && percentiles.iter().any(|(s, _)| sketched(s).is_none()) {
+            ctx.run(LATENCY_SQL, from, end, &[("${dimension}", "'all'")])
+                .await?
+        } else {
+            Vec::new()
         };
+        let percentile =
+            |sketch: &str, raw: &str| sketched(sketch).or_else(|| float(&overall, raw, 0));
         let headline = Headline {
             spend_usd,
             previous_spend_usd: previous,
