@@ -545,6 +545,114 @@ fn grpc_bodies_that_are_not_exports_are_refused_kept_and_counted() {
     );
 }
 
+/// One model call as OTLP/JSON, told apart by `request_id`, padded to about 2 KB.
+fn numbered_call(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"claude-code"}}}}]}},
+        "scopeLogs":[{{"scope":{{"name":"com.anthropic.claude_code.events"}},"logRecords":[{{
+          "timeUnixNano":"1795536575568000000","body":{{"stringValue":"claude_code.api_request"}},
+          "attributes":[
+            {{"key":"event.name","value":{{"stringValue":"api_request"}}}},
+            {{"key":"session.id","value":{{"stringValue":"group-commit"}}}},
+            {{"key":"request_id","value":{{"stringValue":"req-{i}"}}}},
+            {{"key":"model","value":{{"stringValue":"claude-haiku-4-5"}}}},
+            {{"key":"input_tokens","value":{{"intValue":"100"}}}},
+            {{"key":"output_tokens","value":{{"intValue":"10"}}}},
+            {{"key":"padding","value":{{"stringValue":"{}"}}}}
+          ]}}]}}]}}]}}"#,
+        "x".repeat(2000)
+    )
+    .into_bytes()
+}
+
+/// A log write that fails partway through a group commit (the file-size limit reached, as a
+/// full disk would) answers the whole group 503. 503 must mean "not stored": the log is cut back
+/// to the last acknowledged request, so the retries the 503s ask for store each request once.
+#[test]
+fn a_group_commit_that_fails_leaves_none_of_its_503s_in_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(
+        &config,
+        "[receiver]\nflush_interval_ms = 600000\nflush_bytes = 1073741824\n",
+    )
+    .unwrap();
+    let (http, grpc, health) = (free_port(), free_port(), free_port());
+    let addr = |port: u16| format!("127.0.0.1:{port}");
+    // 48 KiB per file, and SIGXFSZ ignored so a write past it fails instead of killing.
+    let mut limited = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "trap '' XFSZ; ulimit -f 48; exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_burnrate"),
+            "run",
+            "--output",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--http-listen",
+            &addr(http),
+            "--grpc-listen",
+            &addr(grpc),
+            "--health-listen",
+            &addr(health),
+        ])
+        .env_remove("BURNRATE_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(http, "the limited receiver");
+    let post = move |i: usize| -> u16 {
+        match agent()
+            .post(format!("http://127.0.0.1:{http}/v1/logs"))
+            .header("Content-Type", "application/json")
+            .send(&numbered_call(i)[..])
+        {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => 0,
+        }
+    };
+    let requests = 61;
+    let answers: Vec<(usize, u16)> = std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..requests)
+            .map(|i| scope.spawn(move || (i, post(i))))
+            .collect();
+        sent.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let stored = answers.iter().filter(|(_, s)| *s == 200).count();
+    assert!(stored > 0 && stored < requests, "{answers:?}");
+    let status = limited.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the log could not be written");
+
+    // Restarted with room, as an operator would: the log is replayed, and every client retries
+    // what was not answered 200.
+    let receiver = Receiver::start(&data, &config);
+    for (i, status) in &answers {
+        if *status != 200 {
+            let (retried, _) = receiver.post(
+                "/v1/logs",
+                &[("Content-Type", "application/json")],
+                &numbered_call(*i),
+            );
+            assert_eq!(retried, 200, "req-{i}");
+        }
+    }
+    let (status, log) = receiver.stop();
+    assert!(status.success(), "{log}");
+    let calls = one(
+        &data,
+        "SELECT count(*) AS n, count(DISTINCT request_id) AS distinct_requests FROM api_requests",
+    );
+    assert_eq!(
+        num(&calls, "distinct_requests"),
+        requests as f64,
+        "{calls:?}"
+    );
+    assert_eq!(num(&calls, "n"), requests as f64, "stored twice: {calls:?}");
+}
+
 #[test]
 fn a_receiver_killed_after_answering_200_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();

@@ -429,6 +429,30 @@ impl Writer {
         )
     }
 
+    /// Decodes a group of requests into `buffer` and appends them to the log, synced once:
+    /// their answers, or the error that left none of them acknowledged.
+    fn log_group(
+        &mut self,
+        buffer: &mut TableBuffer,
+        wal: &mut Wal,
+        batch: &[Submission],
+    ) -> Result<Vec<Outcome>, EngineError> {
+        let mut answers = Vec::with_capacity(batch.len());
+        for submission in batch {
+            self.health.message(submission.frame.payload.len());
+            self.summary.requests += 1;
+            self.summary.bytes += submission.frame.payload.len() as u64;
+            let outcome = self.take(buffer, &submission.frame, wal.seq())?;
+            if matches!(outcome, Outcome::Rejected { .. }) {
+                self.summary.rejected += 1;
+            }
+            wal.append(&submission.frame)?;
+            answers.push(outcome);
+        }
+        wal.sync()?;
+        Ok(answers)
+    }
+
     fn run(
         mut self,
         requests: QueueReceiver<Submission>,
@@ -452,19 +476,17 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
             if !batch.is_empty() {
-                let mut answers = Vec::with_capacity(batch.len());
-                for submission in &batch {
-                    self.health.message(submission.frame.payload.len());
-                    self.summary.requests += 1;
-                    self.summary.bytes += submission.frame.payload.len() as u64;
-                    let outcome = self.take(&mut buffer, &submission.frame, wal.seq())?;
-                    if matches!(outcome, Outcome::Rejected { .. }) {
-                        self.summary.rejected += 1;
+                let answers = match self.log_group(&mut buffer, &mut wal, &batch) {
+                    Ok(answers) => answers,
+                    Err(error) => {
+                        // The whole group hears 503 ("not stored"), so none of it may stay in
+                        // the log to be replayed.
+                        if let Err(cut) = wal.discard_unsynced() {
+                            tracing::error!(error = %cut, "the receiver log could not be cut back to its last acknowledged request");
+                        }
+                        return Err(error);
                     }
-                    wal.append(&submission.frame)?;
-                    answers.push(outcome);
-                }
-                wal.sync()?;
+                };
                 for (submission, outcome) in batch.into_iter().zip(answers) {
                     // A client that hung up still had its export made durable.
                     let _ = submission.reply.send(outcome);

@@ -27,6 +27,10 @@ pub struct Wal {
     path: PathBuf,
     seq: u64,
     file: BufWriter<File>,
+    /// Length of the log up to its last synced frame: every request in it was acknowledged.
+    synced: u64,
+    /// Bytes appended since.
+    pending: u64,
 }
 
 pub fn wal_path(dir: &Path, seq: u64) -> PathBuf {
@@ -119,10 +123,16 @@ impl Wal {
             .open(&path)
             .map_err(|e| EngineError::io(&path, e))?;
         crate::parquet_sink::sync_dir(dir)?;
+        let synced = file
+            .metadata()
+            .map_err(|e| EngineError::io(&path, e))?
+            .len();
         Ok(Wal {
             path,
             seq,
             file: BufWriter::new(file),
+            synced,
+            pending: 0,
         })
     }
 
@@ -144,14 +154,35 @@ impl Wal {
         header[6..14].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&frame.payload).to_le_bytes());
         let io = |e| EngineError::io(&self.path, e);
         self.file.write_all(&header).map_err(io)?;
-        self.file.write_all(&frame.payload).map_err(io)
+        self.file.write_all(&frame.payload).map_err(io)?;
+        self.pending += (HEADER + frame.payload.len()) as u64;
+        Ok(())
     }
 
     /// Makes every appended frame durable.
     pub fn sync(&mut self) -> Result<(), EngineError> {
         let io = |e| EngineError::io(&self.path, e);
         self.file.flush().map_err(io)?;
-        self.file.get_ref().sync_data().map_err(io)
+        self.file.get_ref().sync_data().map_err(io)?;
+        self.synced += std::mem::take(&mut self.pending);
+        Ok(())
+    }
+
+    /// Cuts the log back to its last synced frame: what a failed group appended is gone, so a
+    /// request answered 503 is not in the log to be replayed (and stored twice when its client
+    /// retries). The bytes still buffered are dropped unwritten.
+    pub fn discard_unsynced(&mut self) -> Result<(), EngineError> {
+        let io = |e| EngineError::io(&self.path, e);
+        let reopened = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
+        let failed = std::mem::replace(&mut self.file, BufWriter::new(reopened));
+        let (file, _unwritten) = failed.into_parts();
+        file.set_len(self.synced).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        self.pending = 0;
+        Ok(())
     }
 
     /// Deletes the log once its segment is in Parquet.
@@ -201,5 +232,29 @@ mod tests {
         assert_eq!(read_wal(&path).unwrap(), (Vec::new(), true));
         wal.remove().unwrap();
         assert!(list_wals(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_group_is_cut_back_to_the_last_synced_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame = |byte: u8| WalFrame {
+            signal: Signal::Logs,
+            encoding: Some(Encoding::Proto),
+            payload: vec![byte; 100],
+        };
+        let mut wal = Wal::create(dir.path(), 1).unwrap();
+        wal.append(&frame(1)).unwrap();
+        wal.sync().unwrap();
+        // A group half written: one frame flushed to the file, one still buffered.
+        wal.append(&frame(2)).unwrap();
+        wal.file.flush().unwrap();
+        wal.append(&frame(3)).unwrap();
+        wal.discard_unsynced().unwrap();
+        let path = wal_path(dir.path(), 1);
+        assert_eq!(read_wal(&path).unwrap(), (vec![frame(1)], false));
+        // The log goes on from there.
+        wal.append(&frame(4)).unwrap();
+        wal.sync().unwrap();
+        assert_eq!(read_wal(&path).unwrap(), (vec![frame(1), frame(4)], false));
     }
 }
