@@ -653,6 +653,46 @@ fn a_group_commit_that_fails_leaves_none_of_its_503s_in_the_log() {
     assert_eq!(num(&calls, "n"), requests as f64, "stored twice: {calls:?}");
 }
 
+/// The flush threshold counts what an export weighs decoded: gzip exports of a few KB that
+/// inflate to MiBs used to stay in memory until the flush interval, however many arrived.
+#[test]
+fn the_flush_threshold_counts_gzip_bodies_inflated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(
+        &config,
+        "[receiver]\nflush_interval_ms = 600000\nflush_bytes = 1048576\nmax_body_bytes = 8388608\n",
+    )
+    .unwrap();
+    let receiver = Receiver::start(&data, &config);
+    // 4 MiB of padding in one call's attributes: a few KB once gzipped.
+    let mut call = String::from_utf8(numbered_call(0)).unwrap();
+    call = call.replace(&"x".repeat(2000), &"x".repeat(4 << 20));
+    let body = gzip(call.as_bytes());
+    assert!(body.len() < 64 << 10, "{}", body.len());
+    let (status, _) = receiver.post(
+        "/v1/logs",
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &body,
+    );
+    assert_eq!(status, 200);
+    // Over flush_bytes once inflated: in Parquet long before the ten-minute interval.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !data.join("api_requests").is_dir() {
+        assert!(
+            Instant::now() < deadline,
+            "the inflated export was never flushed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, log) = receiver.stop();
+    assert!(status.success(), "{log}");
+}
+
 #[test]
 fn a_receiver_killed_after_answering_200_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();

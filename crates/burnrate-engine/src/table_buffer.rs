@@ -29,7 +29,8 @@ pub struct FlushTotals {
 pub struct TableBuffer {
     tables: BTreeMap<Table, Vec<RecordBatch>>,
     dead: Vec<DeadLetter>,
-    /// Input bytes taken in since the last flush.
+    /// Input bytes taken in since the last flush, as decoded (a gzip export counts inflated:
+    /// 224 KB of gzip can hold 31 MiB of export).
     pub bytes: usize,
     pub stats: DecodeStats,
     pub delta: DeltaStats,
@@ -51,14 +52,15 @@ impl TableBuffer {
         hint: PayloadHint,
         dead: impl FnOnce(String) -> DeadLetter,
     ) -> Result<Option<DecodeError>, EngineError> {
-        self.bytes += export.len();
         let decoded = match decoder.decode(export, hint) {
             Ok(decoded) => decoded,
             Err(error) => {
+                self.bytes += export.len();
                 self.dead.push(dead(error.to_string()));
                 return Ok(Some(error));
             }
         };
+        self.bytes += decoded.plain_bytes;
         self.stats.merge(&decoded.stats);
         for (table, batch) in decoded.batches {
             let batch = if table == Table::UsageMetrics {

@@ -21,7 +21,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use crate::attributes::{self, RowErrors, Scope, find};
 use crate::columns::{ContentFilter, event_time, hex};
 use crate::config::{CallSource, MappingConfig};
-use crate::payload::{Export, PayloadHint, decode_export};
+use crate::payload::{Export, PayloadHint, decode_export_sized};
 use crate::raw::{self, Context, MetricDescription, PointValues, span_duration_ms};
 use crate::schema::Table;
 use crate::usage::{
@@ -34,6 +34,9 @@ use crate::{DecodeError, series_id};
 pub struct Decoded {
     pub batches: Vec<(Table, RecordBatch)>,
     pub stats: DecodeStats,
+    /// Size of the export once inflated (a gzip body's decoded size): what it weighs in memory,
+    /// which its compressed size says nothing about.
+    pub plain_bytes: usize,
 }
 
 impl Decoded {
@@ -94,8 +97,10 @@ impl Decoder {
     }
 
     pub fn decode(&self, bytes: &[u8], hint: PayloadHint) -> Result<Decoded, DecodeError> {
-        let export = decode_export(bytes, hint)?;
-        self.decode_export(&export)
+        let (export, plain_bytes) = decode_export_sized(bytes, hint)?;
+        let mut decoded = self.decode_export(&export)?;
+        decoded.plain_bytes = plain_bytes;
+        Ok(decoded)
     }
 
     pub fn decode_export(&self, export: &Export) -> Result<Decoded, DecodeError> {
@@ -194,7 +199,11 @@ impl Decoder {
         if !tools.is_empty() {
             batches.push((Table::ToolCalls, tools.finish()?));
         }
-        Ok(Decoded { batches, stats })
+        Ok(Decoded {
+            batches,
+            stats,
+            plain_bytes: 0,
+        })
     }
 
     /// Record time, else observed time, else the `event.timestamp` attribute.
@@ -468,7 +477,11 @@ impl Decoder {
         if !usage.is_empty() {
             batches.push((Table::UsageMetrics, usage.finish()?));
         }
-        Ok(Decoded { batches, stats })
+        Ok(Decoded {
+            batches,
+            stats,
+            plain_bytes: 0,
+        })
     }
 
     fn traces(&self, request: &ExportTraceServiceRequest) -> Result<Decoded, DecodeError> {
@@ -604,7 +617,11 @@ impl Decoder {
         if !tools.is_empty() {
             batches.push((Table::ToolCalls, tools.finish()?));
         }
-        Ok(Decoded { batches, stats })
+        Ok(Decoded {
+            batches,
+            stats,
+            plain_bytes: 0,
+        })
     }
 
     fn api_request_span<'a>(

@@ -102,6 +102,14 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Decodes one export request, gunzipping it first when it carries the gzip magic.
 pub fn decode_export(bytes: &[u8], hint: PayloadHint) -> Result<Export, DecodeError> {
+    decode_export_sized(bytes, hint).map(|(export, _)| export)
+}
+
+/// [`decode_export`], and the size of the export once inflated.
+pub fn decode_export_sized(
+    bytes: &[u8],
+    hint: PayloadHint,
+) -> Result<(Export, usize), DecodeError> {
     if bytes.len() > hint.max_bytes {
         return Err(DecodeError::TooLarge {
             size: bytes.len(),
@@ -110,9 +118,9 @@ pub fn decode_export(bytes: &[u8], hint: PayloadHint) -> Result<Export, DecodeEr
     }
     if bytes.starts_with(&GZIP_MAGIC) {
         let plain = gunzip(bytes, hint.max_bytes)?;
-        return decode_plain(&plain, hint);
+        return Ok((decode_plain(&plain, hint)?, plain.len()));
     }
-    decode_plain(bytes, hint)
+    Ok((decode_plain(bytes, hint)?, bytes.len()))
 }
 
 fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
