@@ -892,3 +892,70 @@ fn write_checkpoint(
         .build();
     write_atomically(path, Table::UsageWindows.schema(), open, properties)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_from_before_the_ttft_sketch_and_the_new_dimensions_loads() {
+        let schema = Table::UsageWindows.schema();
+        let added = [
+            "query_source",
+            "speed",
+            "effort",
+            "ttft_p50_ms",
+            "ttft_p95_ms",
+            "ttft_sum_ms",
+            "ttft_sketch",
+        ];
+        let kept: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| !added.contains(&schema.field(i).name().as_str()))
+            .collect();
+        // One closed window's row: its times and revision, everything else NULL.
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|field| -> ArrayRef {
+                match field.name().as_str() {
+                    "window_start" | "window_end" => {
+                        Arc::new(TimestampNanosecondArray::from(vec![0]).with_timezone("UTC"))
+                    }
+                    "revision" => Arc::new(UInt32Array::from(vec![0])),
+                    _ => new_null_array(field.data_type(), 1),
+                }
+            })
+            .collect();
+        let full = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let old = full.project(&kept).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.parquet");
+        let state = WindowState {
+            seq: 3,
+            ..WindowState::default()
+        };
+        let json = serde_json::to_string(&state).unwrap();
+        let properties = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new(STATE_KEY.to_string(), json)]))
+            .build();
+        write_atomically(&path, old.schema(), &[old], properties).unwrap();
+        let (loaded, open) = read_checkpoint(&path).unwrap();
+        assert_eq!(loaded.seq, 3);
+        assert_eq!(open.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+        assert!(open.iter().all(|b| b.schema() == schema));
+        let ttft = open[0].column_by_name("ttft_sketch").unwrap();
+        assert_eq!(ttft.null_count(), 1);
+        // And a checkpoint that lacks a column that may not be NULL is refused, not guessed.
+        let required: Vec<usize> = (1..schema.fields().len()).collect();
+        let broken = full.project(&required).unwrap();
+        let path = dir.path().join("broken.parquet");
+        let properties = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                STATE_KEY.to_string(),
+                serde_json::to_string(&WindowState::default()).unwrap(),
+            )]))
+            .build();
+        write_atomically(&path, broken.schema(), &[broken], properties).unwrap();
+        assert!(read_checkpoint(&path).is_err());
+    }
+}

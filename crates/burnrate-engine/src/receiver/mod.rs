@@ -50,7 +50,7 @@ const GROUP_COMMIT: usize = 256;
 /// The window stage's name for this source; positions are log sequence numbers.
 const RECEIVER_ORIGIN: &str = "receiver";
 /// How long a shutdown lets open client connections finish before it closes them.
-const CONNECTION_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+const CONNECTION_DRAIN: Duration = Duration::from_secs(5);
 /// How long a shutdown waits for the last Pushgateway push.
 const PUSH_GRACE: Duration = Duration::from_secs(3);
 
