@@ -6,9 +6,9 @@
 //! Pushing happens on a thread of its own holding only the newest body: a Pushgateway that is
 //! slow or down costs retries there, never time on the ingest path, and the failures are counted.
 //!
-//! Latency and time to first token are pushed as summaries (quantile labels) by model: the quantiles come from the
-//! windows' DDSketches with a 1% relative error, which fixed histogram buckets would lose. Its
-//! quantiles are those of the latest closed window with calls of the model; `_sum` and
+//! Latency and time to first token are pushed as summaries (quantile labels) by model: the
+//! quantiles come from the windows' DDSketches with a 1% relative error, which fixed histogram
+//! buckets would lose. Their quantiles are those of the latest closed window with calls of the model; `_sum` and
 //! `_count` are totals. A summary cannot be aggregated across replicas: for fleet-wide
 //! percentiles, merge the sketches in `usage_windows` (`sql/window_merge.sql`).
 //!
@@ -175,11 +175,7 @@ impl PushTotals {
         };
         for row in 0..batch.num_rows() {
             if value(requests, row) > 0 {
-                let spent = if cost.is_valid(row) {
-                    cost.value(row)
-                } else {
-                    0.0
-                };
+                let spent = or_zero(cost, row);
                 *self
                     .spend
                     .entry(row_labels(row).join(KEY_SEPARATOR))
@@ -205,11 +201,7 @@ impl PushTotals {
             let series = self.series_for(values);
             series.requests += value(requests, row);
             series.errors += value(errors, row);
-            series.cost_usd += if cost.is_valid(row) {
-                cost.value(row)
-            } else {
-                0.0
-            };
+            series.cost_usd += or_zero(cost, row);
             series.input_tokens += value(tokens[0], row);
             series.output_tokens += value(tokens[1], row);
             series.cache_read_tokens += value(tokens[2], row);
@@ -218,14 +210,14 @@ impl PushTotals {
             let end = ends.value(row);
             let latency = self.latency.entry(model.clone()).or_default();
             latency.count += value(requests, row);
-            latency.sum_ms += sum_or_zero(latency_sum, row);
+            latency.sum_ms += or_zero(latency_sum, row);
             if latest && let Some(sketch) = sketch_at(sketches, row)? {
                 latest_latency.offer(&model, end, &sketch);
             }
             if let Some(sketch) = sketch_at(ttft_sketches, row)? {
                 let ttft = self.ttft.entry(model.clone()).or_default();
                 ttft.count += sketch.count() as i64;
-                ttft.sum_ms += sum_or_zero(ttft_sum, row);
+                ttft.sum_ms += or_zero(ttft_sum, row);
                 if latest {
                     latest_ttft.offer(&model, end, &sketch);
                 }
@@ -397,9 +389,10 @@ fn summary(out: &mut String, name: &str, help: &str, by_model: &BTreeMap<String,
     }
 }
 
-fn sum_or_zero(sums: &datafusion::arrow::array::Float64Array, row: usize) -> f64 {
-    if sums.is_valid(row) {
-        sums.value(row)
+/// A nullable number of a window row, NULL read as zero.
+fn or_zero(values: &datafusion::arrow::array::Float64Array, row: usize) -> f64 {
+    if values.is_valid(row) {
+        values.value(row)
     } else {
         0.0
     }
