@@ -17,4 +17,5 @@ mod kafka_outage;
 mod profile;
 mod prometheus_rules;
 mod receiver;
+mod receiver_gate;
 mod report;

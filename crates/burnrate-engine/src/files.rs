@@ -238,10 +238,14 @@ impl FilePipeline {
                     ..PayloadHint::default()
                 };
                 let dead = |error| DeadLetter::now(file.relative.clone(), error, export.to_vec());
-                let failed =
-                    segment
-                        .buffer
-                        .add(&self.decoder, &mut self.tracker, export, hint, dead)?;
+                let failed = segment.buffer.add(
+                    &self.decoder,
+                    &mut self.tracker,
+                    export,
+                    hint,
+                    None,
+                    dead,
+                )?;
                 if let Some(error) = failed {
                     progress(Progress::DeadLetter {
                         path: &file.path,

@@ -55,6 +55,12 @@ pub struct PipelineHealth {
     lag: Mutex<BTreeMap<(String, i32), i64>>,
     /// HTTP/gRPC status → requests answered by the receiver.
     requests: Mutex<BTreeMap<String, u64>>,
+    /// Connection event (accepted, refused, evicted, idle_closed, tls_failed) → count.
+    connections: Mutex<BTreeMap<&'static str, u64>>,
+    team_overrides: AtomicU64,
+    /// Bytes held against the memory budget, and its limit (0 when there is none).
+    memory_in_flight: AtomicU64,
+    memory_budget: AtomicU64,
     flush: Timing,
     commit: Timing,
 }
@@ -160,15 +166,33 @@ impl PipelineHealth {
         *lock(&self.requests).entry(status.to_string()).or_default() += 1;
     }
 
+    /// Something that happened to a receiver connection.
+    pub fn connection(&self, event: &'static str) {
+        *lock(&self.connections).entry(event).or_default() += 1;
+    }
+
+    /// A team-bound token replaced the `team` attribute of `rows` rows.
+    pub fn team_overridden(&self, rows: u64) {
+        self.team_overrides.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// What the memory budget holds now, and its limit.
+    pub fn set_memory(&self, in_flight: usize, limit: usize) {
+        self.memory_in_flight
+            .store(in_flight as u64, Ordering::Relaxed);
+        self.memory_budget.store(limit as u64, Ordering::Relaxed);
+    }
+
+    /// Whether the pipeline is not ready for `reason` (a prefix of the reason it gave).
+    pub fn not_ready_because(&self, reason: &str) -> bool {
+        !self.is_ready() && lock(&self.not_ready_reason).starts_with(reason)
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
+        let mut counter =
+            |name: &str, help: &str, value: u64| counter_line(&mut out, name, help, value);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         counter(
             "burnrate_messages_total",
@@ -254,6 +278,28 @@ impl PipelineHealth {
                 escape(status)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_receiver_connections_total OTLP receiver connections, by what happened to them.\n# TYPE burnrate_receiver_connections_total counter"
+        );
+        for (event, n) in lock(&self.connections).iter() {
+            let _ = writeln!(
+                out,
+                "burnrate_receiver_connections_total{{event=\"{event}\"}} {n}"
+            );
+        }
+        counter_line(
+            &mut out,
+            "burnrate_receiver_team_overrides_total",
+            "Rows whose team attribute a team-bound token replaced.",
+            load(&self.team_overrides),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_memory_in_flight_bytes Bytes of data in flight held against the memory budget.\n# TYPE burnrate_memory_in_flight_bytes gauge\nburnrate_memory_in_flight_bytes {}\n# HELP burnrate_memory_budget_bytes The memory budget's limit for data in flight.\n# TYPE burnrate_memory_budget_bytes gauge\nburnrate_memory_budget_bytes {}",
+            load(&self.memory_in_flight),
+            load(&self.memory_budget)
+        );
         for (name, help, timing) in [
             (
                 "burnrate_sink_flush_seconds",
@@ -280,6 +326,13 @@ impl PipelineHealth {
         );
         out
     }
+}
+
+fn counter_line(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
 }
 
 /// A Prometheus label value in the text format.

@@ -600,7 +600,7 @@ impl Ingest {
         if let Some(error) =
             segment
                 .buffer
-                .add(&self.decoder, &mut self.tracker, payload, hint, dead)?
+                .add(&self.decoder, &mut self.tracker, payload, hint, None, dead)?
         {
             tracing::warn!(topic = %key.0, partition = key.1, offset, %error, "dead letter");
         }

@@ -12,6 +12,7 @@
 //! is `burnrate-pricing`), or command-line flags and terminals (that is the `burnrate` binary).
 
 pub mod anomalies;
+pub mod budget;
 pub mod catalog;
 pub mod dead_letters;
 mod delta_state;
@@ -35,6 +36,7 @@ pub mod windows;
 use std::path::Path;
 
 pub use anomalies::{AnomalyConfig, Budget};
+pub use budget::MemoryBudget;
 pub use catalog::open_dataset;
 pub use delta_state::rebuild_delta_tracker;
 pub use files::{FilePipeline, FileRunSummary, FileSourceConfig, Progress};
@@ -45,7 +47,7 @@ pub use output::{ResultFormat, write_results};
 pub use parquet_sink::ParquetSink;
 pub use profile::{ProfileBy, ProfileLine};
 pub use pushgateway::{PushTotals, Pushgateway, PushgatewayConfig};
-pub use receiver::{OtlpReceiver, ReceiverConfig, ReceiverSummary};
+pub use receiver::{AuthTokens, OtlpReceiver, ReceiverConfig, ReceiverSummary};
 pub use report::CostReport;
 pub use table_buffer::FlushTotals;
 pub use trace::export_trace;

@@ -34,6 +34,48 @@ pub struct TableBuffer {
     pub bytes: usize,
     pub stats: DecodeStats,
     pub delta: DeltaStats,
+    /// Rows booked to a token's team over the team their attributes named.
+    pub team_overrides: u64,
+}
+
+/// A buffer turned into the batches of one segment, ready to be written (again, if a write
+/// failed: writing a segment is idempotent).
+#[derive(Debug)]
+pub struct Segment {
+    pub tables: BTreeMap<Table, Vec<RecordBatch>>,
+    dead_letters: usize,
+    rows_with_errors: u64,
+    unpriced_models: BTreeMap<String, u64>,
+}
+
+impl Segment {
+    /// Writes the segment as `name` and counts it in `totals` and `health`.
+    pub fn write(
+        &self,
+        sink: &ParquetSink,
+        name: &str,
+        health: &PipelineHealth,
+        totals: &mut FlushTotals,
+    ) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let written = sink.write_segment(name, &self.tables)?;
+        health.flushed(
+            &written.rows,
+            self.dead_letters,
+            self.rows_with_errors,
+            started.elapsed(),
+        );
+        for (model, calls) in &self.unpriced_models {
+            *totals.unpriced_models.entry(model.clone()).or_default() += calls;
+        }
+        totals.segments_written += 1;
+        totals.dead_letters += self.dead_letters as u64;
+        totals.rows_with_errors += self.rows_with_errors;
+        for (table, rows) in written.rows {
+            *totals.rows.entry(table).or_default() += rows;
+        }
+        Ok(())
+    }
 }
 
 impl TableBuffer {
@@ -41,7 +83,8 @@ impl TableBuffer {
         self.tables.is_empty() && self.dead.is_empty()
     }
 
-    /// Decodes one export into the buffer, converting cumulative metrics with `tracker`.
+    /// Decodes one export into the buffer, converting cumulative metrics with `tracker`, and
+    /// booking every row to `team` when there is one.
     /// An export that cannot be decoded becomes `dead(reason)`'s dead letter; the error is
     /// returned so the caller can report it.
     pub fn add(
@@ -50,9 +93,10 @@ impl TableBuffer {
         tracker: &mut DeltaTracker,
         export: &[u8],
         hint: PayloadHint,
+        team: Option<&str>,
         dead: impl FnOnce(String) -> DeadLetter,
     ) -> Result<Option<DecodeError>, EngineError> {
-        let decoded = match decoder.decode(export, hint) {
+        let mut decoded = match decoder.decode(export, hint) {
             Ok(decoded) => decoded,
             Err(error) => {
                 self.bytes += export.len();
@@ -60,6 +104,9 @@ impl TableBuffer {
                 return Ok(Some(error));
             }
         };
+        if let Some(team) = team {
+            self.team_overrides += decoded.book_to_team(team)?;
+        }
         self.bytes += decoded.plain_bytes;
         self.stats.merge(&decoded.stats);
         for (table, batch) in decoded.batches {
@@ -108,21 +155,21 @@ impl TableBuffer {
         health: &PipelineHealth,
         totals: &mut FlushTotals,
     ) -> Result<BTreeMap<Table, Vec<RecordBatch>>, EngineError> {
-        let started = Instant::now();
-        let (dead, errors) = (self.dead_letters(), self.stats.rows_with_errors);
-        for (model, calls) in &self.stats.unpriced_models {
-            *totals.unpriced_models.entry(model.clone()).or_default() += calls;
-        }
-        let tables = self.into_tables()?;
-        let written = sink.write_segment(name, &tables)?;
-        health.flushed(&written.rows, dead, errors, started.elapsed());
-        totals.segments_written += 1;
-        totals.dead_letters += dead as u64;
-        totals.rows_with_errors += errors;
-        for (table, rows) in written.rows {
-            *totals.rows.entry(table).or_default() += rows;
-        }
-        Ok(tables)
+        let segment = self.into_segment()?;
+        segment.write(sink, name, health, totals)?;
+        Ok(segment.tables)
+    }
+
+    /// The segment this buffer makes, to write later.
+    pub fn into_segment(self) -> Result<Segment, EngineError> {
+        let (dead_letters, rows_with_errors) = (self.dead_letters(), self.stats.rows_with_errors);
+        let unpriced_models = self.stats.unpriced_models.clone();
+        Ok(Segment {
+            tables: self.into_tables()?,
+            dead_letters,
+            rows_with_errors,
+            unpriced_models,
+        })
     }
 
     /// The batches to write, dead letters included.

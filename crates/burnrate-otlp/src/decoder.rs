@@ -50,6 +50,30 @@ impl Decoded {
     pub fn rows(&self, table: Table) -> usize {
         self.batch(table).map_or(0, RecordBatch::num_rows)
     }
+
+    /// Books every row to `team`, whatever team its attributes named: the receiver does this
+    /// for a client whose token is bound to a team. Returns how many rows named another team
+    /// (or none).
+    pub fn book_to_team(&mut self, team: &str) -> Result<u64, arrow::error::ArrowError> {
+        let mut overridden = 0u64;
+        for (_, batch) in &mut self.batches {
+            let Ok(index) = batch.schema().index_of("team") else {
+                continue;
+            };
+            let column = batch.column(index);
+            let Some(current) = column.as_any().downcast_ref::<arrow::array::StringArray>() else {
+                continue;
+            };
+            overridden += current.iter().filter(|t| *t != Some(team)).count() as u64;
+            let mut columns = batch.columns().to_vec();
+            columns[index] = Arc::new(arrow::array::StringArray::from(vec![
+                team;
+                batch.num_rows()
+            ]));
+            *batch = RecordBatch::try_new(batch.schema(), columns)?;
+        }
+        Ok(overridden)
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -51,6 +51,51 @@ pub struct Config {
     pub object_store: ObjectStoreConfig,
     /// How reports count days.
     pub report: ReportConfig,
+    /// The memory the process must stay under, in bytes, or with a unit (`"512MiB"`,
+    /// `"1GiB"`). 40% of it is the budget for data in flight (request bodies, buffered rows);
+    /// the rest is the process itself. Default: 512 MiB.
+    #[serde(deserialize_with = "byte_size")]
+    pub memory_limit: u64,
+}
+
+/// A size in bytes: an integer, or a string with a unit (B, KiB, MiB, GiB; KB, MB, GB).
+fn byte_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(deserializer)? {
+        Size::Bytes(bytes) => Ok(bytes),
+        Size::Text(text) => parse_byte_size(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (such as 512MiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "ki" => 1 << 10,
+        "mib" | "mi" => 1 << 20,
+        "gib" | "gi" => 1 << 30,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "{other:?} is not a size unit (B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    Ok((number * scale as f64) as u64)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +142,7 @@ impl Default for Config {
             anomalies: AnomalyConfig::default(),
             object_store: ObjectStoreConfig::default(),
             report: ReportConfig::default(),
+            memory_limit: 512 << 20,
         }
     }
 }
@@ -240,6 +286,26 @@ mod tests {
         assert_eq!(config.kafka.brokers, "kafka-0.kafka:9092");
         assert_eq!(config.windows.dimensions, ["team", "model"]);
         assert_eq!(config.shutdown_grace_seconds, 20.0);
+    }
+
+    #[test]
+    fn memory_limit_takes_bytes_or_a_unit() {
+        let load = |value: &str| {
+            Config::load_with_env(None, vars(&[("BURNRATE__MEMORY_LIMIT", value)]))
+                .map(|c| c.memory_limit)
+        };
+        assert_eq!(load("1048576").unwrap(), 1 << 20);
+        assert_eq!(load("768MiB").unwrap(), 768 << 20);
+        assert_eq!(load("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(load("1GB").unwrap(), 1_000_000_000);
+        assert!(
+            load("lots")
+                .unwrap_err()
+                .to_string()
+                .contains("memory_limit")
+        );
+        assert!(load("5 parsecs").is_err());
+        assert_eq!(Config::default().memory_limit, 512 << 20);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use burnrate_engine::{
     FilePipeline, FileRunSummary, FlushTotals, KafkaPipeline, KafkaRunSummary, KafkaTopic,
-    OtlpReceiver, PipelineHealth, Progress, Pushgateway, ReceiverSummary, ResultFormat,
-    WindowStage,
+    MemoryBudget, OtlpReceiver, PipelineHealth, Progress, Pushgateway, ReceiverSummary,
+    ResultFormat, WindowStage,
 };
 use burnrate_otlp::{CallSource, ContentPolicy, Decoder};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -154,6 +154,26 @@ struct RunArgs {
     /// OTLP/gRPC listen address of the receiver [default: 127.0.0.1:4317].
     #[arg(long, env = "BURNRATE_OTLP_GRPC_LISTEN")]
     grpc_listen: Option<SocketAddr>,
+    /// Bearer tokens the receiver requires, one per line, each optionally followed by the team
+    /// it is bound to (reloaded when the file changes).
+    #[arg(long, env = "BURNRATE_AUTH_TOKENS")]
+    auth_tokens: Option<PathBuf>,
+    /// PEM certificate chain: the receiver serves TLS (with --tls-key).
+    #[arg(long, env = "BURNRATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BURNRATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA client certificates must chain to (mutual TLS; needs --tls-cert).
+    #[arg(long, env = "BURNRATE_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Let the receiver listen beyond loopback with no authentication.
+    #[arg(long)]
+    insecure: bool,
+    /// Memory the process stays under, e.g. 512MiB [default: 512MiB, or memory_limit from the
+    /// config file].
+    #[arg(long, env = "BURNRATE_MEMORY_LIMIT", value_parser = config::parse_byte_size)]
+    memory_limit: Option<u64>,
     /// Address of /healthz, /readyz and /metrics [default: 127.0.0.1:9464].
     #[arg(long, env = "BURNRATE_HEALTH_LISTEN")]
     health_listen: Option<SocketAddr>,
@@ -1016,6 +1036,24 @@ fn apply_run_flags(config: &mut Config, args: &RunArgs) {
     if let Some(listen) = args.health_listen {
         config.health_listen = listen;
     }
+    if let Some(tokens) = &args.auth_tokens {
+        config.receiver.auth_tokens_file = Some(tokens.clone());
+    }
+    if let Some(cert) = &args.tls_cert {
+        config.receiver.tls_cert_file = Some(cert.clone());
+    }
+    if let Some(key) = &args.tls_key {
+        config.receiver.tls_key_file = Some(key.clone());
+    }
+    if let Some(ca) = &args.tls_client_ca {
+        config.receiver.tls_client_ca_file = Some(ca.clone());
+    }
+    if args.insecure {
+        config.receiver.insecure = true;
+    }
+    if let Some(limit) = args.memory_limit {
+        config.memory_limit = limit;
+    }
     if let Some(grace) = args.shutdown_grace {
         config.shutdown_grace_seconds = grace.as_secs_f64();
     }
@@ -1165,6 +1203,8 @@ fn report_kafka(summary: &KafkaRunSummary, data_dir: &std::path::Path) {
 }
 
 async fn run_receiver(config: &Config, decoder: Decoder) -> anyhow::Result<ExitCode> {
+    // Before anything is opened or bound.
+    config.receiver.check()?;
     let health = PipelineHealth::new();
     let health_server = start_health(config, &health).await?;
     let windows = open_windows(config, &health)?;
@@ -1174,6 +1214,7 @@ async fn run_receiver(config: &Config, decoder: Decoder) -> anyhow::Result<ExitC
         config.receiver.clone(),
         health.clone(),
         windows,
+        MemoryBudget::for_memory_limit(config.memory_limit),
     )
     .await?;
     eprintln!(

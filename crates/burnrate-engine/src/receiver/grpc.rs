@@ -4,7 +4,8 @@
 //! HTTP share one path: the writer decodes, logs and answers both alike. A body that is not an
 //! export of its service's signal is `INVALID_ARGUMENT`, kept in `dead_letters` and counted, as
 //! over HTTP; one over `max_body_bytes` is `RESOURCE_EXHAUSTED` (tonic's own limit answers
-//! `OUT_OF_RANGE`, which OTLP clients retry).
+//! `OUT_OF_RANGE`, which OTLP clients retry). A body the gate cut off for the memory budget is
+//! `UNAVAILABLE` (retried), one that did not arrive in time `DEADLINE_EXCEEDED`.
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -21,10 +22,11 @@ use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Status};
 
+use super::auth::Grant;
+use super::connections::{BodyCut, InFlight};
 use super::{
     Intake, Outcome, logs_response, metrics_response, partial_success_warning, traces_response,
 };
-use crate::EngineError;
 
 /// One OTLP export service: its gRPC name and signal.
 trait ExportService: Send + Sync + 'static {
@@ -109,9 +111,13 @@ impl<S: ExportService> UnaryService<Vec<u8>> for Export<S> {
     fn call(&mut self, request: tonic::Request<Vec<u8>>) -> Self::Future {
         let intake = self.intake.clone();
         Box::pin(async move {
+            // The gate puts a grant on every request it lets through.
+            let Some(grant) = request.extensions().get::<Grant>().cloned() else {
+                return Err(Status::internal("request did not pass the receiver's gate"));
+            };
             let payload = request.into_inner();
             let outcome = intake
-                .submit(S::SIGNAL, Some(Encoding::Proto), payload)
+                .submit(S::SIGNAL, Some(Encoding::Proto), grant, payload)
                 .await;
             let warning = match outcome {
                 Outcome::Accepted { rows_with_errors } => partial_success_warning(rows_with_errors),
@@ -172,6 +178,7 @@ where
                 Ok(Status::unimplemented("only Export is served").into_http())
             });
         }
+        let in_flight = request.extensions().get::<Arc<InFlight>>().cloned();
         Box::pin(async move {
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
@@ -193,30 +200,35 @@ where
                     .insert(Status::GRPC_STATUS, (Code::ResourceExhausted as i32).into());
                 intake.health.request("too_large");
             }
+            // A body the gate cut off reaches tonic as a transport error; say why instead.
+            let cut = in_flight.as_ref().and_then(|f| f.cut_off());
+            if let Some(cut) = cut {
+                let (code, counted) = match cut {
+                    BodyCut::OverBudget => (Code::Unavailable, "over_budget"),
+                    BodyCut::TimedOut => (Code::DeadlineExceeded, "body_timeout"),
+                };
+                response
+                    .headers_mut()
+                    .insert(Status::GRPC_STATUS, (code as i32).into());
+                intake.health.request(counted);
+            }
             Ok(response)
         })
     }
 }
 
-pub(super) async fn serve(
-    listener: tokio::net::TcpListener,
-    intake: Arc<Intake>,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), EngineError> {
-    tonic::transport::Server::builder()
-        .add_service(OtlpService::<Logs> {
-            intake: intake.clone(),
-            service: PhantomData,
-        })
-        .add_service(OtlpService::<Metrics> {
-            intake: intake.clone(),
-            service: PhantomData,
-        })
-        .add_service(OtlpService::<Traces> {
-            intake,
-            service: PhantomData,
-        })
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), stop)
-        .await
-        .map_err(|e| EngineError::Config(format!("OTLP/gRPC server: {e}")))
+/// The three OTLP export services over the receiver's intake.
+pub(super) fn routes(intake: Arc<Intake>) -> tonic::service::Routes {
+    tonic::service::Routes::new(OtlpService::<Logs> {
+        intake: intake.clone(),
+        service: PhantomData,
+    })
+    .add_service(OtlpService::<Metrics> {
+        intake: intake.clone(),
+        service: PhantomData,
+    })
+    .add_service(OtlpService::<Traces> {
+        intake,
+        service: PhantomData,
+    })
 }

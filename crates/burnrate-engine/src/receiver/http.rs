@@ -4,13 +4,15 @@
 //! Answers per the OTLP specification: 200 with an export response (a partial-success warning
 //! when rows kept unparsable values), 400 with a `google.rpc.Status` for bodies that are not
 //! exports, 413 for bodies over the limit, 415 for other content types or encodings, 503 (with
-//! `Retry-After`) when the writer is saturated or shutting down.
+//! `Retry-After`) when the writer is saturated, the memory budget is full or the disk is, 408
+//! for a body that did not arrive in time. Connections, TLS and tokens are the gate's
+//! (`connections.rs`); this is the service behind it.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -18,10 +20,11 @@ use burnrate_otlp::{Encoding, Signal};
 use futures::StreamExt;
 use prost::Message;
 
+use super::auth::Grant;
+use super::connections::{BodyCut, InFlight};
 use super::{
     Intake, Outcome, logs_response, metrics_response, partial_success_warning, traces_response,
 };
-use crate::EngineError;
 
 /// `google.rpc.Status`, the body OTLP/HTTP failures carry.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -36,29 +39,27 @@ struct RpcStatus {
 const INVALID_ARGUMENT: i32 = 3;
 const RESOURCE_EXHAUSTED: i32 = 8;
 const UNAVAILABLE: i32 = 14;
+pub(super) const UNAUTHENTICATED: i32 = 16;
+const DEADLINE_EXCEEDED: i32 = 4;
 
-pub(super) async fn serve(
-    listener: tokio::net::TcpListener,
-    intake: Arc<Intake>,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), EngineError> {
-    let app = Router::new()
-        .route("/v1/logs", post(|s, h, b| export(s, h, b, Signal::Logs)))
+/// The OTLP/HTTP routes over the receiver's intake.
+pub(super) fn router(intake: Arc<Intake>) -> Router {
+    Router::new()
+        .route(
+            "/v1/logs",
+            post(|s, g, f, h, b| export(s, g, f, h, b, Signal::Logs)),
+        )
         .route(
             "/v1/metrics",
-            post(|s, h, b| export(s, h, b, Signal::Metrics)),
+            post(|s, g, f, h, b| export(s, g, f, h, b, Signal::Metrics)),
         )
         .route(
             "/v1/traces",
-            post(|s, h, b| export(s, h, b, Signal::Traces)),
+            post(|s, g, f, h, b| export(s, g, f, h, b, Signal::Traces)),
         )
         // Bodies are read by `read_body`, which answers 413 itself without dropping the connection.
         .layer(DefaultBodyLimit::disable())
-        .with_state(intake);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(|e| EngineError::Config(format!("OTLP/HTTP server: {e}")))
+        .with_state(intake)
 }
 
 fn content_encoding_ok(headers: &HeaderMap) -> bool {
@@ -95,9 +96,11 @@ enum BodyError {
     Broken(String),
 }
 
+/// Reads a body of at most `limit` bytes into one buffer of exactly its size: a growing
+/// buffer would hold up to twice what the memory budget counted.
 async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
     let mut stream = body.into_data_stream();
-    let mut bytes = Vec::new();
+    let mut chunks = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
@@ -106,17 +109,25 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
             return Err(BodyError::TooLarge(seen));
         }
         if seen <= limit {
-            bytes.extend_from_slice(&chunk);
+            chunks.push(chunk);
+        } else {
+            chunks.clear();
         }
     }
     if seen > limit {
         return Err(BodyError::TooLarge(seen));
+    }
+    let mut bytes = Vec::with_capacity(seen);
+    for chunk in chunks {
+        bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
 }
 
 async fn export(
     State(intake): State<Arc<Intake>>,
+    Extension(grant): Extension<Grant>,
+    Extension(in_flight): Extension<Arc<InFlight>>,
     headers: HeaderMap,
     body: Body,
     signal: Signal,
@@ -152,12 +163,31 @@ async fn export(
                 encoding,
             );
         }
-        Err(BodyError::Broken(message)) => {
-            intake.health.request("broken_body");
-            return failure(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, message, encoding);
-        }
+        Err(BodyError::Broken(message)) => match in_flight.cut_off() {
+            Some(BodyCut::OverBudget) => {
+                intake.health.request("over_budget");
+                return unavailable(message, encoding);
+            }
+            Some(BodyCut::TimedOut) => {
+                intake.health.request("body_timeout");
+                let mut response = failure(
+                    StatusCode::REQUEST_TIMEOUT,
+                    DEADLINE_EXCEEDED,
+                    message,
+                    encoding,
+                );
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
+            None => {
+                intake.health.request("broken_body");
+                return failure(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, message, encoding);
+            }
+        },
     };
-    match intake.submit(signal, Some(encoding), body).await {
+    match intake.submit(signal, Some(encoding), grant, body).await {
         Outcome::Accepted { rows_with_errors } => success(signal, encoding, rows_with_errors),
         Outcome::Rejected { message, too_large } => {
             let (status, code) = if too_large {
@@ -167,19 +197,22 @@ async fn export(
             };
             failure(status, code, message, encoding)
         }
-        Outcome::Unavailable(message) => {
-            let mut response = failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                UNAVAILABLE,
-                message,
-                encoding,
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
+        Outcome::Unavailable(message) => unavailable(message, encoding),
     }
+}
+
+/// 503 with `Retry-After`: the client keeps the export and sends it again.
+fn unavailable(message: String, encoding: Encoding) -> Response {
+    let mut response = failure(
+        StatusCode::SERVICE_UNAVAILABLE,
+        UNAVAILABLE,
+        message,
+        encoding,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// The export response, in the request's encoding.
@@ -210,7 +243,12 @@ fn success(signal: Signal, encoding: Encoding, rows_with_errors: u64) -> Respons
     }
 }
 
-fn failure(status: StatusCode, code: i32, message: String, encoding: Encoding) -> Response {
+pub(super) fn failure(
+    status: StatusCode,
+    code: i32,
+    message: String,
+    encoding: Encoding,
+) -> Response {
     match encoding {
         Encoding::Proto => (
             status,

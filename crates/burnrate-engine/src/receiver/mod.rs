@@ -2,23 +2,38 @@
 //! `/v1/traces`, protobuf or JSON, optionally gzip) and OTLP/gRPC, answered as the OTLP
 //! specification says.
 //!
-//! Durable before 200: request handlers pass each export to one writer thread through a
-//! bounded queue (a full queue answers 503, which OTLP clients retry). The writer decodes it,
-//! appends the raw bytes to a write-ahead log, fsyncs once for every request waiting, and only
-//! then answers. Decoded rows wait in memory until the segment is flushed to Parquet under the
-//! name `receiver-<log seq>`, after which the log file is deleted. On start, log files left by
-//! a crash are replayed under the same segment names, so nothing is lost and nothing doubled.
+//! Three parts, in the order a request meets them:
+//! - **The gate** (`connections.rs`, `auth.rs`, `tls.rs`): TLS, bearer tokens, the connection
+//!   limit, header/body/idle timeouts, and the memory budget for bodies being read.
+//! - **The writer thread** (the acknowledging path): request handlers pass each export to it
+//!   through a bounded queue (a full queue answers 503, which OTLP clients retry). It appends
+//!   the raw bytes to a write-ahead log, fsyncs once for every request waiting, and only then
+//!   decodes them and answers. A log write that fails (a full disk) is cut back and its requests
+//!   answered 503, so 503 always means "not stored"; the receiver stays up, reports not-ready
+//!   with the reason, and takes requests again once a write succeeds.
+//! - **The flusher thread**: the writer hands it each segment's decoded rows with the number
+//!   of its log. It writes them to Parquet as `receiver-<log seq>`, feeds the window stage, and
+//!   deletes the log. A write that fails is retried (the sink is idempotent) while the log
+//!   keeps the requests safe; a slow flush never holds up acknowledgements.
+//!
+//! On start, log files left by a crash are replayed under the same segment names, so nothing
+//! is lost and nothing doubled.
 
+mod auth;
+mod connections;
 mod grpc;
 mod http;
+mod tls;
 mod wal;
 
+pub use auth::{AuthTokens, Grant};
 pub use grpc::RawBytes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver as QueueReceiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burnrate_otlp::proto::collector::logs::v1::{
@@ -33,8 +48,10 @@ use burnrate_otlp::proto::collector::trace::v1::{
 use burnrate_otlp::{DecodeError, Decoder, DeltaTracker, Encoding, PayloadHint, Signal};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+use tower::ServiceExt;
 
 use crate::EngineError;
+use crate::budget::{MemoryBudget, Reservation};
 use crate::dead_letters::DeadLetter;
 use crate::delta_state::rebuild_delta_tracker;
 use crate::health::PipelineHealth;
@@ -42,6 +59,7 @@ use crate::ledger::STATE_DIR;
 use crate::parquet_sink::{ParquetSink, remove_segments};
 use crate::table_buffer::{FlushTotals, TableBuffer};
 use crate::windows::WindowStage;
+use connections::{ConnectionLimits, Gate, Protocol};
 use wal::{Wal, WalFrame, list_wals, read_wal, wal_path};
 
 pub const RECEIVER_SEGMENT_PREFIX: &str = "receiver-";
@@ -53,22 +71,54 @@ const RECEIVER_ORIGIN: &str = "receiver";
 const CONNECTION_DRAIN: Duration = Duration::from_secs(5);
 /// How long a shutdown waits for the last Pushgateway push.
 const PUSH_GRACE: Duration = Duration::from_secs(3);
+/// How often the writer looks again at a segment the flusher could not take yet.
+const HANDOFF_RETRY: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts at a segment write that failed.
+const FLUSH_RETRY_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReceiverConfig {
-    /// OTLP/HTTP listen address.
+    /// OTLP/HTTP listen address. Default: 127.0.0.1:4318.
     pub http_listen: SocketAddr,
-    /// OTLP/gRPC listen address.
+    /// OTLP/gRPC listen address. Default: 127.0.0.1:4317.
     pub grpc_listen: SocketAddr,
-    /// Largest request body accepted (413 above), and largest export after gunzip.
+    /// Largest request body accepted (413 above), and largest export after gunzip, in bytes.
+    /// Default: 32 MiB.
     pub max_body_bytes: usize,
-    /// Requests waiting for the writer before new ones get 503.
+    /// Requests waiting for the writer before new ones get 503. Default: 1024.
     pub queue_requests: usize,
-    /// Flush the buffered rows to Parquet at least this often...
+    /// Flush the buffered rows to Parquet at least this often, in milliseconds. Default: 10000.
     pub flush_interval_ms: u64,
-    /// ... or once this many request bytes are buffered.
+    /// ... or once this many bytes of decoded exports are buffered (lowered to fit the memory
+    /// budget and the free disk space). Default: 32 MiB.
     pub flush_bytes: usize,
+    /// Open client connections per listener. At the limit, the connection idle longest is
+    /// closed for a new one; lowered to fit the open-file limit. Default: 1024.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers (and finish a TLS handshake), in
+    /// milliseconds. Default: 10000.
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request body once its headers are in, in milliseconds
+    /// (408 / `DEADLINE_EXCEEDED` after). Default: 60000.
+    pub body_timeout_ms: u64,
+    /// A connection with no request for this long is closed, in milliseconds. Default: 60000.
+    pub idle_timeout_ms: u64,
+    /// Bearer tokens clients must send, one per line, each optionally followed by the team it
+    /// is bound to; reloaded when the file changes. Default: none (no authentication).
+    pub auth_tokens_file: Option<PathBuf>,
+    /// PEM certificate chain: serve both listeners over TLS. Default: none (plain TCP).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`. Default: none.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA that client certificates must chain to (mutual TLS). Default: none.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Free disk space, in bytes, kept for segments, checkpoints and window output: past it, new
+    /// requests are answered 503 before their log write could fill the disk. Default: 64 MiB.
+    pub disk_reserve_bytes: u64,
+    /// Listen beyond loopback with no authentication (no token file and no client CA).
+    /// Default: false, which refuses to start that way.
+    pub insecure: bool,
 }
 
 impl Default for ReceiverConfig {
@@ -80,7 +130,59 @@ impl Default for ReceiverConfig {
             queue_requests: 1024,
             flush_interval_ms: 10_000,
             flush_bytes: 32 << 20,
+            max_connections: 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+            auth_tokens_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            disk_reserve_bytes: 64 << 20,
+            insecure: false,
         }
+    }
+}
+
+impl ReceiverConfig {
+    /// Refuses a configuration that would let anyone on the network send: a listener beyond
+    /// loopback with neither tokens nor client certificates, unless `insecure` says so.
+    pub fn check(&self) -> Result<(), EngineError> {
+        let authenticated = self.auth_tokens_file.is_some() || self.tls_client_ca_file.is_some();
+        let exposed = [self.http_listen, self.grpc_listen]
+            .into_iter()
+            .filter(|addr| !addr.ip().is_loopback())
+            .collect::<Vec<_>>();
+        if let Some(addr) = exposed.first()
+            && !authenticated
+            && !self.insecure
+        {
+            return Err(EngineError::Config(format!(
+                "the receiver would listen on {addr}, beyond loopback, with no authentication: \
+                 give it tokens (--auth-tokens FILE / receiver.auth_tokens_file) or a client CA \
+                 (--tls-client-ca FILE), or pass --insecure to accept anyone who can reach it"
+            )));
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) | (None, Some(_)) => Err(EngineError::Config(
+                "TLS needs both a certificate (tls_cert_file) and its key (tls_key_file)".into(),
+            )),
+            (None, None) if self.tls_client_ca_file.is_some() => Err(EngineError::Config(
+                "a client CA (tls_client_ca_file) needs TLS: set tls_cert_file and tls_key_file"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+            body_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
+        }
+        .within_file_limit(2)
     }
 }
 
@@ -89,6 +191,8 @@ pub struct ReceiverSummary {
     pub requests: u64,
     pub bytes: u64,
     pub rejected: u64,
+    /// Requests answered 503 because the log could not be written (a full disk).
+    pub unavailable: u64,
     /// Log files of an interrupted run replayed at start.
     pub logs_replayed: u64,
     pub written: FlushTotals,
@@ -159,13 +263,19 @@ impl Intake {
         &self,
         signal: Signal,
         encoding: Option<Encoding>,
+        grant: Grant,
         payload: Vec<u8>,
     ) -> Outcome {
         let (reply, answer) = oneshot::channel();
+        let team = match grant {
+            Grant::Any => None,
+            Grant::Team(team) => Some(team),
+        };
         let submission = Submission {
             frame: WalFrame {
                 signal,
                 encoding,
+                team,
                 payload,
             },
             reply,
@@ -197,22 +307,72 @@ impl Intake {
     }
 }
 
-/// The receiver bound to one dataset, recovered and ready to listen.
+/// Which of the receiver's writes is failing, for readiness: ready again only once both the
+/// log and the segments are written.
+#[derive(Debug, Default)]
+struct DiskTrouble {
+    log: Mutex<Option<String>>,
+    segments: Mutex<Option<String>>,
+}
+
+impl DiskTrouble {
+    fn set(&self, slot: &Mutex<Option<String>>, trouble: Option<String>, health: &PipelineHealth) {
+        if let Ok(mut slot) = slot.lock() {
+            *slot = trouble;
+        }
+        let reasons: Vec<String> = [&self.log, &self.segments]
+            .iter()
+            .filter_map(|slot| slot.lock().ok().and_then(|s| s.clone()))
+            .collect();
+        if reasons.is_empty() {
+            if health.not_ready_because(DISK_REASON) {
+                health.set_ready();
+            }
+        } else {
+            health.set_not_ready(format!("{DISK_REASON}{}", reasons.join("; ")));
+        }
+    }
+}
+
+/// How `/readyz` starts its reason while a write to the disk fails.
+const DISK_REASON: &str = "cannot write to disk: ";
+
+/// The receiver bound to one dataset, ready to listen.
 pub struct OtlpReceiver {
     config: ReceiverConfig,
     writer: Writer,
-    logs_replayed: u64,
+    flusher: Flusher,
+    /// Logs an interrupted run left, replayed before any new request is taken.
+    pending: Vec<u64>,
+    auth: Option<Arc<AuthTokens>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl OtlpReceiver {
-    /// Opens the dataset: replays the logs an interrupted run left, then rebuilds metric state.
+    /// Opens the dataset and rebuilds metric state; the logs an interrupted run left are
+    /// replayed when it runs.
     pub async fn open(
         decoder: Decoder,
         output: &Path,
         config: ReceiverConfig,
         health: Arc<PipelineHealth>,
         windows: WindowStage,
+        budget: Arc<MemoryBudget>,
     ) -> Result<Self, EngineError> {
+        config.check()?;
+        let auth = config
+            .auth_tokens_file
+            .as_deref()
+            .map(AuthTokens::load)
+            .transpose()?;
+        let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(&tls::TlsFiles {
+                cert,
+                key,
+                client_ca: config.tls_client_ca_file.as_deref(),
+            })?),
+            _ => None,
+        };
         std::fs::create_dir_all(output).map_err(|e| EngineError::io(output, e))?;
         let wal_dir = output.join(STATE_DIR).join("receiver");
         let pending = list_wals(&wal_dir)?;
@@ -223,26 +383,37 @@ impl OtlpReceiver {
                 && (temporary || segments.iter().any(|s| s == segment))
         })?;
         let tracker = rebuild_delta_tracker(output).await?;
-        let mut writer = Writer {
+        let disk = Arc::new(DiskTrouble::default());
+        let writer = Writer {
             decoder,
             tracker,
-            sink: ParquetSink::new(output),
-            health,
-            wal_dir,
+            health: health.clone(),
+            wal_dir: wal_dir.clone(),
+            output: output.to_path_buf(),
             max_payload_bytes: config.max_body_bytes,
             flush_bytes: config.flush_bytes,
             flush_every: Duration::from_millis(config.flush_interval_ms.max(1)),
             summary: ReceiverSummary::default(),
-            windows,
+            budget,
+            disk: disk.clone(),
+            disk_reserve: config.disk_reserve_bytes,
+            rotate: false,
         };
-        for seq in &pending {
-            writer.replay(*seq)?;
-        }
-        let logs_replayed = pending.len() as u64;
+        let flusher = Flusher {
+            sink: ParquetSink::new(output),
+            windows,
+            health,
+            wal_dir,
+            disk,
+            written: FlushTotals::default(),
+        };
         Ok(OtlpReceiver {
             config,
             writer,
-            logs_replayed,
+            flusher,
+            pending,
+            auth,
+            tls,
         })
     }
 
@@ -263,34 +434,72 @@ impl OtlpReceiver {
         });
         // Past what the windows were fed, too: a clock stepped back must not make new logs look
         // like ones already counted.
-        let fed = self.writer.windows.position(RECEIVER_ORIGIN);
+        let fed = self.flusher.windows.position(RECEIVER_ORIGIN);
         let next_seq = next_seq(&self.writer.wal_dir)?.max(fed.map_or(0, |p| p as u64 + 1));
+        // One segment may wait for the flusher while the writer fills the next.
+        let (segments, jobs) = std::sync::mpsc::sync_channel::<FlushJob>(1);
+        let flushing_stopped = Arc::new(AtomicBool::new(false));
+        let flusher = self.flusher;
+        let flush_stop = flushing_stopped.clone();
+        let flushing = tokio::task::spawn_blocking(move || flusher.run(jobs, &flush_stop));
+        let budget = self.writer.budget.clone();
         let writer = self.writer;
-        let writing = tokio::task::spawn_blocking(move || writer.run(requests, next_seq));
+        let pending = self.pending.clone();
+        let writing =
+            tokio::task::spawn_blocking(move || writer.run(requests, next_seq, &pending, segments));
 
+        let gate = |protocol| {
+            Arc::new(Gate {
+                protocol,
+                limits: self.config.limits(),
+                tls: self.tls.clone(),
+                auth: self.auth.clone(),
+                budget: budget.clone(),
+                health: health.clone(),
+            })
+        };
+        let (http_gate, grpc_gate) = (gate(Protocol::Http), gate(Protocol::Grpc));
+        let token_reload = self.auth.as_ref().map(AuthTokens::watch);
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let http = tokio::spawn(http::serve(
+        let http = tokio::spawn(connections::serve(
             http_listener,
-            intake.clone(),
+            http_gate,
+            http::router(intake.clone()),
             wait(stopped.clone()),
         ));
-        let grpc = tokio::spawn(grpc::serve(grpc_listener, intake.clone(), wait(stopped)));
+        let grpc_service =
+            ServiceExt::<axum::http::Request<connections::GuardedBody>>::map_response(
+                grpc::routes(intake.clone()),
+                |response| response.map(axum::body::Body::new),
+            );
+        let grpc = tokio::spawn(connections::serve(
+            grpc_listener,
+            grpc_gate,
+            grpc_service,
+            wait(stopped),
+        ));
         health.set_ready();
         tracing::info!(
             http = %self.config.http_listen,
             grpc = %self.config.grpc_listen,
+            tls = self.tls.is_some(),
+            tokens = self.auth.as_ref().map_or(0, |a| a.len()),
+            logs_to_replay = self.pending.len(),
             "OTLP receiver listening"
         );
         tokio::pin!(writing);
-        // A writer that ends before `stop` has failed (a full disk, say): stop answering and
-        // exit with its error, so the process is restarted and its log replayed.
+        // A writer that ends before `stop` has failed: stop answering and exit with its error,
+        // so the process is restarted and its log replayed.
         let early = tokio::select! {
             _ = stop => None,
             ended = &mut writing => Some(ended),
         };
+        // A segment write still failing (a full disk) gives up from now on and leaves its log
+        // to the next start, so that shutdown cannot hang on it.
+        flushing_stopped.store(true, Ordering::Relaxed);
         health.set_not_ready("shutting down");
         let _ = stopping.send(true);
         // Once the servers are done and the intake closed, the writer drains and stops.
@@ -311,6 +520,9 @@ impl OtlpReceiver {
                 servers.await
             }
         };
+        if let Some(reload) = token_reload {
+            reload.abort();
+        }
         // Requests on connections that outlived the drain are answered 503: the client retries.
         if let Ok(mut queue) = intake.queue.write() {
             queue.take();
@@ -325,12 +537,16 @@ impl OtlpReceiver {
             Some(ended) => ended,
             None => writing.await,
         };
+        let written = flushing
+            .await
+            .map_err(|e| EngineError::Config(format!("receiver flusher: {e}")))?;
         let mut summary =
             ended.map_err(|e| EngineError::Config(format!("receiver writer: {e}")))??;
+        summary.written = written?;
         for served in [http, grpc] {
             served.map_err(|e| EngineError::Config(format!("receiver server: {e}")))??;
         }
-        summary.logs_replayed = self.logs_replayed;
+        summary.logs_replayed = self.pending.len() as u64;
         Ok(summary)
     }
 }
@@ -352,18 +568,44 @@ fn next_seq(wal_dir: &Path) -> Result<u64, EngineError> {
     Ok(now.max(newest + 1))
 }
 
-/// Decodes, logs and flushes; owns everything the receiver writes.
+/// Bytes free for this process on the file system holding `path`, if it can tell.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let stats = rustix::fs::statvfs(path).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+/// One segment's rows on their way to the flusher, with the log that holds their requests and
+/// the memory they take.
+struct FlushJob {
+    buffer: TableBuffer,
+    seq: u64,
+    _memory: Reservation,
+}
+
+/// Logs, decodes and answers requests; owns the decoder and the metric state.
 struct Writer {
     decoder: Decoder,
     tracker: DeltaTracker,
-    sink: ParquetSink,
     health: Arc<PipelineHealth>,
     wal_dir: PathBuf,
+    output: PathBuf,
     max_payload_bytes: usize,
     flush_bytes: usize,
     flush_every: Duration,
     summary: ReceiverSummary,
-    windows: WindowStage,
+    budget: Arc<MemoryBudget>,
+    disk: Arc<DiskTrouble>,
+    disk_reserve: u64,
+    /// A log write failed: hand the segment over now, so that its log is deleted once written
+    /// and the next one starts empty (on a full disk, the Parquet takes less room than the log).
+    rotate: bool,
+}
+
+/// The segment the writer is filling: its log, rows and memory.
+struct OpenSegment {
+    wal: Option<Wal>,
+    buffer: TableBuffer,
+    memory: Reservation,
 }
 
 impl Writer {
@@ -375,7 +617,7 @@ impl Writer {
         }
     }
 
-    /// Decodes one request into `buffer`, returning the answer it deserves.
+    /// Decodes one logged request into `buffer`, returning the answer it deserves.
     fn take(
         &mut self,
         buffer: &mut TableBuffer,
@@ -383,12 +625,23 @@ impl Writer {
         seq: u64,
     ) -> Result<Outcome, EngineError> {
         let errors_before = buffer.stats.rows_with_errors;
+        let overrides_before = buffer.team_overrides;
         let hint = self.hint(frame);
         let dead = |error| {
             let origin = format!("receiver/{}/{}", frame.signal.as_str(), segment_name(seq));
             DeadLetter::now(origin, error, frame.payload.clone())
         };
-        let failed = buffer.add(&self.decoder, &mut self.tracker, &frame.payload, hint, dead)?;
+        let team = frame.team.as_deref();
+        let failed = buffer.add(
+            &self.decoder,
+            &mut self.tracker,
+            &frame.payload,
+            hint,
+            team,
+            dead,
+        )?;
+        self.health
+            .team_overridden(buffer.team_overrides - overrides_before);
         Ok(match failed {
             None => Outcome::Accepted {
                 rows_with_errors: buffer.stats.rows_with_errors - errors_before,
@@ -400,8 +653,8 @@ impl Writer {
         })
     }
 
-    /// A log an interrupted run left: decoded and flushed under its own segment name.
-    fn replay(&mut self, seq: u64) -> Result<(), EngineError> {
+    /// A log an interrupted run left: decoded and handed to the flusher under its own number.
+    fn replay(&mut self, seq: u64, segments: &SyncSender<FlushJob>) -> Result<(), EngineError> {
         let path = wal_path(&self.wal_dir, seq);
         let (frames, torn) = read_wal(&path)?;
         if torn {
@@ -411,60 +664,120 @@ impl Writer {
         for frame in &frames {
             self.take(&mut buffer, frame, seq)?;
         }
-        self.flush(buffer, seq)?;
-        std::fs::remove_file(&path).map_err(|e| EngineError::io(&path, e))
+        let mut memory = self.budget.reservation();
+        memory.force(buffer.bytes);
+        let job = FlushJob {
+            buffer,
+            seq,
+            _memory: memory,
+        };
+        segments
+            .send(job)
+            .map_err(|_| EngineError::Config("the receiver's flusher stopped".into()))
     }
 
-    fn flush(&mut self, buffer: TableBuffer, seq: u64) -> Result<(), EngineError> {
-        if buffer.is_empty() {
-            return Ok(());
-        }
-        buffer.flush(
-            &self.sink,
-            &segment_name(seq),
-            (RECEIVER_ORIGIN, seq as i64),
-            &mut self.windows,
-            &self.health,
-            &mut self.summary.written,
-        )
-    }
-
-    /// Decodes a group of requests into `buffer` and appends them to the log, synced once:
-    /// their answers, or the error that left none of them acknowledged.
+    /// Logs a group of requests, synced once, then decodes them into the open segment: their
+    /// answers. A log write that fails leaves none of them in the log, and all hear 503.
     fn log_group(
         &mut self,
-        buffer: &mut TableBuffer,
-        wal: &mut Wal,
+        open: &mut OpenSegment,
         batch: &[Submission],
+        seq: u64,
     ) -> Result<Vec<Outcome>, EngineError> {
+        let incoming: u64 = batch
+            .iter()
+            .map(|s| s.frame.payload.len() as u64 + 64)
+            .sum();
+        if let Some(free) = free_bytes(&self.output)
+            && free < incoming + self.disk_reserve
+        {
+            let full = EngineError::Config(format!(
+                "disk nearly full: {free} bytes free, {} kept for segments",
+                self.disk_reserve
+            ));
+            return Ok(self.unavailable(batch.len(), &full));
+        }
+        let wal = match open.wal.as_mut() {
+            Some(wal) => wal,
+            None => match Wal::create(&self.wal_dir, seq) {
+                Ok(wal) => open.wal.insert(wal),
+                Err(error) => return Ok(self.unavailable(batch.len(), &error)),
+            },
+        };
+        let logged = batch
+            .iter()
+            .try_for_each(|submission| wal.append(&submission.frame))
+            .and_then(|()| wal.sync());
+        if let Err(error) = logged {
+            // 503 means "not stored": nothing of the group may stay in the log to be replayed.
+            wal.discard_unsynced()?;
+            return Ok(self.unavailable(batch.len(), &error));
+        }
+        self.disk.set(&self.disk.log, None, &self.health);
+        let seq = wal.seq();
         let mut answers = Vec::with_capacity(batch.len());
         for submission in batch {
             self.health.message(submission.frame.payload.len());
             self.summary.requests += 1;
             self.summary.bytes += submission.frame.payload.len() as u64;
-            let outcome = self.take(buffer, &submission.frame, wal.seq())?;
+            let before = open.buffer.bytes;
+            let outcome = self.take(&mut open.buffer, &submission.frame, seq)?;
+            open.memory.force(open.buffer.bytes - before);
             if matches!(outcome, Outcome::Rejected { .. }) {
                 self.summary.rejected += 1;
             }
-            wal.append(&submission.frame)?;
             answers.push(outcome);
         }
-        wal.sync()?;
         Ok(answers)
+    }
+
+    fn unavailable(&mut self, requests: usize, error: &EngineError) -> Vec<Outcome> {
+        tracing::warn!(error = %error, requests, "receiver log write failed; answered 503");
+        self.disk
+            .set(&self.disk.log, Some(format!("log: {error}")), &self.health);
+        self.summary.unavailable += requests as u64;
+        self.rotate = true;
+        let message = format!("not stored, retry later: {error}");
+        vec![Outcome::Unavailable(message); requests]
+    }
+
+    /// Decoded bytes that make a segment due: the configured size, lowered to a quarter of the
+    /// memory budget and half the free disk space.
+    fn flush_threshold(&self) -> usize {
+        let free = free_bytes(&self.output).map_or(usize::MAX, |free| (free / 2) as usize);
+        self.flush_bytes
+            .min(self.budget.limit() / 4)
+            .min(free)
+            .max(1)
     }
 
     fn run(
         mut self,
         requests: QueueReceiver<Submission>,
         mut seq: u64,
+        pending: &[u64],
+        segments: SyncSender<FlushJob>,
     ) -> Result<ReceiverSummary, EngineError> {
-        let mut wal = Wal::create(&self.wal_dir, seq)?;
-        let mut buffer = TableBuffer::default();
+        for log in pending {
+            self.replay(*log, &segments)?;
+        }
+        let mut open = OpenSegment {
+            wal: None,
+            buffer: TableBuffer::default(),
+            memory: self.budget.reservation(),
+        };
         let mut deadline = Instant::now() + self.flush_every;
-        let mut open = true;
-        while open {
+        let mut taking = true;
+        // A segment the flusher could not take yet stays open and keeps growing up to this.
+        let mut held_back = false;
+        while taking {
+            let wait = if held_back {
+                HANDOFF_RETRY
+            } else {
+                deadline.saturating_duration_since(Instant::now())
+            };
             let mut batch = Vec::new();
-            match requests.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            match requests.recv_timeout(wait) {
                 Ok(first) => {
                     batch.push(first);
                     while batch.len() < GROUP_COMMIT {
@@ -473,42 +786,140 @@ impl Writer {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => open = false,
+                Err(RecvTimeoutError::Disconnected) => taking = false,
             }
+            let threshold = self.flush_threshold();
             if !batch.is_empty() {
-                let answers = match self.log_group(&mut buffer, &mut wal, &batch) {
-                    Ok(answers) => answers,
-                    Err(error) => {
-                        // The whole group hears 503 ("not stored"), so none of it may stay in
-                        // the log to be replayed.
-                        if let Err(cut) = wal.discard_unsynced() {
-                            tracing::error!(error = %cut, "the receiver log could not be cut back to its last acknowledged request");
-                        }
-                        return Err(error);
-                    }
+                let answers = if held_back && open.buffer.bytes >= threshold.saturating_mul(2) {
+                    let message = "segments are not being written fast enough; retry later";
+                    self.summary.unavailable += batch.len() as u64;
+                    vec![Outcome::Unavailable(message.into()); batch.len()]
+                } else {
+                    self.log_group(&mut open, &batch, seq)?
                 };
                 for (submission, outcome) in batch.into_iter().zip(answers) {
                     // A client that hung up still had its export made durable.
                     let _ = submission.reply.send(outcome);
                 }
             }
-            let due = Instant::now() >= deadline || buffer.bytes >= self.flush_bytes || !open;
-            if due {
-                if !buffer.is_empty() {
-                    self.flush(std::mem::take(&mut buffer), wal.seq())?;
-                    wal.remove()?;
-                    seq = next_seq(&self.wal_dir)?.max(seq + 1);
-                    wal = Wal::create(&self.wal_dir, seq)?;
+            self.health
+                .set_memory(self.budget.used(), self.budget.limit());
+            let due = Instant::now() >= deadline
+                || open.buffer.bytes >= threshold
+                || held_back
+                || self.rotate
+                || !taking;
+            if !due {
+                continue;
+            }
+            deadline = Instant::now() + self.flush_every;
+            let Some(wal) = open.wal.take() else {
+                continue;
+            };
+            if open.buffer.is_empty() {
+                open.wal = Some(wal);
+                continue;
+            }
+            let job = FlushJob {
+                buffer: std::mem::take(&mut open.buffer),
+                seq: wal.seq(),
+                _memory: std::mem::replace(&mut open.memory, self.budget.reservation()),
+            };
+            // At shutdown the last segment waits for the flusher; before, a busy flusher
+            // never holds up acknowledgements.
+            let handed = if taking {
+                segments.try_send(job)
+            } else {
+                segments
+                    .send(job)
+                    .map_err(|e| TrySendError::Disconnected(e.0))
+            };
+            match handed {
+                Ok(()) => {
+                    held_back = false;
+                    self.rotate = false;
+                    drop(wal);
+                    // Without a readable log directory, the next log (whose creation will
+                    // fail and be answered 503) still gets a new number.
+                    seq = next_seq(&self.wal_dir).unwrap_or(seq + 1).max(seq + 1);
                 }
-                deadline = Instant::now() + self.flush_every;
+                Err(TrySendError::Full(job)) => {
+                    held_back = true;
+                    open.buffer = job.buffer;
+                    open.memory = job._memory;
+                    open.wal = Some(wal);
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(EngineError::Config("the receiver's flusher stopped".into()));
+                }
             }
         }
-        // The last, empty log goes too: nothing is pending.
-        wal.remove()?;
+        // A log with nothing in it goes: nothing is pending.
+        if let Some(wal) = open.wal.take() {
+            wal.remove()?;
+        }
+        Ok(self.summary)
+    }
+}
+
+/// Writes segments, feeds the windows, and deletes the logs they came from.
+struct Flusher {
+    sink: ParquetSink,
+    windows: WindowStage,
+    health: Arc<PipelineHealth>,
+    wal_dir: PathBuf,
+    disk: Arc<DiskTrouble>,
+    written: FlushTotals,
+}
+
+impl Flusher {
+    fn run(
+        mut self,
+        jobs: QueueReceiver<FlushJob>,
+        stopping: &AtomicBool,
+    ) -> Result<FlushTotals, EngineError> {
+        for job in jobs {
+            let segment = job.buffer.into_segment()?;
+            let name = segment_name(job.seq);
+            let mut retry_in = HANDOFF_RETRY;
+            loop {
+                match segment.write(&self.sink, &name, &self.health, &mut self.written) {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(segment = %name, error = %error, "segment write failed; its log keeps the requests, retrying");
+                        self.disk.set(
+                            &self.disk.segments,
+                            Some(format!("segment {name}: {error}")),
+                            &self.health,
+                        );
+                        if stopping.load(Ordering::Relaxed) {
+                            return Err(error);
+                        }
+                        std::thread::sleep(retry_in);
+                        retry_in = (retry_in * 2).min(FLUSH_RETRY_MAX);
+                    }
+                }
+            }
+            self.disk.set(&self.disk.segments, None, &self.health);
+            let progress = self
+                .windows
+                .feed(RECEIVER_ORIGIN, job.seq as i64, &segment.tables)?;
+            self.health.windowed(progress.closed, progress.late_events);
+            let log = wal_path(&self.wal_dir, job.seq);
+            // A log left behind is harmless: replayed at the next start, it rewrites the same
+            // segment and the windows skip it.
+            match std::fs::remove_file(&log) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!(log = %log.display(), error = %error, "written segment's log not deleted; the next start replays it");
+                }
+            }
+        }
         // Open windows stay open in the checkpoint; the next start carries on with them.
         if !self.windows.finish(PUSH_GRACE) {
             tracing::warn!("the last Pushgateway push did not go through before shutdown");
         }
-        Ok(self.summary)
+        Ok(self.written)
     }
 }

@@ -2,7 +2,9 @@
 //! client hears 200, until the segment holding it is in Parquet.
 //!
 //! One file per segment, `wal-<seq>.log`, of frames
-//! `[signal u8][encoding u8][length u32 LE][xxh3-64 of payload, u64 LE][payload]`.
+//! `[signal u8][encoding u8][length u32 LE][xxh3-64 of body, u64 LE][body]`. The body is the
+//! payload, or, when the signal byte has [`TEAM_FLAG`] set (a request sent with a team-bound
+//! token), `[team length u8][team][payload]`.
 //! A torn or corrupt tail is a write that was never acknowledged, and reading stops there.
 
 use std::fs::{self, File, OpenOptions};
@@ -14,12 +16,18 @@ use burnrate_otlp::{Encoding, Signal};
 use crate::EngineError;
 
 const HEADER: usize = 1 + 1 + 4 + 8;
+/// Set in the signal byte of a frame whose body starts with the team its token is bound to.
+const TEAM_FLAG: u8 = 0x80;
+/// The longest team name a frame carries (the token file refuses longer ones).
+pub const MAX_TEAM_BYTES: usize = u8::MAX as usize;
 
 /// One request as it was received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WalFrame {
     pub signal: Signal,
     pub encoding: Option<Encoding>,
+    /// The team the request's token is bound to, which its rows are booked to.
+    pub team: Option<std::sync::Arc<str>>,
     pub payload: Vec<u8>,
 }
 
@@ -83,7 +91,7 @@ pub fn read_wal(path: &Path) -> Result<(Vec<WalFrame>, bool), EngineError> {
         let Some(frame) = parse_frame(rest) else {
             return Ok((frames, true));
         };
-        rest = &rest[HEADER + frame.payload.len()..];
+        rest = rest.get(frame_length(&frame)..).unwrap_or_default();
         frames.push(frame);
     }
     Ok((frames, false))
@@ -91,7 +99,7 @@ pub fn read_wal(path: &Path) -> Result<(Vec<WalFrame>, bool), EngineError> {
 
 fn parse_frame(bytes: &[u8]) -> Option<WalFrame> {
     let header = bytes.get(..HEADER)?;
-    let signal = match header[0] {
+    let signal = match header[0] & !TEAM_FLAG {
         0 => Signal::Logs,
         1 => Signal::Metrics,
         2 => Signal::Traces,
@@ -105,12 +113,31 @@ fn parse_frame(bytes: &[u8]) -> Option<WalFrame> {
     };
     let length = u32::from_le_bytes(header[2..6].try_into().ok()?) as usize;
     let checksum = u64::from_le_bytes(header[6..14].try_into().ok()?);
-    let payload = bytes.get(HEADER..HEADER + length)?;
-    (xxhash_rust::xxh3::xxh3_64(payload) == checksum).then(|| WalFrame {
+    let body = bytes.get(HEADER..HEADER + length)?;
+    if xxhash_rust::xxh3::xxh3_64(body) != checksum {
+        return None;
+    }
+    let (team, payload) = if header[0] & TEAM_FLAG != 0 {
+        let (&team_length, rest) = body.split_first()?;
+        let (team, payload) = rest.split_at_checked(usize::from(team_length))?;
+        (
+            Some(std::sync::Arc::from(std::str::from_utf8(team).ok()?)),
+            payload,
+        )
+    } else {
+        (None, body)
+    };
+    Some(WalFrame {
         signal,
         encoding,
+        team,
         payload: payload.to_vec(),
     })
+}
+
+/// Bytes a frame takes in the log.
+fn frame_length(frame: &WalFrame) -> usize {
+    HEADER + frame.payload.len() + frame.team.as_ref().map_or(0, |team| 1 + team.len())
 }
 
 impl Wal {
@@ -141,21 +168,39 @@ impl Wal {
     }
 
     pub fn append(&mut self, frame: &WalFrame) -> Result<(), EngineError> {
-        let length = u32::try_from(frame.payload.len()).map_err(|_| {
+        let body_length = frame_length(frame) - HEADER;
+        let length = u32::try_from(body_length).map_err(|_| {
             EngineError::Config(format!(
                 "request of {} bytes is too large for the log",
                 frame.payload.len()
             ))
         })?;
+        let team = match &frame.team {
+            None => None,
+            Some(team) => Some(u8::try_from(team.len()).map_err(|_| {
+                EngineError::Config(format!("team name {team:?} is over {MAX_TEAM_BYTES} bytes"))
+            })?),
+        };
+        let mut checksum = xxhash_rust::xxh3::Xxh3Default::new();
         let mut header = [0u8; HEADER];
         header[0] = signal_code(frame.signal);
+        if let (Some(length), Some(team)) = (team, &frame.team) {
+            header[0] |= TEAM_FLAG;
+            checksum.update(&[length]);
+            checksum.update(team.as_bytes());
+        }
+        checksum.update(&frame.payload);
         header[1] = encoding_code(frame.encoding);
         header[2..6].copy_from_slice(&length.to_le_bytes());
-        header[6..14].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&frame.payload).to_le_bytes());
+        header[6..14].copy_from_slice(&checksum.digest().to_le_bytes());
         let io = |e| EngineError::io(&self.path, e);
         self.file.write_all(&header).map_err(io)?;
+        if let (Some(length), Some(team)) = (team, &frame.team) {
+            self.file.write_all(&[length]).map_err(io)?;
+            self.file.write_all(team.as_bytes()).map_err(io)?;
+        }
         self.file.write_all(&frame.payload).map_err(io)?;
-        self.pending += (HEADER + frame.payload.len()) as u64;
+        self.pending += frame_length(frame) as u64;
         Ok(())
     }
 
@@ -203,12 +248,20 @@ mod tests {
             WalFrame {
                 signal: Signal::Logs,
                 encoding: Some(Encoding::Proto),
+                team: None,
                 payload: vec![1, 2, 3],
             },
             WalFrame {
                 signal: Signal::Traces,
                 encoding: None,
+                team: None,
                 payload: b"{}".to_vec(),
+            },
+            WalFrame {
+                signal: Signal::Metrics,
+                encoding: Some(Encoding::Json),
+                team: Some("payments".into()),
+                payload: b"{\"resourceMetrics\":[]}".to_vec(),
             },
         ];
         let mut wal = Wal::create(dir.path(), 7).unwrap();
@@ -240,6 +293,7 @@ mod tests {
         let frame = |byte: u8| WalFrame {
             signal: Signal::Logs,
             encoding: Some(Encoding::Proto),
+            team: None,
             payload: vec![byte; 100],
         };
         let mut wal = Wal::create(dir.path(), 1).unwrap();
