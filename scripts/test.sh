@@ -68,6 +68,19 @@ if [ -z "${BURNRATE_MOTO:-}" ]; then
     export BURNRATE_MOTO
 fi
 
+# Real Claude Code, from the npm registry (the platform package holds the binary); its
+# telemetry is sent to the receiver with a bearer token.
+claude_version=2.1.332
+claude_dir="${BURNRATE_CLAUDE_CODE_DIR:-$HOME/.cache/burnrate/claude-code-$claude_version}"
+if [ -z "${BURNRATE_CLAUDE_CODE:-}" ]; then
+    claude_bin="$claude_dir/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
+    if ! [ -x "$claude_bin" ]; then
+        mkdir -p "$claude_dir"
+        npm install --silent --no-save --prefix "$claude_dir" "@anthropic-ai/claude-code-linux-x64@$claude_version" >/dev/null
+    fi
+    export BURNRATE_CLAUDE_CODE="$claude_bin"
+fi
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The Kafka end-to-end tests (a SIGKILL loop, a rebalance between two members, drains that end
@@ -80,3 +93,5 @@ for test in "${kafka_e2e[@]}"; do skips+=(--skip "$test"); done
 cargo test --workspace --lib --bins --tests --locked -- "${skips[@]}"
 cargo test --workspace --benches --locked
 cargo test --workspace --test end_to_end --locked -- "${kafka_e2e[@]}" --test-threads=1
+# The fuzz targets, a bounded run each (FUZZ_SECONDS, default 60).
+./scripts/fuzz.sh

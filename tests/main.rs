@@ -7,6 +7,7 @@
 mod support;
 
 mod anomaly_eval;
+mod claude_code;
 mod cost;
 mod deploy;
 mod end_to_end;

@@ -17,6 +17,7 @@ mod decoder;
 pub mod delta;
 pub mod payload;
 mod raw;
+pub mod request;
 pub mod schema;
 mod usage;
 

@@ -86,7 +86,9 @@ impl AuthTokens {
 
     /// What the `Authorization` header's value grants, or why it grants nothing.
     pub fn check(&self, authorization: Option<&[u8]>) -> Result<Grant, Refusal> {
-        let token = authorization.and_then(bearer).ok_or(Refusal::Missing)?;
+        let token = authorization
+            .and_then(burnrate_otlp::request::bearer_token)
+            .ok_or(Refusal::Missing)?;
         let tokens = self.tokens.read().map_err(|_| Refusal::Unknown)?;
         tokens.grants.get(token).cloned().ok_or(Refusal::Unknown)
     }
@@ -135,18 +137,6 @@ impl AuthTokens {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` value (the scheme is case-insensitive).
-fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let value = value.trim_ascii();
-    let (scheme, token) = value.split_at_checked(6)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return None;
-    }
-    let token = token.trim_ascii();
-    // The scheme and the token are separated by at least one space.
-    (value.get(6).is_some_and(|b| *b == b' ' || *b == b'\t') && !token.is_empty()).then_some(token)
-}
-
 fn parse(text: &str) -> Result<Tokens, String> {
     let mut grants = HashMap::new();
     for (number, line) in text.lines().enumerate() {
@@ -164,6 +154,15 @@ fn parse(text: &str) -> Result<Tokens, String> {
             return Err(format!(
                 "line {}: expected a token and at most a team name",
                 number + 1
+            ));
+        }
+        if let Grant::Team(team) = &grant
+            && team.len() > super::wal::MAX_TEAM_BYTES
+        {
+            return Err(format!(
+                "line {}: a team name is at most {} bytes",
+                number + 1,
+                super::wal::MAX_TEAM_BYTES
             ));
         }
         if token.len() < 16 {

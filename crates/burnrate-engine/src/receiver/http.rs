@@ -16,6 +16,7 @@ use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use burnrate_otlp::request;
 use burnrate_otlp::{Encoding, Signal};
 use futures::StreamExt;
 use prost::Message;
@@ -63,27 +64,15 @@ pub(super) fn router(intake: Arc<Intake>) -> Router {
 }
 
 fn content_encoding_ok(headers: &HeaderMap) -> bool {
-    match headers.get(header::CONTENT_ENCODING) {
-        None => true,
-        // The decoder recognises gzip by its magic bytes, so a gzip body needs nothing more.
-        Some(value) => matches!(
-            value
-                .to_str()
-                .map(|v| v.trim().to_ascii_lowercase())
-                .as_deref(),
-            Ok("gzip" | "identity")
-        ),
-    }
+    request::content_encoding_supported(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .map(HeaderValue::as_bytes),
+    )
 }
 
 fn request_encoding(headers: &HeaderMap) -> Option<Encoding> {
-    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let media = content_type.split(';').next()?.trim().to_ascii_lowercase();
-    match media.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Some(Encoding::Proto),
-        "application/json" => Some(Encoding::Json),
-        _ => None,
-    }
+    request::content_type_encoding(headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes))
 }
 
 /// A body over the limit is still read, up to this many times the limit, and thrown away: a

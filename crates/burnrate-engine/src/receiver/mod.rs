@@ -923,3 +923,52 @@ impl Flusher {
         Ok(self.written)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_beyond_loopback_needs_authentication_or_insecure() {
+        let exposed = ReceiverConfig {
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 4318)),
+            ..ReceiverConfig::default()
+        };
+        let refused = exposed.check().unwrap_err().to_string();
+        assert!(
+            refused.contains("0.0.0.0:4318") && refused.contains("--insecure"),
+            "{refused}"
+        );
+        let tokens = ReceiverConfig {
+            auth_tokens_file: Some("/etc/burnrate/tokens".into()),
+            ..exposed.clone()
+        };
+        assert!(tokens.check().is_ok());
+        let mutual_tls = ReceiverConfig {
+            tls_cert_file: Some("tls.crt".into()),
+            tls_key_file: Some("tls.key".into()),
+            tls_client_ca_file: Some("ca.crt".into()),
+            ..exposed.clone()
+        };
+        assert!(mutual_tls.check().is_ok());
+        let insecure = ReceiverConfig {
+            insecure: true,
+            ..exposed.clone()
+        };
+        assert!(insecure.check().is_ok());
+        assert!(
+            ReceiverConfig::default().check().is_ok(),
+            "loopback needs nothing"
+        );
+        let half_tls = ReceiverConfig {
+            tls_cert_file: Some("tls.crt".into()),
+            ..ReceiverConfig::default()
+        };
+        assert!(half_tls.check().is_err());
+        let ca_without_tls = ReceiverConfig {
+            tls_client_ca_file: Some("ca.crt".into()),
+            ..ReceiverConfig::default()
+        };
+        assert!(ca_without_tls.check().is_err());
+    }
+}

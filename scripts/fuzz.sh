@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# A bounded run of every cargo-fuzz target (fuzz/): FUZZ_SECONDS each (default 60), seeded from
+# the real Claude Code samples of both releases and fuzz/seeds/, plus every input in
+# fuzz/regressions/ (inputs that once crashed: they must stay fixed). Prints the executions per
+# target. A crash fails the run and leaves its input in fuzz/artifacts/.
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets this machine's stable toolchain take them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${FUZZ_SECONDS:-60}"
+samples=("${BURNRATE_SAMPLES:-../shared/otlp-samples}" "${BURNRATE_SAMPLES_2_1_332:-../shared/otlp-samples-2.1.332}")
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz@0.13.2
+export RUSTC_BOOTSTRAP=1
+
+corpus="$(mktemp -d)"
+trap 'rm -rf "$corpus"' EXIT
+for target in decode_proto decode_json sniff_payload receiver_request; do
+    mkdir -p "$corpus/$target"
+done
+# The first byte picks the signal (0 logs, 1 metrics, 2 traces); receiver_request inputs are
+# path byte, Content-Type, Content-Encoding, Authorization and body, NUL-separated.
+n=0
+for dir in "${samples[@]}"; do
+    for file in "$dir"/*/*.pb; do
+        n=$((n + 1))
+        case "$file" in
+            *logs.pb) signal='\x00' ;;
+            *metrics.pb) signal='\x01' ;;
+            *) signal='\x02' ;;
+        esac
+        { printf "$signal"; cat "$file"; } >"$corpus/decode_proto/$n"
+        cp "$file" "$corpus/sniff_payload/$n"
+        { printf "$signal"; printf 'application/x-protobuf\x00gzip\x00Bearer tok-0123456789abcdef\x00'; gzip -c "$file"; } >"$corpus/receiver_request/$n"
+    done
+done
+for file in fuzz/seeds/*.json; do
+    n=$((n + 1))
+    case "$file" in
+        *metrics.json) signal='\x01' ;;
+        *spans.json) signal='\x02' ;;
+        *) signal='\x00' ;;
+    esac
+    { printf "$signal"; cat "$file"; } >"$corpus/decode_json/$n"
+    cp "$file" "$corpus/sniff_payload/$n"
+    gzip -c "$file" >"$corpus/sniff_payload/$n.gz"
+    { printf "$signal"; printf 'application/json\x00\x00\x00'; cat "$file"; } >"$corpus/receiver_request/$n"
+done
+
+cargo fuzz build --fuzz-dir fuzz
+for target in decode_proto decode_json sniff_payload receiver_request; do
+    log="$corpus/$target.log"
+    if ! cargo fuzz run --fuzz-dir fuzz "$target" "$corpus/$target" "fuzz/regressions/$target" -- \
+        -max_total_time="$seconds" -max_len=1048576 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+        tail -n 60 "$log" >&2
+        echo "fuzz.sh: $target crashed; the input is in fuzz/artifacts/$target/ (fix it, then move it to fuzz/regressions/$target/)" >&2
+        exit 1
+    fi
+    executions=$(grep -m1 '^stat::number_of_executed_units' "$log" | awk '{print $2}')
+    echo "fuzz.sh: $target ran clean for ${seconds}s: ${executions:-?} executions"
+done
