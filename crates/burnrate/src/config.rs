@@ -58,7 +58,7 @@ pub struct Config {
     pub memory_limit: u64,
 }
 
-/// A size in bytes: an integer, or a string with a unit (B, KiB, MiB, GiB; KB, MB, GB).
+/// `memory_limit`: bytes, or a string with a unit (B, KiB, MiB, GiB; KB, MB, GB).
 fn byte_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -68,7 +68,9 @@ fn byte_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D
     }
     match Size::deserialize(deserializer)? {
         Size::Bytes(bytes) => Ok(bytes),
-        Size::Text(text) => parse_byte_size(&text).map_err(serde::de::Error::custom),
+        // A custom error carries no key path: name the key here.
+        Size::Text(text) => parse_byte_size(&text)
+            .map_err(|e| serde::de::Error::custom(format!("memory_limit: {e}"))),
     }
 }
 
