@@ -448,10 +448,11 @@ impl OtlpReceiver {
         let writing =
             tokio::task::spawn_blocking(move || writer.run(requests, next_seq, &pending, segments));
 
+        let limits = self.config.limits();
         let gate = |protocol| {
             Arc::new(Gate {
                 protocol,
-                limits: self.config.limits(),
+                limits: limits.clone(),
                 tls: self.tls.clone(),
                 auth: self.auth.clone(),
                 budget: budget.clone(),
