@@ -32,6 +32,9 @@ pub struct TableBuffer {
     /// Input bytes taken in since the last flush, as decoded (a gzip export counts inflated:
     /// 224 KB of gzip can hold 31 MiB of export).
     pub bytes: usize,
+    /// Memory the buffered batches take: many small exports make many small batches, each
+    /// with per-column buffers, so this runs well past `bytes`.
+    pub memory: usize,
     pub stats: DecodeStats,
     pub delta: DeltaStats,
     /// Rows booked to a token's team over the team their attributes named.
@@ -119,6 +122,7 @@ impl TableBuffer {
             } else {
                 batch
             };
+            self.memory += batch.get_array_memory_size();
             self.tables.entry(table).or_default().push(batch);
         }
         Ok(None)

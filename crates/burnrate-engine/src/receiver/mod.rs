@@ -666,7 +666,7 @@ impl Writer {
             self.take(&mut buffer, frame, seq)?;
         }
         let mut memory = self.budget.reservation();
-        memory.force(buffer.bytes);
+        memory.force(buffer.memory);
         let job = FlushJob {
             buffer,
             seq,
@@ -721,9 +721,9 @@ impl Writer {
             self.health.message(submission.frame.payload.len());
             self.summary.requests += 1;
             self.summary.bytes += submission.frame.payload.len() as u64;
-            let before = open.buffer.bytes;
+            let before = open.buffer.memory;
             let outcome = self.take(&mut open.buffer, &submission.frame, seq)?;
-            open.memory.force(open.buffer.bytes - before);
+            open.memory.force(open.buffer.memory - before);
             if matches!(outcome, Outcome::Rejected { .. }) {
                 self.summary.rejected += 1;
             }
@@ -742,14 +742,14 @@ impl Writer {
         vec![Outcome::Unavailable(message); requests]
     }
 
-    /// Decoded bytes that make a segment due: the configured size, lowered to a quarter of the
-    /// memory budget and half the free disk space.
-    fn flush_threshold(&self) -> usize {
+    /// Whether a segment is `times` over what makes it due: `flush_bytes` of decoded exports
+    /// (lowered to half the free disk space), or a quarter of the memory budget in Arrow
+    /// buffers.
+    fn over_threshold(&self, buffer: &TableBuffer, times: usize) -> bool {
         let free = free_bytes(&self.output).map_or(usize::MAX, |free| (free / 2) as usize);
-        self.flush_bytes
-            .min(self.budget.limit() / 4)
-            .min(free)
-            .max(1)
+        let bytes = self.flush_bytes.min(free).max(1);
+        let memory = (self.budget.limit() / 4).max(1);
+        buffer.bytes >= bytes.saturating_mul(times) || buffer.memory >= memory.saturating_mul(times)
     }
 
     fn run(
@@ -789,9 +789,8 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => taking = false,
             }
-            let threshold = self.flush_threshold();
             if !batch.is_empty() {
-                let answers = if held_back && open.buffer.bytes >= threshold.saturating_mul(2) {
+                let answers = if held_back && self.over_threshold(&open.buffer, 2) {
                     let message = "segments are not being written fast enough; retry later";
                     self.summary.unavailable += batch.len() as u64;
                     vec![Outcome::Unavailable(message.into()); batch.len()]
@@ -806,7 +805,7 @@ impl Writer {
             self.health
                 .set_memory(self.budget.used(), self.budget.limit());
             let due = Instant::now() >= deadline
-                || open.buffer.bytes >= threshold
+                || self.over_threshold(&open.buffer, 1)
                 || held_back
                 || self.rotate
                 || !taking;
