@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::receiver::Receiver;
+use crate::receiver_gate::metric;
 use crate::support::*;
 
 const TOKEN: &str = "tok-claude-code-0123456789";
@@ -114,20 +115,18 @@ fn claude_code_sends_with_its_token_and_is_booked_to_the_bound_team() {
         &tmp.path().join("home-wrong"),
         "tok-not-a-known-token-000",
     );
-    let (_, metrics) = receiver.get_health("/metrics");
-    let count = |prefix: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
     assert!(
-        count("burnrate_receiver_requests_total{status=\"accepted\"}") >= 1.0,
-        "{metrics}"
+        metric(
+            &receiver,
+            "burnrate_receiver_requests_total{status=\"accepted\"}"
+        ) >= 1.0
     );
     assert!(
-        count("burnrate_receiver_requests_total{status=\"unauthenticated\"}") >= 1.0,
-        "the wrong token's exports were refused: {metrics}"
+        metric(
+            &receiver,
+            "burnrate_receiver_requests_total{status=\"unauthenticated\"}"
+        ) >= 1.0,
+        "the wrong token's exports were refused"
     );
     let (status, log) = receiver.stop();
     assert!(status.success(), "{log}");

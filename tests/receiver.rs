@@ -75,12 +75,17 @@ impl Receiver {
             grpc,
             health,
         };
+        receiver.wait_ready("the receiver never became ready");
+        receiver
+    }
+
+    /// Waits up to 30 s for `/readyz` to answer 200, failing with `why` after.
+    pub(crate) fn wait_ready(&self, why: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while receiver.get_health("/readyz").0 != 200 {
-            assert!(Instant::now() < deadline, "the receiver never became ready");
+        while self.get_health("/readyz").0 != 200 {
+            assert!(Instant::now() < deadline, "{why}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        receiver
     }
 
     pub(crate) fn get_health(&self, path: &str) -> (u16, String) {
@@ -810,11 +815,7 @@ fn a_receiver_whose_log_cannot_be_written_answers_503_says_why_and_resumes() {
         std::thread::sleep(Duration::from_millis(100));
     }
     stored.push(i);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while receiver.get_health("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "never ready again");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    receiver.wait_ready("never ready again");
     let (status, log) = receiver.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("panicked"), "{log}");

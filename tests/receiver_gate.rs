@@ -59,7 +59,7 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     config
 }
 
-fn metric(receiver: &Receiver, line_start: &str) -> f64 {
+pub(crate) fn metric(receiver: &Receiver, line_start: &str) -> f64 {
     let (_, text) = receiver.get_health("/metrics");
     text.lines()
         .find_map(|line| line.strip_prefix(line_start)?.trim().parse().ok())
@@ -683,11 +683,7 @@ fn a_full_disk_answers_503_stays_up_and_resumes_when_space_returns() {
             status = post(*i);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while receiver.get_health("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "never ready again");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    receiver.wait_ready("never ready again");
     let (status, log) = receiver.stop();
     assert!(status.success(), "{log}");
     let calls = one(
