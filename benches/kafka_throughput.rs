@@ -18,7 +18,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use burnrate_engine::{
-    KafkaPipeline, KafkaSourceConfig, KafkaTopic, PipelineHealth, WindowSpec, WindowStage,
+    KafkaPipeline, KafkaSourceConfig, KafkaTopic, MemoryBudget, PipelineHealth, WindowSpec,
+    WindowStage,
 };
 use burnrate_otlp::{Decoder, MappingConfig};
 use burnrate_pricing::PriceTable;
@@ -89,7 +90,15 @@ fn burnrate(broker: &Broker, group: &str, messages: usize) -> Round {
         let mut pipeline = {
             let windows =
                 WindowStage::open(data.path(), &WindowSpec::default(), "bench", 500).unwrap();
-            KafkaPipeline::open(decoder, data.path(), config, health.clone(), windows).unwrap()
+            KafkaPipeline::open(
+                decoder,
+                data.path(),
+                config,
+                health.clone(),
+                windows,
+                MemoryBudget::for_memory_limit(512 << 20),
+            )
+            .unwrap()
         };
         let watch = health.clone();
         let total = messages as u64;

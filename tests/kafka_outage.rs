@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::support::broker::produce_samples;
 use crate::support::sample_exports;
 use burnrate_engine::{
-    KafkaPipeline, KafkaSourceConfig, KafkaTopic, PipelineHealth, WindowSpec, WindowStage,
-    open_dataset,
+    KafkaPipeline, KafkaSourceConfig, KafkaTopic, MemoryBudget, PipelineHealth, WindowSpec,
+    WindowStage, open_dataset,
 };
 use burnrate_otlp::{Decoder, MappingConfig};
 use burnrate_pricing::PriceTable;
@@ -92,7 +92,15 @@ fn pipeline(
     };
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
     let windows = WindowStage::open(data, &WindowSpec::default(), "local", 500).unwrap();
-    KafkaPipeline::open(decoder, data, config, health.clone(), windows).unwrap()
+    KafkaPipeline::open(
+        decoder,
+        data,
+        config,
+        health.clone(),
+        windows,
+        MemoryBudget::for_memory_limit(512 << 20),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

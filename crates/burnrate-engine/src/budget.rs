@@ -47,6 +47,12 @@ impl MemoryBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Whether at least `share` (0.0 to 1.0) of the limit is held: a source that paused at the
+    /// limit resumes below a lower share, so it does not pause and resume message by message.
+    pub fn is_full(&self, share: f64) -> bool {
+        self.used() as f64 >= self.limit as f64 * share
+    }
+
     /// Reservations refused since start.
     pub fn refusals(&self) -> usize {
         self.refusals.load(Ordering::Relaxed)
@@ -99,6 +105,19 @@ impl Reservation {
         self.bytes += bytes;
     }
 
+    /// Holds exactly `bytes` from now on, growing whatever the budget holds (like
+    /// [`Self::force`]) or giving back what is no longer held.
+    pub fn resize(&mut self, bytes: usize) {
+        if bytes >= self.bytes {
+            self.force(bytes - self.bytes);
+        } else {
+            self.budget
+                .used
+                .fetch_sub(self.bytes - bytes, Ordering::AcqRel);
+            self.bytes = bytes;
+        }
+    }
+
     /// Bytes this reservation holds.
     pub fn bytes(&self) -> usize {
         self.bytes
@@ -136,6 +155,10 @@ mod tests {
         first.absorb(second);
         assert_eq!(first.bytes(), 1100);
         assert_eq!(budget.used(), 1100, "moving a reservation keeps its bytes");
+        first.resize(300);
+        assert_eq!((first.bytes(), budget.used()), (300, 300));
+        first.resize(1200);
+        assert_eq!((first.bytes(), budget.used()), (1200, 1200));
         drop(first);
         assert_eq!(budget.used(), 0);
     }

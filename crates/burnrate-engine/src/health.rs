@@ -61,6 +61,10 @@ pub struct PipelineHealth {
     /// Bytes held against the memory budget, and its limit (0 when there is none).
     memory_in_flight: AtomicU64,
     memory_budget: AtomicU64,
+    /// Whether the source stopped taking input because the memory budget is full, and how often.
+    source_paused: AtomicBool,
+    pauses: AtomicU64,
+    dropped_after_revoke: AtomicU64,
     flush: Timing,
     commit: Timing,
 }
@@ -183,6 +187,19 @@ impl PipelineHealth {
         self.memory_budget.store(limit as u64, Ordering::Relaxed);
     }
 
+    /// The source stopped (or started again) taking input to stay within the memory budget.
+    pub fn source_paused(&self, paused: bool) {
+        self.source_paused.store(paused, Ordering::Relaxed);
+        if paused {
+            self.pauses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A message of a partition revoked from this member arrived and was not decoded.
+    pub fn dropped_after_revoke(&self) {
+        self.dropped_after_revoke.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Whether the pipeline is not ready for `reason` (a prefix of the reason it gave).
     pub fn not_ready_because(&self, reason: &str) -> bool {
         !self.is_ready() && lock(&self.not_ready_reason).starts_with(reason)
@@ -293,6 +310,23 @@ impl PipelineHealth {
             "burnrate_receiver_team_overrides_total",
             "Rows whose team attribute a team-bound token replaced.",
             load(&self.team_overrides),
+        );
+        counter_line(
+            &mut out,
+            "burnrate_source_pauses_total",
+            "Times the source paused its input because the memory budget was full.",
+            load(&self.pauses),
+        );
+        counter_line(
+            &mut out,
+            "burnrate_messages_dropped_after_revoke_total",
+            "Messages of partitions revoked from this member, dropped undecoded (the new owner reads them).",
+            load(&self.dropped_after_revoke),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_source_paused Whether the source is paused because the memory budget is full.\n# TYPE burnrate_source_paused gauge\nburnrate_source_paused {}",
+            u8::from(self.source_paused.load(Ordering::Relaxed))
         );
         let _ = writeln!(
             out,

@@ -15,6 +15,7 @@ pub mod anomalies;
 pub mod budget;
 pub mod catalog;
 pub mod dead_letters;
+pub mod decode;
 mod delta_state;
 pub mod files;
 pub mod health;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use burnrate_otlp::{
-    DecodeError, DecodeStats, Decoder, DeltaStats, DeltaTracker, PayloadHint, Table,
+    DecodeError, DecodeStats, Decoded, Decoder, DeltaStats, DeltaTracker, PayloadHint, Table,
 };
 use datafusion::arrow::array::RecordBatch;
 
@@ -99,14 +99,26 @@ impl TableBuffer {
         team: Option<&str>,
         dead: impl FnOnce(String) -> DeadLetter,
     ) -> Result<Option<DecodeError>, EngineError> {
-        let mut decoded = match decoder.decode(export, hint) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                self.bytes += export.len();
-                self.dead.push(dead(error.to_string()));
-                return Ok(Some(error));
+        match decoder.decode(export, hint) {
+            Ok(decoded) => {
+                self.add_decoded(decoded, tracker, team)?;
+                Ok(None)
             }
-        };
+            Err(error) => {
+                self.add_dead(dead(error.to_string()));
+                Ok(Some(error))
+            }
+        }
+    }
+
+    /// Takes in an export decoded elsewhere (the decode stage), in its order: cumulative
+    /// metrics are converted with `tracker`, which depends on the order points arrive in.
+    pub fn add_decoded(
+        &mut self,
+        mut decoded: Decoded,
+        tracker: &mut DeltaTracker,
+        team: Option<&str>,
+    ) -> Result<(), EngineError> {
         if let Some(team) = team {
             self.team_overrides += decoded.book_to_team(team)?;
         }
@@ -125,7 +137,14 @@ impl TableBuffer {
             self.memory += batch.get_array_memory_size();
             self.tables.entry(table).or_default().push(batch);
         }
-        Ok(None)
+        Ok(())
+    }
+
+    /// Keeps an export that could not be decoded, as its dead letter.
+    pub fn add_dead(&mut self, dead: DeadLetter) {
+        self.bytes += dead.payload.len();
+        self.memory += dead.payload.len();
+        self.dead.push(dead);
     }
 
     pub fn dead_letters(&self) -> usize {

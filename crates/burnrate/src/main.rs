@@ -1174,6 +1174,7 @@ async fn run_kafka(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::
         config.kafka.clone(),
         health.clone(),
         windows,
+        MemoryBudget::for_memory_limit(config.memory_limit),
     )?;
     let summary = pipeline
         .run(args.drain, stop_within_grace(config.shutdown_grace_seconds))

@@ -1,0 +1,817 @@
+//! The Kafka source: OTLP exports from the topics the OpenTelemetry Collector's kafka exporter
+//! writes, read in a consumer group, with offsets committed only after the Parquet files that
+//! hold them are durable.
+//!
+//! Three stages, with bounded queues between them:
+//! - the consuming task (this file) takes messages from librdkafka, reserves their bytes in the
+//!   memory budget and hands them to the decode stage, in consumption order;
+//! - the decode stage ([`crate::decode`]) turns them into Arrow on every core;
+//! - the sink ([`sink`]) collects the results in that order, buffers a segment per partition,
+//!   writes it durably and tells the commit coordinator ([`commit`]), whose offsets the
+//!   consuming task commits.
+//!
+//! A segment is named `kafka-<topic>-<partition>-<first offset>-<last offset>`, and once written
+//! its offset `last + 1` is committed. A crash between the two leaves files past the committed
+//! offset; when a partition is assigned, its files starting at or after the committed offset
+//! are deleted before anything is consumed, so the replay writes them again exactly once.
+//! A revoked partition's messages already handed on are decoded, written and committed inside
+//! the rebalance callback, before another member can be given the partition; a message of it
+//! that arrives after that is dropped undecoded.
+//!
+//! Memory stays within the budget whatever the lag: librdkafka's prefetch is sized from the
+//! budget and reserved in it (more with each partition assigned), every message is reserved
+//! until its rows are written, and when the budget is full the assigned partitions are paused
+//! until the sink's flushes bring it down. Broker outages are retried by librdkafka; the loop
+//! reports itself unready meanwhile and resumes by itself.
+//!
+//! Cumulative metrics need every point of a series in one consumer: configure the Collector's
+//! kafka exporter to partition metrics by resource attributes when running several replicas.
+
+mod commit;
+mod sink;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use burnrate_otlp::{Decoder, Encoding, PayloadHint, Signal};
+use crossbeam_channel::Sender;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use self::commit::CommitCoordinator;
+use self::sink::{KafkaSink, SinkSetup, Step};
+use crate::EngineError;
+use crate::budget::{MemoryBudget, Reservation};
+use crate::decode::DecodePool;
+use crate::delta_state::rebuild_delta_tracker;
+use crate::health::PipelineHealth;
+use crate::parquet_sink::{ParquetSink, remove_segments};
+use crate::table_buffer::FlushTotals;
+use crate::windows::WindowStage;
+
+pub const KAFKA_SEGMENT_PREFIX: &str = "kafka-";
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a draining run waits to be given partitions before it gives up.
+const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A draining run past every partition's end still waits this long without a message before it
+/// stops: some brokers (Tansu 0.6) report the end of a partition as the base offset of its last
+/// batch plus one, so records of that batch arrive after "the end" was reached.
+const DRAIN_SETTLE: Duration = Duration::from_secs(1);
+/// Longest pause between retries while the broker is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One topic, and what its messages hold when known; what is not given is read from each
+/// payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTopic {
+    pub name: String,
+    #[serde(default)]
+    pub signal: Option<Signal>,
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
+}
+
+impl KafkaTopic {
+    /// A topic whose signal and encoding are detected per message.
+    pub fn named(name: &str) -> Self {
+        KafkaTopic {
+            name: name.to_string(),
+            signal: None,
+            encoding: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub topics: Vec<KafkaTopic>,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, `ssl.ca.location`,
+    /// ...). A value `env:NAME` is read from the environment, `file:PATH` from a file, so
+    /// secrets never sit in the configuration; values are never logged.
+    pub client: BTreeMap<String, String>,
+    /// Flush every partition's segment at least this often, in milliseconds (default 5000).
+    pub flush_interval_ms: u64,
+    /// Flush once this many message bytes (as decoded) are buffered over all partitions
+    /// (default 32 MiB); a quarter of the memory budget in buffered rows flushes too.
+    pub flush_bytes: usize,
+    /// Largest message taken, in bytes once inflated (default 64 MiB); a larger one is a dead
+    /// letter.
+    pub max_payload_bytes: usize,
+    /// Threads decoding messages; 0 (the default) means one per core.
+    pub decode_threads: usize,
+}
+
+impl Default for KafkaSourceConfig {
+    fn default() -> Self {
+        // The Collector's topic names tell the signal; the encoding is read from each payload
+        // (`otlp_json` starts with `{`, `otlp_proto` never does), so either exporter setting works.
+        let topic = |name: &str, signal| KafkaTopic {
+            name: name.into(),
+            signal: Some(signal),
+            encoding: None,
+        };
+        KafkaSourceConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "burnrate".into(),
+            topics: vec![
+                topic("otlp_logs", Signal::Logs),
+                topic("otlp_metrics", Signal::Metrics),
+                topic("otlp_spans", Signal::Traces),
+            ],
+            client: BTreeMap::new(),
+            flush_interval_ms: 5_000,
+            flush_bytes: 32 << 20,
+            max_payload_bytes: burnrate_otlp::DEFAULT_MAX_PAYLOAD_BYTES,
+            decode_threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct KafkaRunSummary {
+    pub messages: u64,
+    pub bytes: u64,
+    /// Uncommitted files of an earlier, interrupted run that were removed before replaying.
+    pub orphans_removed: u64,
+    pub written: FlushTotals,
+}
+
+pub(crate) type PartitionKey = (String, i32);
+
+fn kafka(e: rdkafka::error::KafkaError) -> EngineError {
+    EngineError::Kafka(e.to_string())
+}
+
+/// The window stage's name for a partition; positions are offsets.
+fn window_origin(topic: &str, partition: i32) -> String {
+    format!("kafka/{topic}/{partition}")
+}
+
+pub fn segment_name(topic: &str, partition: i32, first: i64, last: i64) -> String {
+    format!("{KAFKA_SEGMENT_PREFIX}{topic}-{partition:05}-{first:020}-{last:020}")
+}
+
+/// `(first, last)` of a segment of `topic`/`partition`, if `segment` is one.
+fn parse_segment(segment: &str, topic: &str, partition: i32) -> Option<(i64, i64)> {
+    let prefix = format!("{KAFKA_SEGMENT_PREFIX}{topic}-{partition:05}-");
+    let (first, last) = segment.strip_prefix(&prefix)?.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
+}
+
+/// Deletes this partition's files that start at or after `resume_at`: written, never committed.
+fn remove_orphans(
+    root: &Path,
+    topic: &str,
+    partition: i32,
+    resume_at: i64,
+) -> Result<usize, EngineError> {
+    remove_segments(root, |segment, temporary| {
+        parse_segment(segment, topic, partition)
+            .is_some_and(|(first, _)| temporary || first >= resume_at)
+    })
+}
+
+/// What the rebalance callbacks leave for the consuming task.
+#[derive(Default)]
+struct Rebalances {
+    /// Partitions assigned since the loop last looked: their orphans must go first.
+    newly_assigned: Vec<PartitionKey>,
+    revoked: Vec<PartitionKey>,
+    /// The partitions this member holds now: a message of any other is not decoded.
+    assigned: BTreeSet<PartitionKey>,
+    /// A flush that failed inside a callback, reported by the loop.
+    error: Option<String>,
+}
+
+struct SourceContext {
+    rebalances: Arc<Mutex<Rebalances>>,
+    steps: Sender<Step>,
+    commits: CommitCoordinator,
+    health: Arc<PipelineHealth>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock is a bug elsewhere; the data behind it is still valid.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        // An idle consumer gets no message to prove the broker is back; its connection does.
+        // (librdkafka's internal and logical brokers are always "UP"; only real ones count.)
+        let connected = statistics
+            .brokers
+            .values()
+            .any(|b| b.state == "UP" && matches!(b.source.as_str(), "learned" | "configured"));
+        if connected && !self.health.is_ready() {
+            self.health.set_ready();
+        }
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                // librdkafka reports -1 for partitions it does not consume, and an internal
+                // partition -1 of its own.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.health.set_lag(topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.health.source_error();
+        self.health.set_not_ready(format!("kafka: {reason}"));
+        tracing::warn!(error = %error, reason, "kafka client error; retrying");
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let keys: Vec<PartitionKey> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        {
+            let mut rebalances = lock(&self.rebalances);
+            for key in &keys {
+                rebalances.assigned.remove(key);
+            }
+        }
+        // Everything consumed of these partitions is queued ahead of this step: once it is
+        // answered, their rows are durable and their offsets reported.
+        let (done, answer) = crossbeam_channel::bounded(1);
+        let flushed = match self.steps.send(Step::Revoke {
+            keys: keys.clone(),
+            done,
+        }) {
+            Ok(()) => answer
+                .recv()
+                .unwrap_or_else(|_| Err("the sink stopped".into())),
+            Err(_) => Err("the sink stopped".into()),
+        };
+        let committed = flushed.and_then(|()| {
+            self.commits
+                .commit(consumer, &self.health)
+                .map_err(|e| e.to_string())
+        });
+        let mut rebalances = lock(&self.rebalances);
+        if let Err(error) = committed {
+            rebalances.error = Some(format!("flushing revoked partitions: {error}"));
+        }
+        for (topic, partition) in &keys {
+            self.health.forget_partition(topic, *partition);
+        }
+        rebalances.revoked.extend(keys);
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            let mut rebalances = lock(&self.rebalances);
+            for e in assigned.elements() {
+                let key = (e.topic().to_string(), e.partition());
+                rebalances.assigned.insert(key.clone());
+                rebalances.newly_assigned.push(key);
+            }
+        }
+    }
+}
+
+/// Resolves `env:NAME` and `file:PATH` values of client properties.
+fn resolve_client_value(key: &str, value: &str) -> Result<String, EngineError> {
+    if let Some(name) = value.strip_prefix("env:") {
+        return std::env::var(name).map_err(|_| {
+            EngineError::Config(format!(
+                "kafka client `{key}`: environment variable {name} is not set"
+            ))
+        });
+    }
+    if let Some(path) = value.strip_prefix("file:") {
+        return std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| {
+                EngineError::Config(format!("kafka client `{key}`: cannot read {path}: {e}"))
+            });
+    }
+    Ok(value.to_string())
+}
+
+/// Where a draining run stands on one partition: the next offset to read and the end to reach.
+#[derive(Debug, Clone, Copy)]
+struct DrainTarget {
+    next: i64,
+    end: i64,
+}
+
+/// librdkafka's prefetch: how much it may hold of messages not yet handed to us.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Prefetch {
+    /// `queued.max.messages.kbytes`, in bytes: the consumer queue.
+    queue: usize,
+    /// `fetch.max.bytes`: one fetch response being read.
+    fetch: usize,
+    /// `max.partition.fetch.bytes`: by which each partition's fetch may overshoot the queue.
+    per_partition: usize,
+}
+
+impl Prefetch {
+    /// An eighth of the budget for the queue and a sixteenth for a fetch, within librdkafka's
+    /// own defaults (64 MiB, 50 MiB); at the default 512 MiB `memory_limit`, 25 MiB and 12 MiB.
+    fn for_budget(limit: usize) -> Self {
+        Prefetch {
+            queue: (limit / 8).clamp(1 << 20, 64 << 20),
+            fetch: (limit / 16).clamp(1 << 20, 50 << 20),
+            per_partition: 1 << 20,
+        }
+    }
+
+    /// What the client configuration (the user's `client` properties included) leaves.
+    fn of(client: &ClientConfig) -> Self {
+        let get = |key: &str| client.get(key).and_then(|v| v.parse::<usize>().ok());
+        Prefetch {
+            queue: get("queued.max.messages.kbytes").map_or(64 << 20, |k| k << 10),
+            fetch: get("fetch.max.bytes").unwrap_or(50 << 20),
+            per_partition: get("max.partition.fetch.bytes")
+                .or_else(|| get("fetch.message.max.bytes"))
+                .unwrap_or(1 << 20),
+        }
+    }
+
+    fn bytes(&self, partitions: usize) -> usize {
+        self.queue + self.fetch + partitions * self.per_partition
+    }
+}
+
+/// Pause the assigned partitions once the budget is this full, resume below the second share.
+const PAUSE_AT: f64 = 1.0;
+const RESUME_AT: f64 = 0.75;
+/// Steps queued for the sink: about two flushes' worth of small messages at most, and each
+/// holds only its reservation's worth.
+const SINK_QUEUE: usize = 4096;
+
+/// The consumer loop over one dataset.
+pub struct KafkaPipeline {
+    consumer: StreamConsumer<SourceContext>,
+    decode: DecodePool,
+    steps: Sender<Step>,
+    sink: Option<std::thread::JoinHandle<WindowStage>>,
+    /// The window stage, back from the sink once it finished.
+    windows: Option<WindowStage>,
+    rebalances: Arc<Mutex<Rebalances>>,
+    commits: CommitCoordinator,
+    failure: Arc<OnceLock<String>>,
+    health: Arc<PipelineHealth>,
+    budget: Arc<MemoryBudget>,
+    prefetch: Prefetch,
+    /// librdkafka's prefetch, held against the budget.
+    prefetch_held: Reservation,
+    paused: bool,
+    tracker_loaded: bool,
+    orphans_removed: u64,
+    config: KafkaSourceConfig,
+    output: PathBuf,
+}
+
+impl KafkaPipeline {
+    pub fn open(
+        decoder: Decoder,
+        output: &Path,
+        config: KafkaSourceConfig,
+        health: Arc<PipelineHealth>,
+        windows: WindowStage,
+        budget: Arc<MemoryBudget>,
+    ) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(output).map_err(|e| EngineError::io(output, e))?;
+        if config.topics.is_empty() {
+            return Err(EngineError::Config("kafka: no topics to consume".into()));
+        }
+        let sized = Prefetch::for_budget(budget.limit());
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", "10000")
+            .set(
+                "queued.max.messages.kbytes",
+                (sized.queue >> 10).to_string(),
+            )
+            .set("fetch.max.bytes", sized.fetch.to_string())
+            .set("max.partition.fetch.bytes", sized.per_partition.to_string())
+            .set("statistics.interval.ms", "5000");
+        for (key, value) in &config.client {
+            client.set(key, resolve_client_value(key, value)?);
+        }
+        let prefetch = Prefetch::of(&client);
+        let mut prefetch_held = budget.reservation();
+        prefetch_held.force(prefetch.bytes(0));
+
+        let rebalances = Arc::new(Mutex::new(Rebalances::default()));
+        let commits = CommitCoordinator::default();
+        let failure = Arc::new(OnceLock::new());
+        let (steps, queue) = crossbeam_channel::bounded(SINK_QUEUE);
+        let sink = KafkaSink::new(SinkSetup {
+            parquet: ParquetSink::new(output),
+            windows,
+            health: health.clone(),
+            commits: commits.clone(),
+            budget: budget.clone(),
+            flush_bytes: config.flush_bytes,
+            failure: failure.clone(),
+        });
+        let sink = std::thread::Builder::new()
+            .name("burnrate-kafka-sink".into())
+            .spawn(move || sink.run(queue))
+            .map_err(|e| EngineError::io(output, e))?;
+        let decode = DecodePool::new(decoder, config.decode_threads)
+            .map_err(|e| EngineError::io(output, e))?;
+        let consumer: StreamConsumer<SourceContext> = client
+            .create_with_context(SourceContext {
+                rebalances: rebalances.clone(),
+                steps: steps.clone(),
+                commits: commits.clone(),
+                health: health.clone(),
+            })
+            .map_err(kafka)?;
+        let topics: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
+        consumer.subscribe(&topics).map_err(kafka)?;
+        tracing::info!(
+            decode_threads = decode.threads(),
+            budget_bytes = budget.limit(),
+            prefetch_queue_bytes = prefetch.queue,
+            fetch_bytes = prefetch.fetch,
+            "kafka source open"
+        );
+        Ok(KafkaPipeline {
+            consumer,
+            decode,
+            steps,
+            sink: Some(sink),
+            windows: None,
+            rebalances,
+            commits,
+            failure,
+            health,
+            budget,
+            prefetch,
+            prefetch_held,
+            paused: false,
+            tracker_loaded: false,
+            orphans_removed: 0,
+            config,
+            output: output.to_path_buf(),
+        })
+    }
+
+    /// Consumes until `stop` resolves, or with `drain`, until every assigned partition reached
+    /// the end offset it had when it was assigned. Flushes and commits before returning.
+    pub async fn run(
+        &mut self,
+        drain: bool,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<KafkaRunSummary, EngineError> {
+        tokio::pin!(stop);
+        let flush_every = Duration::from_millis(self.config.flush_interval_ms.max(1));
+        let mut last_flush = Instant::now();
+        let mut targets: BTreeMap<PartitionKey, DrainTarget> = BTreeMap::new();
+        let mut backoff = Duration::from_millis(100);
+        let started = Instant::now();
+        let mut last_message = Instant::now();
+        loop {
+            // Assignments are taken before any message of theirs is handed on: the rebalance
+            // callback runs inside `recv`, before it returns the new partitions' messages.
+            self.take_assignments(&mut targets).await?;
+            self.check_failures()?;
+            if drain
+                && self.tracker_loaded
+                && targets.values().all(|t| t.next >= t.end)
+                && last_message.elapsed() >= DRAIN_SETTLE
+            {
+                break;
+            }
+            if drain && !self.tracker_loaded && started.elapsed() > ASSIGNMENT_TIMEOUT {
+                return Err(EngineError::Kafka(format!(
+                    "no partition of {} was assigned within {}s: do the topics exist?",
+                    self.topic_names(),
+                    ASSIGNMENT_TIMEOUT.as_secs()
+                )));
+            }
+            self.hold_to_budget()?;
+            // While paused, look at the budget often: the sink frees it flush by flush.
+            let tick = if self.paused {
+                Duration::from_millis(20)
+            } else {
+                flush_every.min(Duration::from_millis(200))
+            };
+            let received = tokio::select! {
+                message = self.consumer.recv() => Some(message.map(|m| {
+                    let key = (m.topic().to_string(), m.partition());
+                    (key, m.offset(), m.payload().unwrap_or_default().to_vec())
+                })),
+                _ = tokio::time::sleep(tick) => None,
+                _ = &mut stop => break,
+            };
+            match received {
+                Some(Ok((key, offset, payload))) => {
+                    backoff = Duration::from_millis(100);
+                    last_message = Instant::now();
+                    if !self.health.is_ready() {
+                        self.health.set_ready();
+                    }
+                    self.take_assignments(&mut targets).await?;
+                    if self.dispatch(key.clone(), offset, payload)?
+                        && let Some(target) = targets.get_mut(&key)
+                    {
+                        target.next = target.next.max(offset + 1);
+                    }
+                }
+                Some(Err(e)) => {
+                    // Broker gone, fetch failed, coordinator moving: librdkafka retries; we
+                    // wait a little longer each time and keep what we have.
+                    self.health.source_error();
+                    self.health.set_not_ready(format!("kafka: {e}"));
+                    tracing::warn!(error = %e, "kafka consume error; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = &mut stop => break,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                None if drain => catch_up_positions(&self.consumer, &mut targets),
+                None => {}
+            }
+            if last_flush.elapsed() >= flush_every {
+                self.send(Step::Flush)?;
+                last_flush = Instant::now();
+            }
+            self.commits.commit(&self.consumer, &self.health)?;
+        }
+        self.finish(drain)
+    }
+
+    /// Hands a message to the decode stage and the sink, in this order; whether it was taken
+    /// (a message of a partition no longer assigned is not).
+    fn dispatch(
+        &mut self,
+        key: PartitionKey,
+        offset: i64,
+        payload: Vec<u8>,
+    ) -> Result<bool, EngineError> {
+        if !lock(&self.rebalances).assigned.contains(&key) {
+            self.health.dropped_after_revoke();
+            tracing::debug!(topic = %key.0, partition = key.1, offset, "message of a revoked partition dropped");
+            return Ok(false);
+        }
+        let topic = self.config.topics.iter().find(|t| t.name == key.0);
+        let hint = PayloadHint {
+            encoding: topic.and_then(|t| t.encoding),
+            signal: topic.and_then(|t| t.signal),
+            max_bytes: self.config.max_payload_bytes,
+        };
+        self.health.message(payload.len());
+        // The message is in memory already: it is held whatever the budget says, and the next
+        // turn pauses the partitions if that filled it.
+        let mut held = self.budget.reservation();
+        held.force(payload.len());
+        let decoding = self.decode.submit(payload, hint, held);
+        self.send(Step::Message {
+            key,
+            offset,
+            decoding,
+        })?;
+        Ok(true)
+    }
+
+    fn send(&self, step: Step) -> Result<(), EngineError> {
+        self.steps.send(step).map_err(|_| self.sink_stopped())
+    }
+
+    fn sink_stopped(&self) -> EngineError {
+        EngineError::Kafka(match self.failure.get() {
+            Some(error) => format!("writing segments: {error}"),
+            None => "the sink stopped".into(),
+        })
+    }
+
+    fn check_failures(&self) -> Result<(), EngineError> {
+        if let Some(error) = lock(&self.rebalances).error.take() {
+            return Err(EngineError::Kafka(error));
+        }
+        if self.failure.get().is_some() {
+            return Err(self.sink_stopped());
+        }
+        Ok(())
+    }
+
+    /// Pauses every assigned partition when the budget is full, resumes them once the sink's
+    /// flushes gave enough back.
+    fn hold_to_budget(&mut self) -> Result<(), EngineError> {
+        self.health
+            .set_memory(self.budget.used(), self.budget.limit());
+        let pause = if self.paused {
+            self.budget.is_full(RESUME_AT)
+        } else {
+            self.budget.is_full(PAUSE_AT)
+        };
+        if pause != self.paused {
+            self.set_paused(pause)?;
+        }
+        Ok(())
+    }
+
+    fn set_paused(&mut self, pause: bool) -> Result<(), EngineError> {
+        let assignment = self.consumer.assignment().map_err(kafka)?;
+        if pause {
+            self.consumer.pause(&assignment).map_err(kafka)?;
+        } else {
+            self.consumer.resume(&assignment).map_err(kafka)?;
+        }
+        tracing::debug!(
+            paused = pause,
+            used_bytes = self.budget.used(),
+            budget_bytes = self.budget.limit(),
+            "memory budget"
+        );
+        self.paused = pause;
+        self.health.source_paused(pause);
+        Ok(())
+    }
+
+    /// Sends every buffered row to disk and commits what that made durable.
+    fn barrier(&self) -> Result<(), EngineError> {
+        let (done, answer) = crossbeam_channel::bounded(1);
+        self.send(Step::Barrier { done })?;
+        answer
+            .recv()
+            .map_err(|_| self.sink_stopped())?
+            .map_err(|error| EngineError::Kafka(format!("writing segments: {error}")))?;
+        self.commits.commit(&self.consumer, &self.health)
+    }
+
+    /// The end of a run: the sink writes what it holds and stops, the last offsets are
+    /// committed.
+    fn finish(&mut self, drain: bool) -> Result<KafkaRunSummary, EngineError> {
+        let (done, answer) = crossbeam_channel::bounded(1);
+        self.send(Step::Finish {
+            close_windows: drain,
+            done,
+        })?;
+        let finished = answer.recv().map_err(|_| self.sink_stopped())?;
+        if let Some(sink) = self.sink.take() {
+            self.windows = sink.join().ok();
+        }
+        let mut summary =
+            finished.map_err(|error| EngineError::Kafka(format!("writing segments: {error}")))?;
+        self.commits.commit(&self.consumer, &self.health)?;
+        if !self.commits.is_empty() {
+            return Err(EngineError::Kafka(
+                "offsets could not be committed; the data is written and a restart replays it idempotently".into(),
+            ));
+        }
+        summary.orphans_removed = self.orphans_removed;
+        Ok(summary)
+    }
+
+    /// Delivers the last Pushgateway push, waiting up to `grace`; whether it went through.
+    pub fn finish_windows(&mut self, grace: Duration) -> bool {
+        self.windows
+            .as_mut()
+            .is_some_and(|windows| windows.finish(grace))
+    }
+
+    fn topic_names(&self) -> String {
+        let names: Vec<&str> = self.config.topics.iter().map(|t| t.name.as_str()).collect();
+        names.join(", ")
+    }
+
+    /// Handles partitions assigned since the last call: removes their uncommitted files,
+    /// reloads the cumulative-metric state, and records where they start and end.
+    async fn take_assignments(
+        &mut self,
+        targets: &mut BTreeMap<PartitionKey, DrainTarget>,
+    ) -> Result<(), EngineError> {
+        let (assigned, revoked, holding) = {
+            let mut rebalances = lock(&self.rebalances);
+            (
+                std::mem::take(&mut rebalances.newly_assigned),
+                std::mem::take(&mut rebalances.revoked),
+                rebalances.assigned.len(),
+            )
+        };
+        for key in revoked {
+            targets.remove(&key);
+        }
+        self.prefetch_held.resize(self.prefetch.bytes(holding));
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in &assigned {
+            list.add_partition(topic, *partition);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(list, METADATA_TIMEOUT)
+            .map_err(kafka)?;
+        // What other partitions buffered must be on disk before the metric state is rebuilt
+        // from disk, or their cumulative points would be converted twice.
+        self.barrier()?;
+        let mut removed = 0;
+        for element in committed.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+                .map_err(kafka)?;
+            let resume_at = match element.offset() {
+                Offset::Offset(n) => n,
+                _ => low,
+            };
+            removed += remove_orphans(&self.output, topic, partition, resume_at)?;
+            targets.insert(
+                (topic.to_string(), partition),
+                DrainTarget {
+                    next: resume_at,
+                    end: high,
+                },
+            );
+        }
+        self.orphans_removed += removed as u64;
+        if removed > 0 || !self.tracker_loaded {
+            let tracker = rebuild_delta_tracker(&self.output).await?;
+            self.send(Step::Tracker(tracker))?;
+            self.tracker_loaded = true;
+        }
+        if self.paused {
+            // Newly assigned partitions start unpaused.
+            self.set_paused(true)?;
+        }
+        self.health.set_ready();
+        Ok(())
+    }
+}
+
+/// Control records (transaction markers) take offsets no message carries; the consumer's
+/// position moves past them, so an idle draining run asks it where each partition stands.
+fn catch_up_positions(
+    consumer: &StreamConsumer<SourceContext>,
+    targets: &mut BTreeMap<PartitionKey, DrainTarget>,
+) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    for element in positions.elements() {
+        let key = (element.topic().to_string(), element.partition());
+        if let (Some(target), Offset::Offset(position)) = (targets.get_mut(&key), element.offset())
+        {
+            target.next = target.next.max(position);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip_and_sort_by_offset() {
+        let name = segment_name("otlp_logs", 3, 120, 4500);
+        assert_eq!(parse_segment(&name, "otlp_logs", 3), Some((120, 4500)));
+        assert_eq!(parse_segment(&name, "otlp_logs", 4), None);
+        assert_eq!(parse_segment(&name, "otlp", 3), None);
+        assert!(segment_name("t", 0, 9, 9) < segment_name("t", 0, 10, 10));
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let value = resolve_client_value("sasl.password", &format!("file:{}", file.display()));
+        assert_eq!(value.unwrap(), "s3cret");
+        let missing = resolve_client_value("sasl.password", "env:BURNRATE_TEST_UNSET_VARIABLE");
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("BURNRATE_TEST_UNSET_VARIABLE")
+        );
+        assert_eq!(resolve_client_value("k", "plain").unwrap(), "plain");
+    }
+}

@@ -1,0 +1,299 @@
+//! The Kafka sink stage: collects decoded exports in the order they were consumed, converts
+//! cumulative metrics, buffers one segment per partition, writes segments durably, feeds them
+//! to the usage windows and reports their offsets to the commit coordinator.
+//!
+//! It runs on a thread of its own, so the consuming task keeps fetching and the decode workers
+//! keep decoding while a segment is encoded and fsynced. Everything it is sent arrives in one
+//! queue in consumption order, so a partition's messages are buffered in offset order and a
+//! rebalance's flush comes after every message consumed before it.
+//!
+//! Must not know: the consumer, its rebalances or its commits.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use burnrate_otlp::DeltaTracker;
+use crossbeam_channel::{Receiver, Sender};
+
+use super::commit::CommitCoordinator;
+use super::{KafkaRunSummary, PartitionKey, segment_name, window_origin};
+use crate::EngineError;
+use crate::budget::{MemoryBudget, Reservation};
+use crate::dead_letters::DeadLetter;
+use crate::decode::Pending;
+use crate::health::PipelineHealth;
+use crate::parquet_sink::ParquetSink;
+use crate::table_buffer::TableBuffer;
+use crate::windows::WindowStage;
+
+/// What the consuming task sends the sink, in consumption order.
+pub enum Step {
+    /// A consumed message, decoding on the pool.
+    Message {
+        key: PartitionKey,
+        offset: i64,
+        decoding: Pending,
+    },
+    /// The flush interval passed: write every segment.
+    Flush,
+    /// Write these partitions' segments (they are being revoked), then answer.
+    Revoke {
+        keys: Vec<PartitionKey>,
+        done: Sender<Result<(), String>>,
+    },
+    /// Write every segment, then answer: the metric state is about to be rebuilt from disk.
+    Barrier { done: Sender<Result<(), String>> },
+    /// The cumulative-metric state rebuilt from disk, for the messages that follow.
+    Tracker(DeltaTracker),
+    /// Write everything, close the windows if the input ended, answer with the run's totals,
+    /// and stop.
+    Finish {
+        close_windows: bool,
+        done: Sender<Result<KafkaRunSummary, String>>,
+    },
+}
+
+struct PartitionSegment {
+    first: i64,
+    last: i64,
+    buffer: TableBuffer,
+}
+
+/// Where segments go, and when they are due.
+pub struct SinkSetup {
+    pub parquet: ParquetSink,
+    pub windows: WindowStage,
+    pub health: Arc<PipelineHealth>,
+    pub commits: CommitCoordinator,
+    pub budget: Arc<MemoryBudget>,
+    /// Flush once this many message bytes (as decoded) are buffered over all partitions.
+    pub flush_bytes: usize,
+    /// Where the sink's first error is left for the consuming task, which stops on it.
+    pub failure: Arc<OnceLock<String>>,
+}
+
+pub struct KafkaSink {
+    setup: SinkSetup,
+    tracker: DeltaTracker,
+    segments: BTreeMap<PartitionKey, PartitionSegment>,
+    /// The buffered rows' memory, held against the budget.
+    buffered: Reservation,
+    /// Flush once the buffered rows take this much memory: a quarter of the budget, so the
+    /// rest is free for messages in flight and for the flush itself.
+    flush_memory: usize,
+    summary: KafkaRunSummary,
+    /// The first error: everything after it is dropped (not committed), and replayed on restart.
+    failed: Option<String>,
+}
+
+impl KafkaSink {
+    pub fn new(setup: SinkSetup) -> Self {
+        let flush_memory = setup.budget.limit() / 4;
+        KafkaSink {
+            buffered: setup.budget.reservation(),
+            setup,
+            tracker: DeltaTracker::new(),
+            segments: BTreeMap::new(),
+            flush_memory,
+            summary: KafkaRunSummary::default(),
+            failed: None,
+        }
+    }
+
+    /// Takes steps until `Finish` (or until the consuming side is gone), then hands the window
+    /// stage back for its last push.
+    pub fn run(mut self, steps: Receiver<Step>) -> WindowStage {
+        for step in steps {
+            if self.step(step) {
+                break;
+            }
+        }
+        self.setup.windows
+    }
+
+    /// One step; whether it was the last.
+    fn step(&mut self, step: Step) -> bool {
+        match step {
+            Step::Message {
+                key,
+                offset,
+                decoding,
+            } => {
+                if self.failed.is_none()
+                    && let Err(error) = self.message(key, offset, decoding)
+                {
+                    self.fail(error);
+                }
+            }
+            Step::Flush => {
+                if self.failed.is_none()
+                    && let Err(error) = self.flush(None)
+                {
+                    self.fail(error);
+                }
+            }
+            Step::Revoke { keys, done } => {
+                let _ = done.send(self.answer(|sink| sink.flush(Some(&keys))));
+            }
+            Step::Barrier { done } => {
+                let _ = done.send(self.answer(|sink| sink.flush(None)));
+            }
+            Step::Tracker(tracker) => self.tracker = tracker,
+            Step::Finish {
+                close_windows,
+                done,
+            } => {
+                let finished = self.answer(|sink| {
+                    sink.flush(None)?;
+                    if close_windows {
+                        // The end of the input: no event can still arrive on time for the
+                        // open windows.
+                        let closed = sink.setup.windows.close_all()?;
+                        sink.setup.health.windowed(closed, 0);
+                    }
+                    Ok(())
+                });
+                let _ = done.send(finished.map(|()| self.summary.clone()));
+                return true;
+            }
+        }
+        false
+    }
+
+    fn fail(&mut self, error: EngineError) {
+        tracing::error!(error = %error, "kafka sink failed; nothing after this is committed");
+        let _ = self.setup.failure.set(error.to_string());
+        self.failed = Some(error.to_string());
+        self.segments.clear();
+        self.buffered.resize(0);
+    }
+
+    /// Runs `work` unless an earlier step failed; the error either way, as the consuming task
+    /// reports it.
+    fn answer(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> Result<(), EngineError>,
+    ) -> Result<(), String> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        if let Err(error) = work(self) {
+            self.fail(error);
+        }
+        match &self.failed {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn message(
+        &mut self,
+        key: PartitionKey,
+        offset: i64,
+        decoding: Pending,
+    ) -> Result<(), EngineError> {
+        let decoding = decoding
+            .wait()
+            .ok_or_else(|| EngineError::Kafka("the decode workers stopped".into()))?;
+        self.summary.messages += 1;
+        self.summary.bytes += decoding.bytes as u64;
+        // A replay of messages the windows already saw (written, windowed, then a crash before
+        // the commit) must end its segment where they end, so the segment is skipped by the
+        // windows as a whole and the next one is fed as a whole.
+        let fed = self.setup.windows.position(&window_origin(&key.0, key.1));
+        if let (Some(fed), Some(segment)) = (fed, self.segments.get(&key))
+            && segment.last <= fed
+            && offset > fed
+        {
+            self.flush(Some(std::slice::from_ref(&key)))?;
+        }
+        let segment = self
+            .segments
+            .entry(key.clone())
+            .or_insert_with(|| PartitionSegment {
+                first: offset,
+                last: offset,
+                buffer: TableBuffer::default(),
+            });
+        segment.last = offset;
+        match decoding.result {
+            Ok(decoded) => segment
+                .buffer
+                .add_decoded(decoded, &mut self.tracker, None)?,
+            Err(error) => {
+                tracing::warn!(topic = %key.0, partition = key.1, offset, error = %error, "dead letter");
+                segment.buffer.add_dead(DeadLetter {
+                    topic: Some(key.0.clone()),
+                    partition: Some(key.1),
+                    offset: Some(offset),
+                    ..DeadLetter::now(
+                        format!("{}/{}@{}", key.0, key.1, offset),
+                        error.to_string(),
+                        decoding.undecodable.unwrap_or_default(),
+                    )
+                });
+            }
+        }
+        // The buffer holds the message's rows (or its bytes, as a dead letter) from now on.
+        drop(decoding.held);
+        let (bytes, memory) = self.buffered_size();
+        self.buffered.resize(memory);
+        if bytes >= self.setup.flush_bytes || memory >= self.flush_memory {
+            self.flush(None)?;
+        }
+        Ok(())
+    }
+
+    fn buffered_size(&self) -> (usize, usize) {
+        self.segments.values().fold((0, 0), |(bytes, memory), s| {
+            (bytes + s.buffer.bytes, memory + s.buffer.memory)
+        })
+    }
+
+    /// Writes the segments of `keys` (all when `None`), feeds them to the windows as one
+    /// micro-batch (one aggregation and one checkpoint however many partitions flush), and
+    /// reports their offsets as durable.
+    fn flush(&mut self, keys: Option<&[PartitionKey]>) -> Result<(), EngineError> {
+        let keys: Vec<PartitionKey> = match keys {
+            Some(keys) => keys.to_vec(),
+            None => self.segments.keys().cloned().collect(),
+        };
+        let mut written = Vec::new();
+        for key in keys {
+            let Some(segment) = self.segments.remove(&key) else {
+                continue;
+            };
+            let (topic, partition) = &key;
+            let name = segment_name(topic, *partition, segment.first, segment.last);
+            let tables = segment.buffer.write(
+                &self.setup.parquet,
+                &name,
+                &self.setup.health,
+                &mut self.summary.written,
+            )?;
+            tracing::info!(topic = %topic, partition, first = segment.first, last = segment.last, "segment written");
+            written.push((key, segment.last, tables));
+        }
+        self.buffered.resize(self.buffered_size().1);
+        if written.is_empty() {
+            return Ok(());
+        }
+        let origins: Vec<String> = written
+            .iter()
+            .map(|((topic, partition), _, _)| window_origin(topic, *partition))
+            .collect();
+        let batches: Vec<_> = written
+            .iter()
+            .zip(&origins)
+            .map(|((_, last, tables), origin)| (origin.as_str(), *last, tables))
+            .collect();
+        let progress = self.setup.windows.feed_many(&batches)?;
+        self.setup
+            .health
+            .windowed(progress.closed, progress.late_events);
+        for (key, last, _) in written {
+            self.setup.commits.durable_up_to(key, last + 1);
+        }
+        Ok(())
+    }
+}
