@@ -10,28 +10,37 @@
 
 use std::thread::JoinHandle;
 
-use burnrate_otlp::{DecodeError, Decoded, Decoder, PayloadHint};
+use burnrate_otlp::{DecodeError, Decoded, Decoder, PayloadHint, TableBuilders};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::budget::Reservation;
 
-/// Exports queued for the workers, per worker: enough to keep each busy between the submitter's
+/// Runs queued for the workers, per worker: enough to keep each busy between the submitter's
 /// turns, few enough that the queue holds little (the memory budget bounds it anyway).
-const QUEUE_PER_WORKER: usize = 64;
+const QUEUE_PER_WORKER: usize = 8;
 
-/// One decoded export, with its bytes when they could not be decoded (they become a dead
-/// letter; a decoded export's bytes are freed on the worker).
+/// An export that could not be decoded, kept whole for its dead letter.
+pub struct Undecodable {
+    /// What the submitter named the export by (a Kafka offset).
+    pub id: i64,
+    pub error: DecodeError,
+    pub bytes: Vec<u8>,
+}
+
+/// A decoded run of exports: their rows as one batch per table, and the exports that could
+/// not be decoded. A decoded export's bytes are freed on the worker.
 pub struct Decoding {
-    pub result: Result<Decoded, DecodeError>,
-    pub undecodable: Option<Vec<u8>>,
-    /// The export's size as received.
+    pub decoded: Option<Decoded>,
+    pub undecodable: Vec<Undecodable>,
+    /// Exports in the run, and their size as received.
+    pub exports: usize,
     pub bytes: usize,
-    /// The submitter's reservation, resized on the worker to what the result holds: its
-    /// batches' memory, or the undecodable bytes.
+    /// The submitter's reservation, resized on the worker to what the result holds: the
+    /// batches' memory and the undecodable bytes.
     pub held: Reservation,
 }
 
-/// A submitted export's result, to be collected in submission order.
+/// A submitted run's result, to be collected in submission order.
 pub struct Pending(Receiver<Decoding>);
 
 impl Pending {
@@ -42,7 +51,7 @@ impl Pending {
 }
 
 struct Job {
-    bytes: Vec<u8>,
+    exports: Vec<(i64, Vec<u8>)>,
     hint: PayloadHint,
     held: Reservation,
     reply: Sender<Decoding>,
@@ -82,12 +91,18 @@ impl DecodePool {
         self.workers.len()
     }
 
-    /// Queues `bytes` for decoding; waits only while the queue is full. `held` is what the
-    /// caller reserved for them.
-    pub fn submit(&self, bytes: Vec<u8>, hint: PayloadHint, held: Reservation) -> Pending {
+    /// Queues a run of exports (each with the caller's id for it) to be decoded onto one set
+    /// of builders: many small exports cost one batch per table, not one each. Waits only
+    /// while the queue is full. `held` is what the caller reserved for the bytes.
+    pub fn submit(
+        &self,
+        exports: Vec<(i64, Vec<u8>)>,
+        hint: PayloadHint,
+        held: Reservation,
+    ) -> Pending {
         let (reply, result) = crossbeam_channel::bounded(1);
         let job = Job {
-            bytes,
+            exports,
             hint,
             held,
             reply,
@@ -95,7 +110,7 @@ impl DecodePool {
         if let Some(jobs) = &self.jobs
             && let Err(crossbeam_channel::SendError(job)) = jobs.send(job)
         {
-            // Every worker is gone (one panicked): decode here rather than lose the export.
+            // Every worker is gone (one panicked): decode here rather than lose the exports.
             job.run(&self.decoder);
         }
         Pending(result)
@@ -104,24 +119,64 @@ impl DecodePool {
 
 impl Job {
     fn run(mut self, decoder: &Decoder) {
-        let bytes = self.bytes.len();
-        let result = decoder.decode(&self.bytes, self.hint);
-        self.held.resize(match &result {
-            Ok(decoded) => decoded
-                .batches
-                .iter()
-                .map(|(_, batch)| batch.get_array_memory_size())
-                .sum(),
-            Err(_) => bytes,
-        });
-        let undecodable = result.is_err().then_some(self.bytes);
+        let exports = self.exports.len();
+        let bytes = self.exports.iter().map(|(_, b)| b.len()).sum();
+        let (decoded, undecodable) = decode_run(decoder, self.exports, self.hint);
+        self.held.resize(
+            decoded.as_ref().map_or(0, |d| {
+                d.batches
+                    .iter()
+                    .map(|(_, batch)| batch.get_array_memory_size())
+                    .sum()
+            }) + undecodable.iter().map(|u| u.bytes.len()).sum::<usize>(),
+        );
         // The collector may have given up (the pipeline stopped on an error): nothing to do.
         let _ = self.reply.send(Decoding {
-            result,
+            decoded,
             undecodable,
+            exports,
             bytes,
             held: self.held,
         });
+    }
+}
+
+/// Decodes every export onto one set of builders. Should the batches not build (a bug, not
+/// bad input: appending cannot fail), each export is decoded alone so only the one at fault
+/// becomes a dead letter.
+fn decode_run(
+    decoder: &Decoder,
+    exports: Vec<(i64, Vec<u8>)>,
+    hint: PayloadHint,
+) -> (Option<Decoded>, Vec<Undecodable>) {
+    let mut builders = TableBuilders::default();
+    let mut undecodable = Vec::new();
+    let mut decoded_exports = Vec::with_capacity(exports.len());
+    for (id, bytes) in exports {
+        match decoder.decode_into(&bytes, hint, &mut builders) {
+            Ok(()) => decoded_exports.push((id, bytes)),
+            Err(error) => undecodable.push(Undecodable { id, error, bytes }),
+        }
+    }
+    if builders.is_empty() {
+        return (None, undecodable);
+    }
+    match builders.finish() {
+        Ok(decoded) => (Some(decoded), undecodable),
+        Err(error) => {
+            tracing::warn!(error = %error, "a run of exports did not build; decoding them one by one");
+            let mut builders = TableBuilders::default();
+            for (id, bytes) in decoded_exports {
+                match decoder.decode(&bytes, hint) {
+                    Ok(_) => {
+                        let _ = decoder.decode_into(&bytes, hint, &mut builders);
+                    }
+                    Err(error) => undecodable.push(Undecodable { id, error, bytes }),
+                }
+            }
+            undecodable.sort_by_key(|u| u.id);
+            (builders.finish().ok(), undecodable)
+        }
     }
 }
 
@@ -155,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn results_come_back_in_submission_order_with_bad_bytes_kept() {
+    fn runs_come_back_in_submission_order_with_bad_exports_kept() {
         let budget = crate::MemoryBudget::for_memory_limit(1 << 30);
         let pool = DecodePool::new(
             Decoder::new(MappingConfig::default(), PriceTable::embedded()),
@@ -168,38 +223,33 @@ mod tests {
             signal: Some(Signal::Logs),
             ..PayloadHint::default()
         };
-        let pending: Vec<_> = (0..200)
-            .map(|i| {
-                let bytes = if i % 7 == 0 {
-                    b"{not json".to_vec()
-                } else {
-                    logs(&format!("record {i}"))
-                };
+        let pending: Vec<_> = (0..50)
+            .map(|run| {
+                let exports: Vec<(i64, Vec<u8>)> = (0..4)
+                    .map(|i| {
+                        let id = run * 4 + i;
+                        let bytes = if id % 7 == 0 {
+                            b"{not json".to_vec()
+                        } else {
+                            logs(&format!("record {id}"))
+                        };
+                        (id, bytes)
+                    })
+                    .collect();
                 let mut held = budget.reservation();
-                held.force(bytes.len());
-                pool.submit(bytes, hint, held)
+                held.force(exports.iter().map(|(_, b)| b.len()).sum());
+                pool.submit(exports, hint, held)
             })
             .collect();
-        for (i, pending) in pending.into_iter().enumerate() {
+        for (run, pending) in pending.into_iter().enumerate() {
             let decoding = pending.wait().unwrap();
-            if i % 7 == 0 {
-                assert!(decoding.result.is_err());
-                assert_eq!(decoding.held.bytes(), b"{not json".len());
-                assert_eq!(decoding.undecodable.as_deref(), Some(&b"{not json"[..]));
-                continue;
-            }
-            let decoded = decoding.result.unwrap();
-            let memory: usize = decoded
-                .batches
-                .iter()
-                .map(|(_, b)| b.get_array_memory_size())
-                .sum();
-            assert_eq!(
-                decoding.held.bytes(),
-                memory,
-                "the reservation follows the rows"
-            );
-            assert!(decoding.undecodable.is_none());
+            assert_eq!(decoding.exports, 4);
+            let ids: Vec<i64> = (0..4).map(|i| run as i64 * 4 + i).collect();
+            let bad: Vec<i64> = ids.iter().copied().filter(|id| id % 7 == 0).collect();
+            let undecodable: Vec<i64> = decoding.undecodable.iter().map(|u| u.id).collect();
+            assert_eq!(undecodable, bad);
+            assert!(decoding.undecodable.iter().all(|u| u.bytes == b"{not json"));
+            let decoded = decoding.decoded.unwrap();
             let batch = decoded.batch(Table::LogRecords).unwrap();
             let body = batch
                 .column_by_name("body")
@@ -207,7 +257,23 @@ mod tests {
                 .as_any()
                 .downcast_ref::<datafusion::arrow::array::StringArray>()
                 .unwrap();
-            assert_eq!(body.value(0), format!("record {i}"));
+            let good: Vec<String> = ids
+                .iter()
+                .filter(|id| *id % 7 != 0)
+                .map(|id| format!("record {id}"))
+                .collect();
+            let bodies: Vec<&str> = body.iter().map(|b| b.unwrap()).collect();
+            assert_eq!(bodies, good, "rows in submission order");
+            let memory: usize = decoded
+                .batches
+                .iter()
+                .map(|(_, b)| b.get_array_memory_size())
+                .sum();
+            assert_eq!(
+                decoding.held.bytes(),
+                memory + bad.len() * b"{not json".len(),
+                "the reservation follows what the result holds"
+            );
         }
     }
 }

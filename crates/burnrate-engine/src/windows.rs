@@ -481,6 +481,11 @@ impl WindowStage {
         self.state.positions.get(origin).copied()
     }
 
+    /// Every origin's position.
+    pub fn positions(&self) -> BTreeMap<String, i64> {
+        self.state.positions.clone()
+    }
+
     pub fn open_windows(&self) -> usize {
         self.open.iter().map(RecordBatch::num_rows).sum()
     }

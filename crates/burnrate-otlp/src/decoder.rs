@@ -94,6 +94,57 @@ impl DecodeStats {
     }
 }
 
+/// The tables' builders that exports are decoded onto, one set for as many exports as the
+/// caller likes (each export's rows stay as they would be alone: tool decisions are matched
+/// within their export).
+#[derive(Default)]
+pub struct TableBuilders {
+    log_records: Option<raw::LogRecords>,
+    metric_points: Option<raw::MetricPoints>,
+    spans: Option<raw::Spans>,
+    api_requests: Option<ApiRequests>,
+    tool_calls: Option<ToolCalls>,
+    usage_metrics: Option<UsageMetrics>,
+    stats: DecodeStats,
+    plain_bytes: usize,
+}
+
+impl TableBuilders {
+    /// Whether no export was decoded onto these builders.
+    pub fn is_empty(&self) -> bool {
+        self.log_records.is_none() && self.metric_points.is_none() && self.spans.is_none()
+    }
+
+    /// One batch per table: the raw table of every signal seen (even with no rows, as a
+    /// single export gives), and the canonical tables that have rows.
+    pub fn finish(self) -> Result<Decoded, arrow::error::ArrowError> {
+        let mut batches = Vec::new();
+        if let Some(b) = self.log_records {
+            batches.push((Table::LogRecords, b.finish()?));
+        }
+        if let Some(b) = self.metric_points {
+            batches.push((Table::MetricPoints, b.finish()?));
+        }
+        if let Some(b) = self.spans {
+            batches.push((Table::Spans, b.finish()?));
+        }
+        if let Some(b) = self.api_requests.filter(|b| !b.is_empty()) {
+            batches.push((Table::ApiRequests, b.finish()?));
+        }
+        if let Some(b) = self.tool_calls.filter(|b| !b.is_empty()) {
+            batches.push((Table::ToolCalls, b.finish()?));
+        }
+        if let Some(b) = self.usage_metrics.filter(|b| !b.is_empty()) {
+            batches.push((Table::UsageMetrics, b.finish()?));
+        }
+        Ok(Decoded {
+            batches,
+            stats: self.stats,
+            plain_bytes: self.plain_bytes,
+        })
+    }
+}
+
 /// Decodes OTLP exports with one mapping configuration and one price table.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -121,27 +172,47 @@ impl Decoder {
     }
 
     pub fn decode(&self, bytes: &[u8], hint: PayloadHint) -> Result<Decoded, DecodeError> {
+        let mut out = TableBuilders::default();
+        self.decode_into(bytes, hint, &mut out)?;
+        Ok(out.finish()?)
+    }
+
+    /// Decodes one export onto `out`'s builders, so many small exports make one batch per
+    /// table. An export that cannot be read adds nothing: it is read whole before any row is
+    /// appended, and appending cannot fail.
+    pub fn decode_into(
+        &self,
+        bytes: &[u8],
+        hint: PayloadHint,
+        out: &mut TableBuilders,
+    ) -> Result<(), DecodeError> {
         let (export, plain_bytes) = decode_export_sized(bytes, hint)?;
-        let mut decoded = self.decode_export(&export)?;
-        decoded.plain_bytes = plain_bytes;
-        Ok(decoded)
+        self.export_into(&export, out);
+        out.plain_bytes += plain_bytes;
+        Ok(())
     }
 
     pub fn decode_export(&self, export: &Export) -> Result<Decoded, DecodeError> {
+        let mut out = TableBuilders::default();
+        self.export_into(export, &mut out);
+        Ok(out.finish()?)
+    }
+
+    fn export_into(&self, export: &Export, out: &mut TableBuilders) {
         match export {
-            Export::Logs(request) => self.logs(request),
-            Export::Metrics(request) => self.metrics(request),
-            Export::Traces(request) => self.traces(request),
+            Export::Logs(request) => self.logs(request, out),
+            Export::Metrics(request) => self.metrics(request, out),
+            Export::Traces(request) => self.traces(request, out),
         }
     }
 
-    fn logs(&self, request: &ExportLogsServiceRequest) -> Result<Decoded, DecodeError> {
+    fn logs(&self, request: &ExportLogsServiceRequest, out: &mut TableBuilders) {
         let cfg = &*self.config;
         let names = &cfg.attributes;
-        let mut raw = raw::LogRecords::new();
-        let mut calls = ApiRequests::new();
-        let mut tools = ToolCalls::new();
-        let mut stats = DecodeStats::default();
+        let raw = out.log_records.get_or_insert_with(raw::LogRecords::new);
+        let calls = out.api_requests.get_or_insert_with(ApiRequests::new);
+        let tools = out.tool_calls.get_or_insert_with(ToolCalls::new);
+        let stats = &mut out.stats;
         // tool_decision events by tool_use_id, so a tool_result of the same export gets its
         // decision; rejected tools have no result and become rows of their own.
         let mut decisions: HashMap<&str, ToolOutcome<'_>> = HashMap::new();
@@ -173,11 +244,11 @@ impl Decoder {
                     let is = |list: &[String]| list.iter().any(|n| n == event);
                     if cfg.call_source == CallSource::Events && is(&cfg.events.api_request) {
                         let row = self.api_request_event(&scope, record, time, errors, true);
-                        self.count(&row, &mut stats);
+                        self.count(&row, stats);
                         calls.push(&row);
                     } else if cfg.call_source == CallSource::Events && is(&cfg.events.api_error) {
                         let row = self.api_request_event(&scope, record, time, errors, false);
-                        self.count(&row, &mut stats);
+                        self.count(&row, stats);
                         calls.push(&row);
                     } else if cfg.call_source == CallSource::Events && is(&cfg.events.tool_result) {
                         results.push(self.tool_result_event(&scope, record, time, errors));
@@ -215,19 +286,6 @@ impl Decoder {
             stats.rows_with_errors += u64::from(row.errors.count > 0);
             tools.push(&row);
         }
-
-        let mut batches = vec![(Table::LogRecords, raw.finish()?)];
-        if !calls.is_empty() {
-            batches.push((Table::ApiRequests, calls.finish()?));
-        }
-        if !tools.is_empty() {
-            batches.push((Table::ToolCalls, tools.finish()?));
-        }
-        Ok(Decoded {
-            batches,
-            stats,
-            plain_bytes: 0,
-        })
     }
 
     /// Record time, else observed time, else the `event.timestamp` attribute.
@@ -422,11 +480,11 @@ impl Decoder {
         row
     }
 
-    fn metrics(&self, request: &ExportMetricsServiceRequest) -> Result<Decoded, DecodeError> {
+    fn metrics(&self, request: &ExportMetricsServiceRequest, out: &mut TableBuilders) {
         let names = &self.config.attributes;
-        let mut raw = raw::MetricPoints::new();
-        let mut usage = UsageMetrics::new();
-        let mut stats = DecodeStats::default();
+        let raw = out.metric_points.get_or_insert_with(raw::MetricPoints::new);
+        let usage = out.usage_metrics.get_or_insert_with(UsageMetrics::new);
+        let stats = &mut out.stats;
         for resource_metrics in &request.resource_metrics {
             let resource = resource_attrs(resource_metrics.resource.as_ref());
             for scope_metrics in &resource_metrics.scope_metrics {
@@ -497,25 +555,16 @@ impl Decoder {
                 }
             }
         }
-        let mut batches = vec![(Table::MetricPoints, raw.finish()?)];
-        if !usage.is_empty() {
-            batches.push((Table::UsageMetrics, usage.finish()?));
-        }
-        Ok(Decoded {
-            batches,
-            stats,
-            plain_bytes: 0,
-        })
     }
 
-    fn traces(&self, request: &ExportTraceServiceRequest) -> Result<Decoded, DecodeError> {
+    fn traces(&self, request: &ExportTraceServiceRequest, out: &mut TableBuilders) {
         let cfg = &*self.config;
         let names = &cfg.attributes;
         let spans_cfg = &cfg.spans;
-        let mut raw = raw::Spans::new();
-        let mut calls = ApiRequests::new();
-        let mut tools = ToolCalls::new();
-        let mut stats = DecodeStats::default();
+        let raw = out.spans.get_or_insert_with(raw::Spans::new);
+        let calls = out.api_requests.get_or_insert_with(ApiRequests::new);
+        let tools = out.tool_calls.get_or_insert_with(ToolCalls::new);
+        let stats = &mut out.stats;
 
         // Children of Claude Code tool spans carry their success and decision.
         let mut tool_children: HashMap<&[u8], ToolOutcome<'_>> = HashMap::new();
@@ -586,7 +635,7 @@ impl Decoder {
                                 errors,
                                 "claude_code.span",
                             );
-                            self.count(&row, &mut stats);
+                            self.count(&row, stats);
                             calls.push(&row);
                         }
                     } else if spans_cfg.tool.contains(&span.name) {
@@ -612,7 +661,7 @@ impl Decoder {
                     } else if spans_cfg.claude_task.contains(&span.name) {
                         let row =
                             self.api_request_span(&scope, span, start, end, errors, "claude.span");
-                        self.count(&row, &mut stats);
+                        self.count(&row, stats);
                         calls.push(&row);
                     } else if !is_claude_code
                         && operation.is_some_and(|op| {
@@ -628,24 +677,12 @@ impl Decoder {
                     {
                         let row =
                             self.api_request_span(&scope, span, start, end, errors, "gen_ai.span");
-                        self.count(&row, &mut stats);
+                        self.count(&row, stats);
                         calls.push(&row);
                     }
                 }
             }
         }
-        let mut batches = vec![(Table::Spans, raw.finish()?)];
-        if !calls.is_empty() {
-            batches.push((Table::ApiRequests, calls.finish()?));
-        }
-        if !tools.is_empty() {
-            batches.push((Table::ToolCalls, tools.finish()?));
-        }
-        Ok(Decoded {
-            batches,
-            stats,
-            plain_bytes: 0,
-        })
     }
 
     fn api_request_span<'a>(

@@ -24,7 +24,7 @@ mod usage;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 pub use config::{CallSource, ContentPolicy, MappingConfig};
-pub use decoder::{DecodeStats, Decoded, Decoder};
+pub use decoder::{DecodeStats, Decoded, Decoder, TableBuilders};
 pub use delta::{DeltaStats, DeltaTracker};
 pub use payload::{
     DEFAULT_MAX_PAYLOAD_BYTES, Encoding, Export, PayloadHint, Signal, decode_export,

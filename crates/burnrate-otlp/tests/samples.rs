@@ -654,3 +654,58 @@ fn a_model_the_price_table_lacks_is_booked_at_its_reported_cost() {
         .null_count();
     assert_eq!(mismatch, 4, "nothing to compare without a table price");
 }
+
+/// Decoding many exports onto one set of builders (as the Kafka source does for a run of
+/// messages) gives exactly the rows of decoding each alone, in the same order, for every sample
+/// of both releases; an unreadable export in between adds nothing.
+#[test]
+fn exports_decoded_onto_shared_builders_equal_each_decoded_alone() {
+    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
+    let mut files = Vec::new();
+    for run in ["r01", "r03", "r04", "r12", "r31"] {
+        files.extend(run_files(run));
+    }
+    for run in ["r01", "r03"] {
+        files.extend(files_of(&samples_2_1_332_dir().join(run)));
+    }
+    for signal in ["logs", "metrics", "traces"] {
+        let exports: Vec<&Vec<u8>> = files
+            .iter()
+            .filter(|(name, _)| name.contains(signal))
+            .map(|(_, bytes)| bytes)
+            .collect();
+        assert!(exports.len() > 2, "{signal}");
+        let mut alone: Vec<(Table, Vec<RecordBatch>)> = Vec::new();
+        let mut builders = burnrate_otlp::TableBuilders::default();
+        let mut plain_bytes = 0;
+        for (i, bytes) in exports.iter().enumerate() {
+            let decoded = decoder.decode(bytes, PayloadHint::default()).unwrap();
+            plain_bytes += decoded.plain_bytes;
+            for (table, batch) in decoded.batches {
+                match alone.iter_mut().find(|(t, _)| *t == table) {
+                    Some((_, batches)) => batches.push(batch),
+                    None => alone.push((table, vec![batch])),
+                }
+            }
+            decoder
+                .decode_into(bytes, PayloadHint::default(), &mut builders)
+                .unwrap();
+            if i == 1 {
+                let bad = decoder.decode_into(b"\x0a\xff", PayloadHint::default(), &mut builders);
+                assert!(bad.is_err());
+            }
+        }
+        let shared = builders.finish().unwrap();
+        assert_eq!(shared.plain_bytes, plain_bytes);
+        let tables: Vec<Table> = shared.batches.iter().map(|(t, _)| *t).collect();
+        let expected: Vec<Table> = alone.iter().map(|(t, _)| *t).collect();
+        assert_eq!(
+            tables, expected,
+            "{signal}: the same tables in the same order"
+        );
+        for ((table, batch), (_, batches)) in shared.batches.iter().zip(&alone) {
+            let concatenated = concat_batches(&batches[0].schema(), batches).unwrap();
+            assert_eq!(batch, &concatenated, "{signal}: {table:?}");
+        }
+    }
+}

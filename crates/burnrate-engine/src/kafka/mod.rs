@@ -28,6 +28,7 @@
 //! kafka exporter to partition metrics by resource attributes when running several replicas.
 
 mod commit;
+mod dispatch;
 mod sink;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,7 +37,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use burnrate_otlp::{Decoder, Encoding, PayloadHint, Signal};
-use crossbeam_channel::Sender;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
@@ -44,6 +44,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use self::commit::CommitCoordinator;
+use self::dispatch::{Dispatcher, RUN_LINGER};
 use self::sink::{KafkaSink, SinkSetup, Step};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
@@ -194,7 +195,7 @@ struct Rebalances {
 
 struct SourceContext {
     rebalances: Arc<Mutex<Rebalances>>,
-    steps: Sender<Step>,
+    dispatch: Arc<Mutex<Dispatcher>>,
     commits: CommitCoordinator,
     health: Arc<PipelineHealth>,
 }
@@ -254,7 +255,7 @@ impl ConsumerContext for SourceContext {
         // Everything consumed of these partitions is queued ahead of this step: once it is
         // answered, their rows are durable and their offsets reported.
         let (done, answer) = crossbeam_channel::bounded(1);
-        let flushed = match self.steps.send(Step::Revoke {
+        let flushed = match lock(&self.dispatch).send(Step::Revoke {
             keys: keys.clone(),
             done,
         }) {
@@ -358,15 +359,14 @@ impl Prefetch {
 /// Pause the assigned partitions once the budget is this full, resume below the second share.
 const PAUSE_AT: f64 = 1.0;
 const RESUME_AT: f64 = 0.75;
-/// Steps queued for the sink: about two flushes' worth of small messages at most, and each
-/// holds only its reservation's worth.
-const SINK_QUEUE: usize = 4096;
+/// Runs queued for the sink (each up to 256 messages or 1 MiB): enough to keep the decode
+/// workers busy while the sink writes a segment; what they hold is in the memory budget.
+const SINK_QUEUE: usize = 64;
 
 /// The consumer loop over one dataset.
 pub struct KafkaPipeline {
     consumer: StreamConsumer<SourceContext>,
-    decode: DecodePool,
-    steps: Sender<Step>,
+    dispatch: Arc<Mutex<Dispatcher>>,
     sink: Option<std::thread::JoinHandle<WindowStage>>,
     /// The window stage, back from the sink once it finished.
     windows: Option<WindowStage>,
@@ -441,10 +441,12 @@ impl KafkaPipeline {
             .map_err(|e| EngineError::io(output, e))?;
         let decode = DecodePool::new(decoder, config.decode_threads)
             .map_err(|e| EngineError::io(output, e))?;
+        let decode_threads = decode.threads();
+        let dispatch = Arc::new(Mutex::new(Dispatcher::new(decode, steps, budget.clone())));
         let consumer: StreamConsumer<SourceContext> = client
             .create_with_context(SourceContext {
                 rebalances: rebalances.clone(),
-                steps: steps.clone(),
+                dispatch: dispatch.clone(),
                 commits: commits.clone(),
                 health: health.clone(),
             })
@@ -452,7 +454,7 @@ impl KafkaPipeline {
         let topics: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
         consumer.subscribe(&topics).map_err(kafka)?;
         tracing::info!(
-            decode_threads = decode.threads(),
+            decode_threads,
             budget_bytes = budget.limit(),
             prefetch_queue_bytes = prefetch.queue,
             fetch_bytes = prefetch.fetch,
@@ -460,8 +462,7 @@ impl KafkaPipeline {
         );
         Ok(KafkaPipeline {
             consumer,
-            decode,
-            steps,
+            dispatch,
             sink: Some(sink),
             windows: None,
             rebalances,
@@ -513,9 +514,15 @@ impl KafkaPipeline {
                 )));
             }
             self.hold_to_budget()?;
+            let waiting = lock(&self.dispatch).run_waiting();
+            if waiting.is_some_and(|waited| waited >= RUN_LINGER) {
+                lock(&self.dispatch)
+                    .hand_on()
+                    .map_err(|_| self.sink_stopped())?;
+            }
             // While paused, look at the budget often: the sink frees it flush by flush.
-            let tick = if self.paused {
-                Duration::from_millis(20)
+            let tick = if self.paused || waiting.is_some() {
+                RUN_LINGER
             } else {
                 flush_every.min(Duration::from_millis(200))
             };
@@ -565,8 +572,8 @@ impl KafkaPipeline {
         self.finish(drain)
     }
 
-    /// Hands a message to the decode stage and the sink, in this order; whether it was taken
-    /// (a message of a partition no longer assigned is not).
+    /// Hands a message on to be decoded and written; whether it was taken (a message of a
+    /// partition no longer assigned is not).
     fn dispatch(
         &mut self,
         key: PartitionKey,
@@ -585,21 +592,17 @@ impl KafkaPipeline {
             max_bytes: self.config.max_payload_bytes,
         };
         self.health.message(payload.len());
-        // The message is in memory already: it is held whatever the budget says, and the next
-        // turn pauses the partitions if that filled it.
-        let mut held = self.budget.reservation();
-        held.force(payload.len());
-        let decoding = self.decode.submit(payload, hint, held);
-        self.send(Step::Message {
-            key,
-            offset,
-            decoding,
-        })?;
+        lock(&self.dispatch)
+            .take(key, offset, payload, hint)
+            .map_err(|_| self.sink_stopped())?;
         Ok(true)
     }
 
+    /// Sends `step` to the sink after every message taken so far.
     fn send(&self, step: Step) -> Result<(), EngineError> {
-        self.steps.send(step).map_err(|_| self.sink_stopped())
+        lock(&self.dispatch)
+            .send(step)
+            .map_err(|_| self.sink_stopped())
     }
 
     fn sink_stopped(&self) -> EngineError {
@@ -653,15 +656,17 @@ impl KafkaPipeline {
         Ok(())
     }
 
-    /// Sends every buffered row to disk and commits what that made durable.
-    fn barrier(&self) -> Result<(), EngineError> {
+    /// Sends every buffered row to disk and commits what that made durable; the windows'
+    /// positions, by origin.
+    fn barrier(&self) -> Result<BTreeMap<String, i64>, EngineError> {
         let (done, answer) = crossbeam_channel::bounded(1);
         self.send(Step::Barrier { done })?;
-        answer
+        let positions = answer
             .recv()
             .map_err(|_| self.sink_stopped())?
             .map_err(|error| EngineError::Kafka(format!("writing segments: {error}")))?;
-        self.commits.commit(&self.consumer, &self.health)
+        self.commits.commit(&self.consumer, &self.health)?;
+        Ok(positions)
     }
 
     /// The end of a run: the sink writes what it holds and stops, the last offsets are
@@ -731,7 +736,7 @@ impl KafkaPipeline {
             .map_err(kafka)?;
         // What other partitions buffered must be on disk before the metric state is rebuilt
         // from disk, or their cumulative points would be converted twice.
-        self.barrier()?;
+        let positions = self.barrier()?;
         let mut removed = 0;
         for element in committed.elements() {
             let (topic, partition) = (element.topic(), element.partition());
@@ -744,6 +749,11 @@ impl KafkaPipeline {
                 _ => low,
             };
             removed += remove_orphans(&self.output, topic, partition, resume_at)?;
+            if let Some(&fed) = positions.get(&window_origin(topic, partition))
+                && fed >= resume_at
+            {
+                lock(&self.dispatch).replay_until((topic.to_string(), partition), fed);
+            }
             targets.insert(
                 (topic.to_string(), partition),
                 DrainTarget {

@@ -20,7 +20,7 @@ use super::{KafkaRunSummary, PartitionKey, segment_name, window_origin};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::dead_letters::DeadLetter;
-use crate::decode::Pending;
+use crate::decode::{Pending, Undecodable};
 use crate::health::PipelineHealth;
 use crate::parquet_sink::ParquetSink;
 use crate::table_buffer::TableBuffer;
@@ -28,10 +28,11 @@ use crate::windows::WindowStage;
 
 /// What the consuming task sends the sink, in consumption order.
 pub enum Step {
-    /// A consumed message, decoding on the pool.
-    Message {
+    /// Messages `first..=last` of one partition, consumed in a row, decoding on the pool.
+    Run {
         key: PartitionKey,
-        offset: i64,
+        first: i64,
+        last: i64,
         decoding: Pending,
     },
     /// The flush interval passed: write every segment.
@@ -41,8 +42,12 @@ pub enum Step {
         keys: Vec<PartitionKey>,
         done: Sender<Result<(), String>>,
     },
-    /// Write every segment, then answer: the metric state is about to be rebuilt from disk.
-    Barrier { done: Sender<Result<(), String>> },
+    /// Write every segment, then answer with the windows' positions (origin → last offset
+    /// fed): the metric state is about to be rebuilt from disk, and partitions assigned again
+    /// must cut their runs where the windows stopped.
+    Barrier {
+        done: Sender<Result<BTreeMap<String, i64>, String>>,
+    },
     /// The cumulative-metric state rebuilt from disk, for the messages that follow.
     Tracker(DeltaTracker),
     /// Write everything, close the windows if the input ended, answer with the run's totals,
@@ -114,13 +119,14 @@ impl KafkaSink {
     /// One step; whether it was the last.
     fn step(&mut self, step: Step) -> bool {
         match step {
-            Step::Message {
+            Step::Run {
                 key,
-                offset,
+                first,
+                last,
                 decoding,
             } => {
                 if self.failed.is_none()
-                    && let Err(error) = self.message(key, offset, decoding)
+                    && let Err(error) = self.run_of_messages(key, first, last, decoding)
                 {
                     self.fail(error);
                 }
@@ -136,7 +142,8 @@ impl KafkaSink {
                 let _ = done.send(self.answer(|sink| sink.flush(Some(&keys))));
             }
             Step::Barrier { done } => {
-                let _ = done.send(self.answer(|sink| sink.flush(None)));
+                let flushed = self.answer(|sink| sink.flush(None));
+                let _ = done.send(flushed.map(|()| self.setup.windows.positions()));
             }
             Step::Tracker(tracker) => self.tracker = tracker,
             Step::Finish {
@@ -186,24 +193,26 @@ impl KafkaSink {
         }
     }
 
-    fn message(
+    fn run_of_messages(
         &mut self,
         key: PartitionKey,
-        offset: i64,
+        first: i64,
+        last: i64,
         decoding: Pending,
     ) -> Result<(), EngineError> {
         let decoding = decoding
             .wait()
             .ok_or_else(|| EngineError::Kafka("the decode workers stopped".into()))?;
-        self.summary.messages += 1;
+        self.summary.messages += decoding.exports as u64;
         self.summary.bytes += decoding.bytes as u64;
         // A replay of messages the windows already saw (written, windowed, then a crash before
         // the commit) must end its segment where they end, so the segment is skipped by the
-        // windows as a whole and the next one is fed as a whole.
+        // windows as a whole and the next one is fed as a whole. (The consuming task cuts runs
+        // there too.)
         let fed = self.setup.windows.position(&window_origin(&key.0, key.1));
         if let (Some(fed), Some(segment)) = (fed, self.segments.get(&key))
             && segment.last <= fed
-            && offset > fed
+            && first > fed
         {
             self.flush(Some(std::slice::from_ref(&key)))?;
         }
@@ -211,30 +220,31 @@ impl KafkaSink {
             .segments
             .entry(key.clone())
             .or_insert_with(|| PartitionSegment {
-                first: offset,
-                last: offset,
+                first,
+                last,
                 buffer: TableBuffer::default(),
             });
-        segment.last = offset;
-        match decoding.result {
-            Ok(decoded) => segment
+        segment.last = last;
+        if let Some(decoded) = decoding.decoded {
+            segment
                 .buffer
-                .add_decoded(decoded, &mut self.tracker, None)?,
-            Err(error) => {
-                tracing::warn!(topic = %key.0, partition = key.1, offset, error = %error, "dead letter");
-                segment.buffer.add_dead(DeadLetter {
-                    topic: Some(key.0.clone()),
-                    partition: Some(key.1),
-                    offset: Some(offset),
-                    ..DeadLetter::now(
-                        format!("{}/{}@{}", key.0, key.1, offset),
-                        error.to_string(),
-                        decoding.undecodable.unwrap_or_default(),
-                    )
-                });
-            }
+                .add_decoded(decoded, &mut self.tracker, None)?;
         }
-        // The buffer holds the message's rows (or its bytes, as a dead letter) from now on.
+        for Undecodable { id, error, bytes } in decoding.undecodable {
+            let offset = id;
+            tracing::warn!(topic = %key.0, partition = key.1, offset, error = %error, "dead letter");
+            segment.buffer.add_dead(DeadLetter {
+                topic: Some(key.0.clone()),
+                partition: Some(key.1),
+                offset: Some(offset),
+                ..DeadLetter::now(
+                    format!("{}/{}@{}", key.0, key.1, offset),
+                    error.to_string(),
+                    bytes,
+                )
+            });
+        }
+        // The buffer holds the messages' rows (or their bytes, as dead letters) from now on.
         drop(decoding.held);
         let (bytes, memory) = self.buffered_size();
         self.buffered.resize(memory);
