@@ -4,9 +4,11 @@
 //! nothing with the bytes.
 //!
 //! `cargo bench -p burnrate --bench kafka_throughput` (needs `BURNRATE_TANSU`, which
-//! `scripts/test.sh` sets up); under `cargo test` it runs once on a small stream as a smoke test.
+//! `scripts/test.sh` sets up) streams 1,000,008 messages (the 36 real sample exports × 27,778,
+//! 4.4 GB); under `cargo test` it runs once on a small stream as a smoke test.
 //! Each side is timed from its first message to its last (for burnrate: to the final commit),
-//! so group joins are not counted against either; the median of three rounds is reported.
+//! so group joins are not counted against either; the median of three rounds is reported, with
+//! the CPU the process used meanwhile (200% is both cores of this machine).
 
 // The binary's allocator, so the bench measures what runs.
 #[global_allocator]
@@ -33,6 +35,8 @@ const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
 struct Round {
     /// First message to the end: the final commit for burnrate, the last message for the bare consumer.
     seconds: f64,
+    /// CPU time of the whole process over the same span, as a share of one core.
+    cpu: f64,
     /// First message to the last one taken in (for burnrate: before the drain's quiet second
     /// and the final flush).
     consuming: f64,
@@ -60,15 +64,19 @@ fn bare_consumer(broker: &Broker, group: &str, messages: usize) -> Round {
         );
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.unwrap();
-            first.get_or_insert_with(Instant::now);
+            first.get_or_insert_with(|| (Instant::now(), cpu_seconds()));
             bytes += message.payload().map_or(0, <[u8]>::len);
             seen += 1;
         }
     }
     std::hint::black_box(bytes);
-    let seconds = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let (seconds, cpu) = first.map_or((0.0, 0.0), |(t, cpu)| {
+        let seconds = t.elapsed().as_secs_f64();
+        (seconds, (cpu_seconds() - cpu) / seconds)
+    });
     Round {
         seconds,
+        cpu,
         consuming: seconds,
         rows: 0,
     }
@@ -106,24 +114,38 @@ fn burnrate(broker: &Broker, group: &str, messages: usize) -> Round {
             while watch.messages() == 0 {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
-            let first = Instant::now();
+            let first = (Instant::now(), cpu_seconds());
             while watch.messages() < total {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             (first, Instant::now())
         });
         let summary = pipeline.run(true, std::future::pending()).await.unwrap();
-        let ended = Instant::now();
-        let (first, consumed) = first.await.unwrap();
-        (summary, ended - first, consumed - first)
+        let ended = (Instant::now(), cpu_seconds());
+        let ((first, cpu), consumed) = first.await.unwrap();
+        (summary, ended.0 - first, ended.1 - cpu, consumed - first)
     });
-    let (summary, took, consuming) = summary;
+    let (summary, took, cpu, consuming) = summary;
     assert_eq!(summary.messages as usize, messages);
     Round {
         seconds: took.as_secs_f64(),
+        cpu: cpu / took.as_secs_f64(),
         consuming: consuming.as_secs_f64(),
         rows: summary.written.rows.values().sum(),
     }
+}
+
+/// User and system CPU time of this process so far, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th
+    // and 13th, in clock ticks (100 a second on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<f64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    (fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
 fn median(mut rounds: Vec<Round>) -> Round {
@@ -133,7 +155,7 @@ fn median(mut rounds: Vec<Round>) -> Round {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (copies, rounds) = if full { (400, 3) } else { (3, 1) };
+    let (copies, rounds) = if full { (27_778, 3) } else { (3, 1) };
     let broker = Broker::start();
     broker.create_topics(&TOPICS, 3);
     let exports = sample_exports();
@@ -156,14 +178,16 @@ fn main() {
         "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x 3 partitions, median of {rounds}"
     );
     println!(
-        "  bare rdkafka consumer: {:>10.0} messages/s {:>8.1} MiB/s",
+        "  bare rdkafka consumer: {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU",
         rate(&bare),
-        mib(&bare)
+        mib(&bare),
+        bare.cpu * 100.0
     );
     println!(
-        "  burnrate to Parquet:   {:>10.0} messages/s {:>8.1} MiB/s {:>10.0} rows/s",
+        "  burnrate to Parquet:   {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU {:>10.0} rows/s",
         rate(&ours),
         mib(&ours),
+        ours.cpu * 100.0,
         ours.rows as f64 / ours.seconds
     );
     let consuming = messages as f64 / ours.consuming;

@@ -505,3 +505,94 @@ fn two_members_share_the_topics_and_sigterm_commits_before_exiting() {
     assert!(stderr(&again).contains("0 messages"), "{}", stderr(&again));
     assert_sample_totals(&data, copies as f64);
 }
+
+/// `(event, topic, partition)` of a "partition assigned", "partition revoked" or "segment
+/// written" line of a run's log.
+fn partition_event(line: &str) -> Option<(&'static str, String, i64)> {
+    let event = ["partition assigned", "partition revoked", "segment written"]
+        .into_iter()
+        .find(|event| line.contains(event))?;
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(&format!("{name}=")))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    Some((event, field("topic")?, field("partition")?.parse().ok()?))
+}
+
+/// A member is killed with SIGKILL while its decode workers are busy and a second member is
+/// joining: the second takes the partitions over and replays what the first had not
+/// committed, and the totals come out exact. Between revoking a partition and being given it
+/// again, the first member writes nothing of it.
+#[test]
+fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing() {
+    let broker = Broker::start();
+    broker.create_topics(&TOPICS, 3);
+    let exports = sample_exports();
+    let copies = 200;
+    broker.produce_samples(&exports, copies);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(
+        &config,
+        "[kafka]\nflush_interval_ms = 500\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n",
+    )
+    .unwrap();
+    let (args, health) = kafka_args(&broker, "burnrate-join", &data, Some(&config));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = spawn_burnrate(
+        &args,
+        &[("BURNRATE_REPLICA", "member-a"), ("BURNRATE_LOG", "info")],
+    );
+    wait_for_port(health, "burnrate health");
+    let first = Consumer { child, health };
+    wait_until("the first member consumes", || first.messages() > 200);
+    let second = Consumer::start(&broker, "burnrate-join", &data, &config, "member-b");
+    // The join is under way: the first member is told to give partitions up while it decodes.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&first.child, "KILL");
+    let killed = first.child.wait_with_output().unwrap();
+    assert!(!killed.status.success());
+    // The second member is given every partition once the first one's session expires, and
+    // replays what it had not committed.
+    let mut last = (0, Instant::now());
+    wait_until("the second member stops consuming", || {
+        let now = second.messages();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        now > 0 && last.1.elapsed() > Duration::from_secs(3)
+    });
+    let stopped = second.stop();
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    // Whatever is left (partitions the second member never got) is drained.
+    let rest = run_kafka(&broker, "burnrate-join", &data, Some(&config));
+    assert!(rest.status.success(), "{}", stderr(&rest));
+
+    let traces = exports.iter().filter(|e| e.topic() == "otlp_spans").count() * copies;
+    assert_eq!(covered_offsets(&data, "otlp_spans"), traces as i64);
+    assert_sample_totals(&data, copies as f64);
+    assert_metric_cost(&data, copies as f64);
+
+    let log = String::from_utf8_lossy(&killed.stderr);
+    let mut held = std::collections::BTreeSet::new();
+    let mut revokes = 0;
+    for (event, topic, partition) in log.lines().filter_map(partition_event) {
+        let key = (topic, partition);
+        match event {
+            "partition assigned" => {
+                held.insert(key);
+            }
+            "partition revoked" => {
+                revokes += 1;
+                held.remove(&key);
+            }
+            _ => assert!(
+                held.contains(&key),
+                "the first member wrote {key:?} while it did not hold it:\n{log}"
+            ),
+        }
+    }
+    eprintln!("the first member revoked {revokes} partitions before it was killed");
+}

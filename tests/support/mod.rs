@@ -348,6 +348,44 @@ pub fn spawn_burnrate(args: &[&str], env: &[(&str, &str)]) -> std::process::Chil
     command.spawn().expect("burnrate starts")
 }
 
+/// A child that ended: whether it exited 0, what it wrote to stderr, and its peak resident
+/// set in bytes.
+pub struct Finished {
+    pub success: bool,
+    pub stderr: String,
+    pub peak_rss: u64,
+}
+
+/// Waits for a child of [`spawn_burnrate`] with `wait4`, which reports the kernel's own peak
+/// RSS of the process (`ru_maxrss`), draining its output meanwhile.
+pub fn wait_with_peak_rss(mut child: std::process::Child) -> Finished {
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let pid = child.id() as i32;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our own child, not waited for yet; status and usage outlive the call.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let _ = stdout.join();
+    Finished {
+        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        stderr: stderr.join().unwrap_or_default(),
+        // Linux reports ru_maxrss in KiB.
+        peak_rss: usage.ru_maxrss as u64 * 1024,
+    }
+}
+
 /// Sends `signal` (`TERM`, `KILL`, ...) to a child.
 pub fn signal(child: &std::process::Child, signal: &str) {
     let status = Command::new("kill")

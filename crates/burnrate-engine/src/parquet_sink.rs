@@ -10,7 +10,7 @@ use std::sync::Arc;
 use burnrate_otlp::Table;
 use chrono::DateTime;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -52,6 +52,9 @@ impl ParquetSink {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            // A row group is encoded in memory until it is complete: 64 Ki rows bounds that
+            // (the default, 1 Mi rows, held a whole segment's table).
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let root = root.into();
         ParquetSink {
@@ -78,11 +81,18 @@ impl ParquetSink {
             if rows == 0 {
                 continue;
             }
-            let all = concat_batches(&table.schema(), batches)?;
-            for (date, part) in split_by_day(&all, table.time_column())? {
+            // Batch by batch, never concatenated: a segment's encoding then holds one row
+            // group at a time beside the batches, not a second copy of the whole table.
+            let mut days: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+            for batch in batches {
+                for (date, part) in split_by_day(batch, table.time_column())? {
+                    days.entry(date).or_default().push(part);
+                }
+            }
+            for (date, parts) in days {
                 let dir = self.root.join(table.name()).join(format!("date={date}"));
                 let path = dir.join(format!("{segment}.parquet"));
-                self.write_file(&dir, &path, &part)?;
+                self.write_file(&dir, &path, &table.schema(), &parts)?;
                 written.files.push(path);
             }
             *written.rows.entry(table.name()).or_default() += rows;
@@ -90,14 +100,15 @@ impl ParquetSink {
         Ok(written)
     }
 
-    fn write_file(&self, dir: &Path, path: &Path, batch: &RecordBatch) -> Result<(), EngineError> {
+    fn write_file(
+        &self,
+        dir: &Path,
+        path: &Path,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<(), EngineError> {
         fs::create_dir_all(dir).map_err(|e| EngineError::io(path, e))?;
-        write_atomically(
-            path,
-            batch.schema(),
-            std::slice::from_ref(batch),
-            self.properties.clone(),
-        )?;
+        write_atomically(path, schema.clone(), batches, self.properties.clone())?;
         // Durable on the store before the caller commits anything that counts on the file.
         if let Some((root, mirror)) = &self.mirror {
             let absolute = std::path::absolute(path).map_err(|e| EngineError::io(path, e))?;
@@ -106,6 +117,8 @@ impl ParquetSink {
         Ok(())
     }
 }
+
+const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Writes `batches` to `path` as one Parquet file: under a temporary name, fsynced, renamed and
 /// the rename made durable, so a reader sees the old file or the new one, never half of one.

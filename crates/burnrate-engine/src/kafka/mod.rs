@@ -275,6 +275,7 @@ impl ConsumerContext for SourceContext {
         }
         for (topic, partition) in &keys {
             self.health.forget_partition(topic, *partition);
+            tracing::info!(topic = %topic, partition, "partition revoked");
         }
         rebalances.revoked.extend(keys);
     }
@@ -283,6 +284,7 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Assign(assigned) = rebalance {
             let mut rebalances = lock(&self.rebalances);
             for e in assigned.elements() {
+                tracing::info!(topic = %e.topic(), partition = e.partition(), "partition assigned");
                 let key = (e.topic().to_string(), e.partition());
                 rebalances.assigned.insert(key.clone());
                 rebalances.newly_assigned.push(key);

@@ -1,0 +1,99 @@
+//! Peak RSS of `burnrate run --source kafka --drain` (the release binary, with its default
+//! `memory_limit` of 512 MiB) catching up on backlogs of 0.25, 1 and 2 GiB of real Claude Code
+//! exports on 9 partitions (3 topics × 3), in a real broker (Tansu, in memory, on loopback).
+//! Each backlog is read from the start by a new consumer group, so each run catches up on all
+//! of it. RSS is the kernel's own peak for the process (`ru_maxrss` from `wait4`), which for
+//! the bench is the release binary (`cargo bench` builds it with the bench profile).
+//!
+//! `cargo bench -p burnrate --bench kafka_memory` (needs `BURNRATE_TANSU`); under `cargo test`
+//! it runs once on a 10 MiB backlog as a smoke test.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Instant;
+
+use support::broker::Broker;
+use support::{free_port, sample_exports, spawn_burnrate, wait_with_peak_rss};
+
+const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
+const MIB: f64 = (1 << 20) as f64;
+const MEMORY_LIMIT: &str = "512MiB";
+
+struct Drained {
+    seconds: f64,
+    peak_rss: u64,
+}
+
+/// Runs the release binary over the whole backlog.
+fn drain(broker: &Broker, group: &str, messages: usize) -> Drained {
+    let data = tempfile::tempdir().unwrap();
+    let health = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let child = spawn_burnrate(
+        &[
+            "run",
+            "--source",
+            "kafka",
+            "--drain",
+            "--brokers",
+            &broker.address,
+            "--group",
+            group,
+            "--output",
+            data.path().to_str().unwrap(),
+            "--health-listen",
+            &health,
+            "--memory-limit",
+            MEMORY_LIMIT,
+        ],
+        &[],
+    );
+    let finished = wait_with_peak_rss(child);
+    assert!(finished.success, "burnrate failed: {}", finished.stderr);
+    assert!(
+        finished.stderr.contains(&format!("{messages} messages")),
+        "{}",
+        finished.stderr
+    );
+    Drained {
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss: finished.peak_rss,
+    }
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let backlogs_gib: &[f64] = if full {
+        &[0.25, 1.0, 2.0]
+    } else {
+        &[10.0 / 1024.0]
+    };
+    let broker = Broker::start();
+    broker.create_topics(&TOPICS, 3);
+    let exports = sample_exports();
+    let per_copy: usize = exports.iter().map(|e| e.bytes.len()).sum();
+    let (mut bytes, mut messages) = (0usize, 0usize);
+    println!(
+        "kafka_memory: burnrate run --source kafka --drain, memory_limit {MEMORY_LIMIT}, 9 partitions"
+    );
+    println!(
+        "  {:>9} {:>9} {:>8} {:>10} {:>13}",
+        "backlog", "messages", "seconds", "messages/s", "peak RSS"
+    );
+    for (i, gib) in backlogs_gib.iter().enumerate() {
+        let want = (gib * 1024.0 * MIB) as usize;
+        let copies = want.saturating_sub(bytes).div_ceil(per_copy);
+        messages += broker.produce_samples(&exports, copies);
+        bytes += copies * per_copy;
+        let drained = drain(&broker, &format!("memory-{i}"), messages);
+        println!(
+            "  {:>5.0} MiB {:>9} {:>8.1} {:>10.0} {:>9.0} MiB",
+            bytes as f64 / MIB,
+            messages,
+            drained.seconds,
+            messages as f64 / drained.seconds,
+            drained.peak_rss as f64 / MIB
+        );
+    }
+}
