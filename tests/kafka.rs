@@ -541,19 +541,46 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
     .unwrap();
     let (args, health) = kafka_args(&broker, "burnrate-join", &data, Some(&config));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let child = spawn_burnrate(
+    let mut child = spawn_burnrate(
         &args,
         &[("BURNRATE_REPLICA", "member-a"), ("BURNRATE_LOG", "info")],
     );
+    let (lines, log) = mpsc::channel();
+    let pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
     wait_for_port(health, "burnrate health");
     let first = Consumer { child, health };
     wait_until("the first member consumes", || first.messages() > 200);
     let second = Consumer::start(&broker, "burnrate-join", &data, &config, "member-b");
-    // The join is under way: the first member is told to give partitions up while it decodes.
-    std::thread::sleep(Duration::from_millis(300));
+    // The join makes the first member give partitions up while its workers decode: it is
+    // killed in the middle of that rebalance.
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !text.contains("partition revoked") {
+        assert!(
+            Instant::now() < deadline,
+            "no rebalance in the first member:\n{text}"
+        );
+        if let Ok(line) = log.recv_timeout(Duration::from_millis(10)) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    std::thread::sleep(Duration::from_millis(150));
     signal(&first.child, "KILL");
-    let killed = first.child.wait_with_output().unwrap();
-    assert!(!killed.status.success());
+    let mut killed = first.child;
+    assert!(!killed.wait().unwrap().success());
+    reader.join().unwrap();
+    for line in log.try_iter() {
+        text.push_str(&line);
+        text.push('\n');
+    }
     // The second member is given every partition once the first one's session expires, and
     // replays what it had not committed.
     let mut last = (0, Instant::now());
@@ -575,7 +602,7 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
     assert_sample_totals(&data, copies as f64);
     assert_metric_cost(&data, copies as f64);
 
-    let log = String::from_utf8_lossy(&killed.stderr);
+    let log = text;
     let mut held = std::collections::BTreeSet::new();
     let mut revokes = 0;
     for (event, topic, partition) in log.lines().filter_map(partition_event) {
@@ -594,5 +621,6 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
             ),
         }
     }
+    assert!(revokes > 0, "the first member gave no partition up:\n{log}");
     eprintln!("the first member revoked {revokes} partitions before it was killed");
 }
