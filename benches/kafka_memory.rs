@@ -1,8 +1,9 @@
 //! Peak RSS of `burnrate run --source kafka --drain` (the release binary, with its default
 //! `memory_limit` of 512 MiB) catching up on backlogs of 0.25, 1 and 2 GiB of real Claude Code
-//! exports on 9 partitions (3 topics × 3), in a real broker (Tansu, in memory, on loopback).
-//! Each backlog is read from the start by a new consumer group, so each run catches up on all
-//! of it. RSS is the kernel's own peak for the process (`ru_maxrss` from `wait4`), which for
+//! exports on 9 partitions (3 topics × 3), from two brokers: Tansu (in memory, on loopback),
+//! and librdkafka's mock cluster (in this process), which, unlike Tansu, keeps to the fetch
+//! sizes the consumer asks for. Each backlog is read from the start by a new consumer group, so
+//! each run catches up on all of it. RSS is the kernel's own peak for the process (`ru_maxrss` from `wait4`), which for
 //! the bench is the release binary (`cargo bench` builds it with the bench profile).
 //!
 //! `cargo bench -p burnrate --bench kafka_memory` (needs `BURNRATE_TANSU`); under `cargo test`
@@ -13,7 +14,8 @@ mod support;
 
 use std::time::Instant;
 
-use support::broker::Broker;
+use rdkafka::mocking::MockCluster;
+use support::broker::{Broker, produce_samples};
 use support::{free_port, sample_exports, spawn_burnrate, wait_with_peak_rss};
 
 const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
@@ -25,8 +27,8 @@ struct Drained {
     peak_rss: u64,
 }
 
-/// Runs the release binary over the whole backlog.
-fn drain(broker: &Broker, group: &str, messages: usize) -> Drained {
+/// Runs the release binary over the whole backlog of the broker at `bootstrap`.
+fn drain(bootstrap: &str, group: &str, messages: usize) -> Drained {
     let data = tempfile::tempdir().unwrap();
     let health = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
@@ -37,7 +39,7 @@ fn drain(broker: &Broker, group: &str, messages: usize) -> Drained {
             "kafka",
             "--drain",
             "--brokers",
-            &broker.address,
+            bootstrap,
             "--group",
             group,
             "--output",
@@ -69,8 +71,16 @@ fn main() {
     } else {
         &[10.0 / 1024.0]
     };
-    let broker = Broker::start();
-    broker.create_topics(&TOPICS, 3);
+    let tansu = Broker::start();
+    tansu.create_topics(&TOPICS, 3);
+    let mock = MockCluster::new(1).unwrap();
+    for topic in TOPICS {
+        mock.create_topic(topic, 3, 1).unwrap();
+    }
+    let brokers = [
+        ("Tansu", tansu.address.clone()),
+        ("mock cluster", mock.bootstrap_servers()),
+    ];
     let exports = sample_exports();
     let per_copy: usize = exports.iter().map(|e| e.bytes.len()).sum();
     let (mut bytes, mut messages) = (0usize, 0usize);
@@ -78,22 +88,28 @@ fn main() {
         "kafka_memory: burnrate run --source kafka --drain, memory_limit {MEMORY_LIMIT}, 9 partitions"
     );
     println!(
-        "  {:>9} {:>9} {:>8} {:>10} {:>13}",
-        "backlog", "messages", "seconds", "messages/s", "peak RSS"
+        "  {:>12} {:>9} {:>9} {:>8} {:>10} {:>13}",
+        "broker", "backlog", "messages", "seconds", "messages/s", "peak RSS"
     );
     for (i, gib) in backlogs_gib.iter().enumerate() {
         let want = (gib * 1024.0 * MIB) as usize;
         let copies = want.saturating_sub(bytes).div_ceil(per_copy);
-        messages += broker.produce_samples(&exports, copies);
+        for (_, bootstrap) in &brokers {
+            produce_samples(bootstrap, &exports, copies);
+        }
+        messages += copies * exports.len();
         bytes += copies * per_copy;
-        let drained = drain(&broker, &format!("memory-{i}"), messages);
-        println!(
-            "  {:>5.0} MiB {:>9} {:>8.1} {:>10.0} {:>9.0} MiB",
-            bytes as f64 / MIB,
-            messages,
-            drained.seconds,
-            messages as f64 / drained.seconds,
-            drained.peak_rss as f64 / MIB
-        );
+        for (name, bootstrap) in &brokers {
+            let drained = drain(bootstrap, &format!("memory-{i}"), messages);
+            println!(
+                "  {:>12} {:>5.0} MiB {:>9} {:>8.1} {:>10.0} {:>9.0} MiB",
+                name,
+                bytes as f64 / MIB,
+                messages,
+                drained.seconds,
+                messages as f64 / drained.seconds,
+                drained.peak_rss as f64 / MIB
+            );
+        }
     }
 }

@@ -624,3 +624,56 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
     assert!(revokes > 0, "the first member gave no partition up:\n{log}");
     eprintln!("the first member revoked {revokes} partitions before it was killed");
 }
+
+/// Catching up on a backlog larger than the whole memory limit stays within it (10% over at
+/// most): librdkafka's prefetch, the runs being decoded, the buffered segments and the flush are
+/// held in one budget, and the partitions pause while it is full. Nothing is lost meanwhile.
+/// The broker is librdkafka's mock cluster, in this process, which keeps to the fetch sizes a
+/// consumer asks for; Tansu does not (see the README's benchmarks).
+#[test]
+fn catching_up_on_a_backlog_larger_than_memory_stays_within_the_memory_limit() {
+    const LIMIT_MIB: u64 = 192;
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    for topic in TOPICS {
+        cluster.create_topic(topic, 3, 1).unwrap();
+    }
+    let exports = sample_exports();
+    // 54,000 messages, 235 MB of exports, and about three times that once decoded into Arrow.
+    let copies = 1500;
+    let produced = crate::support::broker::produce_samples(&bootstrap, &exports, copies);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let health = format!("127.0.0.1:{}", free_port());
+    let limit = format!("{LIMIT_MIB}MiB");
+    let args = [
+        "run",
+        "--source",
+        "kafka",
+        "--drain",
+        "--brokers",
+        &bootstrap,
+        "--group",
+        "burnrate-memory",
+        "--output",
+        data.to_str().unwrap(),
+        "--health-listen",
+        &health,
+        "--memory-limit",
+        &limit,
+    ];
+    let finished = wait_with_peak_rss(spawn_burnrate(&args, &[]));
+    assert!(finished.success, "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains(&format!("{produced} messages")),
+        "{}",
+        finished.stderr
+    );
+    let peak_mib = finished.peak_rss as f64 / (1 << 20) as f64;
+    eprintln!("peak RSS {peak_mib:.0} MiB with memory_limit {LIMIT_MIB} MiB");
+    assert!(
+        peak_mib <= LIMIT_MIB as f64 * 1.1,
+        "peak RSS {peak_mib:.0} MiB is over the {LIMIT_MIB} MiB memory limit by more than 10%"
+    );
+    assert_sample_totals(&data, copies as f64);
+}

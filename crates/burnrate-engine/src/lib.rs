@@ -1,6 +1,7 @@
 //! Sources, state and sinks around the decoder.
 //!
 //! Owns: reading OTLP exports from their sources (files, Kafka, the embedded OTLP receiver),
+//! the decode stage (a worker pool, results in submission order),
 //! the pipeline's health endpoints and metrics, the commit ledger, the cumulative-to-delta
 //! state and its rebuild after a restart, dead letters, Parquet output (Hive-partitioned,
 //! atomic, idempotent on replay, mirrored to object storage), event-time usage windows (the SQL

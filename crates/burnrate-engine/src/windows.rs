@@ -334,6 +334,20 @@ pub struct WindowStage {
     /// Held while the stage lives: two processes with one replica name would overwrite each
     /// other's checkpoint and window files.
     _lock: File,
+    /// The runtime the window SQL runs on when the caller is not inside one (the Kafka sink's
+    /// thread), kept for the stage's life: a thread and runtime per flush scattered the
+    /// long-lived window state over the heaps of threads that had exited.
+    runtime: std::sync::OnceLock<tokio::runtime::Runtime>,
+}
+
+impl Drop for WindowStage {
+    fn drop(&mut self) {
+        // The stage may be dropped inside an async context, where dropping a runtime the
+        // blocking way panics.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for WindowStage {
@@ -403,6 +417,7 @@ impl WindowStage {
             detector: AnomalyDetector::new(anomalies)?,
             publisher: None,
             _lock: lock,
+            runtime: std::sync::OnceLock::new(),
         };
         stage.rebuild_history(data_dir)?;
         Ok(stage)
@@ -739,6 +754,20 @@ impl WindowStage {
         &self,
         work: impl std::future::Future<Output = Result<T, EngineError>> + Send,
     ) -> Result<T, EngineError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            let runtime = match self.runtime.get() {
+                Some(runtime) => runtime,
+                None => {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .map_err(EngineError::Output)?;
+                    self.runtime.get_or_init(|| runtime)
+                }
+            };
+            return runtime.block_on(work);
+        }
+        // Inside a runtime (the files source's task), a runtime of its own needs a thread of
+        // its own.
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
