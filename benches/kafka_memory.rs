@@ -3,8 +3,8 @@
 //! exports on 9 partitions (3 topics × 3), from two brokers: Tansu (in memory, on loopback),
 //! and librdkafka's mock cluster (in this process), which, unlike Tansu, keeps to the fetch
 //! sizes the consumer asks for. Each backlog is read from the start by a new consumer group, so
-//! each run catches up on all of it. RSS is the kernel's own peak for the process (`ru_maxrss` from `wait4`), which for
-//! the bench is the release binary (`cargo bench` builds it with the bench profile).
+//! each run catches up on all of it. RSS is the kernel's high-water mark of the process's own
+//! memory (`VmHWM`, see `tests/support::wait_with_peak_rss`).
 //!
 //! `cargo bench -p burnrate --bench kafka_memory` (needs `BURNRATE_TANSU`); under `cargo test`
 //! it runs once on a 10 MiB backlog as a smoke test.

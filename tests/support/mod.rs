@@ -356,8 +356,11 @@ pub struct Finished {
     pub peak_rss: u64,
 }
 
-/// Waits for a child of [`spawn_burnrate`] with `wait4`, which reports the kernel's own peak
-/// RSS of the process (`ru_maxrss`), draining its output meanwhile.
+/// Waits for a child of [`spawn_burnrate`], draining its output, and reads its peak RSS: the
+/// kernel's high-water mark of the process's own memory (`VmHWM`), read every 5 ms while it
+/// runs. Not `ru_maxrss`: a child spawned from this process starts in this process's memory,
+/// and the kernel carries that memory's high-water mark over into the child's `ru_maxrss` when
+/// it execs, so a test holding a large broker would be charged to the child.
 pub fn wait_with_peak_rss(mut child: std::process::Child) -> Finished {
     let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {
@@ -370,19 +373,26 @@ pub fn wait_with_peak_rss(mut child: std::process::Child) -> Finished {
     };
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let pid = child.id() as i32;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our own child, not waited for yet; status and usage outlive the call.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        }
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     let _ = stdout.join();
     Finished {
-        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        success: status.success(),
         stderr: stderr.join().unwrap_or_default(),
-        // Linux reports ru_maxrss in KiB.
-        peak_rss: usage.ru_maxrss as u64 * 1024,
+        peak_rss: peak_kib * 1024,
     }
 }
 
