@@ -516,6 +516,11 @@ impl KafkaPipeline {
                 )));
             }
             self.hold_to_budget()?;
+            if self.paused {
+                // A paused source gets no message because it asked for none: that is not the
+                // quiet that ends a drain.
+                last_message = Instant::now();
+            }
             let waiting = lock(&self.dispatch).run_waiting();
             if waiting.is_some_and(|waited| waited >= RUN_LINGER) {
                 lock(&self.dispatch)
