@@ -541,10 +541,10 @@ impl KafkaPipeline {
                 _ = tokio::time::sleep(tick) => None,
                 _ = &mut stop => break,
             };
+            let got_message = matches!(received, Some(Ok(_)));
             match received {
                 Some(Ok((key, offset, payload))) => {
                     backoff = Duration::from_millis(100);
-                    last_message = Instant::now();
                     if !self.health.is_ready() {
                         self.health.set_ready();
                     }
@@ -554,6 +554,9 @@ impl KafkaPipeline {
                     {
                         target.next = target.next.max(offset + 1);
                     }
+                    // Handing on waits while the sink's queue is full: time spent waiting on
+                    // the sink is not quiet from the broker either.
+                    last_message = Instant::now();
                 }
                 Some(Err(e)) => {
                     // Broker gone, fetch failed, coordinator moving: librdkafka retries; we
@@ -573,6 +576,9 @@ impl KafkaPipeline {
             if last_flush.elapsed() >= flush_every {
                 self.send(Step::Flush)?;
                 last_flush = Instant::now();
+                if got_message {
+                    last_message = last_flush;
+                }
             }
             self.commits.commit(&self.consumer, &self.health)?;
         }
