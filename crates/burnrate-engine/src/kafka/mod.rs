@@ -501,8 +501,11 @@ impl KafkaPipeline {
             // callback runs inside `recv`, before it returns the new partitions' messages.
             self.take_assignments(&mut targets).await?;
             self.check_failures()?;
+            // Between a revoke and the assignment that follows, no partition is held: that is
+            // a rebalance under way, not the end of the input.
             if drain
                 && self.tracker_loaded
+                && !targets.is_empty()
                 && targets.values().all(|t| t.next >= t.end)
                 && last_message.elapsed() >= DRAIN_SETTLE
             {
