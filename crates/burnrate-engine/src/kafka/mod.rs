@@ -495,7 +495,9 @@ impl KafkaPipeline {
         let mut targets: BTreeMap<PartitionKey, DrainTarget> = BTreeMap::new();
         let mut backoff = Duration::from_millis(100);
         let started = Instant::now();
-        let mut last_message = Instant::now();
+        // Time spent waiting for the broker with nothing to do since the last message: work
+        // (a commit, a full sink queue, a barrier) and a pause for the budget are not quiet.
+        let mut quiet = Duration::ZERO;
         loop {
             // Assignments are taken before any message of theirs is handed on: the rebalance
             // callback runs inside `recv`, before it returns the new partitions' messages.
@@ -507,7 +509,7 @@ impl KafkaPipeline {
                 && self.tracker_loaded
                 && !targets.is_empty()
                 && targets.values().all(|t| t.next >= t.end)
-                && last_message.elapsed() >= DRAIN_SETTLE
+                && quiet >= DRAIN_SETTLE
             {
                 break;
             }
@@ -519,11 +521,6 @@ impl KafkaPipeline {
                 )));
             }
             self.hold_to_budget()?;
-            if self.paused {
-                // A paused source gets no message because it asked for none: that is not the
-                // quiet that ends a drain.
-                last_message = Instant::now();
-            }
             let waiting = lock(&self.dispatch).run_waiting();
             if waiting.is_some_and(|waited| waited >= RUN_LINGER) {
                 lock(&self.dispatch)
@@ -544,10 +541,10 @@ impl KafkaPipeline {
                 _ = tokio::time::sleep(tick) => None,
                 _ = &mut stop => break,
             };
-            let got_message = matches!(received, Some(Ok(_)));
             match received {
                 Some(Ok((key, offset, payload))) => {
                     backoff = Duration::from_millis(100);
+                    quiet = Duration::ZERO;
                     if !self.health.is_ready() {
                         self.health.set_ready();
                     }
@@ -557,9 +554,6 @@ impl KafkaPipeline {
                     {
                         target.next = target.next.max(offset + 1);
                     }
-                    // Handing on waits while the sink's queue is full: time spent waiting on
-                    // the sink is not quiet from the broker either.
-                    last_message = Instant::now();
                 }
                 Some(Err(e)) => {
                     // Broker gone, fetch failed, coordinator moving: librdkafka retries; we
@@ -573,15 +567,18 @@ impl KafkaPipeline {
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-                None if drain => catch_up_positions(&self.consumer, &mut targets),
-                None => {}
+                None => {
+                    if !self.paused {
+                        quiet += tick;
+                    }
+                    if drain {
+                        catch_up_positions(&self.consumer, &mut targets);
+                    }
+                }
             }
             if last_flush.elapsed() >= flush_every {
                 self.send(Step::Flush)?;
                 last_flush = Instant::now();
-                if got_message {
-                    last_message = last_flush;
-                }
             }
             self.commits.commit(&self.consumer, &self.health)?;
         }
