@@ -165,17 +165,19 @@ fn decode_run(
         Ok(decoded) => (Some(decoded), undecodable),
         Err(error) => {
             tracing::warn!(error = %error, "a run of exports did not build; decoding them one by one");
-            let mut builders = TableBuilders::default();
+            let mut alone = Decoded::default();
             for (id, bytes) in decoded_exports {
                 match decoder.decode(&bytes, hint) {
-                    Ok(_) => {
-                        let _ = decoder.decode_into(&bytes, hint, &mut builders);
+                    Ok(decoded) => {
+                        alone.batches.extend(decoded.batches);
+                        alone.stats.merge(&decoded.stats);
+                        alone.plain_bytes += decoded.plain_bytes;
                     }
                     Err(error) => undecodable.push(Undecodable { id, error, bytes }),
                 }
             }
             undecodable.sort_by_key(|u| u.id);
-            (builders.finish().ok(), undecodable)
+            (Some(alone), undecodable)
         }
     }
 }
