@@ -1,9 +1,14 @@
-//! OTLP protobuf → Arrow for realistic Claude Code log exports, next to the baseline of
-//! decoding the same bytes into `opentelemetry-proto` prost structs only.
+//! OTLP protobuf → Arrow, three ways over the same bytes:
+//! - `baseline_prost_structs`: decoding into `opentelemetry-proto` prost structs only, no Arrow;
+//! - `via_prost_to_arrow`: prost structs, then the table mapping (the reference path);
+//! - `direct_to_arrow`: the direct decoder, wire bytes read in place, then the same mapping.
 //!
-//! The payload is made of the real log records captured in `shared/otlp-samples/` (every event
-//! kind: api_request, api_error, tool_result, tool_decision, user_prompt, ...), repeated to
-//! 2,048 records per export, about what a busy Collector batch holds.
+//! Two payloads:
+//! - `large`: the real log records captured in `shared/otlp-samples/` (every event kind:
+//!   api_request, api_error, tool_result, tool_decision, user_prompt, ...), repeated to 2,048
+//!   records in one export, about what a busy Collector batch holds;
+//! - `real`: every export Claude Code itself sent in those captures, as sent (logs, metrics and
+//!   traces, about 4 KB each), decoded one by one.
 //!
 //! `cargo bench -p burnrate-otlp --bench decode`
 
@@ -11,12 +16,19 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use burnrate_otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
+use burnrate_otlp::proto::collector::metrics::v1::ExportMetricsServiceRequest;
+use burnrate_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use burnrate_otlp::{
     Decoder, Encoding, Export, MappingConfig, PayloadHint, Signal, Table, decode_export,
 };
 use burnrate_pricing::PriceTable;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
+
+// The binary's allocator: decoding allocates per list and per batch, and the allocator is part
+// of what the Kafka path pays.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const RECORDS_PER_EXPORT: usize = 2048;
 
@@ -63,41 +75,131 @@ fn realistic_export() -> ExportLogsServiceRequest {
     export
 }
 
-fn bench(c: &mut Criterion) {
-    let bytes = realistic_export().encode_to_vec();
-    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
-    let hint = PayloadHint {
+/// Every captured export as Claude Code sent it, with its signal.
+fn real_exports() -> Vec<(Signal, Vec<u8>)> {
+    let mut exports = Vec::new();
+    let mut runs: Vec<_> = std::fs::read_dir(samples_dir())
+        .expect("shared/otlp-samples is beside the repository")
+        .map(|e| e.expect("readable sample").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    runs.sort();
+    for run in runs {
+        let mut files: Vec<_> = std::fs::read_dir(&run)
+            .expect("readable run")
+            .map(|e| e.expect("readable sample").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pb"))
+            .collect();
+        files.sort();
+        for file in files {
+            let bytes = std::fs::read(&file).expect("readable sample");
+            let signal = match decode_export(&bytes, PayloadHint::default()) {
+                Ok(export) => export.signal(),
+                Err(_) => continue,
+            };
+            exports.push((signal, bytes));
+        }
+    }
+    exports
+}
+
+fn prost_structs(signal: Signal, bytes: &[u8]) -> usize {
+    match signal {
+        Signal::Logs => ExportLogsServiceRequest::decode(bytes)
+            .expect("decodes")
+            .resource_logs
+            .len(),
+        Signal::Metrics => ExportMetricsServiceRequest::decode(bytes)
+            .expect("decodes")
+            .resource_metrics
+            .len(),
+        Signal::Traces => ExportTraceServiceRequest::decode(bytes)
+            .expect("decodes")
+            .resource_spans
+            .len(),
+    }
+}
+
+fn hint(signal: Signal) -> PayloadHint {
+    PayloadHint {
         encoding: Some(Encoding::Proto),
-        signal: Some(Signal::Logs),
+        signal: Some(signal),
         ..PayloadHint::default()
-    };
-    let check = decoder.decode(&bytes, hint).expect("decodes");
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
+
+    let bytes = realistic_export().encode_to_vec();
+    let logs = hint(Signal::Logs);
+    let check = decoder.decode(&bytes, logs).expect("decodes");
     assert_eq!(check.rows(Table::LogRecords), RECORDS_PER_EXPORT);
     assert!(check.rows(Table::ApiRequests) > 0);
     eprintln!(
-        "payload: {} bytes, {} log records, {} api_requests, {} tool_calls per export",
+        "large: {} bytes, {} log records, {} api_requests, {} tool_calls per export",
         bytes.len(),
         RECORDS_PER_EXPORT,
         check.rows(Table::ApiRequests),
         check.rows(Table::ToolCalls)
     );
+    let mut group = c.benchmark_group("decode_large");
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.bench_function("baseline_prost_structs", |b| {
+        b.iter(|| prost_structs(Signal::Logs, black_box(&bytes)))
+    });
+    group.bench_function("via_prost_to_arrow", |b| {
+        b.iter(|| {
+            decoder
+                .decode_with_prost(black_box(&bytes), logs)
+                .expect("decodes")
+        })
+    });
+    group.bench_function("direct_to_arrow", |b| {
+        b.iter(|| decoder.decode(black_box(&bytes), logs).expect("decodes"))
+    });
+    group.finish();
 
-    for (name, throughput) in [
-        ("records", Throughput::Elements(RECORDS_PER_EXPORT as u64)),
-        ("bytes", Throughput::Bytes(bytes.len() as u64)),
-    ] {
-        let mut group = c.benchmark_group(format!("decode_{name}"));
-        group.throughput(throughput);
-        group.bench_function("baseline_prost_structs", |b| {
-            b.iter(|| {
-                ExportLogsServiceRequest::decode(black_box(bytes.as_slice())).expect("decodes")
-            })
-        });
-        group.bench_function("burnrate_to_arrow", |b| {
-            b.iter(|| decoder.decode(black_box(&bytes), hint).expect("decodes"))
-        });
-        group.finish();
-    }
+    let exports = real_exports();
+    let total: usize = exports.iter().map(|(_, e)| e.len()).sum();
+    eprintln!(
+        "real: {} exports, {} bytes, {} bytes on average",
+        exports.len(),
+        total,
+        total / exports.len().max(1)
+    );
+    let mut group = c.benchmark_group("decode_real");
+    group.throughput(Throughput::Bytes(total as u64));
+    group.bench_function("baseline_prost_structs", |b| {
+        b.iter(|| {
+            for (signal, bytes) in &exports {
+                black_box(prost_structs(*signal, black_box(bytes)));
+            }
+        })
+    });
+    group.bench_function("via_prost_to_arrow", |b| {
+        b.iter(|| {
+            for (signal, bytes) in &exports {
+                black_box(
+                    decoder
+                        .decode_with_prost(black_box(bytes), hint(*signal))
+                        .expect("decodes"),
+                );
+            }
+        })
+    });
+    group.bench_function("direct_to_arrow", |b| {
+        b.iter(|| {
+            for (signal, bytes) in &exports {
+                black_box(
+                    decoder
+                        .decode(black_box(bytes), hint(*signal))
+                        .expect("decodes"),
+                );
+            }
+        })
+    });
+    group.finish();
 }
 
 criterion_group! {

@@ -23,12 +23,17 @@ pub fn signal(byte: u8) -> Option<Signal> {
     }
 }
 
-/// Decodes `bytes` as the receiver would; errors are answers, only a panic is a finding.
+/// Decodes `bytes` as the receiver would, with the direct decoder and with the prost reference
+/// path; errors are answers, a panic or a disagreement between the two is a finding.
 pub fn decode(bytes: &[u8], encoding: Option<Encoding>, signal: Option<Signal>) {
     let hint = PayloadHint {
         encoding,
         signal,
         max_bytes: MAX_BYTES,
     };
-    let _ = decoder().decode(bytes, hint);
+    let direct = decoder().decode(bytes, hint).map_err(|e| e.to_string());
+    let reference = decoder()
+        .decode_with_prost(bytes, hint)
+        .map_err(|e| e.to_string());
+    assert_eq!(direct, reference, "the direct decoder disagrees with prost");
 }

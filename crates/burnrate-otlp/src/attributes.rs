@@ -1,18 +1,18 @@
 //! Typed reads of OTLP attributes. Claude Code sends some numbers as strings and others as
 //! ints; every reader accepts both and reports what it could not parse instead of guessing.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use crate::view::{AnyValue, KeyValue, Value};
 
 /// Attributes of one record with its resource behind it: a key is looked up on the record
 /// first, then on the resource.
 #[derive(Clone, Copy)]
 pub struct Scope<'a> {
-    pub record: &'a [KeyValue],
-    pub resource: &'a [KeyValue],
+    pub record: &'a [KeyValue<'a>],
+    pub resource: &'a [KeyValue<'a>],
 }
 
 impl<'a> Scope<'a> {
-    pub fn get<'k>(&self, keys: &'k [String]) -> Option<(&'k str, &'a Value)> {
+    pub fn get<'k>(&self, keys: &'k [String]) -> Option<(&'k str, &'a Value<'a>)> {
         keys.iter().find_map(|key| {
             find(self.record, key)
                 .or_else(|| find(self.resource, key))
@@ -20,20 +20,20 @@ impl<'a> Scope<'a> {
         })
     }
 
-    pub fn get_record<'k>(&self, keys: &'k [String]) -> Option<(&'k str, &'a Value)> {
+    pub fn get_record<'k>(&self, keys: &'k [String]) -> Option<(&'k str, &'a Value<'a>)> {
         keys.iter()
             .find_map(|key| find(self.record, key).map(|value| (key.as_str(), value)))
     }
 
     pub fn str(&self, keys: &[String]) -> Option<&'a str> {
         match self.get(keys)?.1 {
-            Value::StringValue(s) => Some(s.as_str()),
+            Value::StringValue(s) => Some(s),
             _ => None,
         }
     }
 }
 
-pub fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+pub fn find<'a>(attributes: &'a [KeyValue<'a>], key: &str) -> Option<&'a Value<'a>> {
     attributes
         .iter()
         .find(|kv| kv.key == key)
@@ -196,7 +196,7 @@ fn kind(value: &Value) -> &'static str {
 /// maps as JSON.
 pub fn render(value: &Value) -> String {
     match value {
-        Value::StringValue(s) => s.clone(),
+        Value::StringValue(s) => s.to_string(),
         _ => {
             let mut out = String::new();
             render_into(value, &mut out);
@@ -209,19 +209,19 @@ pub fn render_any(value: Option<&AnyValue>) -> Option<String> {
     value.and_then(|v| v.value.as_ref()).map(render)
 }
 
-fn render_into(value: &Value, out: &mut String) {
+/// [`render`], appended to `out`.
+pub fn render_into(value: &Value, out: &mut String) {
     use std::fmt::Write;
     match value {
         Value::StringValue(s) => out.push_str(s),
         Value::BoolValue(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::IntValue(n) => {
-            let _ = write!(out, "{n}");
-        }
+        // Token counts and durations are most of the non-string values: itoa, not `fmt`.
+        Value::IntValue(n) => out.push_str(itoa::Buffer::new().format(*n)),
         Value::DoubleValue(d) => {
             let _ = write!(out, "{d}");
         }
         Value::BytesValue(b) => {
-            for byte in b {
+            for byte in b.iter() {
                 let _ = write!(out, "{byte:02x}");
             }
         }
@@ -237,7 +237,7 @@ fn render_into(value: &Value, out: &mut String) {
 fn to_json(value: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     match value {
-        Value::StringValue(s) => J::String(s.clone()),
+        Value::StringValue(s) => J::String(s.to_string()),
         Value::BoolValue(b) => J::Bool(*b),
         Value::IntValue(n) => J::from(*n),
         Value::DoubleValue(d) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
@@ -254,7 +254,7 @@ fn to_json(value: &Value) -> serde_json::Value {
                 .iter()
                 .map(|kv| {
                     let v = kv.value.as_ref().and_then(|v| v.value.as_ref());
-                    (kv.key.clone(), v.map_or(J::Null, to_json))
+                    (kv.key.to_string(), v.map_or(J::Null, to_json))
                 })
                 .collect(),
         ),
@@ -265,8 +265,8 @@ fn to_json(value: &Value) -> serde_json::Value {
 mod tests {
     use super::*;
 
-    fn s(v: &str) -> Value {
-        Value::StringValue(v.into())
+    fn s(v: &str) -> Value<'_> {
+        Value::StringValue(v)
     }
 
     #[test]
@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn renders_nested_values_as_json() {
-        use opentelemetry_proto::tonic::common::v1::ArrayValue;
+        use crate::view::ArrayValue;
         let array = Value::ArrayValue(ArrayValue {
             values: vec![
                 AnyValue {

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::view::KeyValue;
+use crate::view::Value;
 use arrow::array::{
     ArrayRef, MapBuilder, MapFieldNames, StringBuilder, TimestampNanosecondBuilder,
 };
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
-use crate::attributes::render;
+use crate::attributes::{render, render_into};
 use crate::config::ContentPolicy;
 
 /// Latest instant accepted as an event time: 2200-01-01T00:00:00Z. Arrow's nanosecond
@@ -77,6 +77,8 @@ impl ContentFilter {
 /// A `Map<Utf8, Utf8>` column of attributes.
 pub struct AttributeMap {
     builder: MapBuilder<StringBuilder, StringBuilder>,
+    /// Where a value that is not a string is spelled out, reused from row to row.
+    scratch: String,
 }
 
 impl AttributeMap {
@@ -88,20 +90,25 @@ impl AttributeMap {
         };
         AttributeMap {
             builder: MapBuilder::with_capacity(Some(names), strings(), strings(), INITIAL_ROWS),
+            scratch: String::new(),
         }
     }
 
-    pub fn append(&mut self, attributes: &[KeyValue], content: &ContentFilter) {
+    pub fn append(&mut self, attributes: &[KeyValue<'_>], content: &ContentFilter) {
         for kv in attributes {
             let Some(value) = kv.value.as_ref().and_then(|v| v.value.as_ref()) else {
                 continue;
             };
-            self.builder.keys().append_value(&kv.key);
+            self.builder.keys().append_value(kv.key);
             let values = self.builder.values();
-            match (value, content.rewrite(&kv.key, value)) {
+            match (value, content.rewrite(kv.key, value)) {
                 (_, Some(rewritten)) => values.append_value(rewritten),
                 (Value::StringValue(s), None) => values.append_value(s),
-                (other, None) => values.append_value(render(other)),
+                (other, None) => {
+                    self.scratch.clear();
+                    render_into(other, &mut self.scratch);
+                    values.append_value(&self.scratch);
+                }
             }
         }
         // Appending entries then `true` cannot fail: keys and values grew in step.

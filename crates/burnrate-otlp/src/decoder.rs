@@ -6,31 +6,28 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use burnrate_pricing::{Call, CostSource, PriceTable, TokenUsage, split_cache_writes};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Metric, NumberDataPoint, metric::Data, number_data_point,
-};
-use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 use crate::attributes::{self, RowErrors, Scope, find};
 use crate::columns::{ContentFilter, event_time, hex};
 use crate::config::{CallSource, MappingConfig};
-use crate::payload::{Export, PayloadHint, decode_export_sized};
+use crate::payload::{
+    Encoding, Export, PayloadHint, decode_export_sized, decode_json, inflate, sniff_proto_signal,
+};
 use crate::raw::{self, Context, MetricDescription, PointValues, span_duration_ms};
 use crate::schema::Table;
 use crate::usage::{
     ApiRequest, ApiRequests, ToolCall, ToolCalls, UsageMetrics, UsagePoint, Who, text,
 };
+use crate::view::{
+    Data, KeyValue, LogRecord, LogsRequest, Metric, MetricsRequest, NumberDataPoint, NumberValue,
+    Request, Resource, Span, TracesRequest, Value,
+};
 use crate::{DecodeError, series_id};
 
 /// What one export produced: a batch per non-empty table, and what went wrong row by row.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Decoded {
     pub batches: Vec<(Table, RecordBatch)>,
     pub stats: DecodeStats,
@@ -180,33 +177,67 @@ impl Decoder {
     /// Decodes one export onto `out`'s builders, so many small exports make one batch per
     /// table. An export that cannot be read adds nothing: it is read whole before any row is
     /// appended, and appending cannot fail.
+    ///
+    /// Protobuf is read in place by the direct decoder ([`crate::view`]); OTLP/JSON goes
+    /// through prost structs.
     pub fn decode_into(
         &self,
         bytes: &[u8],
         hint: PayloadHint,
         out: &mut TableBuilders,
     ) -> Result<(), DecodeError> {
-        let (export, plain_bytes) = decode_export_sized(bytes, hint)?;
-        self.export_into(&export, out);
-        out.plain_bytes += plain_bytes;
+        let plain = inflate(bytes, hint)?;
+        match hint.encoding.unwrap_or_else(|| Encoding::sniff(&plain)) {
+            Encoding::Proto => {
+                let signal = match hint.signal {
+                    Some(signal) => signal,
+                    None => sniff_proto_signal(&plain)?,
+                };
+                let request =
+                    Request::decode(&plain, signal).map_err(|e| DecodeError::Protobuf {
+                        signal,
+                        message: e.to_string(),
+                    })?;
+                self.request_into(&request, out);
+            }
+            Encoding::Json => {
+                let export = decode_json(&plain, hint.signal)?;
+                self.request_into(&Request::from_export(&export), out);
+            }
+        }
+        out.plain_bytes += plain.len();
         Ok(())
+    }
+
+    /// [`Decoder::decode`] through prost structs: the reference the direct decoder is tested
+    /// against, and the baseline it is measured against.
+    pub fn decode_with_prost(
+        &self,
+        bytes: &[u8],
+        hint: PayloadHint,
+    ) -> Result<Decoded, DecodeError> {
+        let (export, plain_bytes) = decode_export_sized(bytes, hint)?;
+        let mut out = TableBuilders::default();
+        self.request_into(&Request::from_export(&export), &mut out);
+        out.plain_bytes = plain_bytes;
+        Ok(out.finish()?)
     }
 
     pub fn decode_export(&self, export: &Export) -> Result<Decoded, DecodeError> {
         let mut out = TableBuilders::default();
-        self.export_into(export, &mut out);
+        self.request_into(&Request::from_export(export), &mut out);
         Ok(out.finish()?)
     }
 
-    fn export_into(&self, export: &Export, out: &mut TableBuilders) {
-        match export {
-            Export::Logs(request) => self.logs(request, out),
-            Export::Metrics(request) => self.metrics(request, out),
-            Export::Traces(request) => self.traces(request, out),
+    fn request_into(&self, request: &Request<'_>, out: &mut TableBuilders) {
+        match request {
+            Request::Logs(request) => self.logs(request, out),
+            Request::Metrics(request) => self.metrics(request, out),
+            Request::Traces(request) => self.traces(request, out),
         }
     }
 
-    fn logs(&self, request: &ExportLogsServiceRequest, out: &mut TableBuilders) {
+    fn logs(&self, request: &LogsRequest<'_>, out: &mut TableBuilders) {
         let cfg = &*self.config;
         let names = &cfg.attributes;
         let raw = out.log_records.get_or_insert_with(raw::LogRecords::new);
@@ -222,7 +253,7 @@ impl Decoder {
         for resource_logs in &request.resource_logs {
             let resource = resource_attrs(resource_logs.resource.as_ref());
             for scope_logs in &resource_logs.scope_logs {
-                let scope_name = scope_logs.scope.as_ref().map(|s| s.name.as_str());
+                let scope_name = scope_logs.scope.as_ref().map(|s| s.name);
                 for record in &scope_logs.log_records {
                     let scope = Scope {
                         record: &record.attributes,
@@ -291,7 +322,7 @@ impl Decoder {
     /// Record time, else observed time, else the `event.timestamp` attribute.
     fn log_time(
         &self,
-        record: &LogRecord,
+        record: &LogRecord<'_>,
         scope: &Scope<'_>,
         errors: &mut RowErrors,
     ) -> Option<i64> {
@@ -317,18 +348,18 @@ impl Decoder {
     }
 
     /// `event.name` attribute, else the body, without the configured prefix.
-    fn event_name<'a>(&self, record: &'a LogRecord, scope: &Scope<'a>) -> Option<&'a str> {
+    fn event_name<'a>(&self, record: &'a LogRecord<'a>, scope: &Scope<'a>) -> Option<&'a str> {
         let from_body = || match record.body.as_ref().and_then(|b| b.value.as_ref()) {
-            Some(Value::StringValue(s)) => Some(s.as_str()),
+            Some(Value::StringValue(s)) => Some(*s),
             _ => None,
         };
         let name = scope
             .get_record(&self.config.attributes.event_name)
             .and_then(|(_, v)| match v {
-                Value::StringValue(s) => Some(s.as_str()),
+                Value::StringValue(s) => Some(*s),
                 _ => None,
             })
-            .or((!record.event_name.is_empty()).then_some(record.event_name.as_str()))
+            .or((!record.event_name.is_empty()).then_some(record.event_name))
             .or_else(from_body)?;
         Some(
             name.strip_prefix(self.config.events.prefix.as_str())
@@ -339,7 +370,7 @@ impl Decoder {
     fn api_request_event<'a>(
         &self,
         scope: &Scope<'a>,
-        record: &'a LogRecord,
+        record: &'a LogRecord<'a>,
         time: Option<i64>,
         mut errors: RowErrors,
         success: bool,
@@ -364,8 +395,8 @@ impl Decoder {
             speed: text(scope, &names.speed),
             effort: text(scope, &names.effort),
             ttft_ms: errors.read(scope.get(&names.ttft_ms), attributes::non_negative),
-            trace_id: hex(&record.trace_id),
-            span_id: hex(&record.span_id),
+            trace_id: hex(record.trace_id),
+            span_id: hex(record.span_id),
             source: "claude_code.event",
             ..ApiRequest::default()
         };
@@ -445,7 +476,7 @@ impl Decoder {
     fn tool_row<'a>(
         &self,
         scope: &Scope<'a>,
-        record: &'a LogRecord,
+        record: &'a LogRecord<'a>,
         time: Option<i64>,
         errors: RowErrors,
     ) -> ToolCall<'a> {
@@ -456,8 +487,8 @@ impl Decoder {
             prompt_id: text(scope, &names.prompt_id),
             tool_name: text(scope, &names.tool_name),
             tool_use_id: text(scope, &names.tool_use_id),
-            trace_id: hex(&record.trace_id),
-            span_id: hex(&record.span_id),
+            trace_id: hex(record.trace_id),
+            span_id: hex(record.span_id),
             source: "claude_code.event",
             errors,
             ..ToolCall::default()
@@ -467,7 +498,7 @@ impl Decoder {
     fn tool_result_event<'a>(
         &self,
         scope: &Scope<'a>,
-        record: &'a LogRecord,
+        record: &'a LogRecord<'a>,
         time: Option<i64>,
         mut errors: RowErrors,
     ) -> ToolCall<'a> {
@@ -480,7 +511,7 @@ impl Decoder {
         row
     }
 
-    fn metrics(&self, request: &ExportMetricsServiceRequest, out: &mut TableBuilders) {
+    fn metrics(&self, request: &MetricsRequest<'_>, out: &mut TableBuilders) {
         let names = &self.config.attributes;
         let raw = out.metric_points.get_or_insert_with(raw::MetricPoints::new);
         let usage = out.usage_metrics.get_or_insert_with(UsageMetrics::new);
@@ -488,7 +519,7 @@ impl Decoder {
         for resource_metrics in &request.resource_metrics {
             let resource = resource_attrs(resource_metrics.resource.as_ref());
             for scope_metrics in &resource_metrics.scope_metrics {
-                let scope_name = scope_metrics.scope.as_ref().map(|s| s.name.as_str());
+                let scope_name = scope_metrics.scope.as_ref().map(|s| s.name);
                 for metric in &scope_metrics.metrics {
                     let is_usage = self
                         .config
@@ -509,7 +540,7 @@ impl Decoder {
                             errors.push("time: data point has no timestamp".into());
                         }
                         let start_time = event_time(point.start_time).ok().flatten();
-                        let series = series_id(&metric.name, point.attributes, resource);
+                        let series = series_id(metric.name, point.attributes, resource);
                         let ctx = Context {
                             resource,
                             scope_name,
@@ -537,12 +568,12 @@ impl Decoder {
                             time,
                             start_time,
                             who: Who::read(&scope, names),
-                            metric: &metric.name,
+                            metric: metric.name,
                             kind: text(&scope, &names.metric_type),
                             model: text(&scope, &names.model),
                             query_source: text(&scope, &names.query_source),
                             effort: text(&scope, &names.effort),
-                            unit: &metric.unit,
+                            unit: metric.unit,
                             value: point.values.value.filter(|v| v.is_finite()),
                             temporality: point.description.temporality.unwrap_or("unspecified"),
                             series_id: series,
@@ -557,7 +588,7 @@ impl Decoder {
         }
     }
 
-    fn traces(&self, request: &ExportTraceServiceRequest, out: &mut TableBuilders) {
+    fn traces(&self, request: &TracesRequest<'_>, out: &mut TableBuilders) {
         let cfg = &*self.config;
         let names = &cfg.attributes;
         let spans_cfg = &cfg.spans;
@@ -574,14 +605,12 @@ impl Decoder {
                     record: &span.attributes,
                     resource: &[],
                 };
-                let entry = tool_children
-                    .entry(span.parent_span_id.as_slice())
-                    .or_default();
-                if spans_cfg.tool_execution.contains(&span.name) {
+                let entry = tool_children.entry(span.parent_span_id).or_default();
+                if listed(&spans_cfg.tool_execution, span.name) {
                     entry.success = attrs
                         .get(&names.success)
                         .and_then(|(_, v)| attributes::boolean(v).ok());
-                } else if spans_cfg.tool_blocked_on_user.contains(&span.name) {
+                } else if listed(&spans_cfg.tool_blocked_on_user, span.name) {
                     entry.decision = text(&attrs, &names.decision);
                     entry.decision_source = text(&attrs, &names.decision_source);
                 }
@@ -591,7 +620,7 @@ impl Decoder {
         for resource_spans in &request.resource_spans {
             let resource = resource_attrs(resource_spans.resource.as_ref());
             for scope_spans in &resource_spans.scope_spans {
-                let scope_name = scope_spans.scope.as_ref().map(|s| s.name.as_str());
+                let scope_name = scope_spans.scope.as_ref().map(|s| s.name);
                 for span in &scope_spans.spans {
                     let scope = Scope {
                         record: &span.attributes,
@@ -619,13 +648,13 @@ impl Decoder {
 
                     let operation =
                         find(&span.attributes, "gen_ai.operation.name").and_then(|v| match v {
-                            Value::StringValue(s) => Some(s.as_str()),
+                            Value::StringValue(s) => Some(*s),
                             _ => None,
                         });
-                    let is_claude_code = spans_cfg.llm_request.contains(&span.name)
-                        || spans_cfg.tool.contains(&span.name);
+                    let is_claude_code = listed(&spans_cfg.llm_request, span.name)
+                        || listed(&spans_cfg.tool, span.name);
                     let by_spans = cfg.call_source == CallSource::Spans;
-                    if spans_cfg.llm_request.contains(&span.name) {
+                    if listed(&spans_cfg.llm_request, span.name) {
                         if by_spans {
                             let row = self.api_request_span(
                                 &scope,
@@ -638,12 +667,10 @@ impl Decoder {
                             self.count(&row, stats);
                             calls.push(&row);
                         }
-                    } else if spans_cfg.tool.contains(&span.name) {
+                    } else if listed(&spans_cfg.tool, span.name) {
                         if by_spans {
-                            let outcome = tool_children
-                                .get(span.span_id.as_slice())
-                                .cloned()
-                                .unwrap_or_default();
+                            let outcome =
+                                tool_children.get(span.span_id).cloned().unwrap_or_default();
                             let mut row = self.tool_span(
                                 &scope,
                                 span,
@@ -658,7 +685,7 @@ impl Decoder {
                             stats.rows_with_errors += u64::from(row.errors.count > 0);
                             tools.push(&row);
                         }
-                    } else if spans_cfg.claude_task.contains(&span.name) {
+                    } else if listed(&spans_cfg.claude_task, span.name) {
                         let row =
                             self.api_request_span(&scope, span, start, end, errors, "claude.span");
                         self.count(&row, stats);
@@ -688,7 +715,7 @@ impl Decoder {
     fn api_request_span<'a>(
         &self,
         scope: &Scope<'a>,
-        span: &'a Span,
+        span: &'a Span<'a>,
         start: Option<i64>,
         end: Option<i64>,
         mut errors: RowErrors,
@@ -715,7 +742,7 @@ impl Decoder {
             duration_ms,
             success,
             error: text(scope, &names.error).or_else(|| {
-                let message = span.status.as_ref().map(|s| s.message.as_str())?;
+                let message = span.status.as_ref().map(|s| s.message)?;
                 (status_error && !message.is_empty()).then_some(Cow::Borrowed(message))
             }),
             status_code: errors
@@ -730,8 +757,8 @@ impl Decoder {
             speed: text(scope, &names.speed),
             effort: text(scope, &names.effort),
             ttft_ms: errors.read(scope.get_record(&names.ttft_ms), attributes::non_negative),
-            trace_id: hex(&span.trace_id),
-            span_id: hex(&span.span_id),
+            trace_id: hex(span.trace_id),
+            span_id: hex(span.span_id),
             source,
             ..ApiRequest::default()
         };
@@ -745,7 +772,7 @@ impl Decoder {
     fn tool_span<'a>(
         &self,
         scope: &Scope<'a>,
-        span: &'a Span,
+        span: &'a Span<'a>,
         start: Option<i64>,
         end: Option<i64>,
         mut errors: RowErrors,
@@ -773,8 +800,8 @@ impl Decoder {
             tool_use_id: text(scope, &names.tool_use_id),
             success,
             duration_ms,
-            trace_id: hex(&span.trace_id),
-            span_id: hex(&span.span_id),
+            trace_id: hex(span.trace_id),
+            span_id: hex(span.span_id),
             source,
             errors,
             ..ToolCall::default()
@@ -791,6 +818,11 @@ struct ToolOutcome<'a> {
     decision_source: Option<Cow<'a, str>>,
 }
 
+/// Whether `name` is one of the configured names.
+fn listed(list: &[String], name: &str) -> bool {
+    list.iter().any(|n| n == name)
+}
+
 fn is_rejection(decision: &str) -> bool {
     matches!(decision, "reject" | "rejected" | "deny" | "denied")
 }
@@ -799,19 +831,17 @@ fn as_u64(n: Option<i64>) -> u64 {
     n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
-fn has_gen_ai_usage(span: &Span) -> bool {
+fn has_gen_ai_usage(span: &Span<'_>) -> bool {
     span.attributes
         .iter()
         .any(|kv| kv.key.starts_with("gen_ai.usage."))
 }
 
-fn resource_attrs(
-    resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
-) -> &[KeyValue] {
+fn resource_attrs<'a>(resource: Option<&'a Resource<'a>>) -> &'a [KeyValue<'a>] {
     resource.map_or(&[], |r| r.attributes.as_slice())
 }
 
-fn all_spans(request: &ExportTraceServiceRequest) -> impl Iterator<Item = &Span> {
+fn all_spans<'a>(request: &'a TracesRequest<'a>) -> impl Iterator<Item = &'a Span<'a>> {
     request
         .resource_spans
         .iter()
@@ -821,7 +851,7 @@ fn all_spans(request: &ExportTraceServiceRequest) -> impl Iterator<Item = &Span>
 
 struct FlatPoint<'a> {
     description: MetricDescription<'a>,
-    attributes: &'a [KeyValue],
+    attributes: &'a [KeyValue<'a>],
     time: u64,
     start_time: u64,
     values: PointValues,
@@ -835,18 +865,18 @@ fn temporality_name(code: i32) -> Option<&'static str> {
     }
 }
 
-fn number_value(point: &NumberDataPoint) -> Option<f64> {
+fn number_value(point: &NumberDataPoint<'_>) -> Option<f64> {
     match point.value? {
-        number_data_point::Value::AsDouble(d) => Some(d),
-        number_data_point::Value::AsInt(i) => Some(i as f64),
+        NumberValue::AsDouble(d) => Some(d),
+        NumberValue::AsInt(i) => Some(i as f64),
     }
 }
 
 /// Every data point of a metric, whatever its kind, with what the raw table keeps of it.
-fn flatten_points(metric: &Metric) -> Vec<FlatPoint<'_>> {
+fn flatten_points<'a>(metric: &'a Metric<'a>) -> Vec<FlatPoint<'a>> {
     let describe = |kind, temporality, is_monotonic| MetricDescription {
-        name: &metric.name,
-        unit: &metric.unit,
+        name: metric.name,
+        unit: metric.unit,
         kind,
         temporality,
         is_monotonic,
@@ -885,6 +915,7 @@ fn flatten_points(metric: &Metric) -> Vec<FlatPoint<'_>> {
         Some(Data::ExponentialHistogram(h)) => h
             .data_points
             .iter()
+            .map(|p| &p.0)
             .map(|p| FlatPoint {
                 description: describe(
                     "exponential_histogram",
@@ -924,18 +955,18 @@ fn flatten_points(metric: &Metric) -> Vec<FlatPoint<'_>> {
 }
 
 fn number_points<'a>(
-    metric: &'a Metric,
+    metric: &'a Metric<'a>,
     kind: &'static str,
     temporality: Option<&'static str>,
     is_monotonic: Option<bool>,
-    points: &'a [NumberDataPoint],
+    points: &'a [NumberDataPoint<'a>],
 ) -> Vec<FlatPoint<'a>> {
     points
         .iter()
         .map(|p| FlatPoint {
             description: MetricDescription {
-                name: &metric.name,
-                unit: &metric.unit,
+                name: metric.name,
+                unit: metric.unit,
                 kind,
                 temporality,
                 is_monotonic,

@@ -20,8 +20,10 @@ mod raw;
 pub mod request;
 pub mod schema;
 mod usage;
+pub mod view;
+pub mod wire;
 
-use opentelemetry_proto::tonic::common::v1::KeyValue;
+use crate::view::KeyValue;
 
 pub use config::{CallSource, ContentPolicy, MappingConfig};
 pub use decoder::{DecodeStats, Decoded, Decoder, TableBuilders};
@@ -53,13 +55,13 @@ pub enum DecodeError {
 /// Identity of a metric series: its name and the sorted attributes of the point and resource.
 /// Stable across processes and releases (xxh3-64 of a fixed byte layout), because the
 /// cumulative-to-delta state is rebuilt from stored `series_id`s.
-pub fn series_id(metric: &str, point: &[KeyValue], resource: &[KeyValue]) -> u64 {
+pub fn series_id(metric: &str, point: &[KeyValue<'_>], resource: &[KeyValue<'_>]) -> u64 {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     hasher.update(metric.as_bytes());
     for attributes in [point, resource] {
         hasher.update(&[0xff]);
-        let mut sorted: Vec<&KeyValue> = attributes.iter().collect();
-        sorted.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let mut sorted: Vec<&KeyValue<'_>> = attributes.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
         for kv in sorted {
             hasher.update(kv.key.as_bytes());
             hasher.update(&[0]);

@@ -1,5 +1,6 @@
 //! Raw OTLP export bytes → prost structs: gzip, encoding and signal detection, size limits.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -110,6 +111,13 @@ pub fn decode_export_sized(
     bytes: &[u8],
     hint: PayloadHint,
 ) -> Result<(Export, usize), DecodeError> {
+    let plain = inflate(bytes, hint)?;
+    Ok((decode_plain(&plain, hint)?, plain.len()))
+}
+
+/// The export's bytes as sent, or inflated when they carry the gzip magic; either way within
+/// the size limit.
+pub(crate) fn inflate(bytes: &[u8], hint: PayloadHint) -> Result<Cow<'_, [u8]>, DecodeError> {
     if bytes.len() > hint.max_bytes {
         return Err(DecodeError::TooLarge {
             size: bytes.len(),
@@ -117,10 +125,9 @@ pub fn decode_export_sized(
         });
     }
     if bytes.starts_with(&GZIP_MAGIC) {
-        let plain = gunzip(bytes, hint.max_bytes)?;
-        return Ok((decode_plain(&plain, hint)?, plain.len()));
+        return Ok(Cow::Owned(gunzip(bytes, hint.max_bytes)?));
     }
-    Ok((decode_plain(bytes, hint)?, bytes.len()))
+    Ok(Cow::Borrowed(bytes))
 }
 
 fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
@@ -167,7 +174,7 @@ fn decode_proto(bytes: &[u8], signal: Signal) -> Result<Export, DecodeError> {
     })
 }
 
-fn decode_json(bytes: &[u8], signal: Option<Signal>) -> Result<Export, DecodeError> {
+pub(crate) fn decode_json(bytes: &[u8], signal: Option<Signal>) -> Result<Export, DecodeError> {
     let signal = match signal {
         Some(signal) => signal,
         None => sniff_json_signal(bytes)?,

@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
+use crate::view::KeyValue;
+use crate::view::{LogRecord, Span};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, RecordBatch, StringBuilder,
     TimestampNanosecondBuilder, UInt64Builder,
 };
 use arrow::error::ArrowError;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
@@ -19,7 +18,7 @@ use crate::schema::Table;
 
 /// Where a record sits: its resource and scope, shared by all its rows.
 pub struct Context<'a> {
-    pub resource: &'a [KeyValue],
+    pub resource: &'a [KeyValue<'a>],
     pub scope_name: Option<&'a str>,
     pub service_name: Option<&'a str>,
     pub session_id: Option<&'a str>,
@@ -63,7 +62,7 @@ impl LogRecords {
     pub fn push(
         &mut self,
         ctx: &Context<'_>,
-        record: &LogRecord,
+        record: &LogRecord<'_>,
         time: Option<i64>,
         observed_time: Option<i64>,
         event_name: Option<&str>,
@@ -77,10 +76,10 @@ impl LogRecords {
         self.severity_number
             .append_option((record.severity_number != 0).then_some(record.severity_number));
         self.severity_text
-            .append_option((!record.severity_text.is_empty()).then_some(&record.severity_text));
+            .append_option((!record.severity_text.is_empty()).then_some(record.severity_text));
         self.body.append_option(render_any(record.body.as_ref()));
-        append_hex(&mut self.trace_id, &record.trace_id);
-        append_hex(&mut self.span_id, &record.span_id);
+        append_hex(&mut self.trace_id, record.trace_id);
+        append_hex(&mut self.span_id, record.span_id);
         self.scope_name.append_option(ctx.scope_name);
         self.attributes.append(&record.attributes, content);
         self.resource.append(ctx.resource, content);
@@ -179,7 +178,7 @@ impl MetricPoints {
         start_time: Option<i64>,
         values: &PointValues,
         series_id: u64,
-        attributes: &[KeyValue],
+        attributes: &[KeyValue<'_>],
         content: &ContentFilter,
     ) {
         self.time.append_option(time);
@@ -269,7 +268,7 @@ impl Spans {
     pub fn push(
         &mut self,
         ctx: &Context<'_>,
-        span: &Span,
+        span: &Span<'_>,
         start: Option<i64>,
         end: Option<i64>,
         content: &ContentFilter,
@@ -277,16 +276,16 @@ impl Spans {
         self.start_time.append_option(start);
         self.end_time.append_option(end);
         self.duration_ms.append_option(span_duration_ms(start, end));
-        self.name.append_value(&span.name);
-        append_hex(&mut self.trace_id, &span.trace_id);
-        append_hex(&mut self.span_id, &span.span_id);
-        append_hex(&mut self.parent_span_id, &span.parent_span_id);
+        self.name.append_value(span.name);
+        append_hex(&mut self.trace_id, span.trace_id);
+        append_hex(&mut self.span_id, span.span_id);
+        append_hex(&mut self.parent_span_id, span.parent_span_id);
         self.kind.append_value(kind_name(span.kind));
         let status = span.status.as_ref();
         self.status_code
             .append_value(status_name(status.map_or(0, |s| s.code)));
         self.status_message
-            .append_option(status.map(|s| s.message.as_str()).filter(|m| !m.is_empty()));
+            .append_option(status.map(|s| s.message).filter(|m| !m.is_empty()));
         self.session_id.append_option(ctx.session_id);
         self.service_name.append_option(ctx.service_name);
         self.scope_name.append_option(ctx.scope_name);

@@ -4,13 +4,13 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::view::KeyValue;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::error::ArrowError;
 use burnrate_pricing::CostSource;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 use crate::attributes::{RowErrors, Scope};
 use crate::columns::{AttributeMap, ContentFilter, INITIAL_ROWS, strings, timestamps};
@@ -48,9 +48,7 @@ impl<'a> Who<'a> {
 /// A string attribute borrowed when it is a string, rendered when it is another scalar.
 pub fn text<'a>(scope: &Scope<'a>, keys: &[String]) -> Option<Cow<'a, str>> {
     match scope.get(keys)? {
-        (_, opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
-            Some(Cow::Borrowed(s.as_str()))
-        }
+        (_, crate::view::Value::StringValue(s)) => Some(Cow::Borrowed(s)),
         (_, other) => Some(Cow::Owned(crate::attributes::render(other))),
     }
 }
@@ -397,7 +395,7 @@ pub struct UsagePoint<'a> {
     pub value: Option<f64>,
     pub temporality: &'static str,
     pub series_id: u64,
-    pub attributes: &'a [KeyValue],
+    pub attributes: &'a [KeyValue<'a>],
     pub errors: RowErrors,
 }
 

@@ -511,6 +511,13 @@ impl KafkaPipeline {
                 && targets.values().all(|t| t.next >= t.end)
                 && quiet >= DRAIN_SETTLE
             {
+                let ends: Vec<String> = targets
+                    .iter()
+                    .map(|((topic, partition), t)| {
+                        format!("{topic}/{partition}: {}/{}", t.next, t.end)
+                    })
+                    .collect();
+                tracing::info!(partitions = %ends.join(", "), "drain reached the end of every partition");
                 break;
             }
             if drain && !self.tracker_loaded && started.elapsed() > ASSIGNMENT_TIMEOUT {
@@ -767,6 +774,13 @@ impl KafkaPipeline {
             {
                 lock(&self.dispatch).replay_until((topic.to_string(), partition), fed);
             }
+            tracing::info!(
+                topic,
+                partition,
+                from = resume_at,
+                end = high,
+                "partition taken up"
+            );
             targets.insert(
                 (topic.to_string(), partition),
                 DrainTarget {

@@ -1,0 +1,544 @@
+//! The direct decoder (protobuf read in place, `view.rs` and `wire.rs`) against the reference:
+//! prost structs, then the same table mapping (`Decoder::decode_with_prost`). Every input must
+//! give identical batches, stats and sizes, or the identical error (dead letters carry its
+//! text). Inputs: every real sample of both releases, generated workloads, hand-made edge cases
+//! of the wire format, and thousands of seeded mutations of all of them.
+
+use std::path::{Path, PathBuf};
+
+use burnrate_otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
+use burnrate_otlp::proto::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
+use burnrate_otlp::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use burnrate_otlp::{Decoder, MappingConfig, PayloadHint, Signal};
+use burnrate_pricing::PriceTable;
+use burnrate_workload::{Format, Signals, Temporality, WorkloadSpec};
+use prost::Message;
+
+fn samples(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../..")
+            .join(default)
+    })
+}
+
+/// Every sample file of both releases, in a stable order.
+fn sample_files() -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for dir in [
+        samples("BURNRATE_SAMPLES", "shared/otlp-samples"),
+        samples("BURNRATE_SAMPLES_2_1_332", "shared/otlp-samples-2.1.332"),
+    ] {
+        collect(&dir, &mut files);
+    }
+    assert!(files.len() > 40, "the samples are beside the repository");
+    files
+}
+
+fn collect(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect(&path, out);
+        } else if path.extension().is_some_and(|e| e == "pb" || e == "json") {
+            out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+}
+
+fn generated() -> Vec<(String, Vec<u8>)> {
+    let spec = WorkloadSpec::team(
+        5,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+        1,
+        4,
+    );
+    let calls = spec.calls();
+    let mut out = Vec::new();
+    for temporality in [Temporality::Delta, Temporality::Cumulative] {
+        let signals = Signals {
+            metrics: Some(temporality),
+            ..Signals::default()
+        };
+        for export in burnrate_workload::exports(&spec, &calls, signals) {
+            out.push((
+                format!("generated {temporality:?} {}", export.name),
+                export.encode(Format::Proto),
+            ));
+        }
+    }
+    out
+}
+
+fn decoder() -> Decoder {
+    Decoder::new(MappingConfig::default(), PriceTable::embedded())
+}
+
+const HINTS: [Option<Signal>; 4] = [
+    None,
+    Some(Signal::Logs),
+    Some(Signal::Metrics),
+    Some(Signal::Traces),
+];
+
+/// Decodes `bytes` both ways and requires the same answer; returns whether it decoded.
+fn same_answer(decoder: &Decoder, what: &str, bytes: &[u8], signal: Option<Signal>) -> bool {
+    let hint = PayloadHint {
+        signal,
+        ..PayloadHint::default()
+    };
+    let direct = decoder.decode(bytes, hint).map_err(|e| e.to_string());
+    let reference = decoder
+        .decode_with_prost(bytes, hint)
+        .map_err(|e| e.to_string());
+    assert_eq!(direct, reference, "{what} read as {signal:?}");
+    direct.is_ok()
+}
+
+#[test]
+fn every_sample_and_generated_export_decodes_as_the_reference_does() {
+    let decoder = decoder();
+    let mut inputs = sample_files();
+    inputs.extend(generated());
+    let (mut decoded, mut refused) = (0, 0);
+    for (name, bytes) in &inputs {
+        for signal in HINTS {
+            if same_answer(&decoder, name, bytes, signal) {
+                decoded += 1;
+            } else {
+                refused += 1;
+            }
+        }
+    }
+    // Each export decodes sniffed and as its own signal; read as another signal, most fail.
+    assert!(decoded >= inputs.len() * 2, "{decoded} decoded");
+    assert!(refused > inputs.len(), "{refused} refused");
+}
+
+/// xorshift64*: seeded, so a failure names an input that can be rebuilt.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// One mutation of `bytes`, with `other` for splices: what a broken client, a flipped bit or a
+/// truncated transfer does to an export.
+fn mutate(rng: &mut Rng, bytes: &[u8], other: &[u8]) -> (String, Vec<u8>) {
+    let mut out = bytes.to_vec();
+    let at = rng.below(out.len());
+    let what = match rng.below(9) {
+        0 => {
+            out[at] ^= 1 << rng.below(8);
+            "bit flip"
+        }
+        1 => {
+            out[at] = [0x00, 0x80, 0xff, 0x7f, 0x0a, 0x12][rng.below(6)];
+            "byte set"
+        }
+        2 => {
+            out.truncate(at);
+            "truncated"
+        }
+        3 => {
+            let end = (at + 1 + rng.below(64)).min(out.len());
+            out.drain(at..end);
+            "range deleted"
+        }
+        4 => {
+            let end = (at + 1 + rng.below(64)).min(out.len());
+            let copy = out[at..end].to_vec();
+            let to = rng.below(out.len());
+            out.splice(to..to, copy);
+            "range duplicated"
+        }
+        5 => {
+            // A field seen twice: scalars take the last value, messages merge, lists append.
+            out.extend_from_slice(other);
+            "concatenated"
+        }
+        6 => {
+            let key = [0x08, 0x11, 0x1a, 0x1b, 0x1c, 0x25, 0x26, 0x27, 0xf8, 0x01][rng.below(10)];
+            out.insert(at, key);
+            "key inserted"
+        }
+        7 => {
+            let start = rng.below(other.len());
+            let end = (start + 1 + rng.below(128)).min(other.len());
+            out.splice(at..at, other[start..end].iter().copied());
+            "spliced"
+        }
+        _ => {
+            // A length prefix made larger or smaller.
+            if out[at] & 0x80 == 0 {
+                out[at] = out[at].wrapping_add(if rng.below(2) == 0 { 1 } else { 0xff }) & 0x7f;
+            }
+            "length nudged"
+        }
+    };
+    (what.to_string(), out)
+}
+
+#[test]
+fn mutated_exports_decode_or_fail_exactly_as_the_reference_does() {
+    let decoder = decoder();
+    let mut inputs: Vec<Vec<u8>> = sample_files()
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".pb"))
+        .map(|(_, bytes)| bytes)
+        .collect();
+    inputs.extend(generated().into_iter().take(40).map(|(_, bytes)| bytes));
+    let mut rng = Rng(0x5eed_b1a5);
+    let (mut decoded, mut refused) = (0, 0);
+    for round in 0..10_000 {
+        let bytes = &inputs[rng.below(inputs.len())];
+        let other = &inputs[rng.below(inputs.len())];
+        let (what, mut mutated) = mutate(&mut rng, bytes, other);
+        // Some inputs get a second mutation on top of the first.
+        let mut what = what;
+        if rng.below(3) == 0 {
+            let (again, twice) = mutate(&mut rng, &mutated, other);
+            what = format!("{what}, then {again}");
+            mutated = twice;
+        }
+        let signal = HINTS[rng.below(HINTS.len())];
+        let name = format!("round {round} ({what})");
+        if same_answer(&decoder, &name, &mutated, signal) {
+            decoded += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    // Both outcomes are exercised in numbers, or the comparison proves little.
+    assert!(decoded > 500, "{decoded} decoded, {refused} refused");
+    assert!(refused > 2000, "{decoded} decoded, {refused} refused");
+}
+
+fn log_export(attributes: Vec<KeyValue>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: 1_764_000_000_000_000_000,
+                    attributes,
+                    ..LogRecord::default()
+                }],
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    }
+}
+
+/// An attribute whose value nests `depth` key-value lists.
+fn nested(depth: usize) -> KeyValue {
+    let mut value = AnyValue {
+        value: Some(any_value::Value::StringValue("leaf".into())),
+    };
+    for _ in 0..depth {
+        value = AnyValue {
+            value: Some(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![KeyValue {
+                    key: "k".into(),
+                    value: Some(value),
+                    ..KeyValue::default()
+                }],
+            })),
+        };
+    }
+    KeyValue {
+        key: "deep".into(),
+        value: Some(value),
+        ..KeyValue::default()
+    }
+}
+
+fn varint(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A length-delimited field wrapping `inner`.
+fn field(tag: usize, inner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    varint((tag << 3) | 2, &mut out);
+    varint(inner.len(), &mut out);
+    out.extend_from_slice(inner);
+    out
+}
+
+/// A log export whose one record is `record`, framed by hand.
+fn framed_record(record: &[u8]) -> Vec<u8> {
+    field(1, &field(2, &field(2, record)))
+}
+
+#[test]
+fn edge_cases_of_the_wire_format_are_answered_as_the_reference_answers_them() {
+    let decoder = decoder();
+    let logs = Some(Signal::Logs);
+    let time = {
+        let mut t = vec![0x09];
+        t.extend_from_slice(&1_764_000_000_000_000_000u64.to_le_bytes());
+        t
+    };
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        // Nesting: prost stops at 100 messages deep. A record's attribute value is 5 deep and
+        // each key-value list adds 3 (list, pair, value): 31 lists fit, 32 do not.
+        (
+            "31 lists deep",
+            log_export(vec![nested(31)]).encode_to_vec(),
+            true,
+        ),
+        (
+            "32 lists deep",
+            log_export(vec![nested(32)]).encode_to_vec(),
+            false,
+        ),
+        ("empty", Vec::new(), true),
+        ("an empty record", framed_record(&[]), true),
+        ("a time", framed_record(&time), true),
+        (
+            "unknown fields of every wire type",
+            framed_record(
+                &[
+                    time.clone(),
+                    vec![0xf8, 0x01, 0x05], // field 31, varint
+                    vec![0xf9, 0x01, 1, 2, 3, 4, 5, 6, 7, 8], // field 31, fixed64
+                    vec![0xfd, 0x01, 1, 2, 3, 4], // field 31, fixed32
+                    field(30, b"unknown bytes"), // field 30, length-delimited
+                    vec![0xfb, 0x01, 0x08, 0x01, 0xfc, 0x01], // field 31, a group
+                ]
+                .concat(),
+            ),
+            true,
+        ),
+        (
+            "a group ended by another tag",
+            framed_record(&[0xfb, 0x01, 0xf4, 0x01]),
+            false,
+        ),
+        ("a lone end group", framed_record(&[0xfc, 0x01]), false),
+        ("field number 0", framed_record(&[0x00, 0x01]), false),
+        ("wire type 7", framed_record(&[0x0f]), false),
+        ("the time as a varint", framed_record(&[0x08, 0x01]), false),
+        (
+            "a severity text that is not UTF-8",
+            framed_record(&field(3, &[0xc3, 0x28])),
+            false,
+        ),
+        (
+            "an attribute key that is not UTF-8",
+            framed_record(&field(6, &field(1, &[0xff, 0xfe]))),
+            false,
+        ),
+        (
+            "the severity text twice: the last wins",
+            framed_record(&[time.clone(), field(3, b"INFO"), field(3, b"WARN")].concat()),
+            true,
+        ),
+        (
+            "the body twice: the two merge",
+            framed_record(
+                &[
+                    time.clone(),
+                    field(5, &field(1, b"claude_code.api_request")),
+                    field(5, &[0x10, 0x01]),
+                ]
+                .concat(),
+            ),
+            true,
+        ),
+        (
+            "a record running past its export",
+            {
+                let mut bytes = framed_record(&time);
+                bytes[1] -= 2;
+                bytes
+            },
+            false,
+        ),
+        (
+            "a length past the end",
+            framed_record(&[0x1a, 0x7f, b'x']),
+            false,
+        ),
+        (
+            "a varint of eleven bytes",
+            framed_record(&[
+                0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ]),
+            false,
+        ),
+        ("a cut fixed64", framed_record(&[0x09, 1, 2, 3]), false),
+    ];
+    for (what, bytes, decodes) in cases {
+        assert_eq!(
+            same_answer(&decoder, what, &bytes, logs),
+            decodes,
+            "{what}: decodes?"
+        );
+    }
+}
+
+/// A metrics export with every kind of point, as a Collector's host metrics might send it.
+fn every_metric_kind() -> Vec<u8> {
+    use burnrate_otlp::proto::collector::metrics::v1::ExportMetricsServiceRequest;
+    use burnrate_otlp::proto::metrics::v1::{
+        ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
+        Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Summary, SummaryDataPoint,
+        exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+        summary_data_point::ValueAtQuantile,
+    };
+    let time = 1_764_000_000_000_000_000;
+    let attributes = vec![KeyValue {
+        key: "host".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue("a".into())),
+        }),
+        ..KeyValue::default()
+    }];
+    let metric = |name: &str, data| Metric {
+        name: name.into(),
+        unit: "1".into(),
+        data: Some(data),
+        ..Metric::default()
+    };
+    let metrics = vec![
+        metric(
+            "gauge",
+            Data::Gauge(Gauge {
+                data_points: vec![NumberDataPoint {
+                    attributes: attributes.clone(),
+                    time_unix_nano: time,
+                    value: Some(number_data_point::Value::AsInt(7)),
+                    ..NumberDataPoint::default()
+                }],
+            }),
+        ),
+        metric(
+            "histogram",
+            Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    attributes: attributes.clone(),
+                    time_unix_nano: time,
+                    count: 3,
+                    sum: Some(4.5),
+                    bucket_counts: vec![1, 2],
+                    explicit_bounds: vec![1.0],
+                    min: Some(0.5),
+                    max: Some(3.0),
+                    ..HistogramDataPoint::default()
+                }],
+                aggregation_temporality: 1,
+            }),
+        ),
+        metric(
+            "exponential",
+            Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint {
+                    attributes: attributes.clone(),
+                    time_unix_nano: time,
+                    count: 2,
+                    scale: -3,
+                    positive: Some(Buckets {
+                        offset: -2,
+                        bucket_counts: vec![1, 1],
+                    }),
+                    ..ExponentialHistogramDataPoint::default()
+                }],
+                aggregation_temporality: 2,
+            }),
+        ),
+        metric(
+            "summary",
+            Data::Summary(Summary {
+                data_points: vec![SummaryDataPoint {
+                    attributes,
+                    time_unix_nano: time,
+                    count: 2,
+                    sum: 3.0,
+                    quantile_values: vec![ValueAtQuantile {
+                        quantile: 0.5,
+                        value: 1.5,
+                    }],
+                    ..SummaryDataPoint::default()
+                }],
+            }),
+        ),
+    ];
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..ScopeMetrics::default()
+            }],
+            ..ResourceMetrics::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn every_kind_of_metric_point_decodes_as_the_reference_does_packed_or_not() {
+    let decoder = decoder();
+    let bytes = every_metric_kind();
+    assert!(same_answer(
+        &decoder,
+        "every metric kind",
+        &bytes,
+        Some(Signal::Metrics)
+    ));
+    assert!(same_answer(
+        &decoder,
+        "every metric kind, sniffed",
+        &bytes,
+        None
+    ));
+    // The histogram's bucket counts one by one instead of packed: the same point.
+    let packed = [0x32, 0x10, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0];
+    let at = bytes
+        .windows(packed.len())
+        .position(|w| w == packed)
+        .expect("prost packs repeated fixed64");
+    let mut unpacked = bytes[..at].to_vec();
+    unpacked.extend_from_slice(&[0x31, 1, 0, 0, 0, 0, 0, 0, 0, 0x31, 2, 0, 0, 0, 0, 0, 0, 0]);
+    unpacked.extend_from_slice(&bytes[at + packed.len()..]);
+    // Same length, so every enclosing length prefix still holds.
+    assert_eq!(unpacked.len(), bytes.len());
+    assert!(same_answer(
+        &decoder,
+        "unpacked buckets",
+        &unpacked,
+        Some(Signal::Metrics)
+    ));
+    let mut rng = Rng(17);
+    for round in 0..2000 {
+        let (what, mutated) = mutate(&mut rng, &bytes, &unpacked);
+        same_answer(
+            &decoder,
+            &format!("metric kinds, round {round} ({what})"),
+            &mutated,
+            Some(Signal::Metrics),
+        );
+    }
+}
