@@ -1,14 +1,18 @@
 //! OTLP protobuf → Arrow, three ways over the same bytes:
 //! - `baseline_prost_structs`: decoding into `opentelemetry-proto` prost structs only, no Arrow;
 //! - `via_prost_to_arrow`: prost structs, then the table mapping (the reference path);
-//! - `direct_to_arrow`: the direct decoder, wire bytes read in place, then the same mapping.
+//! - `direct_to_arrow`: the direct decoder, wire bytes read in place, then the same mapping;
+//! - `direct_views_only`: the direct decoder's wire reading alone, no Arrow: the like-for-like
+//!   peer of the prost baseline;
+//! - `direct_to_arrow_as_a_run` (real exports only): the exports decoded onto one set of
+//!   builders, as the Kafka decode stage does with a run of messages.
 //!
 //! Two payloads:
 //! - `large`: the real log records captured in `shared/otlp-samples/` (every event kind:
 //!   api_request, api_error, tool_result, tool_decision, user_prompt, ...), repeated to 2,048
 //!   records in one export, about what a busy Collector batch holds;
 //! - `real`: every export Claude Code itself sent in those captures, as sent (logs, metrics and
-//!   traces, about 4 KB each), decoded one by one.
+//!   traces, of both releases, about 3 KB each), decoded one by one.
 //!
 //! `cargo bench -p burnrate-otlp --bench decode`
 
@@ -18,8 +22,10 @@ use std::path::PathBuf;
 use burnrate_otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
 use burnrate_otlp::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use burnrate_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
+use burnrate_otlp::view::Request;
 use burnrate_otlp::{
-    Decoder, Encoding, Export, MappingConfig, PayloadHint, Signal, Table, decode_export,
+    Decoder, Encoding, Export, MappingConfig, PayloadHint, Signal, Table, TableBuilders,
+    decode_export,
 };
 use burnrate_pricing::PriceTable;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -75,11 +81,15 @@ fn realistic_export() -> ExportLogsServiceRequest {
     export
 }
 
-/// Every captured export as Claude Code sent it, with its signal.
+/// Every captured export as Claude Code sent it (both releases), with its signal.
 fn real_exports() -> Vec<(Signal, Vec<u8>)> {
     let mut exports = Vec::new();
-    let mut runs: Vec<_> = std::fs::read_dir(samples_dir())
-        .expect("shared/otlp-samples is beside the repository")
+    let current = std::env::var_os("BURNRATE_SAMPLES_2_1_332")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| samples_dir().join("../otlp-samples-2.1.332"));
+    let mut runs: Vec<_> = [samples_dir(), current]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).expect("the samples are beside the repository"))
         .map(|e| e.expect("readable sample").path())
         .filter(|p| p.is_dir())
         .collect();
@@ -117,6 +127,14 @@ fn prost_structs(signal: Signal, bytes: &[u8]) -> usize {
             .expect("decodes")
             .resource_spans
             .len(),
+    }
+}
+
+fn views_only(signal: Signal, bytes: &[u8]) -> usize {
+    match Request::decode(bytes, signal).expect("decodes") {
+        Request::Logs(r) => r.resource_logs.len(),
+        Request::Metrics(r) => r.resource_metrics.len(),
+        Request::Traces(r) => r.resource_spans.len(),
     }
 }
 
@@ -158,6 +176,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("direct_to_arrow", |b| {
         b.iter(|| decoder.decode(black_box(&bytes), logs).expect("decodes"))
     });
+    group.bench_function("direct_views_only", |b| {
+        b.iter(|| views_only(Signal::Logs, black_box(&bytes)))
+    });
     group.finish();
 
     let exports = real_exports();
@@ -196,6 +217,24 @@ fn bench(c: &mut Criterion) {
                         .decode(black_box(bytes), hint(*signal))
                         .expect("decodes"),
                 );
+            }
+        })
+    });
+    group.bench_function("direct_to_arrow_as_a_run", |b| {
+        b.iter(|| {
+            let mut builders = TableBuilders::default();
+            for (signal, bytes) in &exports {
+                decoder
+                    .decode_into(black_box(bytes), hint(*signal), &mut builders)
+                    .expect("decodes");
+            }
+            builders.finish().expect("builds")
+        })
+    });
+    group.bench_function("direct_views_only", |b| {
+        b.iter(|| {
+            for (signal, bytes) in &exports {
+                black_box(views_only(*signal, black_box(bytes)));
             }
         })
     });
