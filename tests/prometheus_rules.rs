@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use burnrate_engine::anomalies::{AnomalyState, render_gauges};
+use burnrate_engine::stream::anomalies::{AnomalyState, render_gauges};
 use burnrate_engine::{PipelineHealth, PushTotals};
 
 fn rules_dir() -> PathBuf {

@@ -2,7 +2,7 @@
 //! broken or hostile client would: truncated exports, random bytes, the wrong signal. It uses
 //! the receiver's own raw-bytes codec.
 
-use burnrate_engine::receiver::RawBytes;
+use burnrate_engine::source::receiver::RawBytes;
 
 /// Sends `body` as the `Export` request of `service` (`logs`, `metrics` or `trace`) and returns
 /// the answer's status code.

@@ -1,4 +1,6 @@
-//! Sources, state and sinks around the decoder.
+//! Sources, state and sinks around the decoder, a folder per stage: `source/` → [`decode`] →
+//! `sink/` → `stream/` → `publish/`, with `query/` reading the dataset back and [`budget`] the
+//! memory all of them share.
 //!
 //! Owns: reading OTLP exports from their sources (files, Kafka, the embedded OTLP receiver),
 //! the decode stage (a worker pool, results in submission order),
@@ -12,48 +14,33 @@
 //! Must not know: OTLP wire formats or attribute names (that is `burnrate-otlp`), prices (that
 //! is `burnrate-pricing`), or command-line flags and terminals (that is the `burnrate` binary).
 
-pub mod anomalies;
 pub mod budget;
-pub mod catalog;
-pub mod dead_letters;
 pub mod decode;
-mod delta_state;
-pub mod files;
-pub mod health;
-pub mod kafka;
-mod ledger;
-pub mod mirror;
-pub mod output;
-pub mod parquet_sink;
-pub mod price_check;
-pub mod profile;
-pub mod pushgateway;
-pub mod receiver;
-pub mod report;
-pub mod sketch;
-mod table_buffer;
-pub mod trace;
-pub mod windows;
+pub mod publish;
+pub mod query;
+pub mod sink;
+pub mod source;
+pub mod stream;
 
 use std::path::Path;
 
-pub use anomalies::{AnomalyConfig, Budget};
 pub use budget::MemoryBudget;
-pub use catalog::open_dataset;
-pub use delta_state::rebuild_delta_tracker;
-pub use files::{FilePipeline, FileRunSummary, FileSourceConfig, Progress};
-pub use health::{PipelineHealth, serve_health};
-pub use kafka::{KafkaPipeline, KafkaRunSummary, KafkaSourceConfig, KafkaTopic};
-pub use mirror::{ObjectMirror, ObjectStoreConfig};
-pub use output::{ResultFormat, write_results};
-pub use parquet_sink::ParquetSink;
-pub use profile::{ProfileBy, ProfileLine};
-pub use pushgateway::{PushTotals, Pushgateway, PushgatewayConfig};
-pub use receiver::{AuthTokens, OtlpReceiver, ReceiverConfig, ReceiverSummary};
-pub use report::CostReport;
-pub use table_buffer::FlushTotals;
-pub use trace::export_trace;
-pub use windows::{WindowProgress, WindowSpec, WindowSql, WindowStage};
+pub use publish::health::{PipelineHealth, serve_health};
+pub use publish::pushgateway::{PushTotals, Pushgateway, PushgatewayConfig};
+pub use query::catalog::open_dataset;
+pub use query::output::{ResultFormat, write_results};
+pub use query::profile::{ProfileBy, ProfileLine};
+pub use query::report::CostReport;
+pub use query::trace::export_trace;
+pub use sink::mirror::{ObjectMirror, ObjectStoreConfig};
+pub use sink::parquet_sink::ParquetSink;
+pub use sink::table_buffer::FlushTotals;
+pub use source::files::{FilePipeline, FileRunSummary, FileSourceConfig, Progress};
+pub use source::kafka::{KafkaPipeline, KafkaRunSummary, KafkaSourceConfig, KafkaTopic};
+pub use source::receiver::{AuthTokens, OtlpReceiver, ReceiverConfig, ReceiverSummary};
+pub use stream::anomalies::{AnomalyConfig, Budget};
+pub use stream::delta_state::rebuild_delta_tracker;
+pub use stream::windows::{WindowProgress, WindowSpec, WindowSql, WindowStage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use burnrate_engine::sketch::{RELATIVE_ACCURACY, nearest_rank};
-use burnrate_engine::windows::WindowSql;
+use burnrate_engine::stream::sketch::{RELATIVE_ACCURACY, nearest_rank};
+use burnrate_engine::stream::windows::WindowSql;
 use burnrate_engine::{PushTotals, WindowSpec, WindowStage, open_dataset};
 use burnrate_otlp::Table;
 use datafusion::arrow::array::{AsArray, RecordBatch};

@@ -32,7 +32,7 @@ const PRICE_FINDINGS: u8 = 4;
 
 async fn check_prices(config: &Config, data: &Path) -> anyhow::Result<ExitCode> {
     let table = config.price_table()?;
-    let checks = burnrate_engine::price_check::check_prices(data, &table).await?;
+    let checks = burnrate_engine::query::price_check::check_prices(data, &table).await?;
     let unpriced: Vec<_> = checks.iter().filter(|c| c.unpriced_calls > 0).collect();
     let mismatched: Vec<_> = checks.iter().filter(|c| c.mismatched_calls > 0).collect();
     let calls: u64 = checks.iter().map(|c| c.calls).sum();

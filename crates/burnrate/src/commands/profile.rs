@@ -72,7 +72,7 @@ pub(crate) async fn profile(config: &Config, args: ProfileArgs) -> anyhow::Resul
     let to = match args.until {
         Until::Now => chrono::Utc::now(),
         Until::At(t) => t,
-        Until::Latest => match burnrate_engine::profile::latest_time(&data).await? {
+        Until::Latest => match burnrate_engine::query::profile::latest_time(&data).await? {
             // The range is half-open: one nanosecond past the newest keeps it in.
             Some(t) => t + chrono::Duration::nanoseconds(1),
             None => anyhow::bail!("no spans or calls in {}", data.display()),
@@ -88,7 +88,7 @@ pub(crate) async fn profile(config: &Config, args: ProfileArgs) -> anyhow::Resul
         ProfileByArg::Speed => ProfileBy::Speed,
         ProfileByArg::Effort => ProfileBy::Effort,
     };
-    let lines = burnrate_engine::profile::profile(&data, by, from, to).await?;
+    let lines = burnrate_engine::query::profile::profile(&data, by, from, to).await?;
     let text = match args.format {
         FormatArg::Table => {
             let range = format!(
@@ -99,10 +99,13 @@ pub(crate) async fn profile(config: &Config, args: ProfileArgs) -> anyhow::Resul
             if lines.is_empty() {
                 format!("Nothing recorded from {range}.\n")
             } else {
-                format!("{range}\n{}", burnrate_engine::profile::to_table(&lines))
+                format!(
+                    "{range}\n{}",
+                    burnrate_engine::query::profile::to_table(&lines)
+                )
             }
         }
-        FormatArg::Csv => burnrate_engine::profile::to_csv(&lines),
+        FormatArg::Csv => burnrate_engine::query::profile::to_csv(&lines),
         FormatArg::Json => lines
             .iter()
             .map(|l| serde_json::to_string(l).map(|s| s + "\n"))

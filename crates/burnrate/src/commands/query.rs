@@ -25,7 +25,7 @@ pub(crate) struct QueryArgs {
 pub(crate) async fn query(config: &Config, args: QueryArgs) -> anyhow::Result<ExitCode> {
     let data = args.data.unwrap_or_else(|| config.data_dir.clone());
     let ctx = burnrate_engine::open_dataset(&data).await?;
-    let batches = burnrate_engine::catalog::run_sql(&ctx, &args.sql).await?;
+    let batches = burnrate_engine::query::catalog::run_sql(&ctx, &args.sql).await?;
     let format = match args.format {
         FormatArg::Table => ResultFormat::Table,
         FormatArg::Csv => ResultFormat::Csv,

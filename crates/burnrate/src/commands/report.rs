@@ -135,7 +135,7 @@ pub(crate) async fn report_command(
                 format!("report-{from}_{to}")
             };
             let destination = dir.to_string_lossy();
-            if burnrate_engine::mirror::is_object_url(&destination) {
+            if burnrate_engine::sink::mirror::is_object_url(&destination) {
                 let store = burnrate_engine::ObjectStoreConfig {
                     url: Some(destination.trim_end_matches('/').to_string()),
                     ..config.object_store.clone()

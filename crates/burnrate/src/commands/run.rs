@@ -139,7 +139,7 @@ pub(crate) async fn run(config: &mut Config, args: RunArgs) -> anyhow::Result<Ex
         );
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-        burnrate_engine::mirror::mirror_dataset(&config.data_dir, mirror);
+        burnrate_engine::sink::mirror::mirror_dataset(&config.data_dir, mirror);
     }
     match args.source {
         Source::Files => run_files(config, args, decoder).await,

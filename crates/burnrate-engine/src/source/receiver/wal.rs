@@ -149,7 +149,7 @@ impl Wal {
             .append(true)
             .open(&path)
             .map_err(|e| EngineError::io(&path, e))?;
-        crate::parquet_sink::sync_dir(dir)?;
+        crate::sink::parquet_sink::sync_dir(dir)?;
         let synced = file
             .metadata()
             .map_err(|e| EngineError::io(&path, e))?

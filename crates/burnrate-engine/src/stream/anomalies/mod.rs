@@ -45,8 +45,8 @@ use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampNanosecondTy
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::sketch::LatencySketch;
-use crate::windows::primitive;
+use crate::stream::sketch::LatencySketch;
+use crate::stream::windows::primitive;
 use burnrate_otlp::{Table, WINDOW_DIMENSIONS};
 
 pub mod baseline;
@@ -986,7 +986,7 @@ pub fn anomaly_batch(events: &[AnomalyEvent], replica: &str) -> Result<RecordBat
 
 /// The active anomalies and budget use as Prometheus gauges.
 pub fn render_gauges(state: &AnomalyState, out: &mut String) {
-    use crate::health::escape;
+    use crate::publish::health::escape;
     use std::fmt::Write as _;
     let _ = writeln!(
         out,

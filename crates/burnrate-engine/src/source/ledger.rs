@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::parquet_sink::remove_segments;
+use crate::sink::parquet_sink::remove_segments;
 
 pub const STATE_DIR: &str = "_burnrate";
 const LEDGER_FILE: &str = "files-ledger.jsonl";

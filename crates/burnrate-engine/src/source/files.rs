@@ -15,13 +15,13 @@ use burnrate_otlp::{Decoder, DeltaTracker, Encoding, PayloadHint};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::dead_letters::DeadLetter;
-use crate::delta_state::rebuild_delta_tracker;
-use crate::health::PipelineHealth;
-use crate::ledger::{FILES_SEGMENT_PREFIX, FileLedger, InputId, STATE_DIR};
-use crate::parquet_sink::ParquetSink;
-use crate::table_buffer::{FlushTotals, TableBuffer};
-use crate::windows::WindowStage;
+use crate::publish::health::PipelineHealth;
+use crate::sink::dead_letters::DeadLetter;
+use crate::sink::parquet_sink::ParquetSink;
+use crate::sink::table_buffer::{FlushTotals, TableBuffer};
+use crate::source::ledger::{FILES_SEGMENT_PREFIX, FileLedger, InputId, STATE_DIR};
+use crate::stream::delta_state::rebuild_delta_tracker;
+use crate::stream::windows::WindowStage;
 
 /// File endings read as OTLP exports; anything else under the input directory is skipped.
 const EXTENSIONS: [&str; 6] = [".pb", ".binpb", ".json", ".pb.gz", ".binpb.gz", ".json.gz"];

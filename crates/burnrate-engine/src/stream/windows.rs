@@ -35,17 +35,17 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::anomalies::{
+use crate::publish::health::PipelineHealth;
+use crate::publish::pushgateway::{PushTotals, Pushgateway};
+use crate::sink::parquet_sink::{ParquetSink, remove_segments, write_atomically};
+use crate::source::ledger::STATE_DIR;
+use crate::stream::anomalies::{
     AnomalyConfig, AnomalyDetector, AnomalyState, anomaly_batch, render_gauges,
 };
-use crate::health::PipelineHealth;
-use crate::ledger::STATE_DIR;
-use crate::parquet_sink::{ParquetSink, remove_segments, write_atomically};
-use crate::pushgateway::{PushTotals, Pushgateway};
-use crate::sketch::register_sketch_functions;
+use crate::stream::sketch::register_sketch_functions;
 
-const AGGREGATE_SQL: &str = include_str!("../../../sql/window_aggregate.sql");
-const MERGE_SQL: &str = include_str!("../../../sql/window_merge.sql");
+const AGGREGATE_SQL: &str = include_str!("../../../../sql/window_aggregate.sql");
+const MERGE_SQL: &str = include_str!("../../../../sql/window_merge.sql");
 const STATE_KEY: &str = "burnrate.window_state";
 pub const WINDOW_SEGMENT_PREFIX: &str = "windows-";
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
@@ -442,7 +442,7 @@ impl WindowStage {
             self.replica
         );
         let batches = self.run(async {
-            let ctx = crate::catalog::open_dataset(data_dir).await?;
+            let ctx = crate::query::catalog::open_dataset(data_dir).await?;
             Ok(ctx.sql(&sql).await?.collect().await?)
         })?;
         for batch in &batches {

@@ -11,12 +11,12 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use serde::Serialize;
 
 use crate::EngineError;
-use crate::catalog::open_dataset;
-use crate::report::{float, int, text};
+use crate::query::catalog::open_dataset;
+use crate::query::report::{float, int, text};
 
-const BY_OPERATION_SQL: &str = include_str!("../../../sql/profile_operation.sql");
-const BY_TOOL_SQL: &str = include_str!("../../../sql/profile_tool.sql");
-const BY_CALL_SQL: &str = include_str!("../../../sql/profile_call.sql");
+const BY_OPERATION_SQL: &str = include_str!("../../../../sql/profile_operation.sql");
+const BY_TOOL_SQL: &str = include_str!("../../../../sql/profile_tool.sql");
+const BY_CALL_SQL: &str = include_str!("../../../../sql/profile_call.sql");
 const LATEST_SQL: &str = "SELECT max(t) AS latest FROM (\
     SELECT max(start_time) AS t FROM spans \
     UNION ALL SELECT max(time) FROM api_requests \

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::EngineError;
-use crate::catalog::open_dataset;
+use crate::query::catalog::open_dataset;
 
 const CALLS_SQL: &str = "SELECT model, input_tokens, output_tokens, cache_read_tokens, \
     cache_creation_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, speed, \

@@ -19,12 +19,12 @@ use super::commit::CommitCoordinator;
 use super::{KafkaRunSummary, PartitionKey, segment_name, window_origin};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
-use crate::dead_letters::DeadLetter;
 use crate::decode::{Pending, Undecodable};
-use crate::health::PipelineHealth;
-use crate::parquet_sink::ParquetSink;
-use crate::table_buffer::TableBuffer;
-use crate::windows::WindowStage;
+use crate::publish::health::PipelineHealth;
+use crate::sink::dead_letters::DeadLetter;
+use crate::sink::parquet_sink::ParquetSink;
+use crate::sink::table_buffer::TableBuffer;
+use crate::stream::windows::WindowStage;
 
 /// What the consuming task sends the sink, in consumption order.
 pub enum Step {

@@ -21,7 +21,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 
 use crate::EngineError;
-use crate::mirror::{is_object_url, open_store};
+use crate::sink::mirror::{is_object_url, open_store};
 
 /// A session over the dataset at `data_dir` (a directory, or an `s3://bucket/prefix` URL
 /// whose credentials and endpoint come from the `AWS_*` environment) with every table
@@ -30,7 +30,7 @@ use crate::mirror::{is_object_url, open_store};
 pub async fn open_dataset(data_dir: &Path) -> Result<SessionContext, EngineError> {
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
-    crate::sketch::register_sketch_functions(&ctx);
+    crate::stream::sketch::register_sketch_functions(&ctx);
     match data_dir.to_str().filter(|s| is_object_url(s)) {
         Some(url) => register_object_tables(&ctx, url).await?,
         None => register_tables(&ctx, data_dir).await?,

@@ -28,9 +28,9 @@ use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampNanosecondTy
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::health::{PipelineHealth, escape};
-use crate::sketch::LatencySketch;
-use crate::windows::primitive;
+use crate::publish::health::{PipelineHealth, escape};
+use crate::stream::sketch::LatencySketch;
+use crate::stream::windows::primitive;
 
 /// Window dimensions pushed as labels, with their label names.
 const LABELS: [(&str, &str); 4] = [

@@ -17,7 +17,7 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::EngineError;
-use crate::mirror::{ObjectMirror, mirror_of};
+use crate::sink::mirror::{ObjectMirror, mirror_of};
 
 /// Partition value of rows whose time is unknown or invalid.
 pub const UNKNOWN_DATE: &str = "unknown";

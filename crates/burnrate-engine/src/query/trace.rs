@@ -9,7 +9,7 @@ use datafusion::arrow::json::writer::JsonArray;
 use serde_json::{Map, Value, json};
 
 use crate::EngineError;
-use crate::catalog::open_dataset;
+use crate::query::catalog::open_dataset;
 
 const SPANS: &str = "SELECT name, trace_id, span_id, parent_span_id, start_time, end_time, \
     duration_ms, kind, status_code, status_message, service_name, attributes \

@@ -52,13 +52,13 @@ use tower::ServiceExt;
 
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
-use crate::dead_letters::DeadLetter;
-use crate::delta_state::rebuild_delta_tracker;
-use crate::health::PipelineHealth;
-use crate::ledger::STATE_DIR;
-use crate::parquet_sink::{ParquetSink, remove_segments};
-use crate::table_buffer::{FlushTotals, TableBuffer};
-use crate::windows::WindowStage;
+use crate::publish::health::PipelineHealth;
+use crate::sink::dead_letters::DeadLetter;
+use crate::sink::parquet_sink::{ParquetSink, remove_segments};
+use crate::sink::table_buffer::{FlushTotals, TableBuffer};
+use crate::source::ledger::STATE_DIR;
+use crate::stream::delta_state::rebuild_delta_tracker;
+use crate::stream::windows::WindowStage;
 use connections::{ConnectionLimits, Gate, Protocol};
 use wal::{Wal, WalFrame, list_wals, read_wal, wal_path};
 

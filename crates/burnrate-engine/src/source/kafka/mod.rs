@@ -49,11 +49,11 @@ use self::sink::{KafkaSink, SinkSetup, Step};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::decode::DecodePool;
-use crate::delta_state::rebuild_delta_tracker;
-use crate::health::PipelineHealth;
-use crate::parquet_sink::{ParquetSink, remove_segments};
-use crate::table_buffer::FlushTotals;
-use crate::windows::WindowStage;
+use crate::publish::health::PipelineHealth;
+use crate::sink::parquet_sink::{ParquetSink, remove_segments};
+use crate::sink::table_buffer::FlushTotals;
+use crate::stream::delta_state::rebuild_delta_tracker;
+use crate::stream::windows::WindowStage;
 
 pub const KAFKA_SEGMENT_PREFIX: &str = "kafka-";
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);

@@ -18,20 +18,20 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::anomalies::Budget;
-use crate::catalog::open_dataset;
+use crate::query::catalog::open_dataset;
+use crate::stream::anomalies::Budget;
 
 mod html;
 
-const HEADLINE_SQL: &str = include_str!("../../../../sql/report_headline.sql");
-const TOP_SQL: &str = include_str!("../../../../sql/report_top.sql");
-const BY_HOUR_SQL: &str = include_str!("../../../../sql/report_spend_by_hour.sql");
-const TREND_SQL: &str = include_str!("../../../../sql/report_trend.sql");
-const ANOMALIES_SQL: &str = include_str!("../../../../sql/report_anomalies.sql");
-const BUDGET_SQL: &str = include_str!("../../../../sql/report_budget.sql");
-const COST_SOURCES_SQL: &str = include_str!("../../../../sql/report_cost_sources.sql");
-const LATENCY_SQL: &str = include_str!("../../../../sql/report_latency.sql");
-const PRODUCTIVITY_SQL: &str = include_str!("../../../../sql/report_productivity.sql");
+const HEADLINE_SQL: &str = include_str!("../../../../../sql/report_headline.sql");
+const TOP_SQL: &str = include_str!("../../../../../sql/report_top.sql");
+const BY_HOUR_SQL: &str = include_str!("../../../../../sql/report_spend_by_hour.sql");
+const TREND_SQL: &str = include_str!("../../../../../sql/report_trend.sql");
+const ANOMALIES_SQL: &str = include_str!("../../../../../sql/report_anomalies.sql");
+const BUDGET_SQL: &str = include_str!("../../../../../sql/report_budget.sql");
+const COST_SOURCES_SQL: &str = include_str!("../../../../../sql/report_cost_sources.sql");
+const LATENCY_SQL: &str = include_str!("../../../../../sql/report_latency.sql");
+const PRODUCTIVITY_SQL: &str = include_str!("../../../../../sql/report_productivity.sql");
 /// Bumped when a field changes meaning or goes away; new fields do not bump it.
 pub const SCHEMA_VERSION: u32 = 1;
 const TOP: usize = 10;

@@ -38,7 +38,7 @@ use tower::ServiceExt;
 use super::auth::{AuthTokens, Grant, Refusal};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
-use crate::health::PipelineHealth;
+use crate::publish::health::PipelineHealth;
 
 /// File descriptors kept for everything but client sockets: logs, Parquet files, the health
 /// server, librdkafka.

@@ -18,7 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::PartitionKey;
 use crate::EngineError;
-use crate::health::PipelineHealth;
+use crate::publish::health::PipelineHealth;
 
 /// Offsets durable in Parquet whose commit has not succeeded yet, shared by the sink (which
 /// reports them) and the consuming task (which commits them).

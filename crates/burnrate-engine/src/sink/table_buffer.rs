@@ -9,10 +9,10 @@ use burnrate_otlp::{
 use datafusion::arrow::array::RecordBatch;
 
 use crate::EngineError;
-use crate::dead_letters::{DeadLetter, dead_letter_batch};
-use crate::health::PipelineHealth;
-use crate::parquet_sink::ParquetSink;
-use crate::windows::WindowStage;
+use crate::publish::health::PipelineHealth;
+use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
+use crate::sink::parquet_sink::ParquetSink;
+use crate::stream::windows::WindowStage;
 
 /// What the segments a run flushed add up to, whatever source they came from.
 #[derive(Debug, Default, Clone, serde::Serialize)]

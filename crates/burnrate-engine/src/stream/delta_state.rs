@@ -8,7 +8,7 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{Float64Type, TimestampNanosecondType, UInt64Type};
 
 use crate::EngineError;
-use crate::catalog::open_dataset;
+use crate::query::catalog::open_dataset;
 
 const LAST_CUMULATIVE_POINTS: &str = "
     SELECT series_id,

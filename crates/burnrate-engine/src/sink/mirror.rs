@@ -5,7 +5,7 @@
 //! readers (`burnrate query --data s3://...`, reports, other replicas' queries) see.
 //!
 //! Every writer of the dataset goes through [`crate::ParquetSink::write_segment`] and
-//! [`crate::parquet_sink::remove_segments`], so the mirror hooks in there, found by the
+//! [`crate::sink::parquet_sink::remove_segments`], so the mirror hooks in there, found by the
 //! dataset's directory, instead of being threaded through each source.
 
 use std::collections::BTreeMap;
