@@ -209,8 +209,8 @@ impl Decoder {
         Ok(())
     }
 
-    /// [`Decoder::decode`] through prost structs: the reference the direct decoder is tested
-    /// against, and the baseline it is measured against.
+    /// [`Decoder::decode`] through prost structs: the reference the direct decoder is held to
+    /// (`tests/direct_decoder.rs`, the fuzz targets) and the decode bench's `via_prost_to_arrow`.
     pub fn decode_with_prost(
         &self,
         bytes: &[u8],
