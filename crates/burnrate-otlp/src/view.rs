@@ -570,19 +570,61 @@ impl<'a> Message<'a> for Metric<'a> {
     }
 }
 
-impl<'a> Message<'a> for Gauge<'a> {
-    const NAME: &'static str = "Gauge";
-    fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
-        match tag {
-            1 => at(
-                r.push(wire, &mut self.data_points, d),
-                Self::NAME,
-                "data_points",
-            ),
-            _ => r.skip(wire, tag, d),
+/// A metric's points in field 1, and for all but gauges and summaries its temporality in 2.
+macro_rules! points_message {
+    ($ty:ident, $name:literal) => {
+        impl<'a> Message<'a> for $ty<'a> {
+            const NAME: &'static str = $name;
+            fn field(
+                &mut self,
+                r: &mut Reader<'a>,
+                tag: u32,
+                wire: WireType,
+                d: Depth,
+            ) -> WireResult<()> {
+                match tag {
+                    1 => at(
+                        r.push(wire, &mut self.data_points, d),
+                        Self::NAME,
+                        "data_points",
+                    ),
+                    _ => r.skip(wire, tag, d),
+                }
+            }
         }
-    }
+    };
+    ($ty:ident, $name:literal, temporality) => {
+        impl<'a> Message<'a> for $ty<'a> {
+            const NAME: &'static str = $name;
+            fn field(
+                &mut self,
+                r: &mut Reader<'a>,
+                tag: u32,
+                wire: WireType,
+                d: Depth,
+            ) -> WireResult<()> {
+                match tag {
+                    1 => at(
+                        r.push(wire, &mut self.data_points, d),
+                        Self::NAME,
+                        "data_points",
+                    )?,
+                    2 => {
+                        self.aggregation_temporality =
+                            at(r.int32(wire), Self::NAME, "aggregation_temporality")?;
+                    }
+                    _ => r.skip(wire, tag, d)?,
+                }
+                Ok(())
+            }
+        }
+    };
 }
+
+points_message!(Gauge, "Gauge");
+points_message!(Summary, "Summary");
+points_message!(Histogram, "Histogram", temporality);
+points_message!(ExponentialHistogram, "ExponentialHistogram", temporality);
 
 impl<'a> Message<'a> for Sum<'a> {
     const NAME: &'static str = "Sum";
@@ -595,46 +637,6 @@ impl<'a> Message<'a> for Sum<'a> {
             _ => r.skip(wire, tag, d)?,
         }
         Ok(())
-    }
-}
-
-impl<'a> Message<'a> for Histogram<'a> {
-    const NAME: &'static str = "Histogram";
-    fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
-        const N: &str = Histogram::NAME;
-        match tag {
-            1 => at(r.push(wire, &mut self.data_points, d), N, "data_points")?,
-            2 => self.aggregation_temporality = at(r.int32(wire), N, "aggregation_temporality")?,
-            _ => r.skip(wire, tag, d)?,
-        }
-        Ok(())
-    }
-}
-
-impl<'a> Message<'a> for ExponentialHistogram<'a> {
-    const NAME: &'static str = "ExponentialHistogram";
-    fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
-        const N: &str = ExponentialHistogram::NAME;
-        match tag {
-            1 => at(r.push(wire, &mut self.data_points, d), N, "data_points")?,
-            2 => self.aggregation_temporality = at(r.int32(wire), N, "aggregation_temporality")?,
-            _ => r.skip(wire, tag, d)?,
-        }
-        Ok(())
-    }
-}
-
-impl<'a> Message<'a> for Summary<'a> {
-    const NAME: &'static str = "Summary";
-    fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
-        match tag {
-            1 => at(
-                r.push(wire, &mut self.data_points, d),
-                Self::NAME,
-                "data_points",
-            ),
-            _ => r.skip(wire, tag, d),
-        }
     }
 }
 
