@@ -311,26 +311,6 @@ impl<'a> Message<'a> for AnyValue<'a> {
     }
 }
 
-impl<'a> Message<'a> for ArrayValue<'a> {
-    const NAME: &'static str = "ArrayValue";
-    fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
-        match tag {
-            1 => at(r.push(wire, &mut self.values, d), Self::NAME, "values"),
-            _ => r.skip(wire, tag, d),
-        }
-    }
-}
-
-impl<'a> Message<'a> for KeyValueList<'a> {
-    const NAME: &'static str = "KeyValueList";
-    fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
-        match tag {
-            1 => at(r.push(wire, &mut self.values, d), Self::NAME, "values"),
-            _ => r.skip(wire, tag, d),
-        }
-    }
-}
-
 impl<'a> Message<'a> for KeyValue<'a> {
     const NAME: &'static str = "KeyValue";
     fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
@@ -405,69 +385,10 @@ impl<'a> Message<'a> for InstrumentationScope<'a> {
     }
 }
 
-/// `resource` (1), the scopes (2) and `schema_url` (3): the shape every `Resource*` shares.
-macro_rules! resource_message {
-    ($ty:ident, $name:literal, $scopes:ident) => {
-        impl<'a> Message<'a> for $ty<'a> {
-            const NAME: &'static str = $name;
-            fn field(
-                &mut self,
-                r: &mut Reader<'a>,
-                tag: u32,
-                wire: WireType,
-                d: Depth,
-            ) -> WireResult<()> {
-                match tag {
-                    1 => {
-                        let resource = self.resource.get_or_insert_with(Resource::default);
-                        at(r.message(wire, resource, d), Self::NAME, "resource")
-                    }
-                    2 => at(
-                        r.push(wire, &mut self.$scopes, d),
-                        Self::NAME,
-                        stringify!($scopes),
-                    ),
-                    3 => at(r.string(wire).map(drop), Self::NAME, "schema_url"),
-                    _ => r.skip(wire, tag, d),
-                }
-            }
-        }
-    };
-}
-
-/// `scope` (1), the records (2) and `schema_url` (3): the shape every `Scope*` shares.
-macro_rules! scope_message {
-    ($ty:ident, $name:literal, $records:ident) => {
-        impl<'a> Message<'a> for $ty<'a> {
-            const NAME: &'static str = $name;
-            fn field(
-                &mut self,
-                r: &mut Reader<'a>,
-                tag: u32,
-                wire: WireType,
-                d: Depth,
-            ) -> WireResult<()> {
-                match tag {
-                    1 => {
-                        let scope = self.scope.get_or_insert_with(InstrumentationScope::default);
-                        at(r.message(wire, scope, d), Self::NAME, "scope")
-                    }
-                    2 => at(
-                        r.push(wire, &mut self.$records, d),
-                        Self::NAME,
-                        stringify!($records),
-                    ),
-                    3 => at(r.string(wire).map(drop), Self::NAME, "schema_url"),
-                    _ => r.skip(wire, tag, d),
-                }
-            }
-        }
-    };
-}
-
-/// An export request: its resources in field 1.
-macro_rules! request_message {
-    ($ty:ident, $name:literal, $resources:ident) => {
+/// A message whose only field is a list in field 1: export requests, the gauge and summary
+/// points, arrays and key-value lists.
+macro_rules! list_message {
+    ($ty:ident, $name:literal, $list:ident) => {
         impl<'a> Message<'a> for $ty<'a> {
             const NAME: &'static str = $name;
             fn field(
@@ -479,9 +400,9 @@ macro_rules! request_message {
             ) -> WireResult<()> {
                 match tag {
                     1 => at(
-                        r.push(wire, &mut self.$resources, d),
+                        r.push(wire, &mut self.$list, d),
                         Self::NAME,
-                        stringify!($resources),
+                        stringify!($list),
                     ),
                     _ => r.skip(wire, tag, d),
                 }
@@ -490,19 +411,54 @@ macro_rules! request_message {
     };
 }
 
-request_message!(LogsRequest, "ExportLogsServiceRequest", resource_logs);
-request_message!(
+/// A message in field 1 (the resource, or the scope), a list in 2 (the scopes, or the records)
+/// and `schema_url` in 3: the shape every `Resource*` and `Scope*` message shares.
+macro_rules! scoped_list_message {
+    ($ty:ident, $name:literal, $head:ident: $head_ty:ident, $list:ident) => {
+        impl<'a> Message<'a> for $ty<'a> {
+            const NAME: &'static str = $name;
+            fn field(
+                &mut self,
+                r: &mut Reader<'a>,
+                tag: u32,
+                wire: WireType,
+                d: Depth,
+            ) -> WireResult<()> {
+                match tag {
+                    1 => {
+                        let head = self.$head.get_or_insert_with($head_ty::default);
+                        at(r.message(wire, head, d), Self::NAME, stringify!($head))
+                    }
+                    2 => at(
+                        r.push(wire, &mut self.$list, d),
+                        Self::NAME,
+                        stringify!($list),
+                    ),
+                    3 => at(r.string(wire).map(drop), Self::NAME, "schema_url"),
+                    _ => r.skip(wire, tag, d),
+                }
+            }
+        }
+    };
+}
+
+list_message!(ArrayValue, "ArrayValue", values);
+list_message!(KeyValueList, "KeyValueList", values);
+list_message!(LogsRequest, "ExportLogsServiceRequest", resource_logs);
+list_message!(
     MetricsRequest,
     "ExportMetricsServiceRequest",
     resource_metrics
 );
-request_message!(TracesRequest, "ExportTraceServiceRequest", resource_spans);
-resource_message!(ResourceLogs, "ResourceLogs", scope_logs);
-resource_message!(ResourceMetrics, "ResourceMetrics", scope_metrics);
-resource_message!(ResourceSpans, "ResourceSpans", scope_spans);
-scope_message!(ScopeLogs, "ScopeLogs", log_records);
-scope_message!(ScopeMetrics, "ScopeMetrics", metrics);
-scope_message!(ScopeSpans, "ScopeSpans", spans);
+list_message!(TracesRequest, "ExportTraceServiceRequest", resource_spans);
+list_message!(Gauge, "Gauge", data_points);
+list_message!(Summary, "Summary", data_points);
+scoped_list_message!(ResourceLogs, "ResourceLogs", resource: Resource, scope_logs);
+scoped_list_message!(ResourceMetrics, "ResourceMetrics", resource: Resource, scope_metrics);
+scoped_list_message!(ResourceSpans, "ResourceSpans", resource: Resource, scope_spans);
+scoped_list_message!(ScopeLogs, "ScopeLogs", scope: InstrumentationScope, log_records);
+scoped_list_message!(ScopeMetrics, "ScopeMetrics", scope: InstrumentationScope, metrics);
+scoped_list_message!(ScopeSpans, "ScopeSpans", scope: InstrumentationScope, spans);
 
 impl<'a> Message<'a> for LogRecord<'a> {
     const NAME: &'static str = "LogRecord";
@@ -570,30 +526,9 @@ impl<'a> Message<'a> for Metric<'a> {
     }
 }
 
-/// A metric's points in field 1, and for all but gauges and summaries its temporality in 2.
-macro_rules! points_message {
+/// A histogram's points in field 1 and their temporality in 2.
+macro_rules! histogram_message {
     ($ty:ident, $name:literal) => {
-        impl<'a> Message<'a> for $ty<'a> {
-            const NAME: &'static str = $name;
-            fn field(
-                &mut self,
-                r: &mut Reader<'a>,
-                tag: u32,
-                wire: WireType,
-                d: Depth,
-            ) -> WireResult<()> {
-                match tag {
-                    1 => at(
-                        r.push(wire, &mut self.data_points, d),
-                        Self::NAME,
-                        "data_points",
-                    ),
-                    _ => r.skip(wire, tag, d),
-                }
-            }
-        }
-    };
-    ($ty:ident, $name:literal, temporality) => {
         impl<'a> Message<'a> for $ty<'a> {
             const NAME: &'static str = $name;
             fn field(
@@ -621,10 +556,8 @@ macro_rules! points_message {
     };
 }
 
-points_message!(Gauge, "Gauge");
-points_message!(Summary, "Summary");
-points_message!(Histogram, "Histogram", temporality);
-points_message!(ExponentialHistogram, "ExponentialHistogram", temporality);
+histogram_message!(Histogram, "Histogram");
+histogram_message!(ExponentialHistogram, "ExponentialHistogram");
 
 impl<'a> Message<'a> for Sum<'a> {
     const NAME: &'static str = "Sum";
