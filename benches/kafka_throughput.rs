@@ -26,11 +26,14 @@ use burnrate_engine::{
 use burnrate_otlp::{Decoder, MappingConfig};
 use burnrate_pricing::PriceTable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use support::broker::Broker;
 use support::sample_exports;
 
 const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
+const PARTITIONS: i32 = 3;
+/// A round that takes longer has stalled: a full one takes about a minute on this machine.
+const STALL: Duration = Duration::from_secs(300);
 
 struct Round {
     /// First message to the end: the final commit for burnrate, the last message for the bare consumer.
@@ -43,24 +46,34 @@ struct Round {
     rows: usize,
 }
 
-/// Reads every message once and touches nothing but its length.
+/// Reads every message once and touches nothing but its length. Every partition is assigned
+/// from its start, with no consumer group: the baseline is reading, and a group's coordination
+/// is outside it (burnrate's is outside its timing too, which starts at its first message).
 fn bare_consumer(broker: &Broker, group: &str, messages: usize) -> Round {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.address)
         .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    consumer.subscribe(&TOPICS).unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for topic in TOPICS {
+        for partition in 0..PARTITIONS {
+            partitions
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .unwrap();
+        }
+    }
+    consumer.assign(&partitions).unwrap();
     let mut seen = 0;
     let mut bytes = 0usize;
     let mut first = None;
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + STALL;
     while seen < messages {
         assert!(
             Instant::now() < deadline,
-            "bare consumer stalled at {seen}/{messages}"
+            "bare consumer stalled at {seen}/{messages}; at {:?}",
+            consumer.position()
         );
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.unwrap();
@@ -120,7 +133,15 @@ fn burnrate(broker: &Broker, group: &str, messages: usize) -> Round {
             }
             (first, Instant::now())
         });
-        let summary = pipeline.run(true, std::future::pending()).await.unwrap();
+        let summary = tokio::time::timeout(STALL, pipeline.run(true, std::future::pending()))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "burnrate stalled at {}/{messages} after {STALL:?}",
+                    health.messages()
+                )
+            })
+            .unwrap();
         let ended = (Instant::now(), cpu_seconds());
         let ((first, cpu), consumed) = first.await.unwrap();
         (summary, ended.0 - first, ended.1 - cpu, consumed - first)
@@ -157,7 +178,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (copies, rounds) = if full { (27_778, 3) } else { (3, 1) };
     let broker = Broker::start();
-    broker.create_topics(&TOPICS, 3);
+    broker.create_topics(&TOPICS, PARTITIONS);
     let exports = sample_exports();
     let messages = broker.produce_samples(&exports, copies);
     let bytes: usize = exports.iter().map(|e| e.bytes.len()).sum::<usize>() * copies;

@@ -127,6 +127,50 @@ fn samples_through_a_real_broker_match_the_readme_totals() {
     assert_pushed_totals(&pushgateway, &data);
 }
 
+/// Tansu lists a partition's end as the base offset of its last batch plus one, short of the
+/// batch's other records. A drain reads to the end its fetches report instead: every message,
+/// whether or not a fetch was slow enough to leave a quiet second before the last batch.
+#[test]
+fn a_drain_reads_to_the_end_its_fetches_report_not_the_listed_one() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let broker = Broker::start();
+    broker.create_topics(&TOPICS, 3);
+    let produced = broker.produce_samples(&sample_exports(), 3) as i64;
+    let lister: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .unwrap();
+    let listed: i64 = TOPICS
+        .iter()
+        .flat_map(|topic| (0..3).map(move |partition| (topic, partition)))
+        .map(|(topic, partition)| {
+            let (low, high) = lister
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .unwrap();
+            high - low
+        })
+        .sum();
+    assert!(
+        listed < produced,
+        "the broker lists {listed} of {produced} messages; if it lists them all, this test no longer shows anything"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let health = burnrate_engine::PipelineHealth::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let summary = runtime.block_on(async {
+        let mut pipeline =
+            crate::kafka_outage::pipeline(&broker.address, "drain-ends", &data, &health);
+        pipeline.run(true, std::future::pending()).await.unwrap()
+    });
+    assert_eq!(summary.messages as i64, produced);
+    assert_eq!(summary.drained.len(), 9, "{:?}", summary.drained);
+    let drained: i64 = summary.drained.iter().map(|p| p.end).sum();
+    assert_eq!(drained, produced, "{:?}", summary.drained);
+}
+
 /// Both releases' captures through a real broker: cost exact per model, in query and in each
 /// day's report, and time to first token on every 2.1.332 call.
 #[test]

@@ -74,7 +74,7 @@ fn metric(health: &PipelineHealth, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
-fn pipeline(
+pub(crate) fn pipeline(
     bootstrap: &str,
     group: &str,
     data: &std::path::Path,

@@ -36,7 +36,9 @@ pub use sink::mirror::{ObjectMirror, ObjectStoreConfig};
 pub use sink::parquet_sink::ParquetSink;
 pub use sink::table_buffer::FlushTotals;
 pub use source::files::{FilePipeline, FileRunSummary, FileSourceConfig, Progress};
-pub use source::kafka::{KafkaPipeline, KafkaRunSummary, KafkaSourceConfig, KafkaTopic};
+pub use source::kafka::{
+    KafkaPipeline, KafkaRunSummary, KafkaSourceConfig, KafkaTopic, PartitionEnd,
+};
 pub use source::receiver::{AuthTokens, OtlpReceiver, ReceiverConfig, ReceiverSummary};
 pub use stream::anomalies::{AnomalyConfig, Budget};
 pub use stream::delta_state::rebuild_delta_tracker;

@@ -60,8 +60,10 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a draining run waits to be given partitions before it gives up.
 const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A draining run past every partition's end still waits this long without a message before it
-/// stops: some brokers (Tansu 0.6) report the end of a partition as the base offset of its last
-/// batch plus one, so records of that batch arrive after "the end" was reached.
+/// stops, so that librdkafka has fetched every partition since and its ends are the fetches'.
+/// The end a broker lists is not enough: Tansu 0.6 lists the base offset of a partition's last
+/// batch plus one, short of the batch's other records, and a drain that trusted it stopped
+/// early whenever a fetch took longer than this wait.
 const DRAIN_SETTLE: Duration = Duration::from_secs(1);
 /// Longest pause between retries while the broker is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -144,6 +146,17 @@ pub struct KafkaRunSummary {
     /// Uncommitted files of an earlier, interrupted run that were removed before replaying.
     pub orphans_removed: u64,
     pub written: FlushTotals,
+    /// With `--drain`: every partition held at the end, with the end it was read to (see
+    /// [`DrainTarget`]); empty for a run that was stopped.
+    pub drained: Vec<PartitionEnd>,
+}
+
+/// How far a draining run read one partition: every offset below `end`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionEnd {
+    pub topic: String,
+    pub partition: i32,
+    pub end: i64,
 }
 
 pub(crate) type PartitionKey = (String, i32);
@@ -312,7 +325,8 @@ fn resolve_client_value(key: &str, value: &str) -> Result<String, EngineError> {
     Ok(value.to_string())
 }
 
-/// Where a draining run stands on one partition: the next offset to read and the end to reach.
+/// Where a draining run stands on one partition: the next offset to read and the end to reach,
+/// the larger of the end listed at assignment and the high watermark of the latest fetch.
 #[derive(Debug, Clone, Copy)]
 struct DrainTarget {
     next: i64,
@@ -498,6 +512,7 @@ impl KafkaPipeline {
         // Time spent waiting for the broker with nothing to do since the last message: work
         // (a commit, a full sink queue, a barrier) and a pause for the budget are not quiet.
         let mut quiet = Duration::ZERO;
+        let mut drained = Vec::new();
         loop {
             // Assignments are taken before any message of theirs is handed on: the rebalance
             // callback runs inside `recv`, before it returns the new partitions' messages.
@@ -518,6 +533,14 @@ impl KafkaPipeline {
                     })
                     .collect();
                 tracing::info!(partitions = %ends.join(", "), "drain reached the end of every partition");
+                drained = targets
+                    .iter()
+                    .map(|((topic, partition), t)| PartitionEnd {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        end: t.end,
+                    })
+                    .collect();
                 break;
             }
             if drain && !self.tracker_loaded && started.elapsed() > ASSIGNMENT_TIMEOUT {
@@ -579,7 +602,7 @@ impl KafkaPipeline {
                         quiet += tick;
                     }
                     if drain {
-                        catch_up_positions(&self.consumer, &mut targets);
+                        catch_up_with_broker(&self.consumer, &mut targets);
                     }
                 }
             }
@@ -589,7 +612,9 @@ impl KafkaPipeline {
             }
             self.commits.commit(&self.consumer, &self.health)?;
         }
-        self.finish(drain)
+        let mut summary = self.finish(drain)?;
+        summary.drained = drained;
+        Ok(summary)
     }
 
     /// Hands a message on to be decoded and written; whether it was taken (a message of a
@@ -804,22 +829,54 @@ impl KafkaPipeline {
     }
 }
 
-/// Control records (transaction markers) take offsets no message carries; the consumer's
-/// position moves past them, so an idle draining run asks it where each partition stands.
-fn catch_up_positions(
+/// Brings an idle draining run's targets up to date with what librdkafka last heard from the
+/// broker: its position (control records, the transaction markers, take offsets no message
+/// carries, so `next` alone would never pass them) and each partition's high watermark from the
+/// latest fetch response (which can be past the end listed at assignment; see [`DRAIN_SETTLE`]).
+fn catch_up_with_broker(
     consumer: &StreamConsumer<SourceContext>,
     targets: &mut BTreeMap<PartitionKey, DrainTarget>,
 ) {
-    let Ok(positions) = consumer.position() else {
-        return;
-    };
-    for element in positions.elements() {
-        let key = (element.topic().to_string(), element.partition());
-        if let (Some(target), Offset::Offset(position)) = (targets.get_mut(&key), element.offset())
-        {
-            target.next = target.next.max(position);
+    if let Ok(positions) = consumer.position() {
+        for element in positions.elements() {
+            let key = (element.topic().to_string(), element.partition());
+            if let (Some(target), Offset::Offset(position)) =
+                (targets.get_mut(&key), element.offset())
+            {
+                target.next = target.next.max(position);
+            }
         }
     }
+    for ((topic, partition), target) in targets.iter_mut() {
+        if let Some(high) = fetched_high_watermark(consumer, topic, *partition) {
+            target.end = target.end.max(high);
+        }
+    }
+}
+
+/// The high watermark in the latest fetch response for a partition, as librdkafka keeps it;
+/// `None` before the first. rust-rdkafka wraps only the call that asks the broker (a
+/// ListOffsets request), which is the listed end this is here to check.
+fn fetched_high_watermark(
+    consumer: &StreamConsumer<SourceContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle lives as long as `consumer`, which this borrows; librdkafka
+    // reads the NUL-terminated name and writes the two integers, under its partition lock.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 #[cfg(test)]
