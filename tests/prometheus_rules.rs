@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use burnrate_engine::stream::anomalies::{AnomalyState, render_gauges};
+use burnrate_engine::publish::exposition::render_gauges;
+use burnrate_engine::stream::anomalies::AnomalyState;
 use burnrate_engine::{PipelineHealth, PushTotals};
 
 fn rules_dir() -> PathBuf {

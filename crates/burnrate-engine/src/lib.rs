@@ -25,8 +25,9 @@ pub mod stream;
 use std::path::Path;
 
 pub use budget::MemoryBudget;
+pub use publish::exposition::WindowPublisher;
 pub use publish::health::{PipelineHealth, serve_health};
-pub use publish::pushgateway::{PushTotals, Pushgateway, PushgatewayConfig};
+pub use publish::pushgateway::{Pushgateway, PushgatewayConfig};
 pub use query::catalog::open_dataset;
 pub use query::output::{ResultFormat, write_results};
 pub use query::profile::{ProfileBy, ProfileLine};
@@ -42,6 +43,7 @@ pub use source::kafka::{
 pub use source::receiver::{AuthTokens, OtlpReceiver, ReceiverConfig, ReceiverSummary};
 pub use stream::anomalies::{AnomalyConfig, Budget};
 pub use stream::delta_state::rebuild_delta_tracker;
+pub use stream::totals::PushTotals;
 pub use stream::windows::{WindowProgress, WindowSpec, WindowSql, WindowStage};
 
 #[derive(Debug, thiserror::Error)]

@@ -866,7 +866,7 @@ async fn anomaly_history_is_rebuilt_from_usage_windows_after_a_restart() {
 
 #[test]
 fn an_unreachable_pushgateway_costs_ingestion_nothing_and_is_counted() {
-    use burnrate_engine::{PipelineHealth, Pushgateway, PushgatewayConfig};
+    use burnrate_engine::{PipelineHealth, Pushgateway, PushgatewayConfig, WindowPublisher};
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -880,10 +880,10 @@ fn an_unreachable_pushgateway_costs_ingestion_nothing_and_is_counted() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut stage = WindowStage::open(dir.path(), &WindowSpec::default(), "r0", 100).unwrap();
-    stage.publish_to(
+    stage.output_to(Box::new(WindowPublisher::new(
         Pushgateway::start(&config, "r0", health.clone()).unwrap(),
         health.clone(),
-    );
+    )));
     let started = std::time::Instant::now();
     for (i, batch) in synthetic_batches(5, 200).into_iter().enumerate() {
         stage

@@ -35,14 +35,11 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::publish::health::PipelineHealth;
-use crate::publish::pushgateway::{PushTotals, Pushgateway};
 use crate::sink::parquet_sink::{ParquetSink, remove_segments, write_atomically};
 use crate::source::ledger::STATE_DIR;
-use crate::stream::anomalies::{
-    AnomalyConfig, AnomalyDetector, AnomalyState, anomaly_batch, render_gauges,
-};
+use crate::stream::anomalies::{AnomalyConfig, AnomalyDetector, AnomalyState, anomaly_batch};
 use crate::stream::sketch::register_sketch_functions;
+use crate::stream::totals::PushTotals;
 
 const AGGREGATE_SQL: &str = include_str!("../../../../sql/window_aggregate.sql");
 const MERGE_SQL: &str = include_str!("../../../../sql/window_merge.sql");
@@ -318,6 +315,15 @@ pub struct WindowProgress {
     pub late_events: usize,
 }
 
+/// What consumes the window stage's state once a step that closed windows is durable (the
+/// publisher): the totals and anomaly state as of that step, never the rows' sources.
+pub trait WindowOutput: Send {
+    /// After a step whose output files and checkpoint are durable, and once when attached.
+    fn closed(&mut self, state: &WindowState);
+    /// At the end of a run, with the last state: whether it was delivered within `grace`.
+    fn finish(self: Box<Self>, state: &WindowState, grace: std::time::Duration) -> bool;
+}
+
 /// One durable micro-batch for the windows: its origin, the position it ends at, its tables.
 pub type MicroBatch<'a> = (&'a str, i64, &'a BTreeMap<Table, Vec<RecordBatch>>);
 
@@ -330,7 +336,7 @@ pub struct WindowStage {
     state: WindowState,
     open: Vec<RecordBatch>,
     detector: AnomalyDetector,
-    publisher: Option<(Pushgateway, Arc<PipelineHealth>)>,
+    output: Option<Box<dyn WindowOutput>>,
     /// Held while the stage lives: two processes with one replica name would overwrite each
     /// other's checkpoint and window files.
     _lock: File,
@@ -415,7 +421,7 @@ impl WindowStage {
             state,
             open,
             detector: AnomalyDetector::new(anomalies)?,
-            publisher: None,
+            output: None,
             _lock: lock,
             runtime: std::sync::OnceLock::new(),
         };
@@ -451,34 +457,18 @@ impl WindowStage {
         Ok(())
     }
 
-    /// Pushes the totals (and `health`'s own metrics) after every step that closes windows,
-    /// starting now with what earlier runs left.
-    pub fn publish_to(&mut self, pushgateway: Pushgateway, health: Arc<PipelineHealth>) {
-        self.publisher = Some((pushgateway, health));
-        self.publish();
+    /// Hands the state to `output` after every step that closes windows, starting now with
+    /// what earlier runs left.
+    pub fn output_to(&mut self, output: Box<dyn WindowOutput>) {
+        let output = self.output.insert(output);
+        output.closed(&self.state);
     }
 
-    fn publish(&self) {
-        if let Some((pushgateway, health)) = &self.publisher {
-            pushgateway.push(self.exposition(health));
-        }
-    }
-
-    /// What is pushed: window totals, anomaly and budget gauges, the pipeline's own metrics.
-    fn exposition(&self, health: &PipelineHealth) -> String {
-        let mut text = self.state.totals.render();
-        render_gauges(&self.state.anomalies, &mut text);
-        text.push_str(&health.render());
-        text
-    }
-
-    /// Delivers the last push (waiting up to `grace`); returns whether it went through.
+    /// Hands `output` the last state and waits up to `grace` for it to be delivered; whether it
+    /// was (true without an output).
     pub fn finish(&mut self, grace: std::time::Duration) -> bool {
-        match self.publisher.take() {
-            Some((pushgateway, health)) => {
-                pushgateway.push(self.exposition(&health));
-                pushgateway.finish(grace)
-            }
+        match self.output.take() {
+            Some(output) => output.finish(&self.state, grace),
             None => true,
         }
     }
@@ -741,8 +731,8 @@ impl WindowStage {
             self.sink.write_segment(&name, &tables)?;
         }
         write_checkpoint(&self.state_path, &self.state, &self.open)?;
-        if wrote {
-            self.publish();
+        if wrote && let Some(output) = &mut self.output {
+            output.closed(&self.state);
         }
         Ok(())
     }

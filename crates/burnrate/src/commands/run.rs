@@ -12,7 +12,7 @@ use anyhow::Context;
 use burnrate_engine::{
     FilePipeline, FileRunSummary, FlushTotals, KafkaPipeline, KafkaRunSummary, KafkaTopic,
     MemoryBudget, OtlpReceiver, PipelineHealth, Progress, Pushgateway, ReceiverSummary,
-    WindowStage,
+    WindowPublisher, WindowStage,
 };
 use burnrate_otlp::{CallSource, ContentPolicy, Decoder};
 use clap::ValueEnum;
@@ -251,7 +251,7 @@ fn open_windows(config: &Config, health: &Arc<PipelineHealth>) -> anyhow::Result
     if let Some(pushgateway) =
         Pushgateway::start(&config.pushgateway, &config.replica, health.clone())
     {
-        windows.publish_to(pushgateway, health.clone());
+        windows.output_to(Box::new(WindowPublisher::new(pushgateway, health.clone())));
     }
     Ok(windows)
 }

@@ -984,45 +984,6 @@ pub fn anomaly_batch(events: &[AnomalyEvent], replica: &str) -> Result<RecordBat
     Ok(RecordBatch::try_new(Table::Anomalies.schema(), columns)?)
 }
 
-/// The active anomalies and budget use as Prometheus gauges.
-pub fn render_gauges(state: &AnomalyState, out: &mut String) {
-    use crate::publish::health::escape;
-    use std::fmt::Write as _;
-    let _ = writeln!(
-        out,
-        "# HELP burnrate_anomaly Anomalies in progress: the rule's score (ratio, z-score, rate, or share of the limit).\n# TYPE burnrate_anomaly gauge"
-    );
-    for active in state.active.values() {
-        let _ = writeln!(
-            out,
-            "burnrate_anomaly{{rule=\"{}\",severity=\"{}\",dimension=\"{}\",value=\"{}\"}} {}",
-            active.rule,
-            active.severity.as_str(),
-            escape(&active.dimension),
-            escape(&active.value),
-            active.score
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP burnrate_budget_used_ratio Spend over the configured budget, by period (day, month, month_forecast).\n# TYPE burnrate_budget_used_ratio gauge"
-    );
-    for (key, ratio) in &state.budget_use {
-        let mut parts = key.split('\u{1f}');
-        let (Some(dimension), Some(value), Some(period)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let _ = writeln!(
-            out,
-            "burnrate_budget_used_ratio{{dimension=\"{}\",value=\"{}\",period=\"{period}\"}} {ratio}",
-            escape(dimension),
-            escape(value)
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
