@@ -61,7 +61,16 @@ fn run_kafka_with(
     let (mut args, _) = kafka_args(broker, group, data, config);
     args.push("--drain".into());
     args.extend(extra.iter().map(|a| a.to_string()));
-    burnrate(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    // The drain's own lines (where each partition starts, the ends it stops at), so a failed
+    // assertion on the output says why the drain ended where it did.
+    let child = spawn_burnrate(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[(
+            "BURNRATE_LOG",
+            "warn,burnrate_engine::source::kafka=info,burnrate_engine::source::kafka::sink=warn",
+        )],
+    );
+    child.wait_with_output().expect("burnrate runs")
 }
 
 #[test]
