@@ -4,8 +4,9 @@
 //! and librdkafka's mock cluster (in this process), which, unlike Tansu, keeps to the fetch
 //! sizes the consumer asks for but keeps only the newest 5 MiB (compressed) of each partition,
 //! so of the larger backlogs it holds only part. Each backlog is read from the start by a new
-//! consumer group, so each run catches up on all the broker holds. RSS is the kernel's high-water mark of the process's own
-//! memory (`VmHWM`, see `tests/support::wait_with_peak_rss`).
+//! consumer group, so each run catches up on all the broker holds. RSS is the kernel's
+//! high-water mark of the process's own memory (`VmHWM`, see
+//! `tests/support::wait_with_peak_rss`).
 //!
 //! `cargo bench -p burnrate --bench kafka_memory` (needs `BURNRATE_TANSU`); under `cargo test`
 //! it runs once on a 10 MiB backlog as a smoke test.
