@@ -634,9 +634,10 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
         text.push_str(&line);
         text.push('\n');
     }
-    // The second member is given the partitions once the first one's session expires, and
-    // replays what it had not committed. On a loaded machine the group may take longer to
-    // settle: after 20 s of nothing the drain below takes whatever is left.
+    // The second member is given the partitions once the first one's session (6 s) expires,
+    // and replays what it had not committed. Until then the group counts the killed member, so
+    // nothing is judged before that; on a loaded machine the group may take longer to settle:
+    // after 20 s of nothing the drain below takes whatever is left.
     let killed_at = Instant::now();
     let mut last = (0, Instant::now());
     wait_until("the second member stops consuming", || {
@@ -644,14 +645,22 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
         if now != last.0 {
             last = (now, Instant::now());
         }
+        let expired = killed_at.elapsed() > Duration::from_secs(8);
         let settled = now > 0 || killed_at.elapsed() > Duration::from_secs(20);
-        settled && last.1.elapsed() > Duration::from_secs(3)
+        expired && settled && last.1.elapsed() > Duration::from_secs(3)
     });
     let stopped = second.stop();
     assert!(stopped.status.success(), "{}", stderr(&stopped));
-    // Whatever is left (partitions the second member never got) is drained.
+    // Whatever is left (partitions the second member never got) is drained, by the group's
+    // only member: it takes up every partition.
     let rest = run_kafka(&broker, "burnrate-join", &data, Some(&config));
     assert!(rest.status.success(), "{}", stderr(&rest));
+    assert_eq!(
+        stderr(&rest).matches("partition taken up").count(),
+        9,
+        "{}",
+        stderr(&rest)
+    );
 
     let traces = exports.iter().filter(|e| e.topic() == "otlp_spans").count() * copies;
     assert_eq!(covered_offsets(&data, "otlp_spans"), traces as i64);
