@@ -15,11 +15,14 @@ use crate::publish::health::PipelineHealth;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PushgatewayConfig {
-    /// Base URL, e.g. `http://127.0.0.1:9091`; no pushing when unset.
+    /// Base URL, e.g. `http://127.0.0.1:9091`; no pushing when unset (the default).
     pub url: Option<String>,
+    /// The `job` of the grouping key; default `burnrate`.
     pub job: String,
     /// Label combinations with series of their own; the rest are summed into `other`.
+    /// Default 500.
     pub max_series: usize,
+    /// How long one push may take, in milliseconds; default 5,000.
     pub timeout_ms: u64,
 }
 
