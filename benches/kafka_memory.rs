@@ -14,12 +14,10 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use support::broker::{Broker, produce_samples};
+use support::broker::{Broker, listed_messages, produce_samples};
 use support::{free_port, sample_exports, spawn_burnrate, wait_with_peak_rss};
 
 const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
@@ -74,24 +72,6 @@ fn drain(bootstrap: &str, group: &str, messages: usize) -> Drained {
     }
 }
 
-/// Messages the broker at `bootstrap` holds over all partitions, by the ends it lists.
-fn held_messages(bootstrap: &str) -> usize {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let mut held = 0;
-    for topic in TOPICS {
-        for partition in 0..3 {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .unwrap();
-            held += (high - low) as usize;
-        }
-    }
-    held
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let backlogs_gib: &[f64] = if full {
@@ -133,7 +113,7 @@ fn main() {
             let held = if *name == "Tansu" {
                 messages
             } else {
-                held_messages(bootstrap)
+                listed_messages(bootstrap, &TOPICS, 3) as usize
             };
             let drained = drain(bootstrap, &format!("memory-{i}"), held);
             println!(

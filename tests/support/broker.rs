@@ -159,6 +159,26 @@ pub fn produce_samples(bootstrap: &str, exports: &[SampleExport], copies: usize)
     produced
 }
 
+/// Messages the broker at `bootstrap` says `partitions` partitions of each of `topics` hold,
+/// by the ends it lists (which Tansu lists short; the mock cluster lists them right).
+pub fn listed_messages(bootstrap: &str, topics: &[&str], partitions: i32) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let mut listed = 0;
+    for topic in topics {
+        for partition in 0..partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .unwrap();
+            listed += high - low;
+        }
+    }
+    listed
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
