@@ -407,6 +407,49 @@ fn broken_input_becomes_dead_letters_or_counted_row_errors_and_the_rest_lands() 
     assert_eq!(num(&good, "n"), (4 + copies * calls_per_copy) as f64);
 }
 
+/// A full disk passes by itself: the exit code says so (75, `EX_TEMPFAIL`), apart from the
+/// errors that need a fix (1), and the cause is named once.
+#[test]
+fn a_full_disk_exits_75_and_says_running_again_can_pass() {
+    let data = tempfile::tempdir().unwrap();
+    assert!(run_files(&samples(), data.path()).status.success());
+    let d = data.path().to_str().unwrap();
+    for args in [
+        vec!["query", "--data", d, "SELECT count(*) FROM api_requests"],
+        vec![
+            "query",
+            "--data",
+            d,
+            "--format",
+            "csv",
+            "SELECT * FROM api_requests",
+        ],
+        vec!["report", "daily", "--data", d],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("Linux has /dev/full");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_burnrate"))
+            .args(&args)
+            .env_remove("BURNRATE_CONFIG")
+            .stdout(full)
+            .output()
+            .expect("burnrate runs");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(75), "{args:?}: {err}");
+        let lines: Vec<&str> = err.trim_end().lines().collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {err}");
+        assert!(lines[0].starts_with("burnrate: error: "), "{args:?}: {err}");
+        assert_eq!(
+            lines[0].matches("No space left on device").count(),
+            1,
+            "{args:?}: the cause once: {err}"
+        );
+        assert!(lines[1].contains("run again"), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn bad_arguments_and_sql_get_one_line_and_a_non_zero_exit() {
     let tmp = tempfile::tempdir().unwrap();

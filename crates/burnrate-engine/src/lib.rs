@@ -76,6 +76,17 @@ pub enum EngineError {
     Schema(String),
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
+    /// The Kafka source's sink could not make a segment durable; nothing after it was committed.
+    #[error("writing segments: {message}")]
+    Sink { message: String, retryable: bool },
+    /// An object store (S3 or S3-compatible) call that failed, on one line.
+    #[error("object store: {message}")]
+    ObjectStore {
+        message: String,
+        /// The store could not be reached or failed on its side (network, 5xx, throttling),
+        /// as opposed to refusing the request (missing object, denied, misconfigured).
+        retryable: bool,
+    },
 }
 
 impl EngineError {
@@ -85,6 +96,63 @@ impl EngineError {
             source,
         }
     }
+
+    /// Whether the same command, with the same input and configuration, can succeed when run
+    /// again once something outside burnrate recovers: a disk with free space, a broker or an
+    /// object store back, an interrupted call. Every source resumes from what it committed, so
+    /// a retry never counts anything twice. The binary exits 75 (`EX_TEMPFAIL`) for these.
+    pub fn is_retryable(&self) -> bool {
+        use datafusion::arrow::error::ArrowError;
+        use datafusion::error::DataFusionError;
+        use datafusion::parquet::errors::ParquetError;
+        match self {
+            EngineError::Io { source, .. } | EngineError::Output(source) => is_transient_io(source),
+            EngineError::Arrow(ArrowError::IoError(_, source)) => is_transient_io(source),
+            EngineError::Parquet(ParquetError::External(source)) => source
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(is_transient_io),
+            EngineError::DataFusion(error) => match error.find_root() {
+                DataFusionError::IoError(source) => is_transient_io(source),
+                DataFusionError::ObjectStore(_) => true,
+                _ => false,
+            },
+            // The broker, the group or the sink thread behind it: a run restarted from its
+            // committed offsets replays the rest idempotently.
+            EngineError::Kafka(_) => true,
+            EngineError::ObjectStore { retryable, .. } | EngineError::Sink { retryable, .. } => {
+                *retryable
+            }
+            EngineError::NoInput(_)
+            | EngineError::NoDataset(_)
+            | EngineError::Arrow(_)
+            | EngineError::Parquet(_)
+            | EngineError::Config(_)
+            | EngineError::NotFound(_)
+            | EngineError::Schema(_) => false,
+        }
+    }
+}
+
+/// An I/O failure that can pass by itself: a full disk (space is freed, or the PVC grows),
+/// a timeout, an interrupted call, a connection dropped.
+pub fn is_transient_io(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::StorageFull
+            | ErrorKind::QuotaExceeded
+            | ErrorKind::ResourceBusy
+            | ErrorKind::Interrupted
+            | ErrorKind::TimedOut
+            | ErrorKind::WouldBlock
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::NotConnected
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::NetworkDown
+    )
 }
 
 impl From<datafusion::error::DataFusionError> for EngineError {
@@ -102,4 +170,49 @@ fn one_line(error: &datafusion::error::DataFusionError) -> String {
         other => other.strip_backtrace(),
     };
     text.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    fn io(kind: ErrorKind) -> EngineError {
+        EngineError::io(Path::new("/data/log_records"), Error::from(kind))
+    }
+
+    #[test]
+    fn what_passes_by_itself_is_retryable_and_what_needs_a_fix_is_not() {
+        assert!(io(ErrorKind::StorageFull).is_retryable());
+        assert!(io(ErrorKind::TimedOut).is_retryable());
+        assert!(!io(ErrorKind::NotFound).is_retryable());
+        assert!(!io(ErrorKind::PermissionDenied).is_retryable());
+        let full = datafusion::parquet::errors::ParquetError::External(Box::new(Error::from(
+            ErrorKind::StorageFull,
+        )));
+        assert!(EngineError::Parquet(full).is_retryable());
+        let general = datafusion::parquet::errors::ParquetError::General("bad page".into());
+        assert!(!EngineError::Parquet(general).is_retryable());
+        assert!(EngineError::Kafka("broker transport failure".into()).is_retryable());
+        assert!(!EngineError::Config("unknown field".into()).is_retryable());
+        assert!(!EngineError::NoDataset("./burnrate-data".into()).is_retryable());
+        let away = EngineError::ObjectStore {
+            message: "connection refused".into(),
+            retryable: true,
+        };
+        let denied = EngineError::ObjectStore {
+            message: "access denied".into(),
+            retryable: false,
+        };
+        assert!(away.is_retryable() && !denied.is_retryable());
+        let wrapped = datafusion::error::DataFusionError::Context(
+            "listing".into(),
+            Box::new(datafusion::error::DataFusionError::IoError(Error::from(
+                ErrorKind::StorageFull,
+            ))),
+        );
+        assert!(EngineError::DataFusion(wrapped).is_retryable());
+        let plan = datafusion::error::DataFusionError::Plan("no such column".into());
+        assert!(!EngineError::DataFusion(plan).is_retryable());
+    }
 }

@@ -53,6 +53,21 @@ pub enum DecodeError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
+impl DecodeError {
+    /// Never: decoding is a pure function of the bytes, so the same payload fails the same way
+    /// every time. A client should fix what it sends; a pipeline keeps it as a dead letter.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DecodeError::TooLarge { .. }
+            | DecodeError::Gzip(_)
+            | DecodeError::Protobuf { .. }
+            | DecodeError::Json { .. }
+            | DecodeError::UnknownSignal(_)
+            | DecodeError::Arrow(_) => false,
+        }
+    }
+}
+
 /// Identity of a metric series: its name and the sorted attributes of the point and resource.
 /// Stable across processes and releases (xxh3-64 of a fixed byte layout), because the
 /// cumulative-to-delta state is rebuilt from stored `series_id`s.

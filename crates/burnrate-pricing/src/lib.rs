@@ -52,6 +52,26 @@ pub enum PriceError {
     },
 }
 
+impl PriceError {
+    /// Whether loading the same file again, unchanged, can succeed: only a read the system
+    /// interrupted or timed out. A file that is missing, unreadable or invalid stays so until
+    /// someone fixes it.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PriceError::Read { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+            ),
+            PriceError::Toml { .. }
+            | PriceError::Json { .. }
+            | PriceError::Invalid { .. }
+            | PriceError::DanglingAlias { .. } => false,
+        }
+    }
+}
+
 /// Tokens of one model call, split the way they are billed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenUsage {
@@ -446,6 +466,21 @@ mod tests {
             cache_write_5m: cache_write,
             cache_write_1h: 0,
         }
+    }
+
+    #[test]
+    fn only_an_interrupted_read_is_worth_retrying() {
+        let read = |kind| PriceError::Read {
+            path: "prices.toml".into(),
+            source: std::io::Error::from(kind),
+        };
+        assert!(read(std::io::ErrorKind::Interrupted).is_retryable());
+        assert!(!read(std::io::ErrorKind::NotFound).is_retryable());
+        let invalid = PriceError::Toml {
+            path: "prices.toml".into(),
+            message: "expected `=`".into(),
+        };
+        assert!(!invalid.is_retryable());
     }
 
     #[test]

@@ -38,7 +38,7 @@ struct Cli {
 enum Command {
     /// Ingest OTLP exports and write the Parquet dataset.
     #[command(
-        after_help = "Examples:\n  burnrate run                                     # receive OTLP on 127.0.0.1:4318 and :4317\n  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 claude   # ... and point Claude Code at it\n  burnrate run --source kafka --brokers kafka:9092 --group burnrate\n  burnrate run --source kafka --brokers 127.0.0.1:9092 --group backfill --drain\n  burnrate run --source files --input ../shared/otlp-samples --output ./burnrate-data --drain\n\nSIGTERM or SIGINT stops taking data, flushes and commits, and exits 0 within the grace period.\nExit codes: 0 done, 1 error, 2 bad arguments, 3 done but some inputs became dead letters\n(see the dead_letters table)."
+        after_help = "Examples:\n  burnrate run                                     # receive OTLP on 127.0.0.1:4318 and :4317\n  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 claude   # ... and point Claude Code at it\n  burnrate run --source kafka --brokers kafka:9092 --group burnrate\n  burnrate run --source kafka --brokers 127.0.0.1:9092 --group backfill --drain\n  burnrate run --source files --input ../shared/otlp-samples --output ./burnrate-data --drain\n\nSIGTERM or SIGINT stops taking data, flushes and commits, and exits 0 within the grace period.\nExit codes: 0 done, 1 error, 2 bad arguments, 3 done but some inputs became dead letters\n(see the dead_letters table), 75 an error that can pass by itself (a full disk, a broker or\nobject store away): run it again."
     )]
     Run(Box<run::RunArgs>),
     /// Run SQL over the Parquet dataset.
@@ -146,10 +146,52 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("burnrate: error: {e:#}");
+            eprintln!("burnrate: error: {}", one_line(&e));
+            if is_retryable(&e) {
+                eprintln!(
+                    "burnrate: this can pass by itself; the same command run again resumes from what was committed"
+                );
+                return ExitCode::from(EXIT_RETRYABLE);
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: many errors already print their
+/// source in their own message, and anyhow's `{:#}` would repeat it.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+/// `EX_TEMPFAIL` of sysexits.h: a supervisor or a script can tell "run it again" from "fix it".
+const EXIT_RETRYABLE: u8 = 75;
+
+/// Whether the error's cause says a retry can succeed (see each crate's `is_retryable`).
+fn is_retryable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if let Some(e) = cause.downcast_ref::<burnrate_engine::EngineError>() {
+            e.is_retryable()
+        } else if let Some(e) = cause.downcast_ref::<burnrate_otlp::DecodeError>() {
+            e.is_retryable()
+        } else if let Some(e) = cause.downcast_ref::<burnrate_pricing::PriceError>() {
+            e.is_retryable()
+        } else if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+            burnrate_engine::is_transient_io(e)
+        } else {
+            false
+        }
+    })
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

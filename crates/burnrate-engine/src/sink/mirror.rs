@@ -77,14 +77,15 @@ where
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| EngineError::Output(std::io::Error::other(e)))?;
+                    .map_err(EngineError::Output)?;
                 runtime.block_on(call()).map_err(object_error)
             })
             .join()
             .unwrap_or_else(|_| {
-                Err(EngineError::Output(std::io::Error::other(
-                    "object store call panicked",
-                )))
+                Err(EngineError::ObjectStore {
+                    message: "the call panicked".into(),
+                    retryable: false,
+                })
             })
     })
 }
@@ -99,9 +100,15 @@ fn object_error(e: object_store::Error) -> EngineError {
         .and_then(|(_, rest)| rest.split_once("</Code>"))
         .map(|(code, _)| format!(" ({code})"))
         .unwrap_or_default();
-    EngineError::Output(std::io::Error::other(format!(
-        "object store: {first}{code}"
-    )))
+    // Generic is what a network failure, a 5xx or throttling becomes; the rest are answers.
+    let retryable = matches!(
+        e,
+        object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+    );
+    EngineError::ObjectStore {
+        message: format!("{first}{code}"),
+        retryable,
+    }
 }
 
 /// The local dataset directory's copy on object storage.

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use self::commit::CommitCoordinator;
 use self::dispatch::{Dispatcher, RUN_LINGER};
-use self::sink::{KafkaSink, SinkSetup, Step};
+use self::sink::{KafkaSink, SinkFailure, SinkSetup, Step};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::decode::DecodePool;
@@ -388,7 +388,7 @@ pub struct KafkaPipeline {
     windows: Option<WindowStage>,
     rebalances: Arc<Mutex<Rebalances>>,
     commits: CommitCoordinator,
-    failure: Arc<OnceLock<String>>,
+    failure: Arc<OnceLock<SinkFailure>>,
     health: Arc<PipelineHealth>,
     budget: Arc<MemoryBudget>,
     prefetch: Prefetch,
@@ -651,10 +651,10 @@ impl KafkaPipeline {
     }
 
     fn sink_stopped(&self) -> EngineError {
-        EngineError::Kafka(match self.failure.get() {
-            Some(error) => format!("writing segments: {error}"),
-            None => "the sink stopped".into(),
-        })
+        match self.failure.get() {
+            Some(failure) => failure.into(),
+            None => EngineError::Kafka("the sink stopped".into()),
+        }
     }
 
     fn check_failures(&self) -> Result<(), EngineError> {
@@ -709,7 +709,7 @@ impl KafkaPipeline {
         let positions = answer
             .recv()
             .map_err(|_| self.sink_stopped())?
-            .map_err(|error| EngineError::Kafka(format!("writing segments: {error}")))?;
+            .map_err(|_| self.sink_stopped())?;
         self.commits.commit(&self.consumer, &self.health)?;
         Ok(positions)
     }
@@ -726,8 +726,7 @@ impl KafkaPipeline {
         if let Some(sink) = self.sink.take() {
             self.windows = sink.join().ok();
         }
-        let mut summary =
-            finished.map_err(|error| EngineError::Kafka(format!("writing segments: {error}")))?;
+        let mut summary = finished.map_err(|_| self.sink_stopped())?;
         self.commits.commit(&self.consumer, &self.health)?;
         if !self.commits.is_empty() {
             return Err(EngineError::Kafka(

@@ -58,6 +58,23 @@ pub enum Step {
     },
 }
 
+/// The sink's first error, as the consuming task reports it.
+#[derive(Debug, Clone)]
+pub struct SinkFailure {
+    pub message: String,
+    /// See [`EngineError::is_retryable`].
+    pub retryable: bool,
+}
+
+impl From<&SinkFailure> for EngineError {
+    fn from(failure: &SinkFailure) -> Self {
+        EngineError::Sink {
+            message: failure.message.clone(),
+            retryable: failure.retryable,
+        }
+    }
+}
+
 struct PartitionSegment {
     first: i64,
     last: i64,
@@ -74,7 +91,7 @@ pub struct SinkSetup {
     /// Flush once this many message bytes (as decoded) are buffered over all partitions.
     pub flush_bytes: usize,
     /// Where the sink's first error is left for the consuming task, which stops on it.
-    pub failure: Arc<OnceLock<String>>,
+    pub failure: Arc<OnceLock<SinkFailure>>,
 }
 
 pub struct KafkaSink {
@@ -168,8 +185,11 @@ impl KafkaSink {
     }
 
     fn fail(&mut self, error: EngineError) {
-        tracing::error!(error = %error, "kafka sink failed; nothing after this is committed");
-        let _ = self.setup.failure.set(error.to_string());
+        tracing::error!(error = %error, retryable = error.is_retryable(), "kafka sink failed; nothing after this is committed");
+        let _ = self.setup.failure.set(SinkFailure {
+            message: error.to_string(),
+            retryable: error.is_retryable(),
+        });
         self.failed = Some(error.to_string());
         self.segments.clear();
         self.buffered.resize(0);

@@ -886,7 +886,7 @@ impl Flusher {
                 match segment.write(&self.sink, &name, &self.health, &mut self.written) {
                     Ok(()) => break,
                     Err(error) => {
-                        tracing::warn!(segment = %name, error = %error, "segment write failed; its log keeps the requests, retrying");
+                        tracing::warn!(segment = %name, error = %error, retryable = error.is_retryable(), "segment write failed; its log keeps the requests, retrying");
                         self.disk.set(
                             &self.disk.segments,
                             Some(format!("segment {name}: {error}")),
