@@ -17,6 +17,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use burnrate_engine::{
@@ -44,6 +47,10 @@ struct Round {
     /// and the final flush).
     consuming: f64,
     rows: usize,
+    /// The pipeline's own account of where time went: flushes, commits, pauses for memory.
+    health: Vec<String>,
+    /// CPU seconds over the round by stage (thread name), largest first: which stage is busy.
+    stages: Vec<(String, f64)>,
 }
 
 /// Reads every message once and touches nothing but its length. Every partition is assigned
@@ -92,6 +99,8 @@ fn bare_consumer(broker: &Broker, group: &str, messages: usize) -> Round {
         cpu,
         consuming: seconds,
         rows: 0,
+        health: Vec::new(),
+        stages: Vec::new(),
     }
 }
 
@@ -107,6 +116,7 @@ fn burnrate(broker: &Broker, group: &str, messages: usize) -> Round {
     };
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sampler = StageSampler::start();
     let summary = runtime.block_on(async {
         let mut pipeline = {
             let windows =
@@ -147,26 +157,97 @@ fn burnrate(broker: &Broker, group: &str, messages: usize) -> Round {
         (summary, ended.0 - first, ended.1 - cpu, consumed - first)
     });
     let (summary, took, cpu, consuming) = summary;
+    let stages = sampler.stop();
     assert_eq!(summary.messages as usize, messages);
     Round {
         seconds: took.as_secs_f64(),
         cpu: cpu / took.as_secs_f64(),
         consuming: consuming.as_secs_f64(),
         rows: summary.written.rows.values().sum(),
+        health: health
+            .render()
+            .lines()
+            .filter(|l| {
+                ["_sum", "_count", "burnrate_source_pauses_total"]
+                    .iter()
+                    .any(|w| l.split_whitespace().next().is_some_and(|m| m.ends_with(w)))
+            })
+            .map(str::to_string)
+            .collect(),
+        stages,
     }
 }
 
 /// User and system CPU time of this process so far, from `/proc/self/stat`.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime and stime are the 12th
-    // and 13th, in clock ticks (100 a second on Linux).
+    stat_cpu_seconds(&stat)
+}
+
+/// User plus system time from a `stat` line of `/proc`: after the command name (which is in
+/// parentheses), utime and stime are the 12th and 13th fields, in clock ticks (100 a second).
+fn stat_cpu_seconds(stat: &str) -> f64 {
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<f64> = after
         .split_whitespace()
         .map(|f| f.parse().unwrap_or(0.0))
         .collect();
     (fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+/// The CPU each stage used over a round, by thread name: `burnrate-decode-0` and
+/// `burnrate-decode-1` are the stage `burnrate-decode`, `rdk:broker3` is `rdk:broker`. A
+/// thread's time stays readable only while it lives, so every thread is read every 100 ms and
+/// its last reading kept (a thread that lives less than that is missed); threads that lived
+/// before the round count only what they added. The pipeline's threads all live as long as
+/// the round.
+struct StageSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(String, f64)>>,
+}
+
+impl StageSampler {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let read = || -> HashMap<String, (String, f64)> {
+                let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+                    return HashMap::new();
+                };
+                tasks
+                    .flatten()
+                    .filter_map(|task| {
+                        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+                        let name = stat.split_once('(')?.1.rsplit_once(')')?.0;
+                        let stage = name.trim_end_matches(|c: char| c.is_ascii_digit());
+                        let tid = task.file_name().to_string_lossy().into_owned();
+                        Some((tid, (stage.to_string(), stat_cpu_seconds(&stat))))
+                    })
+                    .collect()
+            };
+            let before = read();
+            let mut last = before.clone();
+            while !stopped.load(Ordering::Relaxed) {
+                last.extend(read());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let mut stages: HashMap<String, f64> = HashMap::new();
+            for (tid, (stage, seconds)) in last {
+                let earlier = before.get(&tid).map_or(0.0, |(_, s)| *s);
+                *stages.entry(stage).or_default() += seconds - earlier;
+            }
+            let mut stages: Vec<_> = stages.into_iter().filter(|(_, s)| *s >= 0.05).collect();
+            stages.sort_by(|a, b| b.1.total_cmp(&a.1));
+            stages
+        });
+        StageSampler { stop, thread }
+    }
+
+    fn stop(self) -> Vec<(String, f64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
 }
 
 fn median(mut rounds: Vec<Round>) -> Round {
@@ -211,6 +292,13 @@ fn main() {
         ours.cpu * 100.0,
         ours.rows as f64 / ours.seconds
     );
+    let stages: Vec<String> = ours
+        .stages
+        .iter()
+        .map(|(stage, seconds)| format!("{stage} {:.0}%", seconds / ours.seconds * 100.0))
+        .collect();
+    println!("  burnrate CPU by thread: {}", stages.join(", "));
+    println!("  burnrate's own metrics: {}", ours.health.join(", "));
     let consuming = messages as f64 / ours.consuming;
     println!(
         "  burnrate while consuming: {consuming:>7.0} messages/s (without the drain's quiet second and final flush)"
