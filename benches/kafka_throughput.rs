@@ -8,7 +8,9 @@
 //! 4.4 GB); under `cargo test` it runs once on a small stream as a smoke test.
 //! Each side is timed from its first message to its last (for burnrate: to the final commit),
 //! so group joins are not counted against either; the median of three rounds is reported, with
-//! the CPU the process used meanwhile (200% is both cores of this machine).
+//! the CPU the process used meanwhile (200% is both cores of this machine), by stage. A second
+//! burnrate configuration sets librdkafka's own prefetch sizes over burnrate's, so the memory
+//! budget pauses the partitions again and again.
 
 // The binary's allocator, so the bench measures what runs.
 #[global_allocator]
@@ -104,14 +106,27 @@ fn bare_consumer(broker: &Broker, group: &str, messages: usize) -> Round {
     }
 }
 
-/// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit.
-fn burnrate(broker: &Broker, group: &str, messages: usize) -> Round {
+/// librdkafka's own prefetch sizes (a 64 MiB queue, 50 MiB fetches) set over the ones burnrate
+/// derives from its budget, as a user may: the prefetch then holds more than half the budget,
+/// so the partitions pause for memory again and again, and each pause must end quickly.
+const LIBRDKAFKA_PREFETCH: [(&str, &str); 2] = [
+    ("queued.max.messages.kbytes", "65536"),
+    ("fetch.max.bytes", "52428800"),
+];
+
+/// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit, with
+/// `client` properties set over burnrate's.
+fn burnrate(broker: &Broker, group: &str, messages: usize, client: &[(&str, &str)]) -> Round {
     let data = tempfile::tempdir().unwrap();
     let health = PipelineHealth::new();
     let config = KafkaSourceConfig {
         brokers: broker.address.clone(),
         group_id: group.into(),
         topics: TOPICS.iter().map(|t| KafkaTopic::named(t)).collect(),
+        client: client
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ..KafkaSourceConfig::default()
     };
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
@@ -271,7 +286,15 @@ fn main() {
     );
     let ours = median(
         (0..rounds)
-            .map(|i| burnrate(&broker, &format!("burnrate-{i}"), messages))
+            .map(|i| burnrate(&broker, &format!("burnrate-{i}"), messages, &[]))
+            .collect(),
+    );
+    let paced = median(
+        (0..rounds)
+            .map(|i| {
+                let group = format!("burnrate-prefetch-{i}");
+                burnrate(&broker, &group, messages, &LIBRDKAFKA_PREFETCH)
+            })
             .collect(),
     );
     let rate = |r: &Round| messages as f64 / r.seconds;
@@ -307,5 +330,12 @@ fn main() {
         "  ratio: {:.2}x the bare consumer end to end, {:.2}x while consuming",
         rate(&ours) / rate(&bare),
         consuming / rate(&bare)
+    );
+    println!(
+        "  burnrate, librdkafka's prefetch sizes: {:>7.0} messages/s {:>4.0}% CPU, {:.2}x the bare consumer; {}",
+        rate(&paced),
+        paced.cpu * 100.0,
+        rate(&paced) / rate(&bare),
+        paced.health.join(", ")
     );
 }

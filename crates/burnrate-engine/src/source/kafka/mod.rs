@@ -21,7 +21,7 @@
 //! Memory stays within the budget whatever the lag: librdkafka's prefetch is sized from the
 //! budget and reserved in it (more with each partition assigned), every message is reserved
 //! until its rows are written, and when the budget is full the assigned partitions are paused
-//! until the sink's flushes bring it down. Broker outages are retried by librdkafka; the loop
+//! and the sink flushes, which brings it down. Broker outages are retried by librdkafka; the loop
 //! reports itself unready meanwhile and resumes by itself.
 //!
 //! Cumulative metrics need every point of a series in one consumer: configure the Collector's
@@ -550,7 +550,14 @@ impl KafkaPipeline {
                     ASSIGNMENT_TIMEOUT.as_secs()
                 )));
             }
-            self.hold_to_budget()?;
+            if self.hold_to_budget()? {
+                // What fills the budget is mostly rows waiting for their flush: write them now.
+                // Waiting for the interval left the source paused for up to that long whenever
+                // the prefetch held more than half the budget (many partitions, a larger
+                // `queued.max.messages.kbytes`): the sink's own threshold was never reached.
+                self.send(Step::Flush)?;
+                last_flush = Instant::now();
+            }
             let waiting = lock(&self.dispatch).run_waiting();
             if waiting.is_some_and(|waited| waited >= RUN_LINGER) {
                 lock(&self.dispatch)
@@ -668,8 +675,8 @@ impl KafkaPipeline {
     }
 
     /// Pauses every assigned partition when the budget is full, resumes them once the sink's
-    /// flushes gave enough back.
-    fn hold_to_budget(&mut self) -> Result<(), EngineError> {
+    /// flushes gave enough back. Whether it paused them just now.
+    fn hold_to_budget(&mut self) -> Result<bool, EngineError> {
         self.health
             .set_memory(self.budget.used(), self.budget.limit());
         let pause = if self.paused {
@@ -677,10 +684,11 @@ impl KafkaPipeline {
         } else {
             self.budget.is_full(PAUSE_AT)
         };
-        if pause != self.paused {
-            self.set_paused(pause)?;
+        if pause == self.paused {
+            return Ok(false);
         }
-        Ok(())
+        self.set_paused(pause)?;
+        Ok(pause)
     }
 
     fn set_paused(&mut self, pause: bool) -> Result<(), EngineError> {
