@@ -370,6 +370,28 @@ impl Prefetch {
     fn bytes(&self, partitions: usize) -> usize {
         self.queue + self.fetch + partitions * self.per_partition
     }
+
+    /// Whether the prefetch for `partitions` leaves room below the share of the budget at
+    /// which paused partitions resume: if it does not, a pause would never end.
+    fn leaves_room(&self, partitions: usize, limit: usize) -> bool {
+        (self.bytes(partitions) as f64) < limit as f64 * RESUME_AT
+    }
+
+    /// Refuses client properties whose prefetch alone would keep the source paused for good.
+    fn check(&self, limit: usize) -> Result<(), EngineError> {
+        if self.leaves_room(0, limit) {
+            return Ok(());
+        }
+        Err(EngineError::Config(format!(
+            "kafka: librdkafka's prefetch (queued.max.messages.kbytes and fetch.max.bytes: {} MiB) \
+             would hold {:.0}% of the {} MiB memory budget, and a source paused for memory \
+             resumes only below {:.0}%: lower them or raise memory_limit",
+            self.bytes(0) >> 20,
+            self.bytes(0) as f64 / limit as f64 * 100.0,
+            limit >> 20,
+            RESUME_AT * 100.0
+        )))
+    }
 }
 
 /// Pause the assigned partitions once the budget is this full, resume below the second share.
@@ -435,6 +457,7 @@ impl KafkaPipeline {
             client.set(key, resolve_client_value(key, value)?);
         }
         let prefetch = Prefetch::of(&client);
+        prefetch.check(budget.limit())?;
         let mut prefetch_held = budget.reservation();
         prefetch_held.force(prefetch.bytes(0));
 
@@ -775,6 +798,14 @@ impl KafkaPipeline {
             targets.remove(&key);
         }
         self.prefetch_held.resize(self.prefetch.bytes(holding));
+        if !self.prefetch.leaves_room(holding, self.budget.limit()) {
+            tracing::warn!(
+                partitions = holding,
+                prefetch_bytes = self.prefetch.bytes(holding),
+                budget_bytes = self.budget.limit(),
+                "librdkafka's prefetch for these partitions fills the memory budget: a pause for memory would not end; lower max.partition.fetch.bytes or raise memory_limit"
+            );
+        }
         if assigned.is_empty() {
             return Ok(());
         }
@@ -897,6 +928,21 @@ mod tests {
         assert_eq!(parse_segment(&name, "otlp_logs", 4), None);
         assert_eq!(parse_segment(&name, "otlp", 3), None);
         assert!(segment_name("t", 0, 9, 9) < segment_name("t", 0, 10, 10));
+    }
+
+    #[test]
+    fn a_prefetch_that_would_keep_the_source_paused_is_refused() {
+        let limit = 204 << 20;
+        assert!(Prefetch::for_budget(limit).check(limit).is_ok());
+        let mut client = ClientConfig::new();
+        client.set("queued.max.messages.kbytes", "131072");
+        let error = Prefetch::of(&client).check(limit).unwrap_err().to_string();
+        assert!(error.contains("queued.max.messages.kbytes"), "{error}");
+        assert!(error.contains("memory_limit"), "{error}");
+        // librdkafka's own sizes fit a 512 MiB limit's budget, though each partition adds to them.
+        let prefetch = Prefetch::of(&ClientConfig::new());
+        assert!(prefetch.leaves_room(0, limit));
+        assert!(!prefetch.leaves_room(64, limit));
     }
 
     #[test]
