@@ -93,5 +93,5 @@ for test in "${kafka_e2e[@]}"; do skips+=(--skip "$test"); done
 cargo test --workspace --lib --bins --tests --locked -- "${skips[@]}"
 cargo test --workspace --benches --locked
 cargo test --workspace --test end_to_end --locked -- "${kafka_e2e[@]}" --test-threads=1
-# The fuzz targets, a bounded run each (FUZZ_SECONDS, default 60).
+# The fuzz targets, a bounded run each (FUZZ_SECONDS, default 30).
 ./scripts/fuzz.sh
