@@ -430,9 +430,7 @@ fn a_full_disk_exits_75_and_says_running_again_can_pass() {
             .write(true)
             .open("/dev/full")
             .expect("Linux has /dev/full");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_burnrate"))
-            .args(&args)
-            .env_remove("BURNRATE_CONFIG")
+        let out = burnrate_command(&args)
             .stdout(full)
             .output()
             .expect("burnrate runs");

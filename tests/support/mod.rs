@@ -117,13 +117,18 @@ pub fn cost_by_model_of_both_releases() -> Vec<(&'static str, f64)> {
     ]
 }
 
-pub fn burnrate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_burnrate"))
+/// `burnrate args`, with no configuration or data directory from the environment.
+pub fn burnrate_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_burnrate"));
+    command
         .args(args)
         .env_remove("BURNRATE_CONFIG")
-        .env_remove("BURNRATE_DATA_DIR")
-        .output()
-        .expect("burnrate runs")
+        .env_remove("BURNRATE_DATA_DIR");
+    command
+}
+
+pub fn burnrate(args: &[&str]) -> Output {
+    burnrate_command(args).output().expect("burnrate runs")
 }
 
 pub fn run_files(input: &Path, data: &Path) -> Output {
