@@ -118,6 +118,69 @@ pub struct AttributeNames {
     pub event_timestamp: Vec<String>,
 }
 
+/// Declares [`Attr`], one variant per field of [`AttributeNames`], from one list, so that the
+/// variants, [`Attr::ALL`] and [`AttributeNames::keys`] cannot drift apart.
+macro_rules! attrs {
+    ($($variant:ident => $field:ident,)*) => {
+        /// One attribute the mapping reads: a field of [`AttributeNames`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Attr {
+            $($variant,)*
+        }
+
+        impl Attr {
+            pub const ALL: &[Attr] = &[$(Attr::$variant,)*];
+            pub const COUNT: usize = Attr::ALL.len();
+        }
+
+        impl AttributeNames {
+            /// The keys `attr` is read from, first present wins.
+            pub fn keys(&self, attr: Attr) -> &[String] {
+                match attr {
+                    $(Attr::$variant => &self.$field,)*
+                }
+            }
+        }
+    };
+}
+
+attrs! {
+    EventName => event_name,
+    SessionId => session_id,
+    UserId => user_id,
+    UserEmail => user_email,
+    OrganizationId => organization_id,
+    Team => team,
+    Project => project,
+    Env => env,
+    ServiceName => service_name,
+    Model => model,
+    InputTokens => input_tokens,
+    OutputTokens => output_tokens,
+    CacheReadTokens => cache_read_tokens,
+    CacheCreationTokens => cache_creation_tokens,
+    CostUsd => cost_usd,
+    DurationMs => duration_ms,
+    Success => success,
+    Error => error,
+    StatusCode => status_code,
+    Attempt => attempt,
+    PromptId => prompt_id,
+    RequestId => request_id,
+    QuerySource => query_source,
+    CacheCreation5mTokens => cache_creation_5m_tokens,
+    CacheCreation1hTokens => cache_creation_1h_tokens,
+    TtftMs => ttft_ms,
+    Speed => speed,
+    Effort => effort,
+    ToolName => tool_name,
+    ToolUseId => tool_use_id,
+    Decision => decision,
+    DecisionSource => decision_source,
+    MetricType => metric_type,
+    EventTimestamp => event_timestamp,
+}
+
 impl Default for AttributeNames {
     fn default() -> Self {
         AttributeNames {

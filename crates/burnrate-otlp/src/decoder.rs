@@ -9,9 +9,9 @@ use burnrate_pricing::{Call, CostSource, PriceTable, TokenUsage, split_cache_wri
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
-use crate::attributes::{self, RowErrors, Scope, find};
-use crate::columns::{ContentFilter, event_time, hex};
-use crate::config::{CallSource, MappingConfig};
+use crate::attributes::{self, AttributeIndex, RowErrors, Scope, Slots, find};
+use crate::columns::{ContentFilter, RenderedAttributes, event_time, hex};
+use crate::config::{Attr, CallSource, MappingConfig};
 use crate::payload::{
     Encoding, Export, PayloadHint, decode_export_sized, decode_json, inflate, sniff_proto_signal,
 };
@@ -148,12 +148,15 @@ pub struct Decoder {
     config: Arc<MappingConfig>,
     prices: Arc<PriceTable>,
     content: ContentFilter,
+    index: Arc<AttributeIndex>,
 }
 
 impl Decoder {
     pub fn new(config: MappingConfig, prices: PriceTable) -> Self {
         let content = ContentFilter::new(config.content, &config.content_attributes);
+        let index = Arc::new(AttributeIndex::new(&config.attributes));
         Decoder {
+            index,
             config: Arc::new(config),
             prices: Arc::new(prices),
             content,
@@ -239,7 +242,6 @@ impl Decoder {
 
     fn logs(&self, request: &LogsRequest<'_>, out: &mut TableBuilders) {
         let cfg = &*self.config;
-        let names = &cfg.attributes;
         let raw = out.log_records.get_or_insert_with(raw::LogRecords::new);
         let calls = out.api_requests.get_or_insert_with(ApiRequests::new);
         let tools = out.tool_calls.get_or_insert_with(ToolCalls::new);
@@ -252,22 +254,22 @@ impl Decoder {
 
         for resource_logs in &request.resource_logs {
             let resource = resource_attrs(resource_logs.resource.as_ref());
+            let resource_slots = self.index.slots(resource);
+            let rendered_resource = RenderedAttributes::new(resource, &self.content);
             for scope_logs in &resource_logs.scope_logs {
                 let scope_name = scope_logs.scope.as_ref().map(|s| s.name);
                 for record in &scope_logs.log_records {
-                    let scope = Scope {
-                        record: &record.attributes,
-                        resource,
-                    };
+                    let scope =
+                        Scope::new(&self.index, &record.attributes, resource, &resource_slots);
                     let mut errors = RowErrors::default();
                     let time = self.log_time(record, &scope, &mut errors);
                     let observed = event_time(record.observed_time_unix_nano).ok().flatten();
                     let event = self.event_name(record, &scope);
                     let ctx = Context {
-                        resource,
+                        resource: &rendered_resource,
                         scope_name,
-                        service_name: scope.str(&names.service_name),
-                        session_id: scope.str(&names.session_id),
+                        service_name: scope.str(Attr::ServiceName),
+                        session_id: scope.str(Attr::SessionId),
                     };
                     raw.push(&ctx, record, time, observed, event, &self.content);
 
@@ -284,10 +286,10 @@ impl Decoder {
                     } else if cfg.call_source == CallSource::Events && is(&cfg.events.tool_result) {
                         results.push(self.tool_result_event(&scope, record, time, errors));
                     } else if is(&cfg.events.tool_decision) {
-                        let decision = text(&scope, &names.decision);
-                        let source = text(&scope, &names.decision_source);
+                        let decision = text(&scope, Attr::Decision);
+                        let source = text(&scope, Attr::DecisionSource);
                         let rejected = decision.as_deref().is_some_and(is_rejection);
-                        if let Some(id) = scope.str(&names.tool_use_id) {
+                        if let Some(id) = scope.str(Attr::ToolUseId) {
                             let outcome = ToolOutcome {
                                 success: None,
                                 decision: decision.clone(),
@@ -334,7 +336,7 @@ impl Decoder {
                 Err(e) => problems.push(e),
             }
         }
-        if let Some(iso) = scope.str(&self.config.attributes.event_timestamp) {
+        if let Some(iso) = scope.str(Attr::EventTimestamp) {
             match parse_rfc3339_nanos(iso).and_then(|n| event_time(n).ok().flatten()) {
                 Some(t) => return Some(t),
                 None => problems.push(format!("event.timestamp {iso:?} is not a valid time")),
@@ -354,7 +356,7 @@ impl Decoder {
             _ => None,
         };
         let name = scope
-            .get_record(&self.config.attributes.event_name)
+            .get_record(Attr::EventName)
             .and_then(|(_, v)| match v {
                 Value::StringValue(s) => Some(*s),
                 _ => None,
@@ -375,33 +377,32 @@ impl Decoder {
         mut errors: RowErrors,
         success: bool,
     ) -> ApiRequest<'a> {
-        let names = &self.config.attributes;
         let mut row = ApiRequest {
             time,
-            who: Who::read(scope, names),
-            model: text(scope, &names.model),
-            duration_ms: errors.read(scope.get(&names.duration_ms), attributes::non_negative),
+            who: Who::read(scope),
+            model: text(scope, Attr::Model),
+            duration_ms: errors.read(scope.get(Attr::DurationMs), attributes::non_negative),
             success,
-            error: text(scope, &names.error),
+            error: text(scope, Attr::Error),
             status_code: errors
-                .read(scope.get(&names.status_code), attributes::integer)
+                .read(scope.get(Attr::StatusCode), attributes::integer)
                 .and_then(|c| i32::try_from(c).ok()),
             attempt: errors
-                .read(scope.get(&names.attempt), attributes::integer)
+                .read(scope.get(Attr::Attempt), attributes::integer)
                 .and_then(|c| i32::try_from(c).ok()),
-            prompt_id: text(scope, &names.prompt_id),
-            request_id: text(scope, &names.request_id),
-            query_source: text(scope, &names.query_source),
-            speed: text(scope, &names.speed),
-            effort: text(scope, &names.effort),
-            ttft_ms: errors.read(scope.get(&names.ttft_ms), attributes::non_negative),
+            prompt_id: text(scope, Attr::PromptId),
+            request_id: text(scope, Attr::RequestId),
+            query_source: text(scope, Attr::QuerySource),
+            speed: text(scope, Attr::Speed),
+            effort: text(scope, Attr::Effort),
+            ttft_ms: errors.read(scope.get(Attr::TtftMs), attributes::non_negative),
             trace_id: hex(record.trace_id),
             span_id: hex(record.span_id),
             source: "claude_code.event",
             ..ApiRequest::default()
         };
         if success {
-            row.cost_usd_reported = errors.read(scope.get(&names.cost_usd), attributes::call_cost);
+            row.cost_usd_reported = errors.read(scope.get(Attr::CostUsd), attributes::call_cost);
             self.read_tokens(scope, &mut row, &mut errors);
         } else {
             // A failed call is not billed: no tokens, so the table's price is $0 whatever the
@@ -424,22 +425,16 @@ impl Decoder {
     /// Reads the token counts and prices the call (see [`PriceTable::price_call`]). An
     /// unreadable count leaves no table price: the reported cost, if any, stands in.
     fn read_tokens<'a>(&self, scope: &Scope<'a>, row: &mut ApiRequest<'a>, errors: &mut RowErrors) {
-        let names = &self.config.attributes;
         let before = errors.count;
-        row.input_tokens = errors.read(scope.get(&names.input_tokens), attributes::tokens);
-        row.output_tokens = errors.read(scope.get(&names.output_tokens), attributes::tokens);
-        row.cache_read_tokens =
-            errors.read(scope.get(&names.cache_read_tokens), attributes::tokens);
+        row.input_tokens = errors.read(scope.get(Attr::InputTokens), attributes::tokens);
+        row.output_tokens = errors.read(scope.get(Attr::OutputTokens), attributes::tokens);
+        row.cache_read_tokens = errors.read(scope.get(Attr::CacheReadTokens), attributes::tokens);
         row.cache_creation_tokens =
-            errors.read(scope.get(&names.cache_creation_tokens), attributes::tokens);
-        row.cache_creation_5m_tokens = errors.read(
-            scope.get(&names.cache_creation_5m_tokens),
-            attributes::tokens,
-        );
-        row.cache_creation_1h_tokens = errors.read(
-            scope.get(&names.cache_creation_1h_tokens),
-            attributes::tokens,
-        );
+            errors.read(scope.get(Attr::CacheCreationTokens), attributes::tokens);
+        row.cache_creation_5m_tokens =
+            errors.read(scope.get(Attr::CacheCreation5mTokens), attributes::tokens);
+        row.cache_creation_1h_tokens =
+            errors.read(scope.get(Attr::CacheCreation1hTokens), attributes::tokens);
         let tokens_ok = errors.count == before;
         let known = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
         let (write_5m, write_1h) = split_cache_writes(
@@ -480,13 +475,12 @@ impl Decoder {
         time: Option<i64>,
         errors: RowErrors,
     ) -> ToolCall<'a> {
-        let names = &self.config.attributes;
         ToolCall {
             time,
-            who: Who::read(scope, names),
-            prompt_id: text(scope, &names.prompt_id),
-            tool_name: text(scope, &names.tool_name),
-            tool_use_id: text(scope, &names.tool_use_id),
+            who: Who::read(scope),
+            prompt_id: text(scope, Attr::PromptId),
+            tool_name: text(scope, Attr::ToolName),
+            tool_use_id: text(scope, Attr::ToolUseId),
             trace_id: hex(record.trace_id),
             span_id: hex(record.span_id),
             source: "claude_code.event",
@@ -502,9 +496,8 @@ impl Decoder {
         time: Option<i64>,
         mut errors: RowErrors,
     ) -> ToolCall<'a> {
-        let names = &self.config.attributes;
-        let success = errors.read(scope.get(&names.success), attributes::boolean);
-        let duration_ms = errors.read(scope.get(&names.duration_ms), attributes::non_negative);
+        let success = errors.read(scope.get(Attr::Success), attributes::boolean);
+        let duration_ms = errors.read(scope.get(Attr::DurationMs), attributes::non_negative);
         let mut row = self.tool_row(scope, record, time, errors);
         row.success = success;
         row.duration_ms = duration_ms;
@@ -512,12 +505,13 @@ impl Decoder {
     }
 
     fn metrics(&self, request: &MetricsRequest<'_>, out: &mut TableBuilders) {
-        let names = &self.config.attributes;
         let raw = out.metric_points.get_or_insert_with(raw::MetricPoints::new);
         let usage = out.usage_metrics.get_or_insert_with(UsageMetrics::new);
         let stats = &mut out.stats;
         for resource_metrics in &request.resource_metrics {
             let resource = resource_attrs(resource_metrics.resource.as_ref());
+            let resource_slots = self.index.slots(resource);
+            let rendered_resource = RenderedAttributes::new(resource, &self.content);
             for scope_metrics in &resource_metrics.scope_metrics {
                 let scope_name = scope_metrics.scope.as_ref().map(|s| s.name);
                 for metric in &scope_metrics.metrics {
@@ -527,10 +521,8 @@ impl Decoder {
                         .iter()
                         .any(|p| metric.name.starts_with(p.as_str()));
                     for point in flatten_points(metric) {
-                        let scope = Scope {
-                            record: point.attributes,
-                            resource,
-                        };
+                        let scope =
+                            Scope::new(&self.index, point.attributes, resource, &resource_slots);
                         let mut errors = RowErrors::default();
                         let time = event_time(point.time).unwrap_or_else(|e| {
                             errors.push(format!("time: {e}"));
@@ -542,10 +534,10 @@ impl Decoder {
                         let start_time = event_time(point.start_time).ok().flatten();
                         let series = series_id(metric.name, point.attributes, resource);
                         let ctx = Context {
-                            resource,
+                            resource: &rendered_resource,
                             scope_name,
-                            service_name: scope.str(&names.service_name),
-                            session_id: scope.str(&names.session_id),
+                            service_name: scope.str(Attr::ServiceName),
+                            session_id: scope.str(Attr::SessionId),
                         };
                         raw.push(
                             &ctx,
@@ -567,12 +559,12 @@ impl Decoder {
                         let row = UsagePoint {
                             time,
                             start_time,
-                            who: Who::read(&scope, names),
+                            who: Who::read(&scope),
                             metric: metric.name,
-                            kind: text(&scope, &names.metric_type),
-                            model: text(&scope, &names.model),
-                            query_source: text(&scope, &names.query_source),
-                            effort: text(&scope, &names.effort),
+                            kind: text(&scope, Attr::MetricType),
+                            model: text(&scope, Attr::Model),
+                            query_source: text(&scope, Attr::QuerySource),
+                            effort: text(&scope, Attr::Effort),
                             unit: metric.unit,
                             value: point.values.value.filter(|v| v.is_finite()),
                             temporality: point.description.temporality.unwrap_or("unspecified"),
@@ -590,7 +582,6 @@ impl Decoder {
 
     fn traces(&self, request: &TracesRequest<'_>, out: &mut TableBuilders) {
         let cfg = &*self.config;
-        let names = &cfg.attributes;
         let spans_cfg = &cfg.spans;
         let raw = out.spans.get_or_insert_with(raw::Spans::new);
         let calls = out.api_requests.get_or_insert_with(ApiRequests::new);
@@ -601,31 +592,28 @@ impl Decoder {
         let mut tool_children: HashMap<&[u8], ToolOutcome<'_>> = HashMap::new();
         if cfg.call_source == CallSource::Spans {
             for span in all_spans(request) {
-                let attrs = Scope {
-                    record: &span.attributes,
-                    resource: &[],
-                };
+                let attrs = Scope::new(&self.index, &span.attributes, &[], &Slots::default());
                 let entry = tool_children.entry(span.parent_span_id).or_default();
                 if listed(&spans_cfg.tool_execution, span.name) {
                     entry.success = attrs
-                        .get(&names.success)
+                        .get(Attr::Success)
                         .and_then(|(_, v)| attributes::boolean(v).ok());
                 } else if listed(&spans_cfg.tool_blocked_on_user, span.name) {
-                    entry.decision = text(&attrs, &names.decision);
-                    entry.decision_source = text(&attrs, &names.decision_source);
+                    entry.decision = text(&attrs, Attr::Decision);
+                    entry.decision_source = text(&attrs, Attr::DecisionSource);
                 }
             }
         }
 
         for resource_spans in &request.resource_spans {
             let resource = resource_attrs(resource_spans.resource.as_ref());
+            let resource_slots = self.index.slots(resource);
+            let rendered_resource = RenderedAttributes::new(resource, &self.content);
             for scope_spans in &resource_spans.scope_spans {
                 let scope_name = scope_spans.scope.as_ref().map(|s| s.name);
                 for span in &scope_spans.spans {
-                    let scope = Scope {
-                        record: &span.attributes,
-                        resource,
-                    };
+                    let scope =
+                        Scope::new(&self.index, &span.attributes, resource, &resource_slots);
                     let mut errors = RowErrors::default();
                     let start = event_time(span.start_time_unix_nano).unwrap_or_else(|e| {
                         errors.push(format!("start_time: {e}"));
@@ -639,10 +627,10 @@ impl Decoder {
                         errors.push("start_time: span has no start time".into());
                     }
                     let ctx = Context {
-                        resource,
+                        resource: &rendered_resource,
                         scope_name,
-                        service_name: scope.str(&names.service_name),
-                        session_id: scope.str(&names.session_id),
+                        service_name: scope.str(Attr::ServiceName),
+                        session_id: scope.str(Attr::SessionId),
                     };
                     raw.push(&ctx, span, start, end, &self.content);
 
@@ -721,49 +709,44 @@ impl Decoder {
         mut errors: RowErrors,
         source: &'static str,
     ) -> ApiRequest<'a> {
-        let names = &self.config.attributes;
         let status_error = span
             .status
             .as_ref()
             .is_some_and(|s| s.code == StatusCode::Error as i32);
         let success = errors
-            .read(scope.get_record(&names.success), attributes::boolean)
+            .read(scope.get_record(Attr::Success), attributes::boolean)
             .unwrap_or(!status_error);
         let duration_ms = errors
-            .read(
-                scope.get_record(&names.duration_ms),
-                attributes::non_negative,
-            )
+            .read(scope.get_record(Attr::DurationMs), attributes::non_negative)
             .or_else(|| span_duration_ms(start, end));
         let mut row = ApiRequest {
             time: start,
-            who: Who::read(scope, names),
-            model: text(scope, &names.model),
+            who: Who::read(scope),
+            model: text(scope, Attr::Model),
             duration_ms,
             success,
-            error: text(scope, &names.error).or_else(|| {
+            error: text(scope, Attr::Error).or_else(|| {
                 let message = span.status.as_ref().map(|s| s.message)?;
                 (status_error && !message.is_empty()).then_some(Cow::Borrowed(message))
             }),
             status_code: errors
-                .read(scope.get_record(&names.status_code), attributes::integer)
+                .read(scope.get_record(Attr::StatusCode), attributes::integer)
                 .and_then(|c| i32::try_from(c).ok()),
             attempt: errors
-                .read(scope.get_record(&names.attempt), attributes::integer)
+                .read(scope.get_record(Attr::Attempt), attributes::integer)
                 .and_then(|c| i32::try_from(c).ok()),
-            prompt_id: text(scope, &names.prompt_id),
-            request_id: text(scope, &names.request_id),
-            query_source: text(scope, &names.query_source),
-            speed: text(scope, &names.speed),
-            effort: text(scope, &names.effort),
-            ttft_ms: errors.read(scope.get_record(&names.ttft_ms), attributes::non_negative),
+            prompt_id: text(scope, Attr::PromptId),
+            request_id: text(scope, Attr::RequestId),
+            query_source: text(scope, Attr::QuerySource),
+            speed: text(scope, Attr::Speed),
+            effort: text(scope, Attr::Effort),
+            ttft_ms: errors.read(scope.get_record(Attr::TtftMs), attributes::non_negative),
             trace_id: hex(span.trace_id),
             span_id: hex(span.span_id),
             source,
             ..ApiRequest::default()
         };
-        row.cost_usd_reported =
-            errors.read(scope.get_record(&names.cost_usd), attributes::call_cost);
+        row.cost_usd_reported = errors.read(scope.get_record(Attr::CostUsd), attributes::call_cost);
         self.read_tokens(scope, &mut row, &mut errors);
         row.errors = errors;
         row
@@ -778,26 +761,22 @@ impl Decoder {
         mut errors: RowErrors,
         source: &'static str,
     ) -> ToolCall<'a> {
-        let names = &self.config.attributes;
         let status_error = span
             .status
             .as_ref()
             .is_some_and(|s| s.code == StatusCode::Error as i32);
         let success = errors
-            .read(scope.get_record(&names.success), attributes::boolean)
+            .read(scope.get_record(Attr::Success), attributes::boolean)
             .or(Some(!status_error));
         let duration_ms = errors
-            .read(
-                scope.get_record(&names.duration_ms),
-                attributes::non_negative,
-            )
+            .read(scope.get_record(Attr::DurationMs), attributes::non_negative)
             .or_else(|| span_duration_ms(start, end));
         ToolCall {
             time: start,
-            who: Who::read(scope, names),
-            prompt_id: text(scope, &names.prompt_id),
-            tool_name: text(scope, &names.tool_name),
-            tool_use_id: text(scope, &names.tool_use_id),
+            who: Who::read(scope),
+            prompt_id: text(scope, Attr::PromptId),
+            tool_name: text(scope, Attr::ToolName),
+            tool_use_id: text(scope, Attr::ToolUseId),
             success,
             duration_ms,
             trace_id: hex(span.trace_id),

@@ -13,12 +13,14 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 use crate::attributes::render_any;
-use crate::columns::{AttributeMap, ContentFilter, INITIAL_ROWS, append_hex, strings, timestamps};
+use crate::columns::{
+    AttributeMap, ContentFilter, INITIAL_ROWS, RenderedAttributes, append_hex, strings, timestamps,
+};
 use crate::schema::Table;
 
 /// Where a record sits: its resource and scope, shared by all its rows.
 pub struct Context<'a> {
-    pub resource: &'a [KeyValue<'a>],
+    pub resource: &'a RenderedAttributes,
     pub scope_name: Option<&'a str>,
     pub service_name: Option<&'a str>,
     pub session_id: Option<&'a str>,
@@ -82,7 +84,7 @@ impl LogRecords {
         append_hex(&mut self.span_id, record.span_id);
         self.scope_name.append_option(ctx.scope_name);
         self.attributes.append(&record.attributes, content);
-        self.resource.append(ctx.resource, content);
+        self.resource.append_rendered(ctx.resource);
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
@@ -198,7 +200,7 @@ impl MetricPoints {
         self.service_name.append_option(ctx.service_name);
         self.scope_name.append_option(ctx.scope_name);
         self.attributes.append(attributes, content);
-        self.resource.append(ctx.resource, content);
+        self.resource.append_rendered(ctx.resource);
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
@@ -290,7 +292,7 @@ impl Spans {
         self.service_name.append_option(ctx.service_name);
         self.scope_name.append_option(ctx.scope_name);
         self.attributes.append(&span.attributes, content);
-        self.resource.append(ctx.resource, content);
+        self.resource.append_rendered(ctx.resource);
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {

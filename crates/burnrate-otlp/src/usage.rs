@@ -14,7 +14,7 @@ use burnrate_pricing::CostSource;
 
 use crate::attributes::{RowErrors, Scope};
 use crate::columns::{AttributeMap, ContentFilter, INITIAL_ROWS, strings, timestamps};
-use crate::config::AttributeNames;
+use crate::config::Attr;
 use crate::schema::Table;
 
 /// Who a row belongs to. Read from the record's attributes, then its resource.
@@ -31,23 +31,23 @@ pub struct Who<'a> {
 }
 
 impl<'a> Who<'a> {
-    pub fn read(scope: &Scope<'a>, names: &AttributeNames) -> Self {
+    pub fn read(scope: &Scope<'a>) -> Self {
         Who {
-            session_id: text(scope, &names.session_id),
-            user_id: text(scope, &names.user_id),
-            user_email: text(scope, &names.user_email),
-            organization_id: text(scope, &names.organization_id),
-            team: text(scope, &names.team),
-            project: text(scope, &names.project),
-            env: text(scope, &names.env),
-            service_name: text(scope, &names.service_name),
+            session_id: text(scope, Attr::SessionId),
+            user_id: text(scope, Attr::UserId),
+            user_email: text(scope, Attr::UserEmail),
+            organization_id: text(scope, Attr::OrganizationId),
+            team: text(scope, Attr::Team),
+            project: text(scope, Attr::Project),
+            env: text(scope, Attr::Env),
+            service_name: text(scope, Attr::ServiceName),
         }
     }
 }
 
 /// A string attribute borrowed when it is a string, rendered when it is another scalar.
-pub fn text<'a>(scope: &Scope<'a>, keys: &[String]) -> Option<Cow<'a, str>> {
-    match scope.get(keys)? {
+pub fn text<'a>(scope: &Scope<'a>, attr: Attr) -> Option<Cow<'a, str>> {
+    match scope.get(attr)? {
         (_, crate::view::Value::StringValue(s)) => Some(Cow::Borrowed(s)),
         (_, other) => Some(Cow::Owned(crate::attributes::render(other))),
     }
