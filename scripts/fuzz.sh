@@ -11,6 +11,9 @@
 # AddressSanitizer. Without it (2026-12-01, 2 vCPU): decode_proto ran 495,408 inputs in 30 s,
 # where it ran 269,199 in 60 s with it; the fuzz crate's cold build took 5.1 minutes, not 7.5.
 # Set FUZZ_SANITIZER=address to fuzz with it.
+#
+# `fuzz.sh --build-only` installs cargo-fuzz and builds the targets, and runs nothing: test.sh
+# builds them while the Kafka tests run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-30}"
@@ -18,6 +21,9 @@ sanitizer="${FUZZ_SANITIZER:-none}"
 samples=("${BURNRATE_SAMPLES:-../shared/otlp-samples}" "${BURNRATE_SAMPLES_2_1_332:-../shared/otlp-samples-2.1.332}")
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz@0.13.2
 export RUSTC_BOOTSTRAP=1
+if [ "${1:-}" = "--build-only" ]; then
+    exec cargo fuzz build --fuzz-dir fuzz -s "$sanitizer"
+fi
 
 corpus="$(mktemp -d)"
 trap 'rm -rf "$corpus"' EXIT
