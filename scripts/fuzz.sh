@@ -13,7 +13,7 @@
 # Set FUZZ_SANITIZER=address to fuzz with it.
 #
 # `fuzz.sh --build-only` installs cargo-fuzz and builds the targets, and runs nothing: test.sh
-# builds them while the Kafka tests run.
+# builds them behind the bench smoke runs and the Kafka tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-30}"
