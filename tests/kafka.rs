@@ -165,6 +165,28 @@ fn a_drain_reads_to_the_end_its_fetches_report_not_the_listed_one() {
     assert_eq!(drained, produced, "{:?}", summary.drained);
 }
 
+/// A drain whose topics do not exist says so within seconds, naming them, and exits 1 (fix the
+/// configuration) rather than 75 (run it again). When they exist, it waits for the group.
+#[test]
+fn a_drain_of_topics_that_do_not_exist_names_them() {
+    let broker = Broker::start();
+    broker.create_topics(&["otlp_other"], 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = run_kafka(&broker, "burnrate-missing", &tmp.path().join("data"), None);
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("none of the topics otlp_logs, otlp_metrics, otlp_spans exists"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 /// Both releases' captures through a real broker: cost exact per model, in query and in each
 /// day's report, and time to first token on every 2.1.332 call.
 #[test]

@@ -16,6 +16,8 @@ use super::{SampleExport, free_port, wait_for_port};
 pub struct Broker {
     child: Child,
     pub address: String,
+    /// Tansu's own log, printed when a test fails: what the group coordinator did.
+    log: tempfile::NamedTempFile,
 }
 
 impl Broker {
@@ -25,6 +27,7 @@ impl Broker {
         );
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let log = tempfile::NamedTempFile::new().expect("a temporary file for tansu's log");
         let child = Command::new(&tansu)
             .args([
                 "broker",
@@ -35,14 +38,17 @@ impl Broker {
                 "--storage-engine",
                 "memory://tansu/",
             ])
+            .env("RUST_LOG", "warn,tansu_broker::coordinator=info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().expect("tansu's log reopens"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {tansu}: {e}"));
         wait_for_port(port, "tansu");
         Broker {
             child,
             address: format!("127.0.0.1:{port}"),
+            log,
         }
     }
 
@@ -183,6 +189,14 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("tansu's log, last 60 lines:");
+            for line in tail.into_iter().rev() {
+                eprintln!("  {line}");
+            }
+        }
     }
 }
 

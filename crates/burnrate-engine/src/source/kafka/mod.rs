@@ -57,8 +57,8 @@ use crate::stream::windows::WindowStage;
 
 pub const KAFKA_SEGMENT_PREFIX: &str = "kafka-";
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a draining run waits to be given partitions before it gives up.
-const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A draining run given no partition by then checks that its topics exist.
+const ASSIGNMENT_CHECK: Duration = Duration::from_secs(10);
 /// A draining run past every partition's end still waits this long without a message before it
 /// stops, so that librdkafka has fetched every partition since and its ends are the fetches'.
 /// The end a broker lists is not enough: Tansu 0.6 lists the base offset of a partition's last
@@ -394,6 +394,89 @@ impl Prefetch {
     }
 }
 
+/// How long the group may take to hand a new member its partitions: the coordinator waits for
+/// a member that left without saying so until its session times out, then for the others to
+/// rejoin, each within its `max.poll.interval.ms` (10 s and 300 s unless the client properties
+/// say otherwise).
+fn rebalance_bound(client: &ClientConfig) -> Duration {
+    let millis = |key: &str, default: u64| {
+        client
+            .get(key)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    Duration::from_millis(
+        millis("session.timeout.ms", 45_000) + millis("max.poll.interval.ms", 300_000),
+    )
+}
+
+/// A draining run waiting for its first partitions. The wait is not a guess at the cause: after
+/// `ASSIGNMENT_CHECK` it asks the brokers whether the topics exist, fails at once if none does,
+/// and otherwise waits out the longest a rebalance may take, saying so.
+struct AssignmentWait {
+    rebalance_bound: Duration,
+    topics_checked: bool,
+}
+
+impl AssignmentWait {
+    fn new(rebalance_bound: Duration) -> Self {
+        AssignmentWait {
+            rebalance_bound,
+            topics_checked: false,
+        }
+    }
+
+    fn check(
+        &mut self,
+        consumer: &StreamConsumer<SourceContext>,
+        config: &KafkaSourceConfig,
+        waited: Duration,
+    ) -> Result<(), EngineError> {
+        if waited < ASSIGNMENT_CHECK {
+            return Ok(());
+        }
+        let wanted: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
+        if !self.topics_checked {
+            // Every topic, not the wanted ones by name: a request naming a topic may create it.
+            let metadata = consumer
+                .fetch_metadata(None, METADATA_TIMEOUT)
+                .map_err(kafka)?;
+            let existing: BTreeSet<&str> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                .map(|t| t.name())
+                .collect();
+            if !wanted.iter().any(|t| existing.contains(t)) {
+                return Err(EngineError::Config(format!(
+                    "kafka: none of the topics {} exists on {}: create them, or name the ones the \
+                     Collector writes with --topics",
+                    wanted.join(", "),
+                    config.brokers
+                )));
+            }
+            self.topics_checked = true;
+            tracing::info!(
+                group = %config.group_id,
+                waited_s = waited.as_secs(),
+                bound_s = self.rebalance_bound.as_secs(),
+                "the topics exist, the group has handed out no partition yet: waiting for its rebalance"
+            );
+        }
+        if waited > self.rebalance_bound {
+            return Err(EngineError::Kafka(format!(
+                "group {} handed out no partition of {} within {}s, the longest its rebalance may \
+                 take (session.timeout.ms plus max.poll.interval.ms): a member of the group may be \
+                 stuck",
+                config.group_id,
+                wanted.join(", "),
+                self.rebalance_bound.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Pause the assigned partitions once the budget is this full, resume below the second share.
 const PAUSE_AT: f64 = 1.0;
 const RESUME_AT: f64 = 0.75;
@@ -421,6 +504,8 @@ pub struct KafkaPipeline {
     orphans_removed: u64,
     config: KafkaSourceConfig,
     output: PathBuf,
+    /// The longest a rebalance may take before the group hands partitions out.
+    rebalance_bound: Duration,
 }
 
 impl KafkaPipeline {
@@ -458,6 +543,7 @@ impl KafkaPipeline {
         }
         let prefetch = Prefetch::of(&client);
         prefetch.check(budget.limit())?;
+        let rebalance_bound = rebalance_bound(&client);
         let mut prefetch_held = budget.reservation();
         prefetch_held.force(prefetch.bytes(0));
 
@@ -516,6 +602,7 @@ impl KafkaPipeline {
             orphans_removed: 0,
             config,
             output: output.to_path_buf(),
+            rebalance_bound,
         })
     }
 
@@ -536,6 +623,7 @@ impl KafkaPipeline {
         // (a commit, a full sink queue, a barrier) and a pause for the budget are not quiet.
         let mut quiet = Duration::ZERO;
         let mut drained = Vec::new();
+        let mut assignment = AssignmentWait::new(self.rebalance_bound);
         loop {
             // Assignments are taken before any message of theirs is handed on: the rebalance
             // callback runs inside `recv`, before it returns the new partitions' messages.
@@ -566,12 +654,8 @@ impl KafkaPipeline {
                     .collect();
                 break;
             }
-            if drain && !self.tracker_loaded && started.elapsed() > ASSIGNMENT_TIMEOUT {
-                return Err(EngineError::Kafka(format!(
-                    "no partition of {} was assigned within {}s: do the topics exist?",
-                    self.topic_names(),
-                    ASSIGNMENT_TIMEOUT.as_secs()
-                )));
+            if drain && !self.tracker_loaded {
+                assignment.check(&self.consumer, &self.config, started.elapsed())?;
             }
             if self.hold_to_budget()? {
                 // What fills the budget is mostly rows waiting for their flush: write them now.
@@ -773,11 +857,6 @@ impl KafkaPipeline {
         self.windows
             .as_mut()
             .is_some_and(|windows| windows.finish(grace))
-    }
-
-    fn topic_names(&self) -> String {
-        let names: Vec<&str> = self.config.topics.iter().map(|t| t.name.as_str()).collect();
-        names.join(", ")
     }
 
     /// Handles partitions assigned since the last call: removes their uncommitted files,
