@@ -60,14 +60,31 @@ for file in fuzz/seeds/*.json; do
 done
 
 cargo fuzz build --fuzz-dir fuzz -s "$sanitizer"
-for target in decode_proto decode_json sniff_payload receiver_request; do
-    log="$corpus/$target.log"
+fuzz_target() {
+    local target="$1" log="$corpus/$1.log"
     if ! cargo fuzz run --fuzz-dir fuzz -s "$sanitizer" "$target" "$corpus/$target" "fuzz/regressions/$target" -- \
         -max_total_time="$seconds" -max_len=1048576 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
         tail -n 60 "$log" >&2
         echo "fuzz.sh: $target crashed; the input is in fuzz/artifacts/$target/ (fix it, then move it to fuzz/regressions/$target/)" >&2
-        exit 1
+        return 1
     fi
     executions=$(grep -m1 '^stat::number_of_executed_units' "$log" | awk '{print $2}')
     echo "fuzz.sh: $target ran clean for ${seconds}s: ${executions:-?} executions"
+}
+# One target per core at a time: each libFuzzer run is one process on one core, so on two cores
+# the four runs take two rounds of FUZZ_SECONDS, not four, with as many executions each.
+parallel="$(nproc)"
+running=()
+failed=0
+for target in decode_proto decode_json sniff_payload receiver_request; do
+    fuzz_target "$target" &
+    running+=($!)
+    if [ "${#running[@]}" -ge "$parallel" ]; then
+        wait "${running[0]}" || failed=1
+        running=("${running[@]:1}")
+    fi
 done
+for pid in "${running[@]}"; do
+    wait "$pid" || failed=1
+done
+exit "$failed"

@@ -346,7 +346,7 @@ struct Prefetch {
 
 impl Prefetch {
     /// An eighth of the budget for the queue and a sixteenth for a fetch, within librdkafka's
-    /// own defaults (64 MiB, 50 MiB); at the default 512 MiB `memory_limit`, 25 MiB and 12 MiB.
+    /// own defaults (64 MiB, 50 MiB); at the default 512 MiB `memory_limit`, 21 MiB and 10 MiB.
     fn for_budget(limit: usize) -> Self {
         Prefetch {
             queue: (limit / 8).clamp(1 << 20, 64 << 20),

@@ -304,7 +304,6 @@ impl KafkaSink {
             tracing::info!(topic = %topic, partition, first = segment.first, last = segment.last, "segment written");
             written.push((key, segment.last, tables));
         }
-        self.buffered.resize(self.buffered_size().1);
         if written.is_empty() {
             return Ok(());
         }
@@ -324,6 +323,9 @@ impl KafkaSink {
         for (key, last, _) in written {
             self.setup.commits.durable_up_to(key, last + 1);
         }
+        // The written rows stay reserved until the windows have them: released at the write,
+        // the source took that much more while the aggregation still held them.
+        self.buffered.resize(self.buffered_size().1);
         Ok(())
     }
 }
