@@ -3,7 +3,7 @@
 //! `scripts/test.sh` installs it and names it in `BURNRATE_TANSU`; a test that needs a broker
 //! and finds none fails, rather than passing without one.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -28,6 +28,8 @@ impl Broker {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let log = tempfile::NamedTempFile::new().expect("a temporary file for tansu's log");
+        // Tansu logs to stdout; one open file for both keeps their lines in order.
+        let output = log.reopen().expect("tansu's log reopens");
         let child = Command::new(&tansu)
             .args([
                 "broker",
@@ -40,8 +42,8 @@ impl Broker {
             ])
             .env("RUST_LOG", "warn,tansu_broker::coordinator=info")
             .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(log.reopen().expect("tansu's log reopens"))
+            .stdout(output.try_clone().expect("tansu's log is shared"))
+            .stderr(output)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {tansu}: {e}"));
         wait_for_port(port, "tansu");
@@ -191,8 +193,18 @@ impl Drop for Broker {
         let _ = self.child.wait();
         if std::thread::panicking() {
             let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("tansu's log, last 60 lines:");
+            // Tansu logs every span's new, enter, exit and close at info: only the events.
+            let lifecycle = |line: &str| {
+                let message = line.rsplit(": ").next().unwrap_or_default();
+                matches!(message, "new" | "enter" | "exit") || message.starts_with("close time.")
+            };
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .filter(|l| !lifecycle(l))
+                .take(60)
+                .collect();
+            eprintln!("tansu's log, last 60 events:");
             for line in tail.into_iter().rev() {
                 eprintln!("  {line}");
             }
