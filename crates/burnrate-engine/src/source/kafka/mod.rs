@@ -435,7 +435,11 @@ impl AssignmentWait {
         if waited < ASSIGNMENT_CHECK {
             return Ok(());
         }
-        let wanted: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
+        // Only for the errors: this runs on every turn of the loop until partitions come.
+        let names = || {
+            let names: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
+            names.join(", ")
+        };
         if !self.topics_checked {
             // Every topic, not the wanted ones by name: a request naming a topic may create it.
             let metadata = consumer
@@ -447,11 +451,15 @@ impl AssignmentWait {
                 .filter(|t| t.error().is_none() && !t.partitions().is_empty())
                 .map(|t| t.name())
                 .collect();
-            if !wanted.iter().any(|t| existing.contains(t)) {
+            if !config
+                .topics
+                .iter()
+                .any(|t| existing.contains(t.name.as_str()))
+            {
                 return Err(EngineError::Config(format!(
                     "kafka: none of the topics {} exists on {}: create them, or name the ones the \
                      Collector writes with --topics",
-                    wanted.join(", "),
+                    names(),
                     config.brokers
                 )));
             }
@@ -469,7 +477,7 @@ impl AssignmentWait {
                  take (session.timeout.ms plus max.poll.interval.ms): a member of the group may be \
                  stuck",
                 config.group_id,
-                wanted.join(", "),
+                names(),
                 self.rebalance_bound.as_secs()
             )));
         }
