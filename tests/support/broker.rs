@@ -40,10 +40,13 @@ impl Broker {
                 "--storage-engine",
                 "memory://tansu/",
             ])
-            // Not its group coordinator at info: logging every span of every heartbeat slowed
-            // it enough that the SIGKILL-during-a-rebalance test found a gap in 2 of 3 full
-            // runs (0 of 2 at warn, 2026-12-01).
-            .env("RUST_LOG", "warn")
+            // Warnings only unless BURNRATE_TANSU_LOG says otherwise: its group coordinator at
+            // info logs every span of every heartbeat, which slows the broker and stretches
+            // the rebalance races the crash tests are after.
+            .env(
+                "RUST_LOG",
+                std::env::var("BURNRATE_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("NO_COLOR", "1")
             .stdout(output.try_clone().expect("tansu's log is shared"))
             .stderr(output)

@@ -12,8 +12,9 @@
 //!
 //! A segment is named `kafka-<topic>-<partition>-<first offset>-<last offset>`, and once written
 //! its offset `last + 1` is committed. A crash between the two leaves files past the committed
-//! offset; when a partition is assigned, its files starting at or after the committed offset
-//! are deleted before anything is consumed, so the replay writes them again exactly once.
+//! offset; when a partition is assigned, its committed offset is read once, the partition is
+//! consumed from exactly there, and its files starting at or after it are deleted before
+//! anything is consumed, so the replay writes them again exactly once.
 //! A revoked partition's messages already handed on are decoded, written and committed inside
 //! the rebalance callback, before another member can be given the partition; a message of it
 //! that arrives after that is dropped undecoded.
@@ -37,9 +38,12 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use burnrate_otlp::{Decoder, Encoding, PayloadHint, Signal};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer,
+};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -197,8 +201,9 @@ fn remove_orphans(
 /// What the rebalance callbacks leave for the consuming task.
 #[derive(Default)]
 struct Rebalances {
-    /// Partitions assigned since the loop last looked: their orphans must go first.
-    newly_assigned: Vec<PartitionKey>,
+    /// Partitions assigned since the loop last looked, with the offset each was assigned at
+    /// (`None`: nothing committed, so from the start): their orphans must go first.
+    newly_assigned: Vec<(PartitionKey, Option<i64>)>,
     revoked: Vec<PartitionKey>,
     /// The partitions this member holds now: a message of any other is not decoded.
     assigned: BTreeSet<PartitionKey>,
@@ -249,7 +254,89 @@ impl ClientContext for SourceContext {
     }
 }
 
+impl SourceContext {
+    /// Sets each partition of `assignment` to its committed offset, read once here, and keeps
+    /// that offset for the consuming task. Left to librdkafka, the assignment would read the
+    /// committed offsets again on its own: if the partition's last owner commits between the
+    /// two reads (a coordinator may hand a partition on before its revoke has committed), the
+    /// files removed as orphans and the offset consumed from disagree, and a range is lost.
+    fn position(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        assignment: &mut TopicPartitionList,
+    ) -> Result<(), String> {
+        let committed = consumer
+            .committed_offsets(assignment.clone(), METADATA_TIMEOUT)
+            .map_err(|e| format!("reading the committed offsets of assigned partitions: {e}"))?;
+        let mut rebalances = lock(&self.rebalances);
+        for element in committed.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let offset = match element.offset() {
+                Offset::Offset(n) => Some(n),
+                _ => None,
+            };
+            assignment
+                .set_partition_offset(
+                    topic,
+                    partition,
+                    offset.map_or(Offset::Beginning, Offset::Offset),
+                )
+                .map_err(|e| format!("positioning {topic}/{partition}: {e}"))?;
+            rebalances
+                .newly_assigned
+                .push(((topic.to_string(), partition), offset));
+        }
+        Ok(())
+    }
+}
+
 impl ConsumerContext for SourceContext {
+    /// librdkafka's own handling ([`ConsumerContext`]'s default), except that an assignment
+    /// is positioned at the committed offsets burnrate read itself (see [`Self::position`]).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        assignment: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(error) = self.position(consumer, assignment) {
+                    // The loop stops on this before it hands on a message; a restart retries.
+                    lock(&self.rebalances).error = Some(error);
+                    return;
+                }
+                let assigned = if cooperative {
+                    consumer.incremental_assign(assignment)
+                } else {
+                    consumer.assign(assignment)
+                };
+                self.post_rebalance(consumer, &Rebalance::Assign(assignment));
+                assigned
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(assignment));
+                if cooperative {
+                    consumer.incremental_unassign(assignment)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                // As librdkafka's own handling does: give up what is held, the group retries.
+                tracing::error!(error = ?other, "kafka rebalance failed; unassigning");
+                consumer.unassign()
+            }
+        };
+        if let Err(error) = result {
+            lock(&self.rebalances).error = Some(format!("applying a rebalance: {error}"));
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
@@ -299,8 +386,7 @@ impl ConsumerContext for SourceContext {
             for e in assigned.elements() {
                 tracing::info!(topic = %e.topic(), partition = e.partition(), "partition assigned");
                 let key = (e.topic().to_string(), e.partition());
-                rebalances.assigned.insert(key.clone());
-                rebalances.newly_assigned.push(key);
+                rebalances.assigned.insert(key);
             }
         }
     }
@@ -896,28 +982,17 @@ impl KafkaPipeline {
         if assigned.is_empty() {
             return Ok(());
         }
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in &assigned {
-            list.add_partition(topic, *partition);
-        }
-        let committed = self
-            .consumer
-            .committed_offsets(list, METADATA_TIMEOUT)
-            .map_err(kafka)?;
         // What other partitions buffered must be on disk before the metric state is rebuilt
         // from disk, or their cumulative points would be converted twice.
         let positions = self.barrier()?;
         let mut removed = 0;
-        for element in committed.elements() {
-            let (topic, partition) = (element.topic(), element.partition());
+        for ((topic, partition), committed) in assigned {
+            let (topic, partition) = (topic.as_str(), partition);
             let (low, high) = self
                 .consumer
                 .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
                 .map_err(kafka)?;
-            let resume_at = match element.offset() {
-                Offset::Offset(n) => n,
-                _ => low,
-            };
+            let resume_at = committed.unwrap_or(low);
             removed += remove_orphans(&self.output, topic, partition, resume_at)?;
             if let Some(&fed) = positions.get(&window_origin(topic, partition))
                 && fed >= resume_at
