@@ -86,7 +86,7 @@ fn bare_consumer(broker: &Broker, group: &str, messages: usize) -> Round {
         );
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.unwrap();
-            first.get_or_insert_with(|| (Instant::now(), cpu_seconds()));
+            first.get_or_insert_with(|| (Instant::now(), support::cpu_seconds("self")));
             bytes += message.payload().map_or(0, <[u8]>::len);
             seen += 1;
         }
@@ -94,7 +94,7 @@ fn bare_consumer(broker: &Broker, group: &str, messages: usize) -> Round {
     std::hint::black_box(bytes);
     let (seconds, cpu) = first.map_or((0.0, 0.0), |(t, cpu)| {
         let seconds = t.elapsed().as_secs_f64();
-        (seconds, (cpu_seconds() - cpu) / seconds)
+        (seconds, (support::cpu_seconds("self") - cpu) / seconds)
     });
     Round {
         seconds,
@@ -152,7 +152,7 @@ fn burnrate(broker: &Broker, group: &str, messages: usize, client: &[(&str, &str
             while watch.messages() == 0 {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
-            let first = (Instant::now(), cpu_seconds());
+            let first = (Instant::now(), support::cpu_seconds("self"));
             while watch.messages() < total {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
@@ -167,7 +167,7 @@ fn burnrate(broker: &Broker, group: &str, messages: usize, client: &[(&str, &str
                 )
             })
             .unwrap();
-        let ended = (Instant::now(), cpu_seconds());
+        let ended = (Instant::now(), support::cpu_seconds("self"));
         let ((first, cpu), consumed) = first.await.unwrap();
         (summary, ended.0 - first, ended.1 - cpu, consumed - first)
     });
@@ -191,23 +191,6 @@ fn burnrate(broker: &Broker, group: &str, messages: usize, client: &[(&str, &str
             .collect(),
         stages,
     }
-}
-
-/// User and system CPU time of this process so far, from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    stat_cpu_seconds(&stat)
-}
-
-/// User plus system time from a `stat` line of `/proc`: after the command name (which is in
-/// parentheses), utime and stime are the 12th and 13th fields, in clock ticks (100 a second).
-fn stat_cpu_seconds(stat: &str) -> f64 {
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<f64> = after
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    (fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
 /// The CPU each stage used over a round, by thread name: `burnrate-decode-0` and
@@ -237,7 +220,7 @@ impl StageSampler {
                         let name = stat.split_once('(')?.1.rsplit_once(')')?.0;
                         let stage = name.trim_end_matches(|c: char| c.is_ascii_digit());
                         let tid = task.file_name().to_string_lossy().into_owned();
-                        Some((tid, (stage.to_string(), stat_cpu_seconds(&stat))))
+                        Some((tid, (stage.to_string(), support::stat_cpu_seconds(&stat))))
                     })
                     .collect()
             };

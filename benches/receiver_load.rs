@@ -2,7 +2,8 @@
 //! with a bearer token, posting the real Claude Code exports (logs, metrics and traces;
 //! protobuf and JSON; each to its `/v1/...` path) to the release binary with its defaults
 //! (`memory_limit` 512 MiB). Reported: requests/s, p50 and p99 latency, the server's peak RSS
-//! (`VmHWM`). Every answer must be 200, and the receiver must count every request.
+//! (`VmHWM`), and the CPU the server and the clients used over the load (they share the
+//! machine's cores). Every answer must be 200, and the receiver must count every request.
 //!
 //! The baseline, in the same run and with the same clients: this bench's own binary serving
 //! HTTP/1.1 with axum (as the receiver does) on the same two cores, answering 200 to every post
@@ -21,7 +22,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{free_port, sample_exports, spawn_burnrate, wait_for_port, wait_with_peak_rss};
+use support::{
+    cpu_seconds, free_port, sample_exports, spawn_burnrate, wait_for_port, wait_with_peak_rss,
+};
 
 const CLIENTS: usize = 64;
 const TOKEN: &str = "bench-token-0123456789abcdef";
@@ -71,7 +74,11 @@ fn load(port: u16, posts: &Arc<Vec<Post>>, per_client: usize) -> Load {
                         Ok(mut response) if response.status() == 200 => {
                             let _ = response.body_mut().read_to_vec();
                         }
-                        Ok(response) => failures.push(format!("HTTP {}", response.status())),
+                        Ok(mut response) => {
+                            let status = response.status();
+                            let body = response.body_mut().read_to_string().unwrap_or_default();
+                            failures.push(format!("HTTP {status}: {body}"));
+                        }
                         Err(error) => failures.push(error.to_string()),
                     }
                 }
@@ -128,6 +135,10 @@ fn serve_baseline(port: u16) {
 struct Measured {
     load: Load,
     peak_rss: u64,
+    /// CPU the server used over the load, in cores (2.0 is both of this machine's).
+    server_cpu: f64,
+    /// CPU this process's clients used meanwhile, in cores.
+    client_cpu: f64,
 }
 
 /// Runs `load` against a server child started by `start`, then stops it and reads its peak RSS.
@@ -141,7 +152,10 @@ fn measure(
     wait_for_port(port, "server");
     let pid = child.id();
     let waiter = std::thread::spawn(move || wait_with_peak_rss(child));
+    let (server_before, client_before) = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
     let load = load(port, posts, per_client);
+    let server_cpu = (cpu_seconds(&pid.to_string()) - server_before) / load.seconds;
+    let client_cpu = (cpu_seconds("self") - client_before) / load.seconds;
     // Stopped the way Kubernetes stops a pod: SIGTERM, then a graceful drain.
     let stopped = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -154,6 +168,8 @@ fn measure(
         Measured {
             load,
             peak_rss: finished.peak_rss,
+            server_cpu,
+            client_cpu,
         },
         finished.stderr,
     )
@@ -241,8 +257,18 @@ fn main() {
     );
     assert!(
         ours.load.failures.is_empty(),
-        "burnrate: {:?}",
-        &ours.load.failures[..ours.load.failures.len().min(5)]
+        "burnrate: {} of {} requests failed: {:?}\nits log ends:\n{}",
+        ours.load.failures.len(),
+        ours.load.requests,
+        &ours.load.failures[..ours.load.failures.len().min(5)],
+        log.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(
         log.contains(&format!("{} requests (0 rejected)", ours.load.requests)),
@@ -254,11 +280,13 @@ fn main() {
     );
     for (name, m) in [("bare axum server", &bare), ("burnrate receiver", &ours)] {
         println!(
-            "  {name:>18}: {:>8.0} requests/s  p50 {:>6.2} ms  p99 {:>6.2} ms  peak RSS {:>5.0} MiB",
+            "  {name:>18}: {:>8.0} requests/s  p50 {:>6.2} ms  p99 {:>6.2} ms  peak RSS {:>5.0} MiB  CPU {:>4.0}% (clients {:>3.0}%)",
             m.load.requests as f64 / m.load.seconds,
             m.load.p50_ms,
             m.load.p99_ms,
-            m.peak_rss as f64 / (1 << 20) as f64
+            m.peak_rss as f64 / (1 << 20) as f64,
+            m.server_cpu * 100.0,
+            m.client_cpu * 100.0
         );
     }
     println!(

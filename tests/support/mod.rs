@@ -361,6 +361,24 @@ pub struct Finished {
     pub peak_rss: u64,
 }
 
+/// User and system CPU time of a process so far (`"self"` or a pid), from `/proc/<pid>/stat`;
+/// 0 once it is gone.
+pub fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&stat)
+}
+
+/// User plus system time from a `stat` line of `/proc`: after the command name (which is in
+/// parentheses), utime and stime are the 12th and 13th fields, in clock ticks (100 a second).
+pub fn stat_cpu_seconds(stat: &str) -> f64 {
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<f64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    (fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
 /// Waits for a child of [`spawn_burnrate`], draining its output, and reads its peak RSS: the
 /// kernel's high-water mark of the process's own memory (`VmHWM`), read every 5 ms while it
 /// runs. Not `ru_maxrss`: a child spawned from this process starts in this process's memory,

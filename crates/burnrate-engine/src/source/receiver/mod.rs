@@ -7,10 +7,12 @@
 //!   limit, header/body/idle timeouts, and the memory budget for bodies being read.
 //! - **The writer thread** (the acknowledging path): request handlers pass each export to it
 //!   through a bounded queue (a full queue answers 503, which OTLP clients retry). It appends
-//!   the raw bytes to a write-ahead log, fsyncs once for every request waiting, and only then
-//!   decodes them and answers. A log write that fails (a full disk) is cut back and its requests
-//!   answered 503, so 503 always means "not stored"; the receiver stays up, reports not-ready
-//!   with the reason, and takes requests again once a write succeeds.
+//!   the raw bytes to a write-ahead log, hands them to the decode stage ([`crate::decode`], one
+//!   worker per core) and fsyncs once for every request waiting while they decode. It takes the
+//!   decoded rows in the order the requests were logged and only then answers. A log write that
+//!   fails (a full disk) is cut back and its requests answered 503, so 503 always means "not
+//!   stored"; the receiver stays up, reports not-ready with the reason, and takes requests
+//!   again once a write succeeds.
 //! - **The flusher thread**: the writer hands it each segment's decoded rows with the number
 //!   of its log. It writes them to Parquet as `receiver-<log seq>`, feeds the window stage, and
 //!   deletes the log. A write that fails is retried (the sink is idempotent) while the log
@@ -52,6 +54,7 @@ use tower::ServiceExt;
 
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
+use crate::decode::{DecodePool, Pending, Undecodable};
 use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::DeadLetter;
 use crate::sink::parquet_sink::{ParquetSink, remove_segments};
@@ -119,6 +122,8 @@ pub struct ReceiverConfig {
     /// Listen beyond loopback with no authentication (no token file and no client CA).
     /// Default: false, which refuses to start that way.
     pub insecure: bool,
+    /// Threads decoding requests; 0 means one per core. Default: 0.
+    pub decode_threads: usize,
 }
 
 impl Default for ReceiverConfig {
@@ -140,6 +145,7 @@ impl Default for ReceiverConfig {
             tls_client_ca_file: None,
             disk_reserve_bytes: 64 << 20,
             insecure: false,
+            decode_threads: 0,
         }
     }
 }
@@ -384,8 +390,11 @@ impl OtlpReceiver {
         })?;
         let tracker = rebuild_delta_tracker(output).await?;
         let disk = Arc::new(DiskTrouble::default());
+        let decode = DecodePool::new(decoder, config.decode_threads).map_err(|e| {
+            EngineError::Config(format!("starting the receiver's decode workers: {e}"))
+        })?;
         let writer = Writer {
-            decoder,
+            decode,
             tracker,
             health: health.clone(),
             wal_dir: wal_dir.clone(),
@@ -583,9 +592,9 @@ struct FlushJob {
     _memory: Reservation,
 }
 
-/// Logs, decodes and answers requests; owns the decoder and the metric state.
+/// Logs, decodes and answers requests; owns the decode stage and the metric state.
 struct Writer {
-    decoder: Decoder,
+    decode: DecodePool,
     tracker: DeltaTracker,
     health: Arc<PipelineHealth>,
     wal_dir: PathBuf,
@@ -618,52 +627,61 @@ impl Writer {
         }
     }
 
-    /// Decodes one logged request into `buffer`, returning the answer it deserves.
-    fn take(
+    /// Hands a logged request's export to the decode stage; its bytes go with it (a dead
+    /// letter gets them back).
+    fn submit(&self, frame: &mut WalFrame) -> Pending {
+        let hint = self.hint(frame);
+        let payload = std::mem::take(&mut frame.payload);
+        let mut held = self.budget.reservation();
+        held.force(payload.len());
+        self.decode.submit(vec![(0, payload)], hint, held)
+    }
+
+    /// Takes a decoded request into `buffer`, in the order it was logged, returning the answer
+    /// it deserves.
+    fn collect(
         &mut self,
         buffer: &mut TableBuffer,
         frame: &WalFrame,
+        decoding: Pending,
         seq: u64,
     ) -> Result<Outcome, EngineError> {
-        let errors_before = buffer.stats.rows_with_errors;
-        let overrides_before = buffer.team_overrides;
-        let hint = self.hint(frame);
-        let dead = |error| {
-            let origin = format!("receiver/{}/{}", frame.signal.as_str(), segment_name(seq));
-            DeadLetter::now(origin, error, frame.payload.clone())
+        let decoding = decoding
+            .wait()
+            .ok_or_else(|| EngineError::Config("the receiver's decode workers stopped".into()))?;
+        if let Some(decoded) = decoding.decoded {
+            let rows_with_errors = decoded.stats.rows_with_errors;
+            let overrides_before = buffer.team_overrides;
+            buffer.add_decoded(decoded, &mut self.tracker, frame.team.as_deref())?;
+            self.health
+                .team_overridden(buffer.team_overrides - overrides_before);
+            return Ok(Outcome::Accepted { rows_with_errors });
+        }
+        let Some(Undecodable { error, bytes, .. }) = decoding.undecodable.into_iter().next() else {
+            // An export with no records: nothing to keep.
+            return Ok(Outcome::Accepted {
+                rows_with_errors: 0,
+            });
         };
-        let team = frame.team.as_deref();
-        let failed = buffer.add(
-            &self.decoder,
-            &mut self.tracker,
-            &frame.payload,
-            hint,
-            team,
-            dead,
-        )?;
-        self.health
-            .team_overridden(buffer.team_overrides - overrides_before);
-        Ok(match failed {
-            None => Outcome::Accepted {
-                rows_with_errors: buffer.stats.rows_with_errors - errors_before,
-            },
-            Some(error) => Outcome::Rejected {
-                too_large: matches!(error, DecodeError::TooLarge { .. }),
-                message: error.to_string(),
-            },
+        let origin = format!("receiver/{}/{}", frame.signal.as_str(), segment_name(seq));
+        buffer.add_dead(DeadLetter::now(origin, error.to_string(), bytes));
+        Ok(Outcome::Rejected {
+            too_large: matches!(error, DecodeError::TooLarge { .. }),
+            message: error.to_string(),
         })
     }
 
     /// A log an interrupted run left: decoded and handed to the flusher under its own number.
     fn replay(&mut self, seq: u64, segments: &SyncSender<FlushJob>) -> Result<(), EngineError> {
         let path = wal_path(&self.wal_dir, seq);
-        let (frames, torn) = read_wal(&path)?;
+        let (mut frames, torn) = read_wal(&path)?;
         if torn {
             tracing::warn!(log = %path.display(), "torn tail of the receiver log ignored: it was never acknowledged");
         }
+        let decoding: Vec<Pending> = frames.iter_mut().map(|f| self.submit(f)).collect();
         let mut buffer = TableBuffer::default();
-        for frame in &frames {
-            self.take(&mut buffer, frame, seq)?;
+        for (frame, decoding) in frames.iter().zip(decoding) {
+            self.collect(&mut buffer, frame, decoding, seq)?;
         }
         let mut memory = self.budget.reservation();
         memory.force(buffer.memory);
@@ -677,12 +695,13 @@ impl Writer {
             .map_err(|_| EngineError::Config("the receiver's flusher stopped".into()))
     }
 
-    /// Logs a group of requests, synced once, then decodes them into the open segment: their
-    /// answers. A log write that fails leaves none of them in the log, and all hear 503.
+    /// Logs a group of requests, synced once while they decode, then takes them into the open
+    /// segment: their answers. A log write that fails leaves none of them in the log, and all
+    /// hear 503.
     fn log_group(
         &mut self,
         open: &mut OpenSegment,
-        batch: &[Submission],
+        batch: &mut [Submission],
         seq: u64,
     ) -> Result<Vec<Outcome>, EngineError> {
         let incoming: u64 = batch
@@ -705,25 +724,35 @@ impl Writer {
                 Err(error) => return Ok(self.unavailable(batch.len(), &error)),
             },
         };
-        let logged = batch
+        let appended = batch
             .iter()
-            .try_for_each(|submission| wal.append(&submission.frame))
-            .and_then(|()| wal.sync());
-        if let Err(error) = logged {
+            .try_for_each(|submission| wal.append(&submission.frame));
+        if let Err(error) = appended {
             // 503 means "not stored": nothing of the group may stay in the log to be replayed.
+            wal.discard_unsynced()?;
+            return Ok(self.unavailable(batch.len(), &error));
+        }
+        let sizes: Vec<usize> = batch.iter().map(|s| s.frame.payload.len()).collect();
+        // The exports decode on the workers while the log syncs; a request is answered only
+        // once both are done.
+        let decoding: Vec<Pending> = batch
+            .iter_mut()
+            .map(|submission| self.submit(&mut submission.frame))
+            .collect();
+        if let Err(error) = wal.sync() {
             wal.discard_unsynced()?;
             return Ok(self.unavailable(batch.len(), &error));
         }
         self.disk.set(&self.disk.log, None, &self.health);
         let seq = wal.seq();
         let mut answers = Vec::with_capacity(batch.len());
-        for submission in batch {
-            self.health.message(submission.frame.payload.len());
+        for ((submission, decoding), size) in batch.iter().zip(decoding).zip(sizes) {
+            self.health.message(size);
             self.summary.requests += 1;
-            self.summary.bytes += submission.frame.payload.len() as u64;
-            let before = open.buffer.memory;
-            let outcome = self.take(&mut open.buffer, &submission.frame, seq)?;
-            open.memory.force(open.buffer.memory - before);
+            self.summary.bytes += size as u64;
+            let outcome = self.collect(&mut open.buffer, &submission.frame, decoding, seq)?;
+            // Less than before, too, when the buffer concatenated its small batches.
+            open.memory.resize(open.buffer.memory);
             if matches!(outcome, Outcome::Rejected { .. }) {
                 self.summary.rejected += 1;
             }
@@ -795,7 +824,7 @@ impl Writer {
                     self.summary.unavailable += batch.len() as u64;
                     vec![Outcome::Unavailable(message.into()); batch.len()]
                 } else {
-                    self.log_group(&mut open, &batch, seq)?
+                    self.log_group(&mut open, &mut batch, seq)?
                 };
                 for (submission, outcome) in batch.into_iter().zip(answers) {
                     // A client that hung up still had its export made durable.
