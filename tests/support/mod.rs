@@ -359,6 +359,8 @@ pub struct Finished {
     pub success: bool,
     pub stderr: String,
     pub peak_rss: u64,
+    /// User and system CPU time the child used, as last read before it was reaped.
+    pub cpu_seconds: f64,
 }
 
 /// User and system CPU time of a process so far (`"self"` or a pid), from `/proc/<pid>/stat`;
@@ -397,8 +399,12 @@ pub fn wait_with_peak_rss(mut child: std::process::Child) -> Finished {
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let status_file = format!("/proc/{}/status", child.id());
+    let pid = child.id().to_string();
     let mut peak_kib = 0u64;
+    let mut cpu = 0.0f64;
     let status = loop {
+        // Readable until the child is reaped, its exit included.
+        cpu = cpu.max(cpu_seconds(&pid));
         if let Ok(status) = std::fs::read_to_string(&status_file) {
             let hwm = status
                 .lines()
@@ -416,6 +422,7 @@ pub fn wait_with_peak_rss(mut child: std::process::Child) -> Finished {
         success: status.success(),
         stderr: stderr.join().unwrap_or_default(),
         peak_rss: peak_kib * 1024,
+        cpu_seconds: cpu,
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burnrate_otlp::Table;
 use chrono::DateTime;
@@ -76,6 +77,7 @@ impl ParquetSink {
         tables: &BTreeMap<Table, Vec<RecordBatch>>,
     ) -> Result<WrittenSegment, EngineError> {
         let mut written = WrittenSegment::default();
+        let mut files = Vec::new();
         for (table, batches) in tables {
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             if rows == 0 {
@@ -92,11 +94,42 @@ impl ParquetSink {
             for (date, parts) in days {
                 let dir = self.root.join(table.name()).join(format!("date={date}"));
                 let path = dir.join(format!("{segment}.parquet"));
-                self.write_file(&dir, &path, &table.schema(), &parts)?;
-                written.files.push(path);
+                files.push((*table, dir, path, parts));
             }
             *written.rows.entry(table.name()).or_default() += rows;
         }
+        // Files are encoded side by side, one per core: a segment's tables and days do not
+        // depend on each other, and encoding (zstd) is most of a flush.
+        let next = AtomicUsize::new(0);
+        let writers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(files.len());
+        let results: Vec<Result<(), EngineError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..writers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        loop {
+                            let Some((table, dir, path, parts)) =
+                                files.get(next.fetch_add(1, Ordering::Relaxed))
+                            else {
+                                return Ok(());
+                            };
+                            self.write_file(dir, path, &table.schema(), parts)?;
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker.join().unwrap_or_else(|_| {
+                        Err(EngineError::Config("a Parquet writer panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        results.into_iter().collect::<Result<(), EngineError>>()?;
+        written.files = files.into_iter().map(|(_, _, path, _)| path).collect();
         Ok(written)
     }
 

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use burnrate_otlp::{
-    DecodeError, DecodeStats, Decoded, Decoder, DeltaStats, DeltaTracker, PayloadHint, Table,
-};
+use burnrate_otlp::{DecodeStats, Decoded, DeltaStats, DeltaTracker, Table};
 use datafusion::arrow::array::RecordBatch;
 
 use crate::EngineError;
@@ -96,33 +94,9 @@ impl TableBuffer {
         self.tables.is_empty() && self.dead.is_empty()
     }
 
-    /// Decodes one export into the buffer, converting cumulative metrics with `tracker`, and
-    /// booking every row to `team` when there is one.
-    /// An export that cannot be decoded becomes `dead(reason)`'s dead letter; the error is
-    /// returned so the caller can report it.
-    pub fn add(
-        &mut self,
-        decoder: &Decoder,
-        tracker: &mut DeltaTracker,
-        export: &[u8],
-        hint: PayloadHint,
-        team: Option<&str>,
-        dead: impl FnOnce(String) -> DeadLetter,
-    ) -> Result<Option<DecodeError>, EngineError> {
-        match decoder.decode(export, hint) {
-            Ok(decoded) => {
-                self.add_decoded(decoded, tracker, team)?;
-                Ok(None)
-            }
-            Err(error) => {
-                self.add_dead(dead(error.to_string()));
-                Ok(Some(error))
-            }
-        }
-    }
-
-    /// Takes in an export decoded elsewhere (the decode stage), in its order: cumulative
-    /// metrics are converted with `tracker`, which depends on the order points arrive in.
+    /// Takes in an export (or a run of exports) from the decode stage, in its order: cumulative
+    /// metrics are converted with `tracker`, which depends on the order points arrive in; every
+    /// row is booked to `team` when there is one.
     pub fn add_decoded(
         &mut self,
         mut decoded: Decoded,
@@ -247,7 +221,7 @@ impl TableBuffer {
 
 #[cfg(test)]
 mod tests {
-    use burnrate_otlp::{Encoding, MappingConfig, Signal};
+    use burnrate_otlp::{Decoder, Encoding, MappingConfig, PayloadHint, Signal};
     use burnrate_pricing::PriceTable;
     use datafusion::arrow::array::StringArray;
 

@@ -5,16 +5,24 @@
 //! the inputs' identities, so processing the same inputs again writes the same file names; the
 //! ledger remembers committed inputs, so a second run over a grown directory only adds the new
 //! files.
+//!
+//! Files are read in order and decoded on the decode stage ([`crate::decode`], one worker per
+//! core), a few ahead of the one being collected; their rows are collected in path order, so
+//! segments, cumulative metrics and the ledger see the files in the same order as before. A
+//! writer thread writes each full segment while the next one fills.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use burnrate_otlp::{Decoder, DeltaTracker, Encoding, PayloadHint};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
+use crate::budget::{MemoryBudget, Reservation};
+use crate::decode::{DecodePool, Pending, Undecodable};
 use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::DeadLetter;
 use crate::sink::parquet_sink::ParquetSink;
@@ -25,6 +33,10 @@ use crate::stream::windows::WindowStage;
 
 /// File endings read as OTLP exports; anything else under the input directory is skipped.
 const EXTENSIONS: [&str; 6] = [".pb", ".binpb", ".json", ".pb.gz", ".binpb.gz", ".json.gz"];
+/// Files decoding ahead of the one being collected, per decode worker.
+const AHEAD_PER_WORKER: usize = 4;
+/// ... unless what they hold reaches this share of the memory budget.
+const AHEAD_MEMORY_SHARE: f64 = 0.5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,6 +47,8 @@ pub struct FileSourceConfig {
     pub segment_files: usize,
     /// Largest export accepted (after gunzip); larger ones are dead letters.
     pub max_payload_bytes: usize,
+    /// Threads decoding files; 0 means one per core. Default: 0.
+    pub decode_threads: usize,
 }
 
 impl Default for FileSourceConfig {
@@ -43,6 +57,7 @@ impl Default for FileSourceConfig {
             segment_bytes: 64 << 20,
             segment_files: 2_000,
             max_payload_bytes: burnrate_otlp::DEFAULT_MAX_PAYLOAD_BYTES,
+            decode_threads: 0,
         }
     }
 }
@@ -148,7 +163,8 @@ impl Segment {
 
 /// The files source bound to one input directory and one dataset.
 pub struct FilePipeline {
-    decoder: Decoder,
+    decode: DecodePool,
+    budget: Arc<MemoryBudget>,
     input: PathBuf,
     config: FileSourceConfig,
     sink: ParquetSink,
@@ -171,6 +187,7 @@ impl FilePipeline {
         config: FileSourceConfig,
         health: Arc<PipelineHealth>,
         windows: WindowStage,
+        budget: Arc<MemoryBudget>,
     ) -> Result<FilePipeline, EngineError> {
         if !input.is_dir() {
             return Err(EngineError::NoInput(input.display().to_string()));
@@ -178,8 +195,11 @@ impl FilePipeline {
         std::fs::create_dir_all(output).map_err(|e| EngineError::io(output, e))?;
         let (ledger, orphans_removed) = FileLedger::open(output)?;
         let tracker = rebuild_delta_tracker(output).await?;
+        let decode = DecodePool::new(decoder, config.decode_threads)
+            .map_err(|e| EngineError::Config(format!("starting the decode workers: {e}")))?;
         Ok(FilePipeline {
-            decoder,
+            decode,
+            budget,
             input: input.to_path_buf(),
             config,
             sink: ParquetSink::new(output),
@@ -197,6 +217,11 @@ impl FilePipeline {
     }
 
     /// One pass: every export not yet committed is decoded, converted and committed.
+    ///
+    /// Three things happen at once: this thread reads files and hands them to the decode
+    /// workers, takes their rows in path order into the segment being filled, and hands each
+    /// full segment to a writer thread, which writes it, feeds the windows and records it in
+    /// the ledger, one segment after another.
     pub fn ingest(
         &mut self,
         progress: &mut dyn FnMut(Progress<'_>),
@@ -214,8 +239,74 @@ impl FilePipeline {
             files: inputs.len(),
             bytes: inputs.iter().map(|f| f.size).sum(),
         });
-        let mut segment = Segment::default();
-        for file in &inputs {
+        let ledger = Mutex::new(&mut self.ledger);
+        let mut writer = SegmentWriter {
+            sink: &self.sink,
+            ledger: &ledger,
+            windows: &mut self.windows,
+            health: &self.health,
+            written: FileRunSummary::default(),
+            files: Vec::new(),
+        };
+        let mut reader = FileReader {
+            decode: &self.decode,
+            budget: &self.budget,
+            config: &self.config,
+            tracker: &mut self.tracker,
+        };
+        // The next segment fills while one is written; a full one waits for the writer.
+        let (full, segments) = std::sync::mpsc::sync_channel::<(Segment, Reservation)>(0);
+        let (read, written) = std::thread::scope(|scope| {
+            let writing = scope.spawn(move || {
+                for (segment, _memory) in segments {
+                    writer.commit(segment)?;
+                }
+                Ok::<_, EngineError>((writer.written, writer.files))
+            });
+            let read = reader.read_all(&inputs, &ledger, &full, &mut summary, progress);
+            drop(full);
+            let written = writing
+                .join()
+                .unwrap_or_else(|_| Err(EngineError::Config("the segment writer panicked".into())));
+            (read, written)
+        });
+        // The writer's error first: a send to a writer that failed fails too.
+        let (written, files) = written?;
+        read?;
+        summary.cumulative_points_converted += written.cumulative_points_converted;
+        summary.cumulative_resets += written.cumulative_resets;
+        summary.stale_points_dropped += written.stale_points_dropped;
+        summary.written = written.written;
+        self.seen.extend(files);
+        // A pass reads everything there is, as a drained Kafka run does: its windows close.
+        let closed = self.windows.close_all()?;
+        self.health.windowed(closed, 0);
+        Ok(summary)
+    }
+}
+
+/// The reading side of a pass: files in path order to the decode workers, their rows into
+/// segments.
+struct FileReader<'a> {
+    decode: &'a DecodePool,
+    budget: &'a Arc<MemoryBudget>,
+    config: &'a FileSourceConfig,
+    tracker: &'a mut DeltaTracker,
+}
+
+impl FileReader<'_> {
+    fn read_all(
+        &mut self,
+        inputs: &[InputFile],
+        ledger: &Mutex<&mut FileLedger>,
+        full: &SyncSender<(Segment, Reservation)>,
+        summary: &mut FileRunSummary,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(), EngineError> {
+        let mut segment = (Segment::default(), self.budget.reservation());
+        let mut ahead: VecDeque<(&InputFile, InputId, Pending)> = VecDeque::new();
+        let most_ahead = self.decode.threads() * AHEAD_PER_WORKER;
+        for file in inputs {
             let bytes = std::fs::read(&file.path).map_err(|e| EngineError::io(&file.path, e))?;
             let id = InputId {
                 path: file.relative.clone(),
@@ -225,94 +316,155 @@ impl FilePipeline {
                 path: &file.path,
                 bytes: bytes.len() as u64,
             });
-            if self.ledger.contains(&id) {
+            if lock(ledger).contains(&id) {
                 summary.files_skipped += 1;
-                self.seen.insert(file.key());
                 continue;
             }
             summary.bytes_read += bytes.len() as u64;
             summary.files_decoded += 1;
-            for export in split_exports(&bytes) {
-                let hint = PayloadHint {
-                    max_bytes: self.config.max_payload_bytes,
-                    ..PayloadHint::default()
-                };
-                let dead = |error| DeadLetter::now(file.relative.clone(), error, export.to_vec());
-                let failed = segment.buffer.add(
-                    &self.decoder,
-                    &mut self.tracker,
-                    export,
-                    hint,
-                    None,
-                    dead,
-                )?;
-                if let Some(error) = failed {
-                    progress(Progress::DeadLetter {
-                        path: &file.path,
-                        error: &error.to_string(),
-                    });
+            let hint = PayloadHint {
+                max_bytes: self.config.max_payload_bytes,
+                ..PayloadHint::default()
+            };
+            let mut held = self.budget.reservation();
+            held.force(bytes.len());
+            let pending = self.decode.submit(split_exports(bytes), hint, held);
+            ahead.push_back((file, id, pending));
+            while ahead.len() > most_ahead
+                || (ahead.len() > 1 && self.budget.is_full(AHEAD_MEMORY_SHARE))
+            {
+                if let Some((file, id, pending)) = ahead.pop_front() {
+                    self.collect(file, id, pending, &mut segment, full, progress)?;
                 }
             }
-            segment.inputs.push(id);
-            segment.files.push(file.key());
-            if segment.buffer.bytes >= self.config.segment_bytes
-                || segment.inputs.len() >= self.config.segment_files
-            {
-                self.commit(std::mem::take(&mut segment), &mut summary)?;
-            }
         }
-        if !segment.inputs.is_empty() {
-            self.commit(segment, &mut summary)?;
+        while let Some((file, id, pending)) = ahead.pop_front() {
+            self.collect(file, id, pending, &mut segment, full, progress)?;
         }
-        // A pass reads everything there is, as a drained Kafka run does: its windows close.
-        let closed = self.windows.close_all()?;
-        self.health.windowed(closed, 0);
-        Ok(summary)
+        if !segment.0.inputs.is_empty() {
+            hand_over(full, segment)?;
+        }
+        Ok(())
     }
 
-    fn commit(
+    /// Takes a decoded file into the segment, in path order, and hands the segment to the
+    /// writer once it is due.
+    fn collect(
         &mut self,
-        segment: Segment,
-        summary: &mut FileRunSummary,
+        file: &InputFile,
+        id: InputId,
+        pending: Pending,
+        filling: &mut (Segment, Reservation),
+        full: &SyncSender<(Segment, Reservation)>,
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), EngineError> {
+        let (segment, memory) = filling;
+        let decoding = pending
+            .wait()
+            .ok_or_else(|| EngineError::Config("the decode workers stopped".into()))?;
+        if let Some(decoded) = decoding.decoded {
+            segment.buffer.add_decoded(decoded, self.tracker, None)?;
+        }
+        for Undecodable { error, bytes, .. } in decoding.undecodable {
+            let error = error.to_string();
+            progress(Progress::DeadLetter {
+                path: &file.path,
+                error: &error,
+            });
+            segment
+                .buffer
+                .add_dead(DeadLetter::now(file.relative.clone(), error, bytes));
+        }
+        segment.inputs.push(id);
+        segment.files.push(file.key());
+        // The rows are held against the budget until their segment is written.
+        memory.resize(segment.buffer.memory);
+        if segment.buffer.bytes >= self.config.segment_bytes
+            || segment.inputs.len() >= self.config.segment_files
+            || segment.buffer.memory >= self.budget.limit() / 4
+        {
+            let next = (Segment::default(), self.budget.reservation());
+            hand_over(full, std::mem::replace(filling, next))?;
+        }
+        Ok(())
+    }
+}
+
+/// A full segment to the writer; an error if the writer stopped (its own error says why).
+fn hand_over(
+    full: &SyncSender<(Segment, Reservation)>,
+    segment: (Segment, Reservation),
+) -> Result<(), EngineError> {
+    full.send(segment)
+        .map_err(|_| EngineError::Config("the segment writer stopped".into()))
+}
+
+fn lock<'a, 'b>(ledger: &'a Mutex<&'b mut FileLedger>) -> MutexGuard<'a, &'b mut FileLedger> {
+    // The ledger on disk is the truth; a panic elsewhere leaves the one in memory usable.
+    ledger
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The writing side of a pass: segments to Parquet, the windows and the ledger, in order.
+struct SegmentWriter<'a, 'b> {
+    sink: &'a ParquetSink,
+    ledger: &'a Mutex<&'b mut FileLedger>,
+    windows: &'a mut WindowStage,
+    health: &'a PipelineHealth,
+    /// What the segments written so far add up to.
+    written: FileRunSummary,
+    /// The files of the segments written, for the next pass to skip.
+    files: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+impl SegmentWriter<'_, '_> {
+    fn commit(&mut self, segment: Segment) -> Result<(), EngineError> {
         let name = segment.name();
         let buffer = segment.buffer;
-        summary.cumulative_points_converted += buffer.delta.converted;
-        summary.cumulative_resets += buffer.delta.resets;
-        summary.stale_points_dropped += buffer.delta.stale;
+        self.written.cumulative_points_converted += buffer.delta.converted;
+        self.written.cumulative_resets += buffer.delta.resets;
+        self.written.stale_points_dropped += buffer.delta.stale;
         // The ledger's length orders segments: a segment replayed after a crash before its
         // ledger line gets the same position and is not windowed twice.
-        let position = self.ledger.committed_segments() as i64 + 1;
+        let position = lock(self.ledger).committed_segments() as i64 + 1;
         buffer.flush(
-            &self.sink,
+            self.sink,
             &name,
             ("files", position),
-            &mut self.windows,
-            &self.health,
-            &mut summary.written,
+            self.windows,
+            self.health,
+            &mut self.written.written,
         )?;
-        self.ledger.commit(&name, &segment.inputs)?;
-        self.seen.extend(segment.files);
+        lock(self.ledger).commit(&name, &segment.inputs)?;
+        self.files.extend(segment.files);
         Ok(())
     }
 }
 
 /// A file holds one export, or (as the Collector's file exporter writes) one compact OTLP/JSON
-/// export per line.
-fn split_exports(bytes: &[u8]) -> Vec<&[u8]> {
-    if Encoding::sniff(bytes) != Encoding::Json {
-        return vec![bytes];
-    }
-    let lines: Vec<&[u8]> = bytes
-        .split(|b| *b == b'\n')
-        .map(|l| l.trim_ascii())
-        .filter(|l| !l.is_empty())
-        .collect();
+/// export per line; each with its number in the file.
+fn split_exports(bytes: Vec<u8>) -> Vec<(i64, Vec<u8>)> {
+    let lines: Vec<&[u8]> = if Encoding::sniff(&bytes) == Encoding::Json {
+        bytes
+            .split(|b| *b == b'\n')
+            .map(|l| l.trim_ascii())
+            .filter(|l| !l.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let json_lines = lines.len() > 1
         && lines
             .iter()
             .all(|l| l.first() == Some(&b'{') && l.last() == Some(&b'}'));
-    if json_lines { lines } else { vec![bytes] }
+    if !json_lines {
+        return vec![(0, bytes)];
+    }
+    (0..)
+        .zip(lines)
+        .map(|(number, line)| (number, line.to_vec()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -321,11 +473,13 @@ mod tests {
 
     #[test]
     fn json_lines_split_but_pretty_json_does_not() {
-        let lines = b"{\"resourceLogs\":[]}\n{\"resourceLogs\":[]}\n";
-        assert_eq!(split_exports(lines).len(), 2);
-        let pretty = b"{\n  \"resourceLogs\": []\n}\n";
-        assert_eq!(split_exports(pretty).len(), 1);
-        let proto = b"\x0a\x00\n{";
+        let lines = b"{\"resourceLogs\":[]}\n{\"resourceLogs\":[1]}\n".to_vec();
+        let exports = split_exports(lines);
+        assert_eq!(exports.len(), 2);
+        assert_eq!(exports[1], (1, b"{\"resourceLogs\":[1]}".to_vec()));
+        let pretty = b"{\n  \"resourceLogs\": []\n}\n".to_vec();
+        assert_eq!(split_exports(pretty.clone()), vec![(0, pretty)]);
+        let proto = b"\x0a\x00\n{".to_vec();
         assert_eq!(split_exports(proto).len(), 1);
     }
 }

@@ -272,6 +272,7 @@ async fn run_files(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::
         config.files.clone(),
         health,
         windows,
+        MemoryBudget::for_memory_limit(config.memory_limit),
     )
     .await?;
     let mut total = FileRunSummary::default();
