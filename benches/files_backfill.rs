@@ -4,9 +4,8 @@
 //! run writes a fresh dataset; both must write the same rows. Reported per setting: files/s,
 //! MiB/s of exports, the process's CPU (200% is both cores of this machine) and its peak RSS.
 //!
-//! The files source decodes on the decode stage and writes segments on a thread of its own, so
-//! even one worker overlaps decoding with writing; the ratio is what the workers beyond the
-//! first add (nothing on two cores, where the writer is the bottleneck: see the README).
+//! The files source decodes on the decode stage, so even one worker overlaps decoding with
+//! writing; the ratio is what the workers beyond the first add.
 //!
 //! `cargo bench -p burnrate --bench files_backfill` generates 10 days of 40 people (about 8,000
 //! files, 340 MB) and runs each setting 3 times; under `cargo test` it runs 1 day of 4 people

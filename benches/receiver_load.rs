@@ -261,14 +261,7 @@ fn main() {
         ours.load.failures.len(),
         ours.load.requests,
         &ours.load.failures[..ours.load.failures.len().min(5)],
-        log.lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
+        tail(&log, 40)
     );
     assert!(
         log.contains(&format!("{} requests (0 rejected)", ours.load.requests)),
@@ -294,4 +287,10 @@ fn main() {
         (ours.load.requests as f64 / ours.load.seconds)
             / (bare.load.requests as f64 / bare.load.seconds)
     );
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

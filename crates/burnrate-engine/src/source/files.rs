@@ -8,20 +8,18 @@
 //!
 //! Files are read in order and decoded on the decode stage ([`crate::decode`], one worker per
 //! core), a few ahead of the one being collected; their rows are collected in path order, so
-//! segments, cumulative metrics and the ledger see the files in the same order as before. A
-//! writer thread writes each full segment while the next one fills.
+//! segments, cumulative metrics and the ledger see the files in the same order as before.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use burnrate_otlp::{Decoder, DeltaTracker, Encoding, PayloadHint};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::budget::{MemoryBudget, Reservation};
+use crate::budget::MemoryBudget;
 use crate::decode::{DecodePool, Pending, Undecodable};
 use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::DeadLetter;
@@ -218,10 +216,9 @@ impl FilePipeline {
 
     /// One pass: every export not yet committed is decoded, converted and committed.
     ///
-    /// Three things happen at once: this thread reads files and hands them to the decode
-    /// workers, takes their rows in path order into the segment being filled, and hands each
-    /// full segment to a writer thread, which writes it, feeds the windows and records it in
-    /// the ledger, one segment after another.
+    /// Files are read in path order and decoded on the workers a few ahead of the one whose
+    /// rows are taken; a segment is written, windowed and recorded in the ledger here, between
+    /// two files, at the same boundaries as when decoding was done here too.
     pub fn ingest(
         &mut self,
         progress: &mut dyn FnMut(Progress<'_>),
@@ -239,74 +236,10 @@ impl FilePipeline {
             files: inputs.len(),
             bytes: inputs.iter().map(|f| f.size).sum(),
         });
-        let ledger = Mutex::new(&mut self.ledger);
-        let mut writer = SegmentWriter {
-            sink: &self.sink,
-            ledger: &ledger,
-            windows: &mut self.windows,
-            health: &self.health,
-            written: FileRunSummary::default(),
-            files: Vec::new(),
-        };
-        let mut reader = FileReader {
-            decode: &self.decode,
-            budget: &self.budget,
-            config: &self.config,
-            tracker: &mut self.tracker,
-        };
-        // The next segment fills while one is written; a full one waits for the writer.
-        let (full, segments) = std::sync::mpsc::sync_channel::<(Segment, Reservation)>(0);
-        let (read, written) = std::thread::scope(|scope| {
-            let writing = scope.spawn(move || {
-                for (segment, _memory) in segments {
-                    writer.commit(segment)?;
-                }
-                Ok::<_, EngineError>((writer.written, writer.files))
-            });
-            let read = reader.read_all(&inputs, &ledger, &full, &mut summary, progress);
-            drop(full);
-            let written = writing
-                .join()
-                .unwrap_or_else(|_| Err(EngineError::Config("the segment writer panicked".into())));
-            (read, written)
-        });
-        // The writer's error first: a send to a writer that failed fails too.
-        let (written, files) = written?;
-        read?;
-        summary.cumulative_points_converted += written.cumulative_points_converted;
-        summary.cumulative_resets += written.cumulative_resets;
-        summary.stale_points_dropped += written.stale_points_dropped;
-        summary.written = written.written;
-        self.seen.extend(files);
-        // A pass reads everything there is, as a drained Kafka run does: its windows close.
-        let closed = self.windows.close_all()?;
-        self.health.windowed(closed, 0);
-        Ok(summary)
-    }
-}
-
-/// The reading side of a pass: files in path order to the decode workers, their rows into
-/// segments.
-struct FileReader<'a> {
-    decode: &'a DecodePool,
-    budget: &'a Arc<MemoryBudget>,
-    config: &'a FileSourceConfig,
-    tracker: &'a mut DeltaTracker,
-}
-
-impl FileReader<'_> {
-    fn read_all(
-        &mut self,
-        inputs: &[InputFile],
-        ledger: &Mutex<&mut FileLedger>,
-        full: &SyncSender<(Segment, Reservation)>,
-        summary: &mut FileRunSummary,
-        progress: &mut dyn FnMut(Progress<'_>),
-    ) -> Result<(), EngineError> {
-        let mut segment = (Segment::default(), self.budget.reservation());
+        let mut segment = Segment::default();
         let mut ahead: VecDeque<(&InputFile, InputId, Pending)> = VecDeque::new();
         let most_ahead = self.decode.threads() * AHEAD_PER_WORKER;
-        for file in inputs {
+        for file in &inputs {
             let bytes = std::fs::read(&file.path).map_err(|e| EngineError::io(&file.path, e))?;
             let id = InputId {
                 path: file.relative.clone(),
@@ -316,8 +249,9 @@ impl FileReader<'_> {
                 path: &file.path,
                 bytes: bytes.len() as u64,
             });
-            if lock(ledger).contains(&id) {
+            if self.ledger.contains(&id) {
                 summary.files_skipped += 1;
+                self.seen.insert(file.key());
                 continue;
             }
             summary.bytes_read += bytes.len() as u64;
@@ -334,36 +268,40 @@ impl FileReader<'_> {
                 || (ahead.len() > 1 && self.budget.is_full(AHEAD_MEMORY_SHARE))
             {
                 if let Some((file, id, pending)) = ahead.pop_front() {
-                    self.collect(file, id, pending, &mut segment, full, progress)?;
+                    self.collect(file, id, pending, &mut segment, &mut summary, progress)?;
                 }
             }
         }
         while let Some((file, id, pending)) = ahead.pop_front() {
-            self.collect(file, id, pending, &mut segment, full, progress)?;
+            self.collect(file, id, pending, &mut segment, &mut summary, progress)?;
         }
-        if !segment.0.inputs.is_empty() {
-            hand_over(full, segment)?;
+        if !segment.inputs.is_empty() {
+            self.commit(segment, &mut summary)?;
         }
-        Ok(())
+        // A pass reads everything there is, as a drained Kafka run does: its windows close.
+        let closed = self.windows.close_all()?;
+        self.health.windowed(closed, 0);
+        Ok(summary)
     }
 
-    /// Takes a decoded file into the segment, in path order, and hands the segment to the
-    /// writer once it is due.
+    /// Takes a decoded file into the segment, in path order, and commits the segment once it
+    /// is due.
     fn collect(
         &mut self,
         file: &InputFile,
         id: InputId,
         pending: Pending,
-        filling: &mut (Segment, Reservation),
-        full: &SyncSender<(Segment, Reservation)>,
+        segment: &mut Segment,
+        summary: &mut FileRunSummary,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), EngineError> {
-        let (segment, memory) = filling;
         let decoding = pending
             .wait()
             .ok_or_else(|| EngineError::Config("the decode workers stopped".into()))?;
         if let Some(decoded) = decoding.decoded {
-            segment.buffer.add_decoded(decoded, self.tracker, None)?;
+            segment
+                .buffer
+                .add_decoded(decoded, &mut self.tracker, None)?;
         }
         for Undecodable { error, bytes, .. } in decoding.undecodable {
             let error = error.to_string();
@@ -377,67 +315,37 @@ impl FileReader<'_> {
         }
         segment.inputs.push(id);
         segment.files.push(file.key());
-        // The rows are held against the budget until their segment is written.
-        memory.resize(segment.buffer.memory);
         if segment.buffer.bytes >= self.config.segment_bytes
             || segment.inputs.len() >= self.config.segment_files
-            || segment.buffer.memory >= self.budget.limit() / 4
         {
-            let next = (Segment::default(), self.budget.reservation());
-            hand_over(full, std::mem::replace(filling, next))?;
+            self.commit(std::mem::take(segment), summary)?;
         }
         Ok(())
     }
-}
 
-/// A full segment to the writer; an error if the writer stopped (its own error says why).
-fn hand_over(
-    full: &SyncSender<(Segment, Reservation)>,
-    segment: (Segment, Reservation),
-) -> Result<(), EngineError> {
-    full.send(segment)
-        .map_err(|_| EngineError::Config("the segment writer stopped".into()))
-}
-
-fn lock<'a, 'b>(ledger: &'a Mutex<&'b mut FileLedger>) -> MutexGuard<'a, &'b mut FileLedger> {
-    // The ledger on disk is the truth; a panic elsewhere leaves the one in memory usable.
-    ledger
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The writing side of a pass: segments to Parquet, the windows and the ledger, in order.
-struct SegmentWriter<'a, 'b> {
-    sink: &'a ParquetSink,
-    ledger: &'a Mutex<&'b mut FileLedger>,
-    windows: &'a mut WindowStage,
-    health: &'a PipelineHealth,
-    /// What the segments written so far add up to.
-    written: FileRunSummary,
-    /// The files of the segments written, for the next pass to skip.
-    files: Vec<(PathBuf, u64, Option<SystemTime>)>,
-}
-
-impl SegmentWriter<'_, '_> {
-    fn commit(&mut self, segment: Segment) -> Result<(), EngineError> {
+    fn commit(
+        &mut self,
+        segment: Segment,
+        summary: &mut FileRunSummary,
+    ) -> Result<(), EngineError> {
         let name = segment.name();
         let buffer = segment.buffer;
-        self.written.cumulative_points_converted += buffer.delta.converted;
-        self.written.cumulative_resets += buffer.delta.resets;
-        self.written.stale_points_dropped += buffer.delta.stale;
+        summary.cumulative_points_converted += buffer.delta.converted;
+        summary.cumulative_resets += buffer.delta.resets;
+        summary.stale_points_dropped += buffer.delta.stale;
         // The ledger's length orders segments: a segment replayed after a crash before its
         // ledger line gets the same position and is not windowed twice.
-        let position = lock(self.ledger).committed_segments() as i64 + 1;
+        let position = self.ledger.committed_segments() as i64 + 1;
         buffer.flush(
-            self.sink,
+            &self.sink,
             &name,
             ("files", position),
-            self.windows,
-            self.health,
-            &mut self.written.written,
+            &mut self.windows,
+            &self.health,
+            &mut summary.written,
         )?;
-        lock(self.ledger).commit(&name, &segment.inputs)?;
-        self.files.extend(segment.files);
+        self.ledger.commit(&name, &segment.inputs)?;
+        self.seen.extend(segment.files);
         Ok(())
     }
 }
