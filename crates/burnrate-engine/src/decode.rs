@@ -21,7 +21,7 @@ const QUEUE_PER_WORKER: usize = 8;
 
 /// An export that could not be decoded, kept whole for its dead letter.
 pub struct Undecodable {
-    /// What the submitter named the export by (a Kafka offset).
+    /// What the submitter named the export by (a Kafka offset, an export's number in its file).
     pub id: i64,
     pub error: DecodeError,
     pub bytes: Vec<u8>,
