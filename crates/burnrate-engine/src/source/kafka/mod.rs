@@ -205,8 +205,9 @@ struct Rebalances {
     /// (`None`: nothing committed, so from the start): their orphans must go first.
     newly_assigned: Vec<(PartitionKey, Option<i64>)>,
     revoked: Vec<PartitionKey>,
-    /// The partitions this member holds now: a message of any other is not decoded.
-    assigned: BTreeSet<PartitionKey>,
+    /// The partitions this member holds now, with the offset each was assigned at: a message
+    /// of any other is not decoded.
+    assigned: BTreeMap<PartitionKey, Option<i64>>,
     /// A flush that failed inside a callback, reported by the loop.
     error: Option<String>,
 }
@@ -236,12 +237,12 @@ impl ClientContext for SourceContext {
         if connected && !self.health.is_ready() {
             self.health.set_ready();
         }
+        let assigned = lock(&self.rebalances).assigned.clone();
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
-                // librdkafka reports -1 for partitions it does not consume, and an internal
-                // partition -1 of its own.
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.health.set_lag(topic, *partition, p.consumer_lag);
+                let key = (topic.clone(), *partition);
+                if let Some(lag) = consumer_lag(p, assigned.get(&key).copied().flatten()) {
+                    self.health.set_lag(topic, *partition, lag);
                 }
             }
         }
@@ -254,9 +255,25 @@ impl ClientContext for SourceContext {
     }
 }
 
+/// Messages between a partition's committed offset and its end. librdkafka knows the committed
+/// offset once this member committed the partition; until then (burnrate positions an assigned
+/// partition itself, so librdkafka never read it) it is the offset the partition was assigned
+/// at. librdkafka reports -1 for partitions it does not consume, and an internal partition -1.
+fn consumer_lag(
+    partition: &rdkafka::statistics::Partition,
+    assigned_at: Option<i64>,
+) -> Option<i64> {
+    if partition.consumer_lag >= 0 {
+        return Some(partition.consumer_lag);
+    }
+    let assigned_at = assigned_at?;
+    (partition.partition >= 0 && partition.hi_offset >= assigned_at)
+        .then(|| partition.hi_offset - assigned_at)
+}
+
 impl SourceContext {
-    /// Sets each partition of `assignment` to its committed offset, read once here, and keeps
-    /// that offset for the consuming task. Left to librdkafka, the assignment would read the
+    /// Sets each partition of `assignment` to its committed offset, read once here, and returns
+    /// those offsets (`None`: nothing committed, so from the start). Left to librdkafka, the assignment would read the
     /// committed offsets again on its own: if the partition's last owner commits between the
     /// two reads (a coordinator may hand a partition on before its revoke has committed), the
     /// files removed as orphans and the offset consumed from disagree, and a range is lost.
@@ -264,11 +281,11 @@ impl SourceContext {
         &self,
         consumer: &BaseConsumer<Self>,
         assignment: &mut TopicPartitionList,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<(PartitionKey, Option<i64>)>, String> {
         let committed = consumer
             .committed_offsets(assignment.clone(), METADATA_TIMEOUT)
             .map_err(|e| format!("reading the committed offsets of assigned partitions: {e}"))?;
-        let mut rebalances = lock(&self.rebalances);
+        let mut positions = Vec::new();
         for element in committed.elements() {
             let (topic, partition) = (element.topic(), element.partition());
             let offset = match element.offset() {
@@ -282,11 +299,9 @@ impl SourceContext {
                     offset.map_or(Offset::Beginning, Offset::Offset),
                 )
                 .map_err(|e| format!("positioning {topic}/{partition}: {e}"))?;
-            rebalances
-                .newly_assigned
-                .push(((topic.to_string(), partition), offset));
+            positions.push(((topic.to_string(), partition), offset));
         }
-        Ok(())
+        Ok(positions)
     }
 }
 
@@ -305,17 +320,27 @@ impl ConsumerContext for SourceContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let Err(error) = self.position(consumer, assignment) {
-                    // The loop stops on this before it hands on a message; a restart retries.
-                    lock(&self.rebalances).error = Some(error);
-                    return;
-                }
+                let positions = match self.position(consumer, assignment) {
+                    Ok(positions) => positions,
+                    Err(error) => {
+                        // The loop stops on this before it hands on a message; a restart
+                        // retries.
+                        lock(&self.rebalances).error = Some(error);
+                        return;
+                    }
+                };
                 let assigned = if cooperative {
                     consumer.incremental_assign(assignment)
                 } else {
                     consumer.assign(assignment)
                 };
-                self.post_rebalance(consumer, &Rebalance::Assign(assignment));
+                let mut rebalances = lock(&self.rebalances);
+                for ((topic, partition), offset) in positions {
+                    tracing::info!(topic = %topic, partition, "partition assigned");
+                    let key = (topic, partition);
+                    rebalances.assigned.insert(key.clone(), offset);
+                    rebalances.newly_assigned.push((key, offset));
+                }
                 assigned
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -378,17 +403,6 @@ impl ConsumerContext for SourceContext {
             tracing::info!(topic = %topic, partition, "partition revoked");
         }
         rebalances.revoked.extend(keys);
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(assigned) = rebalance {
-            let mut rebalances = lock(&self.rebalances);
-            for e in assigned.elements() {
-                tracing::info!(topic = %e.topic(), partition = e.partition(), "partition assigned");
-                let key = (e.topic().to_string(), e.partition());
-                rebalances.assigned.insert(key);
-            }
-        }
     }
 }
 
@@ -833,7 +847,7 @@ impl KafkaPipeline {
         offset: i64,
         payload: Vec<u8>,
     ) -> Result<bool, EngineError> {
-        if !lock(&self.rebalances).assigned.contains(&key) {
+        if !lock(&self.rebalances).assigned.contains_key(&key) {
             self.health.dropped_after_revoke();
             tracing::debug!(topic = %key.0, partition = key.1, offset, "message of a revoked partition dropped");
             return Ok(false);
@@ -1082,6 +1096,33 @@ fn fetched_high_watermark(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_counts_from_the_assigned_offset_until_librdkafka_knows_a_commit() {
+        let partition = |consumer_lag, hi_offset| rdkafka::statistics::Partition {
+            partition: 2,
+            consumer_lag,
+            hi_offset,
+            ..Default::default()
+        };
+        // Assigned at its end by burnrate, nothing consumed or committed since: no lag.
+        assert_eq!(consumer_lag(&partition(-1, 910), Some(910)), Some(0));
+        // New messages since the assignment.
+        assert_eq!(consumer_lag(&partition(-1, 950), Some(910)), Some(40));
+        // Once this member committed, librdkafka's own figure counts.
+        assert_eq!(consumer_lag(&partition(7, 950), Some(910)), Some(7));
+        // Nothing committed by anyone, or the end not fetched yet: unknown, not zero.
+        assert_eq!(consumer_lag(&partition(-1, 950), None), None);
+        assert_eq!(consumer_lag(&partition(-1, -1001), Some(910)), None);
+        // librdkafka's internal partition.
+        let internal = rdkafka::statistics::Partition {
+            partition: -1,
+            consumer_lag: -1,
+            hi_offset: 5,
+            ..Default::default()
+        };
+        assert_eq!(consumer_lag(&internal, Some(0)), None);
+    }
 
     #[test]
     fn segment_names_round_trip_and_sort_by_offset() {
