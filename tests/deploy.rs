@@ -337,23 +337,33 @@ fn the_binary_started_as_the_statefulset_starts_it_is_ready_and_stops_within_the
     assert!(took < Duration::from_secs(30), "SIGTERM took {took:?}");
     assert_sample_totals(&data, 5.0);
 
-    // Every offset was committed: the same group, drained, finds nothing left.
-    let again = burnrate(&[
-        "--config",
-        config.to_str().unwrap(),
-        "run",
-        "--source",
-        "kafka",
-        "--brokers",
-        &broker.address,
-        "--output",
-        data.to_str().unwrap(),
-        "--health-listen",
-        &format!("127.0.0.1:{}", free_port()),
-        "--drain",
-    ]);
+    // Every offset was committed: the same group, drained, finds nothing left. Its windows
+    // go to the test's Pushgateway too: the ConfigMap names the cluster's, which this run
+    // spent 23 s failing to resolve (2026-12-02).
+    let again = burnrate_with_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--source",
+            "kafka",
+            "--brokers",
+            &broker.address,
+            "--output",
+            data.to_str().unwrap(),
+            "--health-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--drain",
+        ],
+        &[("BURNRATE_PUSHGATEWAY", pushgateway.url.clone())],
+    );
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("0 messages"), "{}", stderr(&again));
+    assert!(
+        !stderr(&again).contains("push failed"),
+        "{}",
+        stderr(&again)
+    );
     assert_sample_totals(&data, 5.0);
 }
 
