@@ -273,10 +273,11 @@ fn consumer_lag(
 
 impl SourceContext {
     /// Sets each partition of `assignment` to its committed offset, read once here, and returns
-    /// those offsets (`None`: nothing committed, so from the start). Left to librdkafka, the assignment would read the
-    /// committed offsets again on its own: if the partition's last owner commits between the
-    /// two reads (a coordinator may hand a partition on before its revoke has committed), the
-    /// files removed as orphans and the offset consumed from disagree, and a range is lost.
+    /// those offsets (`None`: nothing committed, so from the start). Left to librdkafka, the
+    /// assignment would read the committed offsets again on its own: if the partition's last
+    /// owner commits between the two reads (a coordinator may hand a partition on before its
+    /// revoke has committed), the files removed as orphans and the offset consumed from
+    /// disagree, and a range is lost.
     fn position(
         &self,
         consumer: &BaseConsumer<Self>,
