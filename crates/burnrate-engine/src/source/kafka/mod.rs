@@ -263,12 +263,14 @@ fn consumer_lag(
     partition: &rdkafka::statistics::Partition,
     assigned_at: Option<i64>,
 ) -> Option<i64> {
+    if partition.partition < 0 {
+        return None;
+    }
     if partition.consumer_lag >= 0 {
         return Some(partition.consumer_lag);
     }
     let assigned_at = assigned_at?;
-    (partition.partition >= 0 && partition.hi_offset >= assigned_at)
-        .then(|| partition.hi_offset - assigned_at)
+    (partition.hi_offset >= assigned_at).then(|| partition.hi_offset - assigned_at)
 }
 
 impl SourceContext {
@@ -1115,14 +1117,15 @@ mod tests {
         // Nothing committed by anyone, or the end not fetched yet: unknown, not zero.
         assert_eq!(consumer_lag(&partition(-1, 950), None), None);
         assert_eq!(consumer_lag(&partition(-1, -1001), Some(910)), None);
-        // librdkafka's internal partition.
-        let internal = rdkafka::statistics::Partition {
+        // librdkafka's internal partition, whatever figures it carries.
+        let internal = |consumer_lag| rdkafka::statistics::Partition {
             partition: -1,
-            consumer_lag: -1,
+            consumer_lag,
             hi_offset: 5,
             ..Default::default()
         };
-        assert_eq!(consumer_lag(&internal, Some(0)), None);
+        assert_eq!(consumer_lag(&internal(-1), Some(0)), None);
+        assert_eq!(consumer_lag(&internal(3), None), None);
     }
 
     #[test]
