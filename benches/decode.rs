@@ -5,7 +5,9 @@
 //! - `direct_views_only`: the direct decoder's wire reading alone, no Arrow: the like-for-like
 //!   peer of the prost baseline;
 //! - `direct_to_arrow_as_a_run` (real exports only): the exports decoded onto one set of
-//!   builders, as the Kafka decode stage does with a run of messages.
+//!   builders, as the Kafka decode stage does with a run of messages;
+//! - `paired` (printed before the groups): the baseline and `direct_to_arrow` called in turn,
+//!   pair by pair, for a ratio that a shared machine's swings in speed do not skew.
 //!
 //! Two payloads:
 //! - `large`: the real log records captured in `shared/otlp-samples/` (every event kind:
@@ -18,6 +20,7 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use burnrate_otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
 use burnrate_otlp::proto::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -146,6 +149,45 @@ fn hint(signal: Signal) -> PayloadHint {
     }
 }
 
+/// The baseline and the direct decoder, one call each in turn, `PAIRS` times: the ratio of
+/// each pair's times, medianed. Criterion measures one function after the other for seconds
+/// each; on a shared machine whose speed swings over seconds (this project's moves by up to
+/// 40% between runs) that skews the ratio, where pairs a few milliseconds apart see the same
+/// machine.
+///
+/// Run with `cargo bench` and no filter, or a filter naming `paired`; not in `cargo test`'s
+/// single pass, which builds benches unoptimised.
+fn paired_ratio(what: &str, mut baseline: impl FnMut(), mut direct: impl FnMut()) {
+    const PAIRS: usize = 400;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    if !args.iter().any(|a| a == "--bench") || filter.is_some_and(|f| !f.contains("paired")) {
+        return;
+    }
+    let mut ratios = Vec::with_capacity(PAIRS);
+    let (mut base_total, mut direct_total) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..PAIRS {
+        let start = Instant::now();
+        baseline();
+        let base = start.elapsed();
+        let start = Instant::now();
+        direct();
+        let took = start.elapsed();
+        base_total += base;
+        direct_total += took;
+        ratios.push(base.as_secs_f64() / took.as_secs_f64().max(1e-9));
+    }
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "{what}: paired over {PAIRS} pairs: direct decoder → Arrow {:.2}x the prost baseline \
+         (median of pair ratios; {:.2}x by total time: {:?} against {:?} a call)",
+        ratios[PAIRS / 2],
+        base_total.as_secs_f64() / direct_total.as_secs_f64(),
+        direct_total / PAIRS as u32,
+        base_total / PAIRS as u32,
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
 
@@ -160,6 +202,15 @@ fn bench(c: &mut Criterion) {
         RECORDS_PER_EXPORT,
         check.rows(Table::ApiRequests),
         check.rows(Table::ToolCalls)
+    );
+    paired_ratio(
+        "large",
+        || {
+            black_box(prost_structs(Signal::Logs, black_box(&bytes)));
+        },
+        || {
+            black_box(decoder.decode(black_box(&bytes), logs).expect("decodes"));
+        },
     );
     let mut group = c.benchmark_group("decode_large");
     group.throughput(Throughput::Bytes(bytes.len() as u64));
@@ -188,6 +239,23 @@ fn bench(c: &mut Criterion) {
         exports.len(),
         total,
         total / exports.len().max(1)
+    );
+    paired_ratio(
+        "real",
+        || {
+            for (signal, bytes) in &exports {
+                black_box(prost_structs(*signal, black_box(bytes)));
+            }
+        },
+        || {
+            for (signal, bytes) in &exports {
+                black_box(
+                    decoder
+                        .decode(black_box(bytes), hint(*signal))
+                        .expect("decodes"),
+                );
+            }
+        },
     );
     let mut group = c.benchmark_group("decode_real");
     group.throughput(Throughput::Bytes(total as u64));

@@ -49,7 +49,10 @@ impl AttributeIndex {
     fn columns(&self, key: &str) -> &[(Attr, u8)] {
         self.by_length
             .get(key.len())
-            .and_then(|keys| keys.iter().find(|k| *k.key == *key))
+            .and_then(|keys| {
+                keys.iter()
+                    .find(|k| keys_equal(k.key.as_bytes(), key.as_bytes()))
+            })
             .map_or(&[], |k| k.columns.as_slice())
     }
 
@@ -80,6 +83,37 @@ impl AttributeIndex {
             }
         }
         slots
+    }
+}
+
+/// Whether two keys are equal, compared a word at a time. Every attribute of every record is
+/// looked up, and the keys are short: `memcmp` was 7% of the time decoding a large export
+/// (`perf`); comparing word by word took 3.5% off its instructions (callgrind,
+/// `benches/decode.rs`, 2026-12-02).
+#[inline]
+pub fn keys_equal(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    let word = |s: &[u8], at: usize| -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    let half = |s: &[u8], at: usize| -> u32 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_ne_bytes(w)
+    };
+    if n != b.len() {
+        false
+    } else if n > 16 {
+        a == b
+    } else if n >= 8 {
+        // The first and the last word, overlapping when shorter than 16 bytes.
+        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+    } else if n >= 4 {
+        half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4)
+    } else {
+        a.iter().zip(b).all(|(x, y)| x == y)
     }
 }
 
@@ -396,6 +430,24 @@ fn to_json(value: &Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_compare_word_by_word_as_bytes_do() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(keys_equal(&a, &a.clone()), "length {n}");
+            // A difference at any position, including those two words overlap on.
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!keys_equal(&a, &b), "length {n}, byte {at}");
+            }
+            // Keys of different lengths, one the start of the other.
+            if n > 0 {
+                assert!(!keys_equal(&a, &a[..n - 1]), "length {n} against {}", n - 1);
+            }
+        }
+    }
 
     /// The lookup the index replaces: each key in order, on the record, then on the resource,
     /// reading the first attribute of that key.

@@ -9,7 +9,7 @@ use arrow::array::{
     ArrayRef, MapBuilder, MapFieldNames, StringArray, StringBuilder, TimestampNanosecondBuilder,
 };
 
-use crate::attributes::{render, render_into};
+use crate::attributes::{keys_equal, render, render_into};
 use crate::config::ContentPolicy;
 
 /// Latest instant accepted as an event time: 2200-01-01T00:00:00Z. Arrow's nanosecond
@@ -67,7 +67,10 @@ impl ContentFilter {
     fn rewrite(&self, key: &str, value: &Value) -> Option<String> {
         if self.policy == ContentPolicy::Keep
             || self.lengths & length_bit(key) == 0
-            || !self.keys.iter().any(|k| k == key)
+            || !self
+                .keys
+                .iter()
+                .any(|k| keys_equal(k.as_bytes(), key.as_bytes()))
         {
             return None;
         }

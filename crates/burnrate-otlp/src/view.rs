@@ -12,7 +12,7 @@
 use opentelemetry_proto::tonic as pb;
 
 use crate::payload::{Export, Signal};
-use crate::wire::{Depth, Message, Reader, WireError, WireResult, WireType, decode};
+use crate::wire::{Depth, Message, Reader, WireError, WireResult, WireType, append, decode};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
@@ -272,6 +272,26 @@ fn at<T>(result: WireResult<T>, message: &'static str, field: &'static str) -> W
     result.map_err(|e| e.push(message, field))
 }
 
+/// One more attribute: one with a string value in one go ([`Reader::string_pair`]), any other
+/// field by field.
+fn push_attribute<'a>(
+    r: &mut Reader<'a>,
+    wire: WireType,
+    list: &mut Vec<KeyValue<'a>>,
+    d: Depth,
+) -> WireResult<()> {
+    match r.string_pair(wire, d) {
+        Some((key, value)) => {
+            let value = Some(AnyValue {
+                value: Some(Value::StringValue(value)),
+            });
+            append(list, KeyValue { key, value });
+            Ok(())
+        }
+        None => r.push(wire, list, d),
+    }
+}
+
 /// Sets a oneof to the message variant `make` builds, unless it holds that variant already
 /// (then the new bytes merge into it, as prost does), and returns that variant.
 macro_rules! oneof_message {
@@ -334,7 +354,7 @@ impl<'a> Message<'a> for Resource<'a> {
     fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
         match tag {
             1 => at(
-                r.push(wire, &mut self.attributes, d),
+                push_attribute(r, wire, &mut self.attributes, d),
                 Self::NAME,
                 "attributes",
             ),
@@ -475,7 +495,11 @@ impl<'a> Message<'a> for LogRecord<'a> {
                 let body = self.body.get_or_insert_with(AnyValue::default);
                 at(r.message(wire, body, d), N, "body")?;
             }
-            6 => at(r.push(wire, &mut self.attributes, d), N, "attributes")?,
+            6 => at(
+                push_attribute(r, wire, &mut self.attributes, d),
+                N,
+                "attributes",
+            )?,
             7 => at(r.uint32(wire).map(drop), N, "dropped_attributes_count")?,
             8 => at(r.fixed32(wire).map(drop), N, "flags")?,
             9 => self.trace_id = at(r.bytes(wire), N, "trace_id")?,
@@ -578,7 +602,11 @@ impl<'a> Message<'a> for NumberDataPoint<'a> {
     fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
         const N: &str = NumberDataPoint::NAME;
         match tag {
-            7 => at(r.push(wire, &mut self.attributes, d), N, "attributes")?,
+            7 => at(
+                push_attribute(r, wire, &mut self.attributes, d),
+                N,
+                "attributes",
+            )?,
             2 => self.start_time_unix_nano = at(r.fixed64(wire), N, "start_time_unix_nano")?,
             3 => self.time_unix_nano = at(r.fixed64(wire), N, "time_unix_nano")?,
             5 => at(r.check::<Exemplar>(wire, d), N, "exemplars")?,
@@ -596,7 +624,11 @@ impl<'a> Message<'a> for HistogramDataPoint<'a> {
     fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
         const N: &str = HistogramDataPoint::NAME;
         match tag {
-            9 => at(r.push(wire, &mut self.attributes, d), N, "attributes")?,
+            9 => at(
+                push_attribute(r, wire, &mut self.attributes, d),
+                N,
+                "attributes",
+            )?,
             2 => self.start_time_unix_nano = at(r.fixed64(wire), N, "start_time_unix_nano")?,
             3 => self.time_unix_nano = at(r.fixed64(wire), N, "time_unix_nano")?,
             4 => self.count = at(r.fixed64(wire), N, "count")?,
@@ -619,7 +651,11 @@ impl<'a> Message<'a> for ExponentialHistogramDataPoint<'a> {
         const N: &str = ExponentialHistogramDataPoint::NAME;
         let point = &mut self.0;
         match tag {
-            1 => at(r.push(wire, &mut point.attributes, d), N, "attributes")?,
+            1 => at(
+                push_attribute(r, wire, &mut point.attributes, d),
+                N,
+                "attributes",
+            )?,
             2 => point.start_time_unix_nano = at(r.fixed64(wire), N, "start_time_unix_nano")?,
             3 => point.time_unix_nano = at(r.fixed64(wire), N, "time_unix_nano")?,
             4 => point.count = at(r.fixed64(wire), N, "count")?,
@@ -659,7 +695,11 @@ impl<'a> Message<'a> for SummaryDataPoint<'a> {
     fn field(&mut self, r: &mut Reader<'a>, tag: u32, wire: WireType, d: Depth) -> WireResult<()> {
         const N: &str = SummaryDataPoint::NAME;
         match tag {
-            7 => at(r.push(wire, &mut self.attributes, d), N, "attributes")?,
+            7 => at(
+                push_attribute(r, wire, &mut self.attributes, d),
+                N,
+                "attributes",
+            )?,
             2 => self.start_time_unix_nano = at(r.fixed64(wire), N, "start_time_unix_nano")?,
             3 => self.time_unix_nano = at(r.fixed64(wire), N, "time_unix_nano")?,
             4 => self.count = at(r.fixed64(wire), N, "count")?,
@@ -721,7 +761,11 @@ impl<'a> Message<'a> for Span<'a> {
             6 => self.kind = at(r.int32(wire), N, "kind")?,
             7 => self.start_time_unix_nano = at(r.fixed64(wire), N, "start_time_unix_nano")?,
             8 => self.end_time_unix_nano = at(r.fixed64(wire), N, "end_time_unix_nano")?,
-            9 => at(r.push(wire, &mut self.attributes, d), N, "attributes")?,
+            9 => at(
+                push_attribute(r, wire, &mut self.attributes, d),
+                N,
+                "attributes",
+            )?,
             10 => at(r.uint32(wire).map(drop), N, "dropped_attributes_count")?,
             11 => at(r.check::<Event>(wire, d), N, "events")?,
             12 => at(r.uint32(wire).map(drop), N, "dropped_events_count")?,

@@ -287,6 +287,11 @@ fn field(tag: usize, inner: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A record's attribute (field 6): `key` and a value of `value_fields`, framed by hand.
+fn string_attribute(key: &[u8], value_fields: &[u8]) -> Vec<u8> {
+    field(6, &[field(1, key), field(2, value_fields)].concat())
+}
+
 /// A log export whose one record is `record`, framed by hand.
 fn framed_record(record: &[u8]) -> Vec<u8> {
     field(1, &field(2, &field(2, record)))
@@ -390,6 +395,76 @@ fn edge_cases_of_the_wire_format_are_answered_as_the_reference_answers_them() {
             false,
         ),
         ("a cut fixed64", framed_record(&[0x09, 1, 2, 3]), false),
+        // Attributes with a string value are read in one go when they are exactly a key and a
+        // value (`Reader::string_pair`); near misses are read field by field.
+        (
+            "a string attribute",
+            framed_record(&string_attribute(b"model", &field(1, b"claude-opus-4-6"))),
+            true,
+        ),
+        (
+            "a string attribute with lengths of two bytes",
+            framed_record(&string_attribute(&[b'k'; 200], &field(1, &[b'v'; 300]))),
+            true,
+        ),
+        (
+            "an empty key and an empty value",
+            framed_record(&string_attribute(b"", &field(1, b""))),
+            true,
+        ),
+        (
+            "a string attribute whose value is not UTF-8",
+            framed_record(&string_attribute(b"model", &field(1, &[0xc3, 0x28]))),
+            false,
+        ),
+        (
+            "a string attribute whose value holds two strings: the last wins",
+            framed_record(&string_attribute(
+                b"model",
+                &[field(1, b"first"), field(1, b"second")].concat(),
+            )),
+            true,
+        ),
+        (
+            "a string attribute with an unknown field after its value",
+            framed_record(&field(
+                6,
+                &[
+                    field(1, b"model"),
+                    field(2, &field(1, b"x")),
+                    field(9, b"?"),
+                ]
+                .concat(),
+            )),
+            true,
+        ),
+        (
+            "a string attribute, value before key",
+            framed_record(&field(
+                6,
+                &[field(2, &field(1, b"x")), field(1, b"model")].concat(),
+            )),
+            true,
+        ),
+        (
+            "a string value running past its attribute",
+            {
+                let mut pair = string_attribute(b"model", &field(1, b"claude"));
+                // The value's own length (its last byte before the text) grows by one.
+                let at = pair.len() - b"claude".len() - 1;
+                pair[at] += 1;
+                framed_record(&pair)
+            },
+            false,
+        ),
+        (
+            "a string attribute cut short",
+            {
+                let pair = string_attribute(b"model", &field(1, b"claude"));
+                framed_record(&pair[..pair.len() - 2])
+            },
+            false,
+        ),
     ];
     for (what, bytes, decodes) in cases {
         assert_eq!(
