@@ -487,4 +487,44 @@ mod tests {
         assert!(read(&[0x80]).is_err());
         assert!(read(&[]).is_err());
     }
+
+    /// A pair's bytes (the attribute's length first, as `Reader::push` finds it) and what
+    /// follows: `string_pair` reads the pair and stops at its end, or reads nothing.
+    #[test]
+    fn a_string_pair_is_read_whole_or_not_at_all() {
+        let depth = Depth(RECURSION_LIMIT);
+        fn read(bytes: &[u8]) -> (Option<(&str, &str)>, usize) {
+            let mut reader = Reader { bytes, pos: 0 };
+            let pair = reader.string_pair(WireType::LengthDelimited, Depth(RECURSION_LIMIT));
+            (pair, reader.pos)
+        }
+        // "model" = "x", then a byte of the next field.
+        let pair = [
+            12, 0x0a, 5, b'm', b'o', b'd', b'e', b'l', 0x12, 3, 0x0a, 1, b'x', 0x3a,
+        ];
+        assert_eq!(read(&pair), (Some(("model", "x")), 13));
+        // Not a string value: an int (field 3 of the value).
+        let int = [11, 0x0a, 5, b'm', b'o', b'd', b'e', b'l', 0x12, 2, 0x18, 1];
+        assert_eq!(read(&int), (None, 0));
+        // The value's string ends past the pair; the pair ends past the input.
+        let mut past = pair;
+        past[11] = 2;
+        assert_eq!(read(&past), (None, 0));
+        assert_eq!(read(&pair[..10]), (None, 0));
+        // Too deep for the pair and its value to each take a level.
+        let mut reader = Reader {
+            bytes: &pair,
+            pos: 0,
+        };
+        assert_eq!(
+            reader.string_pair(WireType::LengthDelimited, Depth(1)),
+            None
+        );
+        assert_eq!(reader.pos, 0);
+        let just_deep_enough = reader.string_pair(WireType::LengthDelimited, Depth(2));
+        assert_eq!(just_deep_enough, Some(("model", "x")));
+        reader.pos = 0;
+        // Not length-delimited at all.
+        assert_eq!(reader.string_pair(WireType::Varint, depth), None);
+    }
 }
