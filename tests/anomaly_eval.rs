@@ -4,7 +4,7 @@
 //! start and end; `burnrate run --source files --drain` takes them through the real pipeline, and
 //! the `anomalies` table is scored against the labels: recall and detection delay per incident,
 //! precision, and false alerts per simulated team-week (team, user and project series) and per
-//! week (model series). The tables it prints are the README's.
+//! week (model series). The tables it prints are those in docs/windows-and-anomalies.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

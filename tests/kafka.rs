@@ -724,7 +724,7 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
 /// most): librdkafka's prefetch, the runs being decoded, the buffered segments and the flush are
 /// held in one budget, and the partitions pause while it is full. Nothing is lost meanwhile.
 /// The broker is librdkafka's mock cluster, in this process, which keeps to the fetch sizes a
-/// consumer asks for; Tansu does not (see the README's benchmarks).
+/// consumer asks for; Tansu does not (see docs/benchmarks.md).
 #[test]
 fn catching_up_on_a_backlog_larger_than_memory_stays_within_the_memory_limit() {
     const LIMIT_MIB: u64 = 192;

@@ -461,7 +461,7 @@ pub fn append<M>(list: &mut Vec<M>, message: M) {
 
 /// Every string is checked, as prost checks them. Most are short ASCII (attribute keys, ids,
 /// model names), where simdutf8 hands over to `core::str::from_utf8` and its byte loop;
-/// `is_ascii` reads a word at a time. Measured in `benches/decode.rs` (see README, Benchmarks).
+/// `is_ascii` reads a word at a time. Measured in `benches/decode.rs` (see docs/benchmarks.md).
 fn utf8(bytes: &[u8]) -> Option<&str> {
     if bytes.is_ascii() {
         // SAFETY: ASCII is valid UTF-8.

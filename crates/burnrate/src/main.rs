@@ -26,7 +26,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     after_help = "Examples:\n  burnrate run                                   # OTLP receiver on 127.0.0.1:4318 (HTTP) and :4317 (gRPC)\n  burnrate run --source files --input ./otlp-exports --drain\n  burnrate query \"SELECT model, sum(cost_usd) FROM api_requests GROUP BY model\""
 )]
 struct Cli {
-    /// Configuration file (TOML); every key has a default, see the README.
+    /// Configuration file (TOML); every key has a default, see docs/configuration.md.
     #[arg(long, global = true, env = "BURNRATE_CONFIG")]
     config: Option<PathBuf>,
 
