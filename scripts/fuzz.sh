@@ -7,10 +7,10 @@
 #
 # No sanitizer (`-s none`): the fuzzed crates (burnrate-otlp, burnrate-pricing) have no
 # `unsafe` but one `from_utf8_unchecked` on bytes just checked to be ASCII (`wire.rs`), so what a
-# fuzzer finds in them is a panic (cargo-fuzz builds with debug assertions
-# and overflow checks), a hang or runaway memory, which libFuzzer catches without
-# AddressSanitizer. Without it (2026-12-01, 2 vCPU): decode_proto ran 495,408 inputs in 30 s,
-# where it ran 269,199 in 60 s with it; the fuzz crate's cold build took 5.1 minutes, not 7.5.
+# fuzzer finds in them is a panic (cargo-fuzz builds with debug assertions and overflow checks),
+# a hang or runaway memory, which libFuzzer catches without AddressSanitizer. Without it
+# (2026-12-01, 2 vCPU): decode_proto ran 495,408 inputs in 30 s, where it ran 269,199 in 60 s
+# with it; the fuzz crate's cold build took 5.1 minutes, not 7.5.
 # Set FUZZ_SANITIZER=address to fuzz with it.
 #
 # `fuzz.sh --build-only` installs cargo-fuzz and builds the targets, and runs nothing: test.sh
