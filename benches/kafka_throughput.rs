@@ -12,9 +12,9 @@
 //! burnrate configuration sets librdkafka's own prefetch sizes over burnrate's, so the memory
 //! budget pauses the partitions again and again.
 
-// The binary's allocator, so the bench measures what runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The binary's allocator and its settings, so the bench measures what runs.
+#[path = "../crates/burnrate/src/allocator.rs"]
+mod allocator;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -254,6 +254,7 @@ fn median(mut rounds: Vec<Round>) -> Round {
 }
 
 fn main() {
+    allocator::return_freed_memory_promptly();
     let full = std::env::args().any(|a| a == "--bench");
     let (copies, rounds) = if full { (27_778, 3) } else { (3, 1) };
     let broker = Broker::start();

@@ -7,50 +7,72 @@
 //! writer turning an acknowledged request into rows) reserves with [`Reservation::force`], which
 //! may pass the limit; the next refusals bring it back.
 //!
+//! The limit is a share of what `memory_limit` leaves beyond the process's fixed part, and the
+//! largest fixed part is the code, whose size depends on the build. So it is measured: a
+//! sampler reads how much of the binary is resident, and the limit shrinks as the code pages in.
+//!
 //! Must not know: where the bytes come from or what they are.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-/// What the process holds however little data it has: its code, mapped from the binary and all
-/// resident once the pipeline has run a while (`RssFile`: 77 MiB of the test build, 81 MiB of
-/// the release build), and the runtime, DataFusion's session and librdkafka's client before the
-/// first message (17 MiB of anonymous memory). Measured 2026-12-01, draining Kafka under a
-/// 192 MiB limit. A share of the whole limit left that fixed part out: there, data in flight
-/// was allowed 77 MiB, and the peak passed the limit by more than 10% in 2 of 13 runs (up to
-/// 217 MiB); with this base, 167-180 MiB in four runs.
+/// The least the process holds however little data it has: its code, mapped from the binary and
+/// nearly all resident once the pipeline has run a while (`RssFile`: 81 MiB of the release
+/// build), and the runtime, DataFusion's session and librdkafka's client before the first
+/// message ([`RUNTIME_BASE`]). Measured 2026-12-01, draining Kafka under a 192 MiB limit. A
+/// share of the whole limit left that fixed part out: there, data in flight was allowed 77 MiB,
+/// and the peak passed the limit by more than 10% in 2 of 13 runs (up to 217 MiB); with this
+/// base, 167-180 MiB in four runs. A bigger build (the tests' binary, with some dependencies
+/// unoptimised: 91-101 MiB of code) is measured, see [`MemoryBudget::for_memory_limit`].
 const PROCESS_BASE: u64 = 96 << 20;
+
+/// Anonymous memory the process holds before any data: the runtime, DataFusion's session,
+/// librdkafka's client (17 MiB, measured with [`PROCESS_BASE`]).
+const RUNTIME_BASE: u64 = 17 << 20;
+
+/// How often the sampler reads how much code is resident; it pages in over seconds.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// The share of what `memory_limit` leaves beyond [`PROCESS_BASE`] that data in flight may hold.
 /// The rest grows with the data too: DataFusion's window state, Parquet encoding of a flush,
-/// builders while a run decodes, socket buffers, and the allocator's slack (mimalloc keeps
-/// freed memory for a second; returning it at once cost the decoder 35-60%). At 0.5 of the
-/// whole limit, 100 stalled 30 MiB uploads peaked at 526 MiB of RSS under a 512 MiB limit
-/// (`tests/receiver_gate.rs`); at 0.4 they stayed under it.
+/// builders while a run decodes, socket buffers, and the allocator's slack (the binary has
+/// mimalloc keep freed memory for 100 ms; returning it at once cost the decoder 35-60%). At
+/// 0.5 of the whole limit, 100 stalled 30 MiB uploads peaked at 526 MiB of RSS under a 512 MiB
+/// limit (`tests/receiver_gate.rs`); at 0.4 they stayed under it.
 const IN_FLIGHT_SHARE: f64 = 0.4;
 
 /// Bytes reserved against a limit, shared by every stage that holds data.
 #[derive(Debug)]
 pub struct MemoryBudget {
-    limit: usize,
+    limit: AtomicUsize,
     used: AtomicUsize,
     refusals: AtomicUsize,
 }
 
 impl MemoryBudget {
     /// A budget for a process that must stay under `memory_limit` bytes of RSS: 0.4 of what
-    /// is left after the process's fixed part, 166 MiB of the default 512 MiB. A limit that
-    /// leaves less than a quarter of itself (under 128 MiB) gets 0.4 of that quarter.
+    /// is left after the process's fixed part, 166 MiB of the default 512 MiB (see
+    /// [`in_flight_limit`]). Where the system tells (Linux), the fixed part is measured while
+    /// the process runs: its resident code plus [`RUNTIME_BASE`], when that is more than
+    /// [`PROCESS_BASE`]. The limit only shrinks: code pages the kernel reclaims come back.
     pub fn for_memory_limit(memory_limit: u64) -> Arc<Self> {
-        let left = memory_limit
-            .saturating_sub(PROCESS_BASE)
-            .max(memory_limit / 4);
-        Self::with_limit((left as f64 * IN_FLIGHT_SHARE) as usize)
+        let budget = Self::with_limit(in_flight_limit(memory_limit, PROCESS_BASE));
+        if resident_code_bytes().is_some() {
+            let weak = Arc::downgrade(&budget);
+            let sampler = std::thread::Builder::new()
+                .name("memory-sampler".into())
+                .spawn(move || follow_resident_code(weak, memory_limit));
+            if let Err(error) = sampler {
+                tracing::warn!(error = %error, "could not start the memory sampler; the budget assumes the release build's code size");
+            }
+        }
+        budget
     }
 
     fn with_limit(limit: usize) -> Arc<Self> {
         Arc::new(MemoryBudget {
-            limit,
+            limit: AtomicUsize::new(limit),
             used: AtomicUsize::new(0),
             refusals: AtomicUsize::new(0),
         })
@@ -58,7 +80,14 @@ impl MemoryBudget {
 
     /// Bytes that data in flight may hold.
     pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Takes a reading of the resident code into the limit.
+    fn observe_code(&self, memory_limit: u64, resident_code: u64) {
+        let base = resident_code.saturating_add(RUNTIME_BASE).max(PROCESS_BASE);
         self.limit
+            .fetch_min(in_flight_limit(memory_limit, base), Ordering::Relaxed);
     }
 
     /// Bytes held now.
@@ -69,7 +98,7 @@ impl MemoryBudget {
     /// Whether at least `share` (0.0 to 1.0) of the limit is held: a source that paused at the
     /// limit resumes below a lower share, so it does not pause and resume message by message.
     pub fn is_full(&self, share: f64) -> bool {
-        self.used() as f64 >= self.limit as f64 * share
+        self.used() as f64 >= self.limit() as f64 * share
     }
 
     /// Reservations refused since start.
@@ -86,11 +115,12 @@ impl MemoryBudget {
     }
 
     fn try_take(&self, bytes: usize) -> bool {
+        let limit = self.limit();
         let taken = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 let after = used.checked_add(bytes)?;
-                (after <= self.limit).then_some(after)
+                (after <= limit).then_some(after)
             })
             .is_ok();
         if !taken {
@@ -98,6 +128,41 @@ impl MemoryBudget {
         }
         taken
     }
+}
+
+/// What data in flight may hold in a process limited to `memory_limit` whose fixed part is
+/// `base`: 0.4 of what is left. A limit that leaves less than a quarter of itself gets 0.4 of
+/// that quarter.
+fn in_flight_limit(memory_limit: u64, base: u64) -> usize {
+    let left = memory_limit.saturating_sub(base).max(memory_limit / 4);
+    (left as f64 * IN_FLIGHT_SHARE) as usize
+}
+
+/// Keeps `budget`'s limit in step with the resident code until the budget is dropped.
+fn follow_resident_code(budget: Weak<MemoryBudget>, memory_limit: u64) {
+    while let Some(budget) = budget.upgrade() {
+        let Some(code) = resident_code_bytes() else {
+            return;
+        };
+        budget.observe_code(memory_limit, code);
+        drop(budget);
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+}
+
+/// The process's resident file-backed memory (`RssFile`), in bytes: its code, mapped from the
+/// binary (the Parquet files are written, not mapped). `None` where the system does not tell.
+fn resident_code_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("RssFile:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Bytes held against a [`MemoryBudget`], given back when dropped.
@@ -158,14 +223,45 @@ impl Drop for Reservation {
 mod tests {
     use super::*;
 
+    const MIB: u64 = 1 << 20;
+
     #[test]
     fn the_budget_is_a_share_of_what_the_process_leaves() {
-        const MIB: u64 = 1 << 20;
-        let limit = |memory_limit: u64| MemoryBudget::for_memory_limit(memory_limit).limit();
+        let limit = |memory_limit: u64| in_flight_limit(memory_limit, PROCESS_BASE);
         assert_eq!(limit(512 * MIB), (416.0 * MIB as f64 * 0.4) as usize);
         assert_eq!(limit(192 * MIB), (96.0 * MIB as f64 * 0.4) as usize);
         // Below 128 MiB a quarter is left, not nothing.
         assert_eq!(limit(100 * MIB), (25.0 * MIB as f64 * 0.4) as usize);
+    }
+
+    #[test]
+    fn more_resident_code_leaves_less_for_data_and_the_limit_never_grows_back() {
+        let budget = MemoryBudget::with_limit(in_flight_limit(192 * MIB, PROCESS_BASE));
+        // The release build's code: the fixed base holds.
+        budget.observe_code(192 * MIB, 70 * MIB);
+        assert_eq!(budget.limit(), (96.0 * MIB as f64 * 0.4) as usize);
+        // 101 MiB of code and 17 of runtime leave 74 MiB.
+        budget.observe_code(192 * MIB, 101 * MIB);
+        assert_eq!(budget.limit(), (74.0 * MIB as f64 * 0.4) as usize);
+        // Code pages reclaimed by the kernel come back when used: the limit stays.
+        budget.observe_code(192 * MIB, 50 * MIB);
+        assert_eq!(budget.limit(), (74.0 * MIB as f64 * 0.4) as usize);
+    }
+
+    #[test]
+    fn the_sampler_measures_the_code_of_this_process() {
+        let code = resident_code_bytes().expect("Linux tells a process its resident code");
+        assert!(code > 0);
+        let budget = MemoryBudget::for_memory_limit(1 << 40);
+        // Taken away from under the sampler: its next reading brings the limit back down.
+        budget.limit.store(usize::MAX, Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while budget.limit() == usize::MAX {
+            assert!(std::time::Instant::now() < deadline, "no reading in 5 s");
+            std::thread::sleep(SAMPLE_EVERY);
+        }
+        let base = (code + RUNTIME_BASE).max(PROCESS_BASE);
+        assert!(budget.limit() <= in_flight_limit(1 << 40, base));
     }
 
     #[test]

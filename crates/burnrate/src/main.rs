@@ -2,6 +2,7 @@
 //! command to its file in `commands/`, which wires sources, decoder and sinks together and shows
 //! progress; everything they run lives in the library crates.
 
+mod allocator;
 mod commands;
 mod config;
 
@@ -13,10 +14,6 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::*;
 use crate::config::Config;
-
-/// See the workspace Cargo.toml: the allocator is measured, not a habit.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -104,6 +101,7 @@ Examples:
 }
 
 fn main() -> ExitCode {
+    allocator::return_freed_memory_promptly();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
