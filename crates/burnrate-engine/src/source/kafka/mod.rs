@@ -1021,6 +1021,8 @@ impl KafkaPipeline {
                 partition,
                 from = resume_at,
                 end = high,
+                committed = committed.unwrap_or(-1),
+                start = low,
                 "partition taken up"
             );
             targets.insert(
