@@ -358,7 +358,7 @@ fn the_binary_started_as_the_statefulset_starts_it_is_ready_and_stops_within_the
         &[("BURNRATE_PUSHGATEWAY", pushgateway.url.clone())],
     );
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(stderr(&again).contains("0 messages"), "{}", stderr(&again));
+    assert_eq!(summary_messages(&stderr(&again)), 0, "{}", stderr(&again));
     assert!(
         !stderr(&again).contains("push failed"),
         "{}",

@@ -122,7 +122,7 @@ fn samples_through_a_real_broker_match_the_readme_totals() {
     // The same group again: everything is committed, nothing is added.
     let again = run_kafka_with(&broker, "burnrate-e2e", &data, None, &push);
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(stderr(&again).contains("0 messages"), "{}", stderr(&again));
+    assert_eq!(summary_messages(&stderr(&again)), 0, "{}", stderr(&again));
     assert_sample_totals(&data, 3.0);
     assert_pushed_totals(&pushgateway, &data);
 
@@ -201,8 +201,9 @@ fn samples_of_both_releases_cost_exactly_per_model() {
     let data = tmp.path().join("data");
     let out = run_kafka(&broker, "burnrate-releases", &data, None);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&format!("{produced} messages")),
+    assert_eq!(
+        summary_messages(&stderr(&out)),
+        produced as u64,
         "{}",
         stderr(&out)
     );
@@ -701,19 +702,6 @@ fn wait_for_the_pair(first: &Consumer, second: &Consumer, produced: u64) -> Resu
     }
 }
 
-/// The message count of a run's closing summary line ("burnrate: N messages, ...").
-fn summary_messages(log: &str) -> u64 {
-    log.lines()
-        .find_map(|l| {
-            l.strip_prefix("burnrate: ")?
-                .split_once(" messages")?
-                .0
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no summary line in\n{log}"))
-}
-
 /// `(event, topic, partition)` of a "partition assigned", "partition revoked" or "segment
 /// written" line of a run's log.
 fn partition_event(line: &str) -> Option<(&'static str, String, i64)> {
@@ -871,8 +859,9 @@ fn catching_up_on_a_backlog_larger_than_memory_stays_within_the_memory_limit() {
     ];
     let finished = wait_with_peak_rss(spawn_burnrate(&args, &[]));
     assert!(finished.success, "{}", finished.stderr);
-    assert!(
-        finished.stderr.contains(&format!("{produced} messages")),
+    assert_eq!(
+        summary_messages(&finished.stderr),
+        produced as u64,
         "{}",
         finished.stderr
     );

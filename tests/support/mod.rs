@@ -155,6 +155,20 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The message count of a `run` summary line ("burnrate: N messages, ..."), read whole: a
+/// substring test for "0 messages" also passes on 10.
+pub fn summary_messages(log: &str) -> u64 {
+    log.lines()
+        .find_map(|l| {
+            l.strip_prefix("burnrate: ")?
+                .split_once(" messages")?
+                .0
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no summary line in\n{log}"))
+}
+
 /// Rows of a query as JSON objects.
 pub fn query(data: &Path, sql: &str) -> Vec<serde_json::Map<String, Value>> {
     let out = burnrate(&[
