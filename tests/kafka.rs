@@ -482,9 +482,9 @@ flush_bytes = 1048576
 struct Consumer {
     child: std::process::Child,
     health: u16,
-    /// Its log at `info` so far, read by a thread of its own so a full pipe never stalls it;
-    /// `None` when the test reads the log itself.
-    log: Option<(Arc<Mutex<String>>, std::thread::JoinHandle<()>)>,
+    /// Its log at `info` so far, read by a thread of its own so a full pipe never stalls it.
+    log: Arc<Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl Consumer {
@@ -511,17 +511,22 @@ impl Consumer {
         Consumer {
             child,
             health,
-            log: Some((text, reader)),
+            log: text,
+            reader,
         }
+    }
+
+    /// Whether the member's log so far has a line with `what` in it.
+    fn logged(&self, what: &str) -> bool {
+        self.log.lock().unwrap().contains(what)
     }
 
     /// The partitions the member was assigned and holds, by its log.
     fn assigned(&self) -> BTreeSet<(String, i64)> {
         let mut held = BTreeSet::new();
-        let Some((text, _)) = &self.log else {
-            return held;
-        };
-        for (event, topic, partition) in text.lock().unwrap().lines().filter_map(partition_event) {
+        for (event, topic, partition) in
+            self.log.lock().unwrap().lines().filter_map(partition_event)
+        {
             match event {
                 "partition assigned" => held.insert((topic, partition)),
                 "partition revoked" => held.remove(&(topic, partition)),
@@ -575,12 +580,19 @@ impl Consumer {
 
     /// SIGTERM, and the exit; its stderr is the whole log.
     fn stop(self) -> std::process::Output {
-        signal(&self.child, "TERM");
+        self.end("TERM")
+    }
+
+    /// SIGKILL, and the exit; its stderr is the log up to then.
+    fn kill(self) -> std::process::Output {
+        self.end("KILL")
+    }
+
+    fn end(self, with: &str) -> std::process::Output {
+        signal(&self.child, with);
         let mut out = self.child.wait_with_output().unwrap();
-        if let Some((text, reader)) = self.log {
-            let _ = reader.join();
-            out.stderr = std::mem::take(&mut *text.lock().unwrap()).into_bytes();
-        }
+        let _ = self.reader.join();
+        out.stderr = std::mem::take(&mut *self.log.lock().unwrap()).into_bytes();
         out
     }
 }
@@ -726,44 +738,22 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let config = group_member_config(tmp.path());
-    let (args, health) = kafka_args(&broker, "burnrate-join", &data, Some(&config));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = spawn_burnrate(
-        &args,
-        &[("BURNRATE_REPLICA", "member-a"), ("BURNRATE_LOG", "info")],
-    );
-    let (log, reader) = stderr_lines(&mut child);
-    wait_for_port(health, "burnrate health");
-    let first = Consumer {
-        child,
-        health,
-        log: None,
-    };
+    let first = Consumer::start(&broker, "burnrate-join", &data, &config, "member-a");
     wait_until("the first member consumes", || first.messages() > 200);
     let second = Consumer::start(&broker, "burnrate-join", &data, &config, "member-b");
     // The join makes the first member give partitions up while its workers decode: it is
     // killed in the middle of that rebalance.
-    let mut text = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !text.contains("partition revoked") {
-        assert!(
-            Instant::now() < deadline,
-            "no rebalance in the first member:\n{text}"
-        );
-        if let Ok(line) = log.recv_timeout(Duration::from_millis(10)) {
-            text.push_str(&line);
-            text.push('\n');
+    while !first.logged("partition revoked") {
+        if Instant::now() > deadline {
+            let out = first.stop();
+            panic!("no rebalance in the first member:\n{}", stderr(&out));
         }
+        std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(150));
-    signal(&first.child, "KILL");
-    let mut killed = first.child;
-    assert!(!killed.wait().unwrap().success());
-    reader.join().unwrap();
-    for line in log.try_iter() {
-        text.push_str(&line);
-        text.push('\n');
-    }
+    let killed = first.kill();
+    assert!(!killed.status.success());
     // The second member is given the partitions once the first one's session (6 s) expires,
     // and replays what it had not committed. Until then the group counts the killed member, so
     // nothing is judged before that; on a loaded machine the group may take longer to settle:
@@ -797,8 +787,8 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
     assert_sample_totals(&data, copies as f64);
     assert_metric_cost(&data, copies as f64);
 
-    let log = text;
-    let mut held = std::collections::BTreeSet::new();
+    let log = stderr(&killed);
+    let mut held = BTreeSet::new();
     let mut revokes = 0;
     for (event, topic, partition) in log.lines().filter_map(partition_event) {
         let key = (topic, partition);
