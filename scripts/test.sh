@@ -68,6 +68,12 @@ if [ -z "${BURNRATE_MOTO:-}" ]; then
     export BURNRATE_MOTO
 fi
 
+# An independent reader of the Delta tables: delta-rs's Python package, from PyPI (its own build
+# of delta-rs and DataFusion; the tests check its totals against burnrate's).
+if ! python3 -c 'import deltalake' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check deltalake==1.6.6
+fi
+
 # Real Claude Code, from the npm registry (the platform package holds the binary); its
 # telemetry is sent to the receiver with a bearer token.
 claude_version=2.1.332

@@ -9,6 +9,7 @@ mod support;
 mod anomaly_eval;
 mod claude_code;
 mod cost;
+mod delta;
 mod deploy;
 mod end_to_end;
 mod export_trace;

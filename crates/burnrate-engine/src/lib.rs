@@ -79,6 +79,15 @@ pub enum EngineError {
     /// The Kafka source's sink could not make a segment durable; nothing after it was committed.
     #[error("writing segments: {message}")]
     Sink { message: String, retryable: bool },
+    /// A table's Delta log could not be read or committed to.
+    #[error("{table}: Delta log: {message}")]
+    TableLog {
+        table: String,
+        message: String,
+        /// The log could not be reached or another writer kept winning: the same commit can
+        /// succeed later.
+        retryable: bool,
+    },
     /// An object store (S3 or S3-compatible) call that failed, on one line.
     #[error("object store: {message}")]
     ObjectStore {
@@ -119,9 +128,9 @@ impl EngineError {
             // The broker, the group or the sink thread behind it: a run restarted from its
             // committed offsets replays the rest idempotently.
             EngineError::Kafka(_) => true,
-            EngineError::ObjectStore { retryable, .. } | EngineError::Sink { retryable, .. } => {
-                *retryable
-            }
+            EngineError::ObjectStore { retryable, .. }
+            | EngineError::Sink { retryable, .. }
+            | EngineError::TableLog { retryable, .. } => *retryable,
             EngineError::NoInput(_)
             | EngineError::NoDataset(_)
             | EngineError::Arrow(_)

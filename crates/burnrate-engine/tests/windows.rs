@@ -665,7 +665,11 @@ async fn window_files_past_the_checkpoint_are_a_crashed_runs_and_go() {
         .unwrap();
     let seq = stage.state().seq;
     drop(stage);
-    let written: Vec<PathBuf> = walk(&dir.path().join("usage_windows"));
+    // The data files: `usage_windows/_delta_log` holds the table's log beside them.
+    let written: Vec<PathBuf> = walk(&dir.path().join("usage_windows"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
     let one = written.first().expect("closed windows were written");
     let orphan = one.with_file_name(format!("windows-r0-{:012}.parquet", seq + 1));
     std::fs::copy(one, &orphan).unwrap();

@@ -73,6 +73,11 @@ Examples:
   burnrate profile --since 1h --until latest     # the last hour of data, for a dataset that is not live"
     )]
     Profile(profile::ProfileArgs),
+    /// Give every table of a dataset written before the Delta logs a log of the files it holds.
+    #[command(
+        after_help = "Tables written by this version have a Delta log (<table>/_delta_log) that lists their\nfiles; readers go by it. A dataset written before had none: this creates each missing log,\nlisting the Parquet files already there, without rewriting or moving any. Running it again\nchanges nothing. `burnrate run` does the same for a table the first time it writes to it.\n\nExamples:\n  burnrate migrate --data ./burnrate-data"
+    )]
+    Migrate(migrate::MigrateArgs),
     /// Write synthetic Claude Code telemetry (OTLP log exports) for a simulated team.
     #[command(
         after_help = "Writes one export per user, hour and signal under OUT/<date>/, and OUT/incidents.jsonl with the\ninjected incidents (kind, start, end, whom). Deterministic: the same seed gives the same bytes.\n\nExamples:\n  burnrate generate --out ./synthetic --scenario evaluation       # 30 days, 20 people, 7 incidents\n  burnrate generate --out ./quiet --scenario quiet --days 7 --users 50 --format json\n  burnrate generate --post http://127.0.0.1:4318 --days 1 --users 5 --rate 20\n  burnrate generate --kafka 127.0.0.1:9092 --temporality cumulative\n  burnrate run --source files --input ./synthetic --drain"
@@ -127,10 +132,9 @@ fn main() -> ExitCode {
         }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BURNRATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter(
+            std::env::var("BURNRATE_LOG").ok(),
+        )))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -153,6 +157,17 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `BURNRATE_LOG`'s filter (`warn` without it), with delta-rs held to warnings unless the
+/// filter names it: it logs every commit at `info`, and burnrate commits every flush.
+fn log_filter(setting: Option<String>) -> String {
+    let filter = setting.unwrap_or_else(|| "warn".to_string());
+    if filter.contains("deltalake") {
+        filter
+    } else {
+        format!("{filter},deltalake_core=warn")
     }
 }
 
@@ -198,6 +213,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&mut config, *args).await,
         Command::Query(args) => query::query(&config, args).await,
         Command::Generate(args) => generate::generate(args),
+        Command::Migrate(args) => migrate::migrate(&config, args),
         Command::Report(command) => report::report_command(&config, command).await,
         Command::Profile(args) => profile::profile(&config, args).await,
         Command::ExportTrace {

@@ -1,6 +1,8 @@
-//! The Parquet dataset as DataFusion tables: every burnrate table, with its Hive `date`
-//! partition column, registered under its own name, and the latency sketch functions; from a
-//! directory or, read in place, from an `s3://` prefix.
+//! The Parquet dataset as DataFusion tables: every burnrate table, with its `date` partition
+//! column, registered under its own name, and the latency sketch functions; from a directory
+//! or, read in place, from an `s3://` prefix. A table with a Delta log is read through it (the
+//! files it lists, at the version it was opened at); one without (a dataset written before the
+//! logs, or the object store's copy) is every Parquet file below its directory.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +23,9 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 
 use crate::EngineError;
+use crate::query::logged_table::LoggedTable;
 use crate::sink::mirror::{is_object_url, open_store};
+use crate::sink::table_log::logged_files;
 
 /// A session over the dataset at `data_dir` (a directory, or an `s3://bucket/prefix` URL
 /// whose credentials and endpoint come from the `AWS_*` environment) with every table
@@ -75,8 +79,12 @@ pub async fn register_tables(ctx: &SessionContext, data_dir: &Path) -> Result<()
     }
     for table in Table::ALL {
         let dir = data_dir.join(table.name());
-        let provider = if dir.is_dir() {
-            let absolute = std::path::absolute(&dir).map_err(|e| EngineError::io(&dir, e))?;
+        let absolute = std::path::absolute(&dir).map_err(|e| EngineError::io(&dir, e))?;
+        let provider: Arc<dyn TableProvider> = if let Some(files) = logged_files(&dir).await? {
+            let location = object_store::path::Path::from_absolute_path(&absolute)
+                .map_err(|e| EngineError::Config(format!("{}: {e}", absolute.display())))?;
+            Arc::new(LoggedTable::new(table.schema(), location, files))
+        } else if dir.is_dir() {
             listing_table(format!("{}/", absolute.display()), table)?
         } else {
             empty_table(table)?

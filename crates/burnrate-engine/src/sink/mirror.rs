@@ -63,31 +63,14 @@ pub fn open_store(
     Ok((Arc::new(store), prefix))
 }
 
-/// Runs an object store call to completion from any thread, inside a runtime or not: the call
-/// gets a thread and a small runtime of its own, as blocking as the fsync it stands beside.
+/// Runs an object store call to completion from any thread, inside a runtime or not.
 pub fn block_on<T, F, Fut>(call: F) -> Result<T, EngineError>
 where
     T: Send,
     F: FnOnce() -> Fut + Send,
     Fut: std::future::Future<Output = Result<T, object_store::Error>>,
 {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(EngineError::Output)?;
-                runtime.block_on(call()).map_err(object_error)
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(EngineError::ObjectStore {
-                    message: "the call panicked".into(),
-                    retryable: false,
-                })
-            })
-    })
+    crate::sink::on_own_runtime(|| async { call().await.map_err(object_error) })
 }
 
 /// One line: the store's first line, plus the S3 error code its XML body carries.

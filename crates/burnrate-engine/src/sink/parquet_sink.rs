@@ -1,6 +1,7 @@
 //! Parquet output: one file per (table, day, segment), Hive-partitioned, written under a
-//! temporary name, fsynced and renamed, so a reader never sees half a file and a replay of the
-//! same segment replaces its files instead of adding to them.
+//! temporary name, fsynced and renamed, then committed to its table's Delta log, so a reader
+//! never sees half a file and a replay of the same segment replaces its files instead of
+//! adding to them.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -19,6 +20,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::EngineError;
 use crate::sink::mirror::{ObjectMirror, mirror_of};
+use crate::sink::table_log::{self, DurableFile, PARTITION_COLUMN};
 
 /// Partition value of rows whose time is unknown or invalid.
 pub const UNKNOWN_DATE: &str = "unknown";
@@ -69,8 +71,8 @@ impl ParquetSink {
         &self.root
     }
 
-    /// Writes every table's batches of one segment. Files are named `<segment>.parquet`, so the
-    /// same segment written twice leaves one copy.
+    /// Writes every table's batches of one segment and commits them to the tables' logs. Files
+    /// are named `<segment>.parquet`, so the same segment written twice leaves one copy.
     pub fn write_segment(
         &self,
         segment: &str,
@@ -92,9 +94,12 @@ impl ParquetSink {
                 }
             }
             for (date, parts) in days {
-                let dir = self.root.join(table.name()).join(format!("date={date}"));
+                let dir = self
+                    .root
+                    .join(table.name())
+                    .join(format!("{PARTITION_COLUMN}={date}"));
                 let path = dir.join(format!("{segment}.parquet"));
-                files.push((*table, dir, path, parts));
+                files.push((*table, date, dir, path, parts));
             }
             *written.rows.entry(table.name()).or_default() += rows;
         }
@@ -109,7 +114,7 @@ impl ParquetSink {
                 .map(|_| {
                     scope.spawn(|| {
                         loop {
-                            let Some((table, dir, path, parts)) =
+                            let Some((table, _, dir, path, parts)) =
                                 files.get(next.fetch_add(1, Ordering::Relaxed))
                             else {
                                 return Ok(());
@@ -129,7 +134,17 @@ impl ParquetSink {
                 .collect()
         });
         results.into_iter().collect::<Result<(), EngineError>>()?;
-        written.files = files.into_iter().map(|(_, _, path, _)| path).collect();
+        let durable: Vec<DurableFile> = files
+            .into_iter()
+            .map(|(table, date, _, path, parts)| DurableFile {
+                table,
+                path,
+                date,
+                rows: parts.iter().map(RecordBatch::num_rows).sum(),
+            })
+            .collect();
+        table_log::add_files(&self.root, &durable)?;
+        written.files = durable.into_iter().map(|file| file.path).collect();
         Ok(written)
     }
 
@@ -176,19 +191,27 @@ pub fn write_atomically(
 }
 
 /// Deletes the dataset's files whose segment `doomed(segment, is_temporary)` picks, in every
-/// table and day. The one place that knows how segment files are laid out, so each source can
-/// clear what it wrote but never committed. Returns how many files went.
+/// table and day, their removal committed to the tables' logs first. The one place that knows
+/// how segment files are laid out, so each source can clear what it wrote but never committed.
+/// Returns how many files went.
 pub fn remove_segments(
     root: &Path,
     doomed: impl Fn(&str, bool) -> bool,
 ) -> Result<usize, EngineError> {
-    let mut removed = 0;
-    let mirror = mirror_of(root);
+    let mut found: Vec<(Table, PathBuf, bool)> = Vec::new();
     for table in Table::ALL {
         let Ok(days) = fs::read_dir(root.join(table.name())) else {
             continue;
         };
         for day in days.flatten() {
+            // Only days: `_delta_log` holds no segments (and a Delta checkpoint is `*.parquet`).
+            let day_name = day.file_name();
+            if !day_name
+                .to_string_lossy()
+                .starts_with(&format!("{PARTITION_COLUMN}="))
+            {
+                continue;
+            }
             let Ok(files) = fs::read_dir(day.path()) else {
                 continue;
             };
@@ -202,19 +225,26 @@ pub fn remove_segments(
                     continue;
                 };
                 if doomed(segment, temporary) {
-                    let path = file.path();
-                    fs::remove_file(&path).map_err(|e| EngineError::io(&path, e))?;
-                    if let (Some((root, mirror)), false) = (&mirror, temporary) {
-                        let absolute =
-                            std::path::absolute(&path).map_err(|e| EngineError::io(&path, e))?;
-                        mirror.delete_file(root, &absolute)?;
-                    }
-                    removed += 1;
+                    found.push((table, file.path(), temporary));
                 }
             }
         }
     }
-    Ok(removed)
+    let logged: Vec<(Table, PathBuf)> = found
+        .iter()
+        .filter(|(_, _, temporary)| !temporary)
+        .map(|(table, path, _)| (*table, path.clone()))
+        .collect();
+    table_log::remove_files(root, &logged)?;
+    let mirror = mirror_of(root);
+    for (_, path, temporary) in &found {
+        fs::remove_file(path).map_err(|e| EngineError::io(path, e))?;
+        if let (Some((root, mirror)), false) = (&mirror, temporary) {
+            let absolute = std::path::absolute(path).map_err(|e| EngineError::io(path, e))?;
+            mirror.delete_file(root, &absolute)?;
+        }
+    }
+    Ok(found.len())
 }
 
 /// Makes a rename in `dir` durable.

@@ -3,6 +3,7 @@
 
 pub mod export_trace;
 pub mod generate;
+pub mod migrate;
 pub mod prices;
 pub mod profile;
 pub mod query;

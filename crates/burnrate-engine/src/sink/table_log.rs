@@ -1,0 +1,699 @@
+//! Each table's Delta Lake log (`<table>/_delta_log/`): the table of contents readers go by. A
+//! Parquet file counts from the commit that adds it until the commit that removes it; a file in
+//! the directory that no commit added (a crashed flush's) is never read.
+//!
+//! Owns: creating a table's log (its Delta schema from the table's Arrow schema, partitioned by
+//! `date`), adopting the files of a dataset written before the logs existed (plain
+//! Hive-partitioned Parquet, kept as it is, not rewritten), committing the files a flush made
+//! durable or a replay removed, and listing a table's files at its latest version.
+//!
+//! Must not know: which source wrote a file or what its name means; that is the caller's.
+//!
+//! Every writer reaches the log through [`crate::ParquetSink::write_segment`] and
+//! [`crate::sink::parquet_sink::remove_segments`], so a process keeps one open log per table
+//! here, found by the table's directory, and its commits to one table take turns.
+//!
+//! A flush's commit is a blind append: it only adds files no one else names, so it conflicts
+//! with nothing and needs no snapshot of the table. It is written as the next version with
+//! put-if-absent; when another process (a second Kafka member on one volume) took that
+//! version, it goes on the next free one. delta-rs's own commit path instead reloads the
+//! table's state and lists its log on every commit: 95 ms a commit at first and 230 ms after
+//! 300 in the test build, against 8 ms for the flush's Parquet file (`benches/table_log.rs`),
+//! and the Kafka memory-limit test peaked at 232-247 MiB with it (177 MiB without the logs).
+//! Removals read the table afresh and go through delta-rs's commit with its conflict checks:
+//! they are rare (a replay's start) and must not race a rewrite of the same files. No
+//! checkpoints are written yet (see `TableLog::committed`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::UNIX_EPOCH;
+
+use burnrate_otlp::Table;
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake_core::kernel::transaction::{
+    CommitBuilder, CommitData, CommitProperties, PROTOCOL, TransactionError,
+};
+use deltalake_core::kernel::{Action, Add, DataType, PrimitiveType, Remove, StructField, Version};
+use deltalake_core::logstore::{CommitOrBytes, LogStoreRef, get_latest_version};
+use deltalake_core::operations::create::CreateBuilder;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::table::state::DeltaTableState;
+use deltalake_core::{DeltaTableBuilder, DeltaTableError};
+use uuid::Uuid;
+
+use crate::EngineError;
+use crate::sink::on_own_runtime;
+use crate::sink::parquet_sink::sync_dir;
+
+/// The partition column every table is split by: the UTC day of its time column.
+pub const PARTITION_COLUMN: &str = "date";
+
+/// The directory of a table's log, inside the table's directory.
+pub const LOG_DIR: &str = "_delta_log";
+
+/// A commit that keeps finding its version taken gives up after this many: another writer is
+/// committing faster than this one can follow, and the flush is retried later.
+const APPEND_ATTEMPTS: usize = 1_000;
+
+/// A data file as a table's log lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedFile {
+    /// Below the table's directory: `date=YYYY-MM-DD/<segment>.parquet`.
+    pub path: String,
+    /// The file's `date` partition value.
+    pub date: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// A data file a flush made durable, to be added to its table's log.
+#[derive(Debug, Clone)]
+pub struct DurableFile {
+    pub table: Table,
+    /// Where it is: `<root>/<table>/date=<date>/<segment>.parquet`.
+    pub path: PathBuf,
+    pub date: String,
+    pub rows: usize,
+}
+
+/// What opening a table's log found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// The log was there, at this version.
+    Existing { version: u64 },
+    /// There was no log: one was created, listing the files the directory already held.
+    Adopted { files: usize },
+}
+
+/// Whether `table_dir` holds a Delta log.
+pub fn has_log(table_dir: &Path) -> bool {
+    table_dir.join(LOG_DIR).is_dir()
+}
+
+/// Commits `files` to their tables' logs, one commit per table, creating a log where there is
+/// none. Call only once the files are durable: a reader may read them at once.
+pub fn add_files(root: &Path, files: &[DurableFile]) -> Result<(), EngineError> {
+    let mut by_table: BTreeMap<Table, Vec<Action>> = BTreeMap::new();
+    for file in files {
+        by_table
+            .entry(file.table)
+            .or_default()
+            .push(Action::Add(add_action(root, file)?));
+    }
+    for (table, actions) in by_table {
+        let log = log_of(&root.join(table.name()))?;
+        let mut guard = log.lock().map_err(|_| poisoned(table))?;
+        let log: &mut TableLog = &mut guard;
+        on_own_runtime(|| async {
+            log.open(table).await?;
+            log.append(actions).await
+        })?;
+    }
+    Ok(())
+}
+
+/// Commits the removal of `files` (data files under `root`) from their tables' logs, before
+/// the caller deletes them: a reader then never lists a file that is gone. Files no log lists
+/// are left out.
+pub fn remove_files(root: &Path, files: &[(Table, PathBuf)]) -> Result<(), EngineError> {
+    let mut by_table: BTreeMap<Table, Vec<&Path>> = BTreeMap::new();
+    for (table, path) in files {
+        by_table.entry(*table).or_default().push(path);
+    }
+    for (table, paths) in by_table {
+        let dir = root.join(table.name());
+        let log = log_of(&dir)?;
+        let mut guard = log.lock().map_err(|_| poisoned(table))?;
+        let log: &mut TableLog = &mut guard;
+        on_own_runtime(|| async {
+            log.open(table).await?;
+            // Afresh: another process may have added the files being removed since.
+            let state = log.load().await?;
+            let listed: HashMap<String, LoggedFile> = listed_files(&state)?
+                .into_iter()
+                .map(|file| (file.path.clone(), file))
+                .collect();
+            let deleted_at = chrono::Utc::now().timestamp_millis();
+            let mut actions = Vec::new();
+            for path in paths {
+                let relative = relative_path(&dir, path)?;
+                if let Some(file) = listed.get(&relative) {
+                    actions.push(Action::Remove(Remove {
+                        path: relative,
+                        data_change: true,
+                        deletion_timestamp: Some(deleted_at),
+                        extended_file_metadata: Some(true),
+                        partition_values: Some(partition_values(&file.date)),
+                        size: i64::try_from(file.size).ok(),
+                        ..Default::default()
+                    }));
+                }
+            }
+            if actions.is_empty() {
+                return Ok(());
+            }
+            log.commit_checked(&state, actions).await
+        })?;
+    }
+    Ok(())
+}
+
+/// Opens every table's log under `root`, creating (and adopting the files of) each table that
+/// has a directory but no log yet: `burnrate migrate`. Tables without a directory are left out.
+/// With each table, the files its log lists now.
+pub fn open_dataset_logs(root: &Path) -> Result<Vec<(Table, Opened, usize)>, EngineError> {
+    let mut opened = Vec::new();
+    for table in Table::ALL {
+        let dir = root.join(table.name());
+        if !dir.is_dir() {
+            continue;
+        }
+        let log = log_of(&dir)?;
+        let mut guard = log.lock().map_err(|_| poisoned(table))?;
+        let log: &mut TableLog = &mut guard;
+        let (found, files) = on_own_runtime(|| async {
+            let found = log.open(table).await?;
+            let files = listed_files(&log.load().await?)?.len();
+            Ok((found, files))
+        })?;
+        opened.push((table, found, files));
+    }
+    Ok(opened)
+}
+
+/// The files the log of the table at `table_dir` lists at its latest version, read afresh
+/// (another process may have committed since), or `None` when the table has no log.
+pub async fn logged_files(table_dir: &Path) -> Result<Option<Vec<LoggedFile>>, EngineError> {
+    if !has_log(table_dir) {
+        return Ok(None);
+    }
+    let table = DeltaTableBuilder::from_url(table_url(table_dir)?)
+        .map_err(|e| log_error(table_dir, e))?
+        .load()
+        .await
+        .map_err(|e| log_error(table_dir, e))?;
+    let state = table.snapshot().map_err(|e| log_error(table_dir, e))?;
+    listed_files(state).map(Some)
+}
+
+/// A table's log, open in this process.
+struct TableLog {
+    dir: PathBuf,
+    log_store: LogStoreRef,
+    /// The version this process's next commit tries first; `None` until opened.
+    next_version: Option<Version>,
+}
+
+impl TableLog {
+    /// Loads the log, or creates it listing the files already in the directory.
+    async fn open(&mut self, table: Table) -> Result<Opened, EngineError> {
+        if let Some(next) = self.next_version {
+            return Ok(Opened::Existing { version: next - 1 });
+        }
+        if has_log(&self.dir) {
+            return self.load_existing().await;
+        }
+        let adopted = self.files_on_disk()?;
+        let files = adopted.len();
+        let created = CreateBuilder::new()
+            .with_location(table_url(&self.dir)?.to_string())
+            .with_table_name(table.name())
+            .with_columns(delta_columns(table)?)
+            .with_partition_columns([PARTITION_COLUMN])
+            .with_actions(adopted.into_iter().map(Action::Add))
+            .with_save_mode(SaveMode::ErrorIfExists)
+            .await;
+        match created {
+            Ok(_) => {}
+            // Another process created it first: its log is ours to load.
+            Err(_) if has_log(&self.dir) => return self.load_existing().await,
+            Err(e) => return Err(self.error(e)),
+        }
+        self.sync_version(0)?;
+        sync_dir(&self.dir)?;
+        self.next_version = Some(1);
+        if files > 0 {
+            tracing::info!(
+                table = table.name(),
+                files,
+                "adopted the table's files into a new Delta log"
+            );
+        }
+        Ok(Opened::Adopted { files })
+    }
+
+    async fn load_existing(&mut self) -> Result<Opened, EngineError> {
+        let state = self.load().await?;
+        // A table another engine upgraded (deletion vectors, say) is not written blind.
+        PROTOCOL
+            .can_write_to(&state)
+            .map_err(|e| self.error(e.into()))?;
+        self.next_version = Some(state.version() + 1);
+        Ok(Opened::Existing {
+            version: state.version(),
+        })
+    }
+
+    async fn load(&self) -> Result<DeltaTableState, EngineError> {
+        let table = DeltaTableBuilder::from_url(table_url(&self.dir)?)
+            .map_err(|e| self.error(e))?
+            .load()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(table.snapshot().map_err(|e| self.error(e))?.clone())
+    }
+
+    /// Commits `actions`, which only add files, as the next free version.
+    async fn append(&mut self, actions: Vec<Action>) -> Result<(), EngineError> {
+        let bytes = CommitData::new(actions, append_operation(), HashMap::new(), Vec::new())
+            .get_bytes()
+            .map_err(|e| self.error(e.into()))?;
+        let mut version = self.next_version.unwrap_or(0);
+        let mut attempts = 0;
+        loop {
+            let entry = CommitOrBytes::LogBytes(bytes.clone());
+            match self
+                .log_store
+                .write_commit_entry(version, entry, Uuid::new_v4())
+                .await
+            {
+                Ok(()) => break,
+                Err(TransactionError::VersionAlreadyExists(_)) if attempts < APPEND_ATTEMPTS => {
+                    attempts += 1;
+                    version = get_latest_version(self.log_store.as_ref(), version)
+                        .await
+                        .map_err(|e| self.error(e))?
+                        + 1;
+                }
+                Err(e) => return Err(self.error(e.into())),
+            }
+        }
+        self.committed(version)
+    }
+
+    /// Commits `actions` on top of `state` through delta-rs's conflict checks.
+    async fn commit_checked(
+        &mut self,
+        state: &DeltaTableState,
+        actions: Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let committed =
+            CommitBuilder::from(CommitProperties::default().with_create_checkpoint(false))
+                .with_actions(actions)
+                .build(
+                    Some(state),
+                    self.log_store.clone(),
+                    DeltaOperation::Delete { predicate: None },
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+        self.committed(committed.version())
+    }
+
+    /// Makes `version` durable. No checkpoint is written: delta-rs's checkpoint (through
+    /// delta-kernel) took the bench's process from 124 MiB to 1.3 GiB of RSS, in runs of 150
+    /// and 300 flushes, whether every 100 or every 10 commits, with or without row counts in
+    /// the files' stats (`benches/table_log.rs`; massif puts it in arrow-json's decoders of the
+    /// log). So a reader replays every commit since the table was created.
+    fn committed(&mut self, version: Version) -> Result<(), EngineError> {
+        // The log's own writes are not fsynced; a commit a caller counts on must survive a
+        // power cut like the files it lists.
+        self.sync_version(version)?;
+        self.next_version = Some(version + 1);
+        Ok(())
+    }
+
+    /// The data files in the directory, as `add` actions: every `date=*/*.parquet`.
+    fn files_on_disk(&self) -> Result<Vec<Add>, EngineError> {
+        let mut adds = Vec::new();
+        let Ok(days) = fs::read_dir(&self.dir) else {
+            return Ok(adds);
+        };
+        for day in days.flatten() {
+            let name = day.file_name().to_string_lossy().into_owned();
+            let Some(date) = name.strip_prefix(&format!("{PARTITION_COLUMN}=")) else {
+                continue;
+            };
+            let files = fs::read_dir(day.path()).map_err(|e| EngineError::io(&day.path(), e))?;
+            for file in files.flatten() {
+                let path = file.path();
+                if path.extension().is_none_or(|e| e != "parquet") {
+                    continue;
+                }
+                let metadata = file.metadata().map_err(|e| EngineError::io(&path, e))?;
+                adds.push(Add {
+                    path: relative_path(&self.dir, &path)?,
+                    partition_values: partition_values(date),
+                    size: metadata.len() as i64,
+                    modification_time: modified_millis(&metadata),
+                    data_change: true,
+                    ..Default::default()
+                });
+            }
+        }
+        adds.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(adds)
+    }
+
+    fn sync_version(&self, version: u64) -> Result<(), EngineError> {
+        let log_dir = self.dir.join(LOG_DIR);
+        let commit = log_dir.join(format!("{version:020}.json"));
+        File::open(&commit)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| EngineError::io(&commit, e))?;
+        sync_dir(&log_dir)
+    }
+
+    fn error(&self, error: DeltaTableError) -> EngineError {
+        log_error(&self.dir, error)
+    }
+}
+
+/// The `add` of a durable file: its place below the table, its day, size and row count.
+fn add_action(root: &Path, file: &DurableFile) -> Result<Add, EngineError> {
+    let metadata = fs::metadata(&file.path).map_err(|e| EngineError::io(&file.path, e))?;
+    Ok(Add {
+        path: relative_path(&root.join(file.table.name()), &file.path)?,
+        partition_values: partition_values(&file.date),
+        size: metadata.len() as i64,
+        modification_time: modified_millis(&metadata),
+        data_change: true,
+        // Readers plan with the row count (Spark and Trino answer count(*) from it).
+        stats: Some(format!(r#"{{"numRecords":{}}}"#, file.rows)),
+        ..Default::default()
+    })
+}
+
+/// How burnrate's commits are described in the log: appends to a table partitioned by day.
+fn append_operation() -> DeltaOperation {
+    DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: Some(vec![PARTITION_COLUMN.to_string()]),
+        predicate: None,
+    }
+}
+
+fn listed_files(state: &DeltaTableState) -> Result<Vec<LoggedFile>, EngineError> {
+    let mut files = Vec::with_capacity(state.log_data().num_files());
+    for view in state.log_data().iter() {
+        let date = view
+            .partition_values_map()
+            .remove(PARTITION_COLUMN)
+            .flatten()
+            .ok_or_else(|| {
+                EngineError::Schema(format!(
+                    "{}: a file without a {PARTITION_COLUMN}",
+                    view.path()
+                ))
+            })?;
+        files.push(LoggedFile {
+            path: view.path().into_owned(),
+            date,
+            size: u64::try_from(view.size()).unwrap_or(0),
+        });
+    }
+    Ok(files)
+}
+
+/// The table's columns in Delta's types: its Arrow schema (nanosecond timestamps become
+/// Delta's microsecond `timestamp`, unsigned integers the signed type of the same width, as
+/// delta-rs reads them) and the `date` partition column.
+fn delta_columns(table: Table) -> Result<Vec<StructField>, EngineError> {
+    let mut columns = Vec::new();
+    for field in table.schema().fields() {
+        let column: StructField = field
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| EngineError::Schema(format!("{}.{}: {e}", table.name(), field.name())))?;
+        columns.push(column);
+    }
+    columns.push(StructField::new(
+        PARTITION_COLUMN,
+        DataType::Primitive(PrimitiveType::String),
+        true,
+    ));
+    Ok(columns)
+}
+
+fn partition_values(date: &str) -> HashMap<String, Option<String>> {
+    HashMap::from([(PARTITION_COLUMN.to_string(), Some(date.to_string()))])
+}
+
+/// `path` below `dir`, with `/` between its parts, as a Delta log names files.
+fn relative_path(dir: &Path, path: &Path) -> Result<String, EngineError> {
+    let relative = path.strip_prefix(dir).map_err(|_| {
+        EngineError::Config(format!("{} is not under {}", path.display(), dir.display()))
+    })?;
+    let parts: Vec<String> = relative
+        .iter()
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect();
+    Ok(parts.join("/"))
+}
+
+fn modified_millis(metadata: &fs::Metadata) -> i64 {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn table_url(dir: &Path) -> Result<url::Url, EngineError> {
+    let absolute = std::path::absolute(dir).map_err(|e| EngineError::io(dir, e))?;
+    url::Url::from_directory_path(&absolute)
+        .map_err(|()| EngineError::Config(format!("{}: not a directory path", absolute.display())))
+}
+
+fn log_error(dir: &Path, error: DeltaTableError) -> EngineError {
+    let retryable = match &error {
+        DeltaTableError::Io { source } => crate::is_transient_io(source),
+        DeltaTableError::ObjectStore { source } => {
+            matches!(source, object_store::Error::Generic { .. })
+        }
+        // Another writer won every attempt: the same commit can go through later.
+        DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_) => true,
+        _ => false,
+    };
+    EngineError::TableLog {
+        table: dir.display().to_string(),
+        message: error
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        retryable,
+    }
+}
+
+fn poisoned(table: Table) -> EngineError {
+    EngineError::Config(format!("{}: a commit to its log panicked", table.name()))
+}
+
+type Registry = Mutex<HashMap<PathBuf, Arc<Mutex<TableLog>>>>;
+
+/// This process's log of the table at `dir`, opened on first use.
+fn log_of(dir: &Path) -> Result<Arc<Mutex<TableLog>>, EngineError> {
+    static LOGS: OnceLock<Registry> = OnceLock::new();
+    let dir = std::path::absolute(dir).map_err(|e| EngineError::io(dir, e))?;
+    let mut logs = LOGS
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| EngineError::Config("the table log registry panicked".into()))?;
+    if let Some(log) = logs.get(&dir) {
+        return Ok(log.clone());
+    }
+    let log_store = DeltaTableBuilder::from_url(table_url(&dir)?)
+        .and_then(|builder| builder.build_storage())
+        .map_err(|e| log_error(&dir, e))?;
+    let log = Arc::new(Mutex::new(TableLog {
+        dir: dir.clone(),
+        log_store,
+        next_version: None,
+    }));
+    logs.insert(dir, log.clone());
+    Ok(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::{AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::Int64Type;
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+    use crate::ParquetSink;
+    use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
+    use crate::sink::parquet_sink::{remove_segments, write_atomically};
+
+    const DAY: i64 = 86_400_000_000_000;
+    /// 2026-01-01T00:00:00Z.
+    const NEW_YEAR: i64 = 1_767_225_600_000_000_000;
+
+    /// `count` dead letters, the first `on_new_year` on 2026-01-01 and the rest a day later.
+    fn letters(count: usize, on_new_year: usize) -> RecordBatch {
+        let letters: Vec<DeadLetter> = (0..count)
+            .map(|i| DeadLetter {
+                received_at_nanos: NEW_YEAR + if i < on_new_year { 0 } else { DAY } + i as i64,
+                origin: format!("test/{i}"),
+                topic: None,
+                partition: None,
+                offset: None,
+                error: "bad".into(),
+                payload: vec![0; i + 1],
+            })
+            .collect();
+        dead_letter_batch(&letters).unwrap()
+    }
+
+    fn segment(batch: RecordBatch) -> BTreeMap<Table, Vec<RecordBatch>> {
+        BTreeMap::from([(Table::DeadLetters, vec![batch])])
+    }
+
+    async fn count(root: &Path, sql: &str) -> i64 {
+        let ctx = crate::open_dataset(root).await.unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        batches[0].column(0).as_primitive::<Int64Type>().value(0)
+    }
+
+    #[tokio::test]
+    async fn readers_count_exactly_the_files_the_log_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sink = ParquetSink::new(root);
+        let written = sink
+            .write_segment("seg-a", &segment(letters(3, 1)))
+            .unwrap();
+        assert_eq!(written.files.len(), 2, "one file per day");
+        sink.write_segment("seg-b", &segment(letters(2, 2)))
+            .unwrap();
+        let table_dir = root.join("dead_letters");
+        let mut listed: Vec<String> = logged_files(&table_dir)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            [
+                "date=2026-01-01/seg-a.parquet",
+                "date=2026-01-01/seg-b.parquet",
+                "date=2026-01-02/seg-a.parquet",
+            ]
+        );
+        // A crashed flush's file: in the directory, in no commit.
+        fs::copy(
+            table_dir.join("date=2026-01-02/seg-a.parquet"),
+            table_dir.join("date=2026-01-02/crashed.parquet"),
+        )
+        .unwrap();
+        let all = "SELECT count(*) FROM dead_letters";
+        assert_eq!(count(root, all).await, 5);
+        let new_year = "SELECT count(*) FROM dead_letters WHERE date = '2026-01-01'";
+        assert_eq!(count(root, new_year).await, 3);
+        let after = "SELECT count(*) FROM dead_letters WHERE date > '2026-01-01'";
+        assert_eq!(count(root, after).await, 2);
+
+        // A replay's removal leaves the log first, then the disk.
+        assert_eq!(remove_segments(root, |s, _| s == "seg-b").unwrap(), 1);
+        assert_eq!(count(root, all).await, 3);
+        assert!(!table_dir.join("date=2026-01-01/seg-b.parquet").exists());
+        // The same segment written again replaces its files: counted once.
+        sink.write_segment("seg-a", &segment(letters(3, 1)))
+            .unwrap();
+        assert_eq!(count(root, all).await, 3);
+    }
+
+    #[tokio::test]
+    async fn a_dataset_without_logs_is_adopted_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let day = root.join("dead_letters/date=2026-01-01");
+        fs::create_dir_all(&day).unwrap();
+        let legacy = day.join("files-0001.parquet");
+        let properties = Default::default();
+        write_atomically(
+            &legacy,
+            Table::DeadLetters.schema(),
+            &[letters(4, 4)],
+            properties,
+        )
+        .unwrap();
+        let before = fs::read(&legacy).unwrap();
+        let all = "SELECT count(*) FROM dead_letters";
+        assert_eq!(count(root, all).await, 4, "read by listing, without a log");
+
+        let opened = open_dataset_logs(root).unwrap();
+        assert_eq!(
+            opened,
+            [(Table::DeadLetters, Opened::Adopted { files: 1 }, 1)]
+        );
+        assert!(has_log(&root.join("dead_letters")));
+        assert_eq!(fs::read(&legacy).unwrap(), before, "not rewritten");
+        assert_eq!(count(root, all).await, 4);
+        let again = open_dataset_logs(root).unwrap();
+        assert_eq!(
+            again,
+            [(Table::DeadLetters, Opened::Existing { version: 0 }, 1)]
+        );
+
+        // A flush into an adopted table adds to it.
+        ParquetSink::new(root)
+            .write_segment("seg-a", &segment(letters(2, 2)))
+            .unwrap();
+        assert_eq!(count(root, all).await, 6);
+    }
+
+    #[tokio::test]
+    async fn delta_rs_reads_the_tables_through_their_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sink = ParquetSink::new(root);
+        sink.write_segment("seg-a", &segment(letters(3, 1)))
+            .unwrap();
+        sink.write_segment("seg-b", &segment(letters(2, 0)))
+            .unwrap();
+        let table = DeltaTableBuilder::from_url(table_url(&root.join("dead_letters")).unwrap())
+            .unwrap()
+            .load()
+            .await
+            .unwrap();
+        assert_eq!(
+            table.version(),
+            Some(2),
+            "created, then one commit per flush"
+        );
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        let provider = table.table_provider().await.unwrap();
+        ctx.register_table("dead_letters", provider).unwrap();
+        let batches = ctx
+            .sql(
+                "SELECT count(*), sum(size), count(DISTINCT date), \
+                 CAST(min(received_at) AS BIGINT) FROM dead_letters",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let row = &batches[0];
+        assert_eq!(row.column(0).as_primitive::<Int64Type>().value(0), 5);
+        // Sizes 1, 2, 3 and 1, 2: unsigned in the files, Delta's signed long here.
+        assert_eq!(row.column(1).as_primitive::<Int64Type>().value(0), 9);
+        assert_eq!(row.column(2).as_primitive::<Int64Type>().value(0), 2);
+        // Delta's timestamps are microseconds.
+        assert_eq!(
+            row.column(3).as_primitive::<Int64Type>().value(0),
+            NEW_YEAR / 1000
+        );
+    }
+}

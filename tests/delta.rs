@@ -1,0 +1,156 @@
+//! The tables as Delta Lake tables: what an independent reader (delta-rs's Python package) sees
+//! through their logs, and a dataset from before the logs migrated in place.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// `tests/support/delta_reader.py` over `table`: its version, files and the rows of `sql`.
+fn delta_reader(data: &Path, table: &str, sql: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/delta_reader.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([data.to_str().unwrap(), table, sql])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the deltalake package could not read {table} (scripts/test.sh installs it): {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The data files below a table's directory, its log left out.
+fn data_files(table_dir: &Path) -> Vec<String> {
+    walk(table_dir)
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet") && !p.contains("/_delta_log/"))
+        .collect()
+}
+
+const COST_SQL: &str = "SELECT count(*) AS calls, sum(cost_usd) AS cost, \
+    sum(input_tokens) AS input, count(DISTINCT date) AS days FROM api_requests";
+
+#[test]
+fn an_independent_delta_reader_sees_the_totals_burnrate_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run_files(&samples(), &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_sample_totals(&data, 1.0);
+
+    let ours = one(&data, COST_SQL);
+    let theirs = delta_reader(&data, "api_requests", COST_SQL);
+    let row = &theirs["rows"][0];
+    assert_eq!(row["calls"].as_f64(), Some(num(&ours, "calls")), "{theirs}");
+    assert!(close(row["cost"].as_f64().unwrap(), TOTAL_COST), "{theirs}");
+    assert_eq!(row["input"].as_f64(), Some(TOTAL_INPUT), "{theirs}");
+    assert_eq!(row["days"].as_f64(), Some(num(&ours, "days")), "{theirs}");
+    let files = data_files(&data.join("api_requests")).len();
+    assert_eq!(theirs["files"].as_u64(), Some(files as u64), "{theirs}");
+
+    // Every table with data opens, and its rows are burnrate's.
+    for table in [
+        "log_records",
+        "metric_points",
+        "spans",
+        "tool_calls",
+        "usage_metrics",
+    ] {
+        let sql = format!("SELECT count(*) AS n FROM {table}");
+        let theirs = delta_reader(&data, table, &sql);
+        assert_eq!(
+            theirs["rows"][0]["n"].as_f64(),
+            Some(num(&one(&data, &sql), "n")),
+            "{table}: {theirs}"
+        );
+    }
+    // Span times arrive as Delta timestamps (microseconds) at the same instants.
+    let first = "SELECT CAST(min(start_time) AS BIGINT) AS t FROM spans";
+    let theirs = delta_reader(&data, "spans", first);
+    let ours = one(
+        &data,
+        "SELECT CAST(min(start_time) AS BIGINT) / 1000 AS t FROM spans",
+    );
+    assert_eq!(
+        theirs["rows"][0]["t"].as_f64(),
+        Some(num(&ours, "t")),
+        "{theirs}"
+    );
+}
+
+#[test]
+fn a_dataset_from_before_the_logs_is_migrated_in_place_with_identical_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run_files(&samples(), &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The dataset as a version before the logs left it: plain Hive-partitioned Parquet.
+    let mut tables = 0;
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        let log = entry.path().join("_delta_log");
+        if log.is_dir() {
+            std::fs::remove_dir_all(log).unwrap();
+            tables += 1;
+        }
+    }
+    assert!(tables >= 6, "{tables} tables had a log");
+    let before = one(&data, TOTALS_SQL);
+    assert_sample_totals(&data, 1.0);
+    let files_before: Vec<(String, Vec<u8>)> = data_files(&data)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+
+    let out = burnrate(&["migrate", "--data", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    let adopted = files_before
+        .iter()
+        .filter(|(p, _)| !p.contains("/_burnrate/"))
+        .count();
+    assert!(
+        said.contains(&format!(
+            "{tables} of {tables} tables given a Delta log, {adopted} files adopted in place"
+        )),
+        "{said}"
+    );
+    assert_eq!(one(&data, TOTALS_SQL), before);
+    for (path, bytes) in &files_before {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{path} was rewritten");
+    }
+    let theirs = delta_reader(&data, "api_requests", COST_SQL);
+    assert!(
+        close(theirs["rows"][0]["cost"].as_f64().unwrap(), TOTAL_COST),
+        "{theirs}"
+    );
+
+    // Again: nothing to do.
+    let out = burnrate(&["migrate", "--data", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("0 of {tables} tables given a Delta log, 0 files")),
+        "{said}"
+    );
+
+    // From now on a file no commit added is not read: a crashed flush's copy counts nothing.
+    let some_file = data_files(&data.join("api_requests")).remove(0);
+    std::fs::copy(
+        &some_file,
+        some_file.replace(".parquet", "-crashed.parquet"),
+    )
+    .unwrap();
+    assert_eq!(one(&data, TOTALS_SQL), before);
+    // A run over the same input adds nothing: the files ledger holds every input.
+    let out = run_files(&samples(), &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_sample_totals(&data, 1.0);
+}
