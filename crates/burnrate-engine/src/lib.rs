@@ -6,7 +6,8 @@
 //! the decode stage (a worker pool, results in submission order),
 //! the pipeline's health endpoints and metrics, the commit ledger, the cumulative-to-delta
 //! state and its rebuild after a restart, dead letters, Parquet output (Hive-partitioned,
-//! atomic, idempotent on replay, mirrored to object storage), event-time usage windows (the SQL
+//! atomic, idempotent on replay, committed to each table's Delta log, mirrored to object
+//! storage), event-time usage windows (the SQL
 //! in `sql/`, the latency sketch, watermarks, late corrections, the window checkpoint), the
 //! anomaly rules over closed windows, the Pushgateway sink, the cost report, the time profile,
 //! the price-table check against a dataset, and the DataFusion catalog the CLI queries (local or `s3://`).
@@ -214,6 +215,12 @@ mod tests {
             retryable: false,
         };
         assert!(away.is_retryable() && !denied.is_retryable());
+        let log = |retryable| EngineError::TableLog {
+            table: "api_requests".into(),
+            message: "version taken".into(),
+            retryable,
+        };
+        assert!(log(true).is_retryable() && !log(false).is_retryable());
         let wrapped = datafusion::error::DataFusionError::Context(
             "listing".into(),
             Box::new(datafusion::error::DataFusionError::IoError(Error::from(

@@ -652,6 +652,14 @@ mod tests {
         assert_eq!(count(root, all).await, 6);
     }
 
+    #[test]
+    fn a_lost_race_can_be_retried_and_a_broken_log_cannot() {
+        let dir = Path::new("/data/api_requests");
+        assert!(log_error(dir, DeltaTableError::VersionAlreadyExists(3)).is_retryable());
+        let broken = DeltaTableError::NotATable("no _delta_log".into());
+        assert!(!log_error(dir, broken).is_retryable());
+    }
+
     #[tokio::test]
     async fn delta_rs_reads_the_tables_through_their_log() {
         let dir = tempfile::tempdir().unwrap();
