@@ -190,56 +190,79 @@ pub fn write_atomically(
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// A segment's file in a table's directory: `date=<date>/<segment>.parquet`, or `.parquet.tmp`
+/// while it is being written.
+#[derive(Debug, Clone)]
+pub struct SegmentFile {
+    pub date: String,
+    pub segment: String,
+    pub path: PathBuf,
+    /// Written under its temporary name, never renamed: a crashed write's.
+    pub temporary: bool,
+}
+
+/// Every segment file below a table's directory (none if it does not exist). The one place
+/// that knows how segment files are laid out: the sources clear what they never committed
+/// through [`remove_segments`], and the Delta log adopts a dataset from before the logs. A day
+/// that cannot be read is an error: its files would be left out unseen.
+pub fn segment_files(table_dir: &Path) -> Result<Vec<SegmentFile>, EngineError> {
+    let mut found = Vec::new();
+    let Ok(days) = fs::read_dir(table_dir) else {
+        return Ok(found);
+    };
+    for day in days.flatten() {
+        // Only days: `_delta_log` holds no segments (and a Delta checkpoint is `*.parquet`).
+        let day_name = day.file_name().to_string_lossy().into_owned();
+        let Some(date) = day_name.strip_prefix(&format!("{PARTITION_COLUMN}=")) else {
+            continue;
+        };
+        let files = fs::read_dir(day.path()).map_err(|e| EngineError::io(&day.path(), e))?;
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let (segment, temporary) = if let Some(s) = name.strip_suffix(".parquet.tmp") {
+                (s, true)
+            } else if let Some(s) = name.strip_suffix(".parquet") {
+                (s, false)
+            } else {
+                continue;
+            };
+            found.push(SegmentFile {
+                date: date.to_string(),
+                segment: segment.to_string(),
+                path: file.path(),
+                temporary,
+            });
+        }
+    }
+    Ok(found)
+}
+
 /// Deletes the dataset's files whose segment `doomed(segment, is_temporary)` picks, in every
-/// table and day, their removal committed to the tables' logs first. The one place that knows
-/// how segment files are laid out, so each source can clear what it wrote but never committed.
-/// Returns how many files went.
+/// table and day, their removal committed to the tables' logs first, so each source can clear
+/// what it wrote but never committed. Returns how many files went.
 pub fn remove_segments(
     root: &Path,
     doomed: impl Fn(&str, bool) -> bool,
 ) -> Result<usize, EngineError> {
-    let mut found: Vec<(Table, PathBuf, bool)> = Vec::new();
+    let mut found: Vec<(Table, SegmentFile)> = Vec::new();
     for table in Table::ALL {
-        let Ok(days) = fs::read_dir(root.join(table.name())) else {
-            continue;
-        };
-        for day in days.flatten() {
-            // Only days: `_delta_log` holds no segments (and a Delta checkpoint is `*.parquet`).
-            let day_name = day.file_name();
-            if !day_name
-                .to_string_lossy()
-                .starts_with(&format!("{PARTITION_COLUMN}="))
-            {
-                continue;
-            }
-            let Ok(files) = fs::read_dir(day.path()) else {
-                continue;
-            };
-            for file in files.flatten() {
-                let name = file.file_name().to_string_lossy().into_owned();
-                let (segment, temporary) = if let Some(s) = name.strip_suffix(".parquet.tmp") {
-                    (s, true)
-                } else if let Some(s) = name.strip_suffix(".parquet") {
-                    (s, false)
-                } else {
-                    continue;
-                };
-                if doomed(segment, temporary) {
-                    found.push((table, file.path(), temporary));
-                }
+        for file in segment_files(&root.join(table.name()))? {
+            if doomed(&file.segment, file.temporary) {
+                found.push((table, file));
             }
         }
     }
     let logged: Vec<(Table, PathBuf)> = found
         .iter()
-        .filter(|(_, _, temporary)| !temporary)
-        .map(|(table, path, _)| (*table, path.clone()))
+        .filter(|(_, file)| !file.temporary)
+        .map(|(table, file)| (*table, file.path.clone()))
         .collect();
     table_log::remove_files(root, &logged)?;
     let mirror = mirror_of(root);
-    for (_, path, temporary) in &found {
+    for (_, file) in &found {
+        let path = &file.path;
         fs::remove_file(path).map_err(|e| EngineError::io(path, e))?;
-        if let (Some((root, mirror)), false) = (&mirror, temporary) {
+        if let (Some((root, mirror)), false) = (&mirror, file.temporary) {
             let absolute = std::path::absolute(path).map_err(|e| EngineError::io(path, e))?;
             mirror.delete_file(root, &absolute)?;
         }

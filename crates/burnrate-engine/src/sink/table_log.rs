@@ -45,7 +45,7 @@ use uuid::Uuid;
 
 use crate::EngineError;
 use crate::sink::on_own_runtime;
-use crate::sink::parquet_sink::sync_dir;
+use crate::sink::parquet_sink::{segment_files, sync_dir};
 
 /// The partition column every table is split by: the UTC day of its time column.
 pub const PARTITION_COLUMN: &str = "date";
@@ -325,33 +325,23 @@ impl TableLog {
         Ok(())
     }
 
-    /// The data files in the directory, as `add` actions: every `date=*/*.parquet`.
+    /// The data files in the directory, as `add` actions: every segment file but a crashed
+    /// write's temporary one.
     fn files_on_disk(&self) -> Result<Vec<Add>, EngineError> {
         let mut adds = Vec::new();
-        let Ok(days) = fs::read_dir(&self.dir) else {
-            return Ok(adds);
-        };
-        for day in days.flatten() {
-            let name = day.file_name().to_string_lossy().into_owned();
-            let Some(date) = name.strip_prefix(&format!("{PARTITION_COLUMN}=")) else {
+        for file in segment_files(&self.dir)? {
+            if file.temporary {
                 continue;
-            };
-            let files = fs::read_dir(day.path()).map_err(|e| EngineError::io(&day.path(), e))?;
-            for file in files.flatten() {
-                let path = file.path();
-                if path.extension().is_none_or(|e| e != "parquet") {
-                    continue;
-                }
-                let metadata = file.metadata().map_err(|e| EngineError::io(&path, e))?;
-                adds.push(Add {
-                    path: relative_path(&self.dir, &path)?,
-                    partition_values: partition_values(date),
-                    size: metadata.len() as i64,
-                    modification_time: modified_millis(&metadata),
-                    data_change: true,
-                    ..Default::default()
-                });
             }
+            let metadata = fs::metadata(&file.path).map_err(|e| EngineError::io(&file.path, e))?;
+            adds.push(Add {
+                path: relative_path(&self.dir, &file.path)?,
+                partition_values: partition_values(&file.date),
+                size: metadata.len() as i64,
+                modification_time: modified_millis(&metadata),
+                data_change: true,
+                ..Default::default()
+            });
         }
         adds.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(adds)
