@@ -189,13 +189,17 @@ pub async fn logged_files(table_dir: &Path) -> Result<Option<Vec<LoggedFile>>, E
     if !has_log(table_dir) {
         return Ok(None);
     }
-    let table = DeltaTableBuilder::from_url(table_url(table_dir)?)
-        .map_err(|e| log_error(table_dir, e))?
+    listed_files(&load_state(table_dir).await?).map(Some)
+}
+
+/// The table at `dir` at its latest version, read from its log.
+async fn load_state(dir: &Path) -> Result<DeltaTableState, EngineError> {
+    let table = DeltaTableBuilder::from_url(table_url(dir)?)
+        .map_err(|e| log_error(dir, e))?
         .load()
         .await
-        .map_err(|e| log_error(table_dir, e))?;
-    let state = table.snapshot().map_err(|e| log_error(table_dir, e))?;
-    listed_files(state).map(Some)
+        .map_err(|e| log_error(dir, e))?;
+    Ok(table.snapshot().map_err(|e| log_error(dir, e))?.clone())
 }
 
 /// A table's log, open in this process.
@@ -257,12 +261,7 @@ impl TableLog {
     }
 
     async fn load(&self) -> Result<DeltaTableState, EngineError> {
-        let table = DeltaTableBuilder::from_url(table_url(&self.dir)?)
-            .map_err(|e| self.error(e))?
-            .load()
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(table.snapshot().map_err(|e| self.error(e))?.clone())
+        load_state(&self.dir).await
     }
 
     /// Commits `actions`, which only add files, as the next free version.
