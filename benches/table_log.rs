@@ -9,8 +9,9 @@
 //! speed falls on both. Each flush is 2,000 `api_requests` rows: about what the receiver
 //! flushes every 10 s at a few hundred requests a minute. Prints the time per flush of both,
 //! the logged path's time over the first and the last hundred commits (the log grows, so a
-//! commit that listed or read all of it would slow down), and how long a reader takes to open
-//! the table at the end.
+//! commit that listed or read all of it would slow down), the slowest flush (one that writes a
+//! checkpoint, every 100th), how long a reader takes to open the table at the end, and the
+//! process's peak RSS.
 //!
 //! `cargo bench -p burnrate-engine --bench table_log` runs 2,000 flushes; under `cargo test`
 //! it runs 40 as a smoke test (`BURNRATE_BENCH_FLUSHES` sets another count).
@@ -114,4 +115,14 @@ fn main() {
         "  a reader opens the table ({files} files, {log_files} entries in _delta_log) in {:.1} ms",
         open_seconds * 1e3
     );
+    // The checkpoints (every 100th commit) read the log: their memory shows here.
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_string()))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("  the process's peak RSS: {peak}");
 }

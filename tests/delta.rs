@@ -154,3 +154,151 @@ fn a_dataset_from_before_the_logs_is_migrated_in_place_with_identical_totals() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_sample_totals(&data, 1.0);
 }
+
+/// Three days of four people's log exports, run one export per segment: over a hundred
+/// commits and files per table (`dir/data`, returned).
+fn one_file_per_export(dir: &Path) -> std::path::PathBuf {
+    let (input, data) = (dir.join("in"), dir.join("data"));
+    let out = burnrate(&[
+        "generate",
+        "--out",
+        input.to_str().unwrap(),
+        "--scenario",
+        "quiet",
+        "--days",
+        "3",
+        "--users",
+        "4",
+        "--signals",
+        "logs",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = dir.join("burnrate.toml");
+    std::fs::write(&config, "[files]\nsegment_files = 1\n").unwrap();
+    let out = run_files_with(&input, &data, &["--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    data
+}
+
+const CALLS_SQL: &str = "SELECT count(*) AS calls, sum(cost_usd) AS cost, \
+    sum(input_tokens) AS input FROM api_requests";
+
+#[test]
+fn an_independent_reader_starts_from_burnrates_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = one_file_per_export(dir.path());
+    // The hundredth commit wrote a checkpoint.
+    let log = data.join("api_requests/_delta_log");
+    assert!(
+        log.join("00000000000000000100.checkpoint.parquet").exists(),
+        "{:?}",
+        walk(&log)
+    );
+
+    // With the commits the checkpoint covers gone, the table is the checkpoint and the rest.
+    for version in 0..100 {
+        std::fs::remove_file(log.join(format!("{version:020}.json"))).unwrap();
+    }
+    let ours = one(&data, CALLS_SQL);
+    assert!(num(&ours, "calls") > 1_000.0, "{ours:?}");
+    let theirs = delta_reader(&data, "api_requests", CALLS_SQL);
+    let row = &theirs["rows"][0];
+    assert_eq!(row["calls"].as_f64(), Some(num(&ours, "calls")), "{theirs}");
+    assert!(
+        close(row["cost"].as_f64().unwrap(), num(&ours, "cost")),
+        "{theirs}"
+    );
+    assert_eq!(row["input"].as_f64(), Some(num(&ours, "input")), "{theirs}");
+    let files = data_files(&data.join("api_requests")).len();
+    assert_eq!(theirs["files"].as_u64(), Some(files as u64), "{theirs}");
+}
+
+/// `burnrate compact` while a reader queries in a loop: every answer is the exact total, the
+/// closed days end with one file per table, and vacuum deletes the merged-away files later.
+#[test]
+fn compaction_under_a_query_loop_keeps_every_answer_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = one_file_per_export(dir.path());
+    let expected = one(&data, CALLS_SQL);
+    let files_before = data_files(&data.join("api_requests")).len();
+    assert!(files_before > 100, "{files_before}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (data, stop) = (data.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let asked = std::time::Instant::now();
+                let answer = runtime.block_on(async {
+                    let ctx = burnrate_engine::open_dataset(&data).await.unwrap();
+                    let batches = ctx.sql(CALLS_SQL).await.unwrap().collect().await.unwrap();
+                    use datafusion::arrow::array::AsArray;
+                    use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+                    let batch = &batches[0];
+                    (
+                        batch.column(0).as_primitive::<Int64Type>().value(0),
+                        batch.column(1).as_primitive::<Float64Type>().value(0),
+                    )
+                });
+                answers.push((asked, std::time::Instant::now(), answer));
+            }
+            answers
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let out = burnrate(&["compact", "--data", data.to_str().unwrap()]);
+    let ended = std::time::Instant::now();
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = reader.join().unwrap();
+    let during = answers
+        .iter()
+        .filter(|(asked, answered, _)| *asked >= started && *answered <= ended)
+        .count();
+    assert!(
+        during >= 2,
+        "{during} of {} answers while compaction ran ({:?})",
+        answers.len(),
+        ended - started
+    );
+    for (_, _, (calls, cost)) in &answers {
+        assert_eq!(*calls as f64, num(&expected, "calls"));
+        assert!(close(*cost, num(&expected, "cost")), "{cost}");
+    }
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("files merged into"), "{said}");
+
+    // One file per table and day now, for burnrate and for an independent reader alike.
+    let theirs = delta_reader(&data, "api_requests", CALLS_SQL);
+    let days = num(
+        &one(
+            &data,
+            "SELECT count(DISTINCT date) AS days FROM api_requests",
+        ),
+        "days",
+    );
+    assert_eq!(theirs["files"].as_f64(), Some(days), "{theirs}");
+    assert_eq!(
+        theirs["rows"][0]["calls"].as_f64(),
+        Some(num(&expected, "calls"))
+    );
+    // The merged-away files stay until vacuum's time is up; then they go.
+    assert_eq!(
+        data_files(&data.join("api_requests")).len(),
+        files_before + days as usize
+    );
+    let out = burnrate(&[
+        "compact",
+        "--data",
+        data.to_str().unwrap(),
+        "--vacuum-after",
+        "0s",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(data_files(&data.join("api_requests")).len(), days as usize);
+    assert_eq!(one(&data, CALLS_SQL), expected);
+}

@@ -16,6 +16,7 @@
 //! is `burnrate-pricing`), or command-line flags and terminals (that is the `burnrate` binary).
 
 pub mod budget;
+pub mod compaction;
 pub mod decode;
 pub mod publish;
 pub mod query;
@@ -26,6 +27,7 @@ pub mod stream;
 use std::path::Path;
 
 pub use budget::MemoryBudget;
+pub use compaction::{CompactionConfig, TableCompaction, compact};
 pub use publish::exposition::WindowPublisher;
 pub use publish::health::{PipelineHealth, serve_health};
 pub use publish::pushgateway::{Pushgateway, PushgatewayConfig};

@@ -7,8 +7,8 @@ use anyhow::Context;
 use std::net::SocketAddr;
 
 use burnrate_engine::{
-    AnomalyConfig, FileSourceConfig, KafkaSourceConfig, ObjectStoreConfig, PushgatewayConfig,
-    ReceiverConfig, WindowSpec,
+    AnomalyConfig, CompactionConfig, FileSourceConfig, KafkaSourceConfig, ObjectStoreConfig,
+    PushgatewayConfig, ReceiverConfig, WindowSpec,
 };
 use burnrate_otlp::MappingConfig;
 use burnrate_pricing::PriceTable;
@@ -51,6 +51,8 @@ pub struct Config {
     pub object_store: ObjectStoreConfig,
     /// How reports count days.
     pub report: ReportConfig,
+    /// How `burnrate compact` merges closed days and how long merged-away files stay.
+    pub compaction: CompactionConfig,
     /// The memory the process must stay under, in bytes, or with a unit (`"512MiB"`,
     /// `"1GiB"`). 40% of what it leaves beyond the process's own part (its resident code,
     /// measured, and 37 MiB of runtime; at least 118 MiB) is the budget for data in flight
@@ -146,6 +148,7 @@ impl Default for Config {
             anomalies: AnomalyConfig::default(),
             object_store: ObjectStoreConfig::default(),
             report: ReportConfig::default(),
+            compaction: CompactionConfig::default(),
             memory_limit: 512 << 20,
         }
     }

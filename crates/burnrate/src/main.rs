@@ -78,6 +78,12 @@ Examples:
         after_help = "Tables written by this version have a Delta log (<table>/_delta_log) that lists their\nfiles; readers go by it. A dataset written before had none: this creates each missing log,\nlisting the Parquet files already there, without rewriting or moving any. Running it again\nchanges nothing. `burnrate run` does the same for a table the first time it writes to it.\n\nExamples:\n  burnrate migrate --data ./burnrate-data"
     )]
     Migrate(migrate::MigrateArgs),
+    /// Merge each table's closed days into a few large files sorted by time, and delete the
+    /// files no table lists any more.
+    #[command(
+        after_help = "A day (UTC) at least compaction.min_age_days old that holds more than --max-files-per-day files\nhas its small files merged: sorted by time and cut at --target-file-size, swapped in one Delta\ncommit per table, so a reader sees the old files or the new ones, never both. Files a source has\nnot committed yet are left alone (a restart writes them again). A merged-away file is deleted\nonce --vacuum-after has passed, with any file no log ever listed (a crashed flush's). Safe while\n`burnrate run` writes the same dataset; run it from cron, or the overlays' CronJob.\n\nExamples:\n  burnrate compact --data ./burnrate-data\n  burnrate compact --data ./burnrate-data --target-file-size 64MiB --vacuum-after 1d"
+    )]
+    Compact(compact::CompactArgs),
     /// Write synthetic Claude Code telemetry (OTLP log exports) for a simulated team.
     #[command(
         after_help = "Writes one export per user, hour and signal under OUT/<date>/, and OUT/incidents.jsonl with the\ninjected incidents (kind, start, end, whom). Deterministic: the same seed gives the same bytes.\n\nExamples:\n  burnrate generate --out ./synthetic --scenario evaluation       # 30 days, 20 people, 7 incidents\n  burnrate generate --out ./quiet --scenario quiet --days 7 --users 50 --format json\n  burnrate generate --post http://127.0.0.1:4318 --days 1 --users 5 --rate 20\n  burnrate generate --kafka 127.0.0.1:9092 --temporality cumulative\n  burnrate run --source files --input ./synthetic --drain"
@@ -214,6 +220,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Query(args) => query::query(&config, args).await,
         Command::Generate(args) => generate::generate(args),
         Command::Migrate(args) => migrate::migrate(&config, args),
+        Command::Compact(args) => compact::compact_command(&config, args),
         Command::Report(command) => report::report_command(&config, command).await,
         Command::Profile(args) => profile::profile(&config, args).await,
         Command::ExportTrace {

@@ -53,18 +53,22 @@ pub struct WrittenSegment {
 
 impl ParquetSink {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            // A row group is encoded in memory until it is complete: 64 Ki rows bounds that
-            // (the default, 1 Mi rows, held a whole segment's table).
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
         let root = root.into();
         ParquetSink {
             mirror: mirror_of(&root),
             root,
-            properties,
+            properties: Self::writer_properties(),
         }
+    }
+
+    /// How every data file is encoded: zstd, row groups of at most 64 Ki rows.
+    pub fn writer_properties() -> WriterProperties {
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            // A row group is encoded in memory until it is complete: 64 Ki rows bounds that
+            // (the default, 1 Mi rows, held a whole segment's table).
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build()
     }
 
     pub fn root(&self) -> &Path {

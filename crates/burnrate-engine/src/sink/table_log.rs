@@ -21,24 +21,36 @@
 //! 300 in the test build, against 8 ms for the flush's Parquet file (`benches/table_log.rs`),
 //! and the Kafka memory-limit test peaked at 232-247 MiB with it (177 MiB without the logs).
 //! Removals read the table afresh and go through delta-rs's commit with its conflict checks:
-//! they are rare (a replay's start) and must not race a rewrite of the same files. No
-//! checkpoints are written yet (see `TableLog::committed`).
+//! they are rare (a replay's start) and must not race a rewrite of the same files. Every
+//! hundredth commit (the table's `delta.checkpointInterval`) also writes a checkpoint, so a
+//! reader replays at most that many commit files, and then removes the log files older than
+//! the table's `delta.logRetentionDuration` (7 days on the tables burnrate creates).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use buoyant_kernel::Engine;
+use buoyant_kernel::snapshot::CheckpointWriteResult;
+use buoyant_kernel_engine::DefaultEngineBuilder;
+use buoyant_kernel_engine::executor::tokio::TokioMultiThreadExecutor;
 use burnrate_otlp::Table;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake_core::kernel::transaction::{
     CommitBuilder, CommitData, CommitProperties, PROTOCOL, TransactionError,
 };
-use deltalake_core::kernel::{Action, Add, DataType, PrimitiveType, Remove, StructField, Version};
+use deltalake_core::kernel::{
+    Action, Add, DataType, PrimitiveType, Remove, StructField, Transaction, Version,
+};
 use deltalake_core::logstore::{CommitOrBytes, LogStoreRef, get_latest_version};
 use deltalake_core::operations::create::CreateBuilder;
+use deltalake_core::operations::vacuum::VacuumMode;
+use deltalake_core::protocol::checkpoints::cleanup_expired_logs_for;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::table::config::{TablePropertiesExt, TableProperty};
 use deltalake_core::table::state::DeltaTableState;
 use deltalake_core::{DeltaTableBuilder, DeltaTableError};
 use uuid::Uuid;
@@ -56,6 +68,21 @@ pub const LOG_DIR: &str = "_delta_log";
 /// A commit that keeps finding its version taken gives up after this many: another writer is
 /// committing faster than this one can follow, and the flush is retried later.
 const APPEND_ATTEMPTS: usize = 1_000;
+
+/// How many log files the log's engine reads ahead. delta-kernel's default engine reads up to
+/// 1,000 at once; at 2,000 commits of `api_requests` the bench's process peaked at 124 MiB with
+/// that and 68 MiB with 8, and a reader opened the table in about the same time.
+const LOG_READ_AHEAD: NonZeroUsize = NonZeroUsize::new(8).expect("non-zero");
+
+/// The positions table, below a dataset's root: a Delta table with no rows, whose log holds
+/// the positions sources have made durable as transaction ids (`txn`: an app id and a version),
+/// as delta-io's kafka-delta-ingest keeps its offsets. A flush spans several tables, each with
+/// its own log, so its positions go here once every table has committed it.
+pub const POSITIONS_DIR: &str = "_burnrate/positions";
+
+/// The log retention burnrate gives the tables it creates: a week of time travel, and a bounded
+/// `_delta_log` (a flush every 10 s is about 60,000 commit files a week per table).
+const CREATED_LOG_RETENTION: &str = "interval 7 days";
 
 /// A data file as a table's log lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +114,76 @@ pub enum Opened {
     Adopted { files: usize },
 }
 
+/// What a log describes.
+#[derive(Debug, Clone, Copy)]
+enum LogKind {
+    /// One of the dataset's tables, partitioned by `date`.
+    Data(Table),
+    /// The positions table ([`POSITIONS_DIR`]).
+    Positions,
+}
+
+/// Commits `positions` (an app id and the version it has reached, for instance a partition's
+/// next offset) to the positions table under `root`, in one commit. Call once what they cover
+/// is committed to every data table: a source resumes from them.
+pub fn commit_positions(root: &Path, positions: &[(String, i64)]) -> Result<(), EngineError> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let updated = chrono::Utc::now().timestamp_millis();
+    let actions = positions
+        .iter()
+        .map(|(app_id, version)| {
+            Action::Txn(Transaction {
+                app_id: app_id.clone(),
+                version: *version,
+                last_updated: Some(updated),
+            })
+        })
+        .collect();
+    let dir = root.join(POSITIONS_DIR);
+    let log = log_of(&dir)?;
+    let mut guard = log
+        .lock()
+        .map_err(|_| EngineError::Config("the positions log panicked".into()))?;
+    let log: &mut TableLog = &mut guard;
+    on_own_runtime(|| async {
+        log.open(LogKind::Positions).await?;
+        log.append(actions).await
+    })
+}
+
+/// The version the positions table under `root` holds for each of `app_ids` that has one,
+/// read afresh.
+pub fn logged_positions(
+    root: &Path,
+    app_ids: &[String],
+) -> Result<HashMap<String, i64>, EngineError> {
+    let dir = root.join(POSITIONS_DIR);
+    if !has_log(&dir) || app_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    on_own_runtime(|| async {
+        let table = DeltaTableBuilder::from_url(table_url(&dir)?)
+            .map_err(|e| log_error(&dir, e))?
+            .load()
+            .await
+            .map_err(|e| log_error(&dir, e))?;
+        let state = table.snapshot().map_err(|e| log_error(&dir, e))?;
+        let mut positions = HashMap::new();
+        for app_id in app_ids {
+            let version = state
+                .transaction_version(table.log_store().as_ref(), app_id)
+                .await
+                .map_err(|e| log_error(&dir, e))?;
+            if let Some(version) = version {
+                positions.insert(app_id.clone(), version);
+            }
+        }
+        Ok(positions)
+    })
+}
+
 /// Whether `table_dir` holds a Delta log.
 pub fn has_log(table_dir: &Path) -> bool {
     table_dir.join(LOG_DIR).is_dir()
@@ -107,7 +204,7 @@ pub fn add_files(root: &Path, files: &[DurableFile]) -> Result<(), EngineError> 
         let mut guard = log.lock().map_err(|_| poisoned(table))?;
         let log: &mut TableLog = &mut guard;
         on_own_runtime(|| async {
-            log.open(table).await?;
+            log.open(LogKind::Data(table)).await?;
             log.append(actions).await
         })?;
     }
@@ -128,7 +225,7 @@ pub fn remove_files(root: &Path, files: &[(Table, PathBuf)]) -> Result<(), Engin
         let mut guard = log.lock().map_err(|_| poisoned(table))?;
         let log: &mut TableLog = &mut guard;
         on_own_runtime(|| async {
-            log.open(table).await?;
+            log.open(LogKind::Data(table)).await?;
             // Afresh: another process may have added the files being removed since.
             let state = log.load().await?;
             let listed: HashMap<String, LoggedFile> = listed_files(&state)?
@@ -154,7 +251,8 @@ pub fn remove_files(root: &Path, files: &[(Table, PathBuf)]) -> Result<(), Engin
             if actions.is_empty() {
                 return Ok(());
             }
-            log.commit_checked(&state, actions).await
+            log.commit_checked(&state, actions, DeltaOperation::Delete { predicate: None })
+                .await
         })?;
     }
     Ok(())
@@ -174,13 +272,110 @@ pub fn open_dataset_logs(root: &Path) -> Result<Vec<(Table, Opened, usize)>, Eng
         let mut guard = log.lock().map_err(|_| poisoned(table))?;
         let log: &mut TableLog = &mut guard;
         let (found, files) = on_own_runtime(|| async {
-            let found = log.open(table).await?;
+            let found = log.open(LogKind::Data(table)).await?;
             let files = listed_files(&log.load().await?)?.len();
             Ok((found, files))
         })?;
         opened.push((table, found, files));
     }
     Ok(opened)
+}
+
+/// A table's files as its log listed them at one version: what a rewrite of some of them
+/// commits against, so that it fails instead of racing another change to the same files.
+pub struct TableFiles {
+    pub table: Table,
+    pub files: Vec<LoggedFile>,
+    state: DeltaTableState,
+}
+
+/// The files of `table` under `root` at its latest version, or `None` when it has no log.
+pub fn read_table(root: &Path, table: Table) -> Result<Option<TableFiles>, EngineError> {
+    let dir = root.join(table.name());
+    if !has_log(&dir) {
+        return Ok(None);
+    }
+    let state = on_own_runtime(|| load_state(&dir))?;
+    let files = listed_files(&state)?;
+    Ok(Some(TableFiles {
+        table,
+        files,
+        state,
+    }))
+}
+
+/// Replaces `removed` (files `read` listed) by `added` (durable files with the same rows) in
+/// one commit: a reader sees the old files or the new ones, never both. Both sides are marked
+/// as moving no data (`dataChange: false`), as Delta's OPTIMIZE does. If a commit since `read`
+/// removed any of `removed` (a replay, another compaction), this fails, retryably, and commits
+/// nothing.
+pub fn replace_files(
+    root: &Path,
+    read: &TableFiles,
+    removed: &[LoggedFile],
+    added: &[DurableFile],
+    target_size: u64,
+) -> Result<(), EngineError> {
+    let table = read.table;
+    let dir = root.join(table.name());
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut actions = Vec::with_capacity(removed.len() + added.len());
+    for file in added {
+        let mut add = add_action(root, file)?;
+        add.data_change = false;
+        actions.push(Action::Add(add));
+    }
+    for file in removed {
+        actions.push(Action::Remove(Remove {
+            path: file.path.clone(),
+            data_change: false,
+            deletion_timestamp: Some(now),
+            extended_file_metadata: Some(true),
+            partition_values: Some(partition_values(&file.date)),
+            size: i64::try_from(file.size).ok(),
+            ..Default::default()
+        }));
+    }
+    let log = log_of(&dir)?;
+    let mut guard = log.lock().map_err(|_| poisoned(table))?;
+    let log: &mut TableLog = &mut guard;
+    let operation = DeltaOperation::Optimize {
+        predicate: None,
+        target_size: i64::try_from(target_size).unwrap_or(i64::MAX),
+    };
+    on_own_runtime(|| async {
+        log.open(LogKind::Data(table)).await?;
+        log.commit_checked(&read.state, actions, operation).await
+    })
+}
+
+/// Deletes the files below `table`'s directory that its log no longer lists (removed by a
+/// rewrite, or never committed: a crashed flush's) once they are older than `keep`: a reader
+/// that opened an older version may still be reading them until then. delta-rs's VACUUM, in its
+/// full mode. Returns how many files went.
+pub fn vacuum(root: &Path, table: Table, keep: std::time::Duration) -> Result<usize, EngineError> {
+    let dir = root.join(table.name());
+    if !has_log(&dir) {
+        return Ok(0);
+    }
+    let keep = chrono::Duration::from_std(keep)
+        .map_err(|e| EngineError::Config(format!("vacuum retention: {e}")))?;
+    on_own_runtime(|| async {
+        let loaded = DeltaTableBuilder::from_url(table_url(&dir)?)
+            .map_err(|e| log_error(&dir, e))?
+            .load()
+            .await
+            .map_err(|e| log_error(&dir, e))?;
+        let (_, metrics) = loaded
+            .vacuum()
+            .with_mode(VacuumMode::Full)
+            .with_retention_period(keep)
+            .with_enforce_retention_duration(false)
+            .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
+            .await
+            .map_err(|e| log_error(&dir, e))?;
+        Ok(metrics.files_deleted.len())
+    })
 }
 
 /// The files the log of the table at `table_dir` lists at its latest version, read afresh
@@ -208,28 +403,48 @@ struct TableLog {
     log_store: LogStoreRef,
     /// The version this process's next commit tries first; `None` until opened.
     next_version: Option<Version>,
+    /// A commit whose version is a multiple of this writes a checkpoint: the table's
+    /// `delta.checkpointInterval` as last read (at open, and at each checkpoint), else Delta's
+    /// default of 100.
+    checkpoint_interval: u64,
 }
 
 impl TableLog {
-    /// Loads the log, or creates it listing the files already in the directory.
-    async fn open(&mut self, table: Table) -> Result<Opened, EngineError> {
+    /// Loads the log, or creates it: a data table's listing the files already in its
+    /// directory, the positions table's empty.
+    async fn open(&mut self, kind: LogKind) -> Result<Opened, EngineError> {
         if let Some(next) = self.next_version {
             return Ok(Opened::Existing { version: next - 1 });
         }
         if has_log(&self.dir) {
             return self.load_existing().await;
         }
-        let adopted = self.files_on_disk()?;
-        let files = adopted.len();
-        let created = CreateBuilder::new()
+        let mut create = CreateBuilder::new()
             .with_location(table_url(&self.dir)?.to_string())
-            .with_table_name(table.name())
-            .with_columns(delta_columns(table)?)
-            .with_partition_columns([PARTITION_COLUMN])
-            .with_actions(adopted.into_iter().map(Action::Add))
-            .with_save_mode(SaveMode::ErrorIfExists)
-            .await;
-        match created {
+            .with_configuration_property(
+                TableProperty::LogRetentionDuration,
+                Some(CREATED_LOG_RETENTION),
+            )
+            .with_save_mode(SaveMode::ErrorIfExists);
+        let mut files = 0;
+        match kind {
+            LogKind::Data(table) => {
+                let adopted = self.files_on_disk()?;
+                files = adopted.len();
+                create = create
+                    .with_table_name(table.name())
+                    .with_columns(delta_columns(table)?)
+                    .with_partition_columns([PARTITION_COLUMN])
+                    .with_actions(adopted.into_iter().map(Action::Add));
+            }
+            LogKind::Positions => {
+                create = create.with_table_name("positions").with_columns([
+                    StructField::new("app_id", DataType::Primitive(PrimitiveType::String), false),
+                    StructField::new("version", DataType::Primitive(PrimitiveType::Long), false),
+                ]);
+            }
+        }
+        match create.await {
             Ok(_) => {}
             // Another process created it first: its log is ours to load.
             Err(_) if has_log(&self.dir) => return self.load_existing().await,
@@ -240,7 +455,7 @@ impl TableLog {
         self.next_version = Some(1);
         if files > 0 {
             tracing::info!(
-                table = table.name(),
+                table = %self.dir.display(),
                 files,
                 "adopted the table's files into a new Delta log"
             );
@@ -255,6 +470,7 @@ impl TableLog {
             .can_write_to(&state)
             .map_err(|e| self.error(e.into()))?;
         self.next_version = Some(state.version() + 1);
+        self.checkpoint_interval = state.table_config().checkpoint_interval().get();
         Ok(Opened::Existing {
             version: state.version(),
         })
@@ -289,7 +505,7 @@ impl TableLog {
                 Err(e) => return Err(self.error(e.into())),
             }
         }
-        self.committed(version)
+        self.committed(version).await
     }
 
     /// Commits `actions` on top of `state` through delta-rs's conflict checks.
@@ -297,30 +513,87 @@ impl TableLog {
         &mut self,
         state: &DeltaTableState,
         actions: Vec<Action>,
+        operation: DeltaOperation,
     ) -> Result<(), EngineError> {
         let committed =
             CommitBuilder::from(CommitProperties::default().with_create_checkpoint(false))
                 .with_actions(actions)
-                .build(
-                    Some(state),
-                    self.log_store.clone(),
-                    DeltaOperation::Delete { predicate: None },
-                )
+                .build(Some(state), self.log_store.clone(), operation)
                 .await
                 .map_err(|e| self.error(e))?;
-        self.committed(committed.version())
+        self.committed(committed.version()).await
     }
 
-    /// Makes `version` durable. No checkpoint is written: delta-rs's checkpoint (through
-    /// delta-kernel) took the bench's process from 124 MiB to 1.3 GiB of RSS, in runs of 150
-    /// and 300 flushes, whether every 100 or every 10 commits, with or without row counts in
-    /// the files' stats (`benches/table_log.rs`; massif puts it in arrow-json's decoders of the
-    /// log). So a reader replays every commit since the table was created.
-    fn committed(&mut self, version: Version) -> Result<(), EngineError> {
+    /// Makes `version` durable, and writes a checkpoint when `version` is due one. Exactly one
+    /// writer commits each version, so with several writers each checkpoint is written once.
+    async fn committed(&mut self, version: Version) -> Result<(), EngineError> {
         // The log's own writes are not fsynced; a commit a caller counts on must survive a
         // power cut like the files it lists.
         self.sync_version(version)?;
         self.next_version = Some(version + 1);
+        if version > 0 && version.is_multiple_of(self.checkpoint_interval) {
+            // The commit stands whatever happens here: a missing checkpoint only makes readers
+            // replay more commit files, until the next one.
+            if let Err(error) = self.checkpoint(version).await {
+                tracing::warn!(
+                    table = %self.dir.display(),
+                    version,
+                    error = %error,
+                    "could not write the table's checkpoint; readers replay its commits instead"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint of `version` (the table's state as one Parquet file, which readers
+    /// start from), fsyncs it, and removes the log files the table's `delta.logRetentionDuration`
+    /// no longer keeps. delta-kernel writes it, through an engine that reads the log a few files
+    /// at a time ([`LOG_READ_AHEAD`]); delta-rs's own checkpoint, which loads the table first,
+    /// took the bench's process from 124 MiB to 1.37 GiB.
+    async fn checkpoint(&mut self, version: Version) -> Result<(), EngineError> {
+        let url = table_url(&self.dir)?;
+        let engine = log_engine(&self.log_store);
+        let (written, properties) = tokio::task::spawn_blocking(move || {
+            let snapshot = buoyant_kernel::Snapshot::builder_for(url)
+                .at_version(version)
+                .build(engine.as_ref())?;
+            let (written, _) = snapshot.checkpoint(engine.as_ref(), None)?;
+            Ok::<_, buoyant_kernel::Error>((written, snapshot.table_properties().clone()))
+        })
+        .await
+        .map_err(|e| EngineError::Config(format!("the checkpoint task failed: {e}")))?
+        .map_err(|e| self.error(e.into()))?;
+        self.checkpoint_interval = properties.checkpoint_interval().get();
+        if matches!(written, CheckpointWriteResult::Written) {
+            let log_dir = self.dir.join(LOG_DIR);
+            for name in [
+                format!("{version:020}.checkpoint.parquet"),
+                "_last_checkpoint".to_string(),
+            ] {
+                let path = log_dir.join(name);
+                File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| EngineError::io(&path, e))?;
+            }
+            sync_dir(&log_dir)?;
+        }
+        if properties.enable_expired_log_cleanup() {
+            let retention = properties.log_retention_duration();
+            let cutoff = SystemTime::now()
+                .checked_sub(retention)
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i64);
+            let removed = cleanup_expired_logs_for(version, self.log_store.as_ref(), cutoff, None)
+                .await
+                .map_err(|e| self.error(e))?;
+            tracing::debug!(
+                table = %self.dir.display(),
+                version,
+                removed,
+                "wrote a checkpoint and removed expired log files"
+            );
+        }
         Ok(())
     }
 
@@ -482,6 +755,26 @@ fn poisoned(table: Table) -> EngineError {
     EngineError::Config(format!("{}: a commit to its log panicked", table.name()))
 }
 
+/// Delta's default checkpoint interval (100 commits), for a table not read yet.
+fn default_checkpoint_interval() -> u64 {
+    buoyant_kernel::table_properties::TableProperties::default()
+        .checkpoint_interval()
+        .get()
+}
+
+/// delta-kernel's engine over the table's store, reading [`LOG_READ_AHEAD`] log files at a
+/// time. Called on the I/O runtime (`on_own_runtime`), whose tasks it runs on.
+fn log_engine(log_store: &LogStoreRef) -> Arc<dyn Engine> {
+    Arc::new(
+        DefaultEngineBuilder::new(log_store.root_object_store(None))
+            .with_task_executor(Arc::new(TokioMultiThreadExecutor::new(
+                tokio::runtime::Handle::current(),
+            )))
+            .with_buffer_size(LOG_READ_AHEAD)
+            .build(),
+    )
+}
+
 type Registry = Mutex<HashMap<PathBuf, Arc<Mutex<TableLog>>>>;
 
 /// This process's log of the table at `dir`, opened on first use.
@@ -502,6 +795,7 @@ fn log_of(dir: &Path) -> Result<Arc<Mutex<TableLog>>, EngineError> {
         dir: dir.clone(),
         log_store,
         next_version: None,
+        checkpoint_interval: default_checkpoint_interval(),
     }));
     logs.insert(dir, log.clone());
     Ok(log)
@@ -639,6 +933,51 @@ mod tests {
             .write_segment("seg-a", &segment(letters(2, 2)))
             .unwrap();
         assert_eq!(count(root, all).await, 6);
+    }
+
+    #[tokio::test]
+    async fn checkpoints_bound_the_replay_and_expired_commits_leave() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let log_dir = root.join("dead_letters").join(LOG_DIR);
+        let sink = ParquetSink::new(root);
+        // Version 0 creates the table; flush n is version n.
+        for flush in 1..=100 {
+            sink.write_segment(&format!("seg-{flush:03}"), &segment(letters(2, 2)))
+                .unwrap();
+        }
+        let checkpoint = |v: u64| log_dir.join(format!("{v:020}.checkpoint.parquet"));
+        assert!(checkpoint(100).exists());
+        let hint = fs::read_to_string(log_dir.join("_last_checkpoint")).unwrap();
+        assert!(hint.contains("\"version\":100"), "{hint}");
+        let commit = |v: u64| log_dir.join(format!("{v:020}.json"));
+        assert!(commit(0).exists(), "inside the 7 days the table keeps");
+
+        // A week and a day later, the next checkpoint removes what it supersedes.
+        let old = SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
+        for v in 0..=100 {
+            let path = if v == 100 { checkpoint(v) } else { commit(v) };
+            File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(old))
+                .unwrap();
+        }
+        for flush in 101..=200 {
+            sink.write_segment(&format!("seg-{flush:03}"), &segment(letters(2, 2)))
+                .unwrap();
+        }
+        assert!(checkpoint(200).exists());
+        assert!(!commit(0).exists() && !commit(99).exists());
+        assert!(checkpoint(100).exists() && commit(100).exists() && commit(101).exists());
+        assert_eq!(count(root, "SELECT count(*) FROM dead_letters").await, 400);
+        let table = DeltaTableBuilder::from_url(table_url(&root.join("dead_letters")).unwrap())
+            .unwrap()
+            .load()
+            .await
+            .unwrap();
+        assert_eq!(table.version(), Some(200));
+        assert_eq!(table.snapshot().unwrap().log_data().num_files(), 200);
     }
 
     #[test]

@@ -53,29 +53,24 @@ impl FileLedger {
             segments: HashSet::new(),
             inputs: HashMap::new(),
         };
-        match File::open(&path) {
-            Ok(file) => {
-                for (n, line) in BufReader::new(file).lines().enumerate() {
-                    let line = line.map_err(|e| EngineError::io(&path, e))?;
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    // A torn last line is a commit that did not happen.
-                    let Ok(entry) = serde_json::from_str::<Entry>(&line) else {
-                        tracing::warn!(ledger = %path.display(), line = n + 1, "ignoring torn ledger line");
-                        continue;
-                    };
-                    for input in entry.inputs {
-                        ledger.inputs.insert(input, entry.segment.clone());
-                    }
-                    ledger.segments.insert(entry.segment);
-                }
+        for entry in read_entries(&path)? {
+            for input in entry.inputs {
+                ledger.inputs.insert(input, entry.segment.clone());
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(EngineError::io(&path, e)),
+            ledger.segments.insert(entry.segment);
         }
         let removed = ledger.remove_orphans(data_dir)?;
         Ok((ledger, removed))
+    }
+
+    /// The segments the ledger under `data_dir` holds, read without opening it for writing (and
+    /// without removing anything): what compaction may merge.
+    pub fn committed_at(data_dir: &Path) -> Result<HashSet<String>, EngineError> {
+        let path = data_dir.join(STATE_DIR).join(LEDGER_FILE);
+        Ok(read_entries(&path)?
+            .into_iter()
+            .map(|e| e.segment)
+            .collect())
     }
 
     pub fn committed_segments(&self) -> usize {
@@ -117,4 +112,27 @@ impl FileLedger {
                 && (temporary || !self.segments.contains(segment))
         })
     }
+}
+
+/// The ledger's entries (none if there is no ledger), a torn last line left out.
+fn read_entries(path: &Path) -> Result<Vec<Entry>, EngineError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(EngineError::io(path, e)),
+    };
+    let mut entries = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| EngineError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        // A torn last line is a commit that did not happen.
+        let Ok(entry) = serde_json::from_str::<Entry>(&line) else {
+            tracing::warn!(ledger = %path.display(), line = n + 1, "ignoring torn ledger line");
+            continue;
+        };
+        entries.push(entry);
+    }
+    Ok(entries)
 }

@@ -878,13 +878,37 @@ fn late_events(
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-fn read_checkpoint(path: &Path) -> Result<(WindowState, Vec<RecordBatch>), EngineError> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-        Err(e) => return Err(EngineError::io(path, e)),
+/// For each replica with a window checkpoint under `data_dir`, the sequence number of its last
+/// checkpoint: its output files up to that one are committed, later ones are removed at its
+/// next start. Only the checkpoints' metadata is read.
+pub(crate) fn checkpointed_seqs(data_dir: &Path) -> Result<BTreeMap<String, u64>, EngineError> {
+    let dir = data_dir.join(STATE_DIR).join("windows");
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(EngineError::io(&dir, e)),
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let mut seqs = BTreeMap::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(replica) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".parquet"))
+        else {
+            continue;
+        };
+        let file = File::open(&path).map_err(|e| EngineError::io(&path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        seqs.insert(replica.to_string(), window_state(&builder, &path)?.seq);
+    }
+    Ok(seqs)
+}
+
+fn window_state<T>(
+    builder: &datafusion::parquet::arrow::arrow_reader::ArrowReaderBuilder<T>,
+    path: &Path,
+) -> Result<WindowState, EngineError> {
     let state = builder
         .metadata()
         .file_metadata()
@@ -892,8 +916,18 @@ fn read_checkpoint(path: &Path) -> Result<(WindowState, Vec<RecordBatch>), Engin
         .and_then(|kv| kv.iter().find(|k| k.key == STATE_KEY))
         .and_then(|kv| kv.value.clone())
         .ok_or_else(|| EngineError::Schema(format!("{}: no window state", path.display())))?;
-    let state: WindowState = serde_json::from_str(&state)
-        .map_err(|e| EngineError::Schema(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&state)
+        .map_err(|e| EngineError::Schema(format!("{}: {e}", path.display())))
+}
+
+fn read_checkpoint(path: &Path) -> Result<(WindowState, Vec<RecordBatch>), EngineError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(EngineError::io(path, e)),
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let state = window_state(&builder, path)?;
     let open = builder
         .build()?
         .collect::<Result<Vec<_>, _>>()?

@@ -1,6 +1,7 @@
 //! One file per command: its arguments and what it does, from parsed flags to an exit code.
 //! What more than one command shares is here.
 
+pub mod compact;
 pub mod export_trace;
 pub mod generate;
 pub mod migrate;

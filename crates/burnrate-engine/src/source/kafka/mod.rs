@@ -185,6 +185,17 @@ fn parse_segment(segment: &str, topic: &str, partition: i32) -> Option<(i64, i64
     Some((first.parse().ok()?, last.parse().ok()?))
 }
 
+/// `(topic, partition, last)` of any Kafka segment (topic names may hold `-`).
+pub(crate) fn segment_position(segment: &str) -> Option<(String, i32, i64)> {
+    let rest = segment.strip_prefix(KAFKA_SEGMENT_PREFIX)?;
+    let mut fields = rest.rsplitn(4, '-');
+    let last = fields.next()?.parse().ok()?;
+    let _first: i64 = fields.next()?.parse().ok()?;
+    let partition = fields.next()?.parse().ok()?;
+    let topic = fields.next()?;
+    Some((topic.to_string(), partition, last))
+}
+
 /// Deletes this partition's files that start at or after `resume_at`: written, never committed.
 fn remove_orphans(
     root: &Path,
@@ -274,8 +285,9 @@ fn consumer_lag(
 }
 
 impl SourceContext {
-    /// Sets each partition of `assignment` to its committed offset, read once here, and returns
-    /// those offsets (`None`: nothing committed, so from the start). Left to librdkafka, the
+    /// Sets each partition of `assignment` to its committed offset, read once here (the later of
+    /// the group's offset in Kafka and the positions table's), and returns those offsets
+    /// (`None`: nothing committed, so from the start). Left to librdkafka, the
     /// assignment would read the committed offsets again on its own: if the partition's last
     /// owner commits between the two reads (a coordinator may hand a partition on before its
     /// revoke has committed), the files removed as orphans and the offset consumed from
@@ -288,13 +300,36 @@ impl SourceContext {
         let committed = consumer
             .committed_offsets(assignment.clone(), METADATA_TIMEOUT)
             .map_err(|e| format!("reading the committed offsets of assigned partitions: {e}"))?;
+        let keys: Vec<PartitionKey> = committed
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let logged = self
+            .commits
+            .logged(&keys)
+            .map_err(|e| format!("reading the positions table: {e}"))?;
         let mut positions = Vec::new();
         for element in committed.elements() {
             let (topic, partition) = (element.topic(), element.partition());
-            let offset = match element.offset() {
+            let in_kafka = match element.offset() {
                 Offset::Offset(n) => Some(n),
                 _ => None,
             };
+            let in_log = logged.get(&(topic.to_string(), partition)).copied();
+            // The log is committed first, so it is never behind the group's offsets unless
+            // they were reset or expired (`offsets.retention.minutes`), or a commit to Kafka
+            // failed before a crash: then the log knows better, and nothing is read twice.
+            let offset = in_kafka.max(in_log);
+            if in_log > in_kafka {
+                tracing::info!(
+                    topic,
+                    partition,
+                    kafka = in_kafka.unwrap_or(-1),
+                    log = in_log.unwrap_or(-1),
+                    "resuming from the positions table, ahead of the group's committed offset"
+                );
+            }
             assignment
                 .set_partition_offset(
                     topic,
@@ -659,7 +694,7 @@ impl KafkaPipeline {
         prefetch_held.force(prefetch.bytes(0));
 
         let rebalances = Arc::new(Mutex::new(Rebalances::default()));
-        let commits = CommitCoordinator::default();
+        let commits = CommitCoordinator::new(output, &config.group_id);
         let failure = Arc::new(OnceLock::new());
         let (steps, queue) = crossbeam_channel::bounded(SINK_QUEUE);
         let sink = KafkaSink::new(SinkSetup {
@@ -1128,6 +1163,17 @@ mod tests {
         };
         assert_eq!(consumer_lag(&internal(-1), Some(0)), None);
         assert_eq!(consumer_lag(&internal(3), None), None);
+    }
+
+    #[test]
+    fn any_segment_names_its_topic_partition_and_last_offset() {
+        let name = segment_name("otlp-logs-eu", 3, 100, 250);
+        assert_eq!(
+            segment_position(&name),
+            Some(("otlp-logs-eu".to_string(), 3, 250))
+        );
+        assert_eq!(segment_position("receiver-00000000000000000001"), None);
+        assert_eq!(segment_position("kafka-t-x-1-2"), None);
     }
 
     #[test]

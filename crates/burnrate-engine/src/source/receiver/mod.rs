@@ -571,6 +571,13 @@ fn segment_name(seq: u64) -> String {
     format!("{RECEIVER_SEGMENT_PREFIX}{seq:020}")
 }
 
+/// The receiver's segments under `data_dir` not committed yet: a segment's write-ahead log is
+/// deleted only once its files are in the tables' logs and the windows have counted them.
+pub(crate) fn uncommitted_segments(data_dir: &Path) -> Result<Vec<String>, EngineError> {
+    let wal_dir = data_dir.join(STATE_DIR).join("receiver");
+    Ok(list_wals(&wal_dir)?.into_iter().map(segment_name).collect())
+}
+
 /// Log numbers grow over restarts: microseconds since the epoch, or past the newest log left.
 fn next_seq(wal_dir: &Path) -> Result<u64, EngineError> {
     let now = chrono::Utc::now().timestamp_micros().max(0) as u64;

@@ -1,0 +1,486 @@
+//! Compaction: a table's closed days rewritten into a few large files sorted by time, and the
+//! files no log lists any more deleted once no reader can need them (vacuum).
+//!
+//! Owns: choosing what to merge (a day at least `min_age_days` old holding more than
+//! `max_files_per_day` files; of those, the small ones whose source has committed them), the
+//! merge (DataFusion's sort, which spills to disk beyond its memory pool, cut into files of
+//! about `target_file_bytes`), the one commit per table that swaps them in its Delta log (a
+//! reader sees the old files or the new ones, never both), the object-store copy of both, and
+//! vacuum.
+//!
+//! Must not know: how a source decides what it has committed; each says it ([`committed`]).
+
+pub mod committed;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use burnrate_otlp::Table;
+use chrono::{NaiveDate, Utc};
+use datafusion::common::Column;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{Expr, SortExpr};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+use crate::sink::mirror::mirror_of;
+use crate::sink::on_own_runtime;
+use crate::sink::parquet_sink::{ParquetSink, sync_dir};
+use crate::sink::table_log::{self, DurableFile, LoggedFile, TableFiles};
+pub use committed::CommittedSegments;
+
+/// Segment names of merged files start with this: no source owns them, so no restart removes
+/// them.
+pub const COMPACTED_SEGMENT_PREFIX: &str = "compact-";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Bytes (compressed, on disk) a merged file is cut at. Default: 128 MiB.
+    pub target_file_bytes: u64,
+    /// A day is merged once it holds more files than this. Default: 4.
+    pub max_files_per_day: usize,
+    /// Days (UTC) at least this many days old are merged: 1 = yesterday and before. A day
+    /// merged early is merged again as late files arrive. Default: 1.
+    pub min_age_days: u32,
+    /// Hours a file stays on disk after a merge removed it from its table's log (readers that
+    /// opened the table before may still read it), and the age a file no log ever listed (a
+    /// crashed flush's) must reach before vacuum deletes it. Default: 168 (Delta's 7 days).
+    pub vacuum_after_hours: f64,
+    /// Bytes the merge's sort holds in memory before it spills to disk. Default: 256 MiB.
+    pub sort_memory_bytes: u64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            target_file_bytes: 128 << 20,
+            max_files_per_day: 4,
+            min_age_days: 1,
+            vacuum_after_hours: 168.0,
+            sort_memory_bytes: 256 << 20,
+        }
+    }
+}
+
+/// What compaction did to one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableCompaction {
+    pub table: &'static str,
+    /// Files in the table's log before and after.
+    pub files_before: usize,
+    pub files_after: usize,
+    /// Days merged, files they lost and files written.
+    pub days: usize,
+    pub merged: usize,
+    pub written: usize,
+    /// Small files left as they were because their source has not committed them yet.
+    pub uncommitted: usize,
+    /// Another change to the same files won: nothing was committed, the next run tries again.
+    pub conflict: Option<String>,
+    /// Files vacuum deleted.
+    pub vacuumed: usize,
+}
+
+/// Compacts every table under `root`, then vacuums it. `kafka_group` is the consumer group
+/// whose positions say which Kafka segments are committed.
+pub fn compact(
+    root: &Path,
+    config: &CompactionConfig,
+    kafka_group: &str,
+) -> Result<Vec<TableCompaction>, EngineError> {
+    if !root.is_dir() {
+        return Err(EngineError::NoDataset(root.display().to_string()));
+    }
+    let newest_day = Utc::now().date_naive() - chrono::Days::new(u64::from(config.min_age_days));
+    let mut done = Vec::new();
+    for table in Table::ALL {
+        let Some(read) = table_log::read_table(root, table)? else {
+            continue;
+        };
+        // After the tables' files: see `CommittedSegments`.
+        let committed = CommittedSegments::read(root, kafka_group, read.files.iter().map(segment))?;
+        let mut outcome = compact_table(root, &read, config, &committed, newest_day)?;
+        let keep = Duration::from_secs_f64(config.vacuum_after_hours.max(0.0) * 3600.0);
+        outcome.vacuumed = table_log::vacuum(root, table, keep)?;
+        done.push(outcome);
+    }
+    Ok(done)
+}
+
+fn compact_table(
+    root: &Path,
+    read: &TableFiles,
+    config: &CompactionConfig,
+    committed: &CommittedSegments,
+    newest_day: NaiveDate,
+) -> Result<TableCompaction, EngineError> {
+    let table = read.table;
+    let mut outcome = TableCompaction {
+        table: table.name(),
+        files_before: read.files.len(),
+        files_after: read.files.len(),
+        ..Default::default()
+    };
+    let mut days: BTreeMap<&str, Vec<&LoggedFile>> = BTreeMap::new();
+    for file in &read.files {
+        days.entry(&file.date).or_default().push(file);
+    }
+    let small = config.target_file_bytes / 2;
+    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    for (date, files) in days {
+        let closed = NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok_and(|d| d <= newest_day);
+        if !closed || files.len() <= config.max_files_per_day {
+            continue;
+        }
+        let (mergeable, uncommitted): (Vec<&LoggedFile>, Vec<&LoggedFile>) = files
+            .into_iter()
+            .filter(|f| f.size < small)
+            .partition(|f| committed.contains(segment(f)));
+        outcome.uncommitted += uncommitted.len();
+        if mergeable.len() < 2 {
+            continue;
+        }
+        let dir = root.join(table.name());
+        let inputs: Vec<PathBuf> = mergeable.iter().map(|f| dir.join(&f.path)).collect();
+        let written = on_own_runtime(|| merge(table, &dir, date, &inputs, config))?;
+        outcome.days += 1;
+        outcome.merged += mergeable.len();
+        outcome.written += written.len();
+        removed.extend(mergeable.into_iter().cloned());
+        added.extend(written);
+    }
+    if removed.is_empty() {
+        return Ok(outcome);
+    }
+    let mirror = mirror_of(root);
+    if let Some((mirror_root, mirror)) = &mirror {
+        for file in &added {
+            mirror.put_file(
+                mirror_root,
+                &std::path::absolute(&file.path).map_err(|e| EngineError::io(&file.path, e))?,
+            )?;
+        }
+    }
+    match table_log::replace_files(root, read, &removed, &added, config.target_file_bytes) {
+        Ok(()) => {}
+        Err(error) if error.is_retryable() => {
+            // Not in the log, so never read: deleted now rather than by a later vacuum.
+            for file in &added {
+                let _ = fs::remove_file(&file.path);
+            }
+            tracing::warn!(table = table.name(), error = %error, "compaction lost a race for its files; the next run tries again");
+            outcome.conflict = Some(error.to_string());
+            outcome.days = 0;
+            outcome.merged = 0;
+            outcome.written = 0;
+            return Ok(outcome);
+        }
+        Err(error) => return Err(error),
+    }
+    // The object-store copy is read by listing: its merged files go as soon as the log says so.
+    if let Some((mirror_root, mirror)) = &mirror {
+        for file in &removed {
+            let path = std::path::absolute(root.join(table.name()).join(&file.path))
+                .map_err(|e| EngineError::io(Path::new(&file.path), e))?;
+            mirror.delete_file(mirror_root, &path)?;
+        }
+    }
+    outcome.files_after = outcome.files_before - removed.len() + added.len();
+    tracing::info!(
+        table = table.name(),
+        days = outcome.days,
+        merged = outcome.merged,
+        written = outcome.written,
+        "compacted"
+    );
+    Ok(outcome)
+}
+
+/// The segment a logged file belongs to: its name without `.parquet`.
+fn segment(file: &LoggedFile) -> &str {
+    let name = file.path.rsplit('/').next().unwrap_or(&file.path);
+    name.strip_suffix(".parquet").unwrap_or(name)
+}
+
+/// Reads `inputs` (one day of `table`), sorts their rows by the table's time column and writes
+/// them as files of about `target_file_bytes`, each durable before this returns.
+async fn merge(
+    table: Table,
+    table_dir: &Path,
+    date: &str,
+    inputs: &[PathBuf],
+    config: &CompactionConfig,
+) -> Result<Vec<DurableFile>, EngineError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(
+            usize::try_from(config.sort_memory_bytes).unwrap_or(usize::MAX),
+        )))
+        .build_arc()
+        .map_err(EngineError::from)?;
+    // One partition: one sorted stream, cut into files in time order.
+    let session = SessionConfig::new().with_target_partitions(1);
+    let ctx = SessionContext::new_with_config_rt(session, runtime);
+    let schema = table.schema();
+    let paths: Vec<String> = inputs
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let time = Expr::Column(Column::from_name(table.time_column()));
+    let mut rows = ctx
+        .read_parquet(paths, ParquetReadOptions::default().schema(&schema))
+        .await
+        .map_err(EngineError::from)?
+        .sort(vec![SortExpr::new(time, true, false)])
+        .map_err(EngineError::from)?
+        .execute_stream()
+        .await
+        .map_err(EngineError::from)?;
+
+    let dir = table_dir.join(format!("{}={date}", table_log::PARTITION_COLUMN));
+    let properties = ParquetSink::writer_properties();
+    let mut written = Vec::new();
+    let mut open: Option<(PathBuf, ArrowWriter<File>, usize)> = None;
+    while let Some(batch) = rows.next().await {
+        let batch = batch.map_err(EngineError::from)?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let (_, writer, count) = match &mut open {
+            Some(open) => open,
+            None => {
+                let name = format!("{COMPACTED_SEGMENT_PREFIX}{}.parquet", uuid::Uuid::new_v4());
+                let path = dir.join(name);
+                let tmp = path.with_extension("parquet.tmp");
+                let file = File::create(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
+                let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties.clone()))?;
+                open.insert((path, writer, 0))
+            }
+        };
+        writer.write(&batch)?;
+        *count += batch.num_rows();
+        let size = writer.bytes_written() + writer.in_progress_size();
+        if size as u64 >= config.target_file_bytes
+            && let Some((path, writer, count)) = open.take()
+        {
+            written.push(finish(table, date, path, writer, count)?);
+        }
+    }
+    if let Some((path, writer, count)) = open.take() {
+        written.push(finish(table, date, path, writer, count)?);
+    }
+    sync_dir(&dir)?;
+    Ok(written)
+}
+
+/// Closes a merged file, fsyncs it and renames it to its final name.
+fn finish(
+    table: Table,
+    date: &str,
+    path: PathBuf,
+    writer: ArrowWriter<File>,
+    rows: usize,
+) -> Result<DurableFile, EngineError> {
+    let tmp = path.with_extension("parquet.tmp");
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(|e| EngineError::io(&tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(|e| EngineError::io(&path, e))?;
+    Ok(DurableFile {
+        table,
+        path,
+        date: date.to_string(),
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::{AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::{Int64Type, TimestampNanosecondType};
+
+    use super::*;
+    use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
+    use crate::sink::parquet_sink::remove_segments;
+
+    /// 2026-01-01T00:00:00Z.
+    const NEW_YEAR: i64 = 1_767_225_600_000_000_000;
+    const HOUR: i64 = 3_600_000_000_000;
+
+    /// Three dead letters of flush `n`, at hours that interleave with the other flushes'.
+    fn letters(n: i64) -> BTreeMap<Table, Vec<RecordBatch>> {
+        let letters: Vec<DeadLetter> = (0..3)
+            .map(|i| DeadLetter {
+                received_at_nanos: NEW_YEAR + (i * 7 + 20 - n) * HOUR,
+                origin: format!("test/{n}/{i}"),
+                topic: None,
+                partition: None,
+                offset: None,
+                error: "bad".into(),
+                payload: vec![0; 10],
+            })
+            .collect();
+        BTreeMap::from([(
+            Table::DeadLetters,
+            vec![dead_letter_batch(&letters).unwrap()],
+        )])
+    }
+
+    async fn query(root: &Path, sql: &str) -> Vec<RecordBatch> {
+        let ctx = crate::open_dataset(root).await.unwrap();
+        ctx.sql(sql).await.unwrap().collect().await.unwrap()
+    }
+
+    async fn count(root: &Path) -> i64 {
+        let batches = query(root, "SELECT count(*) FROM dead_letters").await;
+        batches[0].column(0).as_primitive::<Int64Type>().value(0)
+    }
+
+    fn files_by_day(root: &Path) -> BTreeMap<String, Vec<String>> {
+        let read = table_log::read_table(root, Table::DeadLetters)
+            .unwrap()
+            .unwrap();
+        let mut days: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for file in read.files {
+            days.entry(file.date).or_default().push(file.path);
+        }
+        days
+    }
+
+    #[tokio::test]
+    async fn closed_days_become_one_sorted_file_and_the_old_ones_go_after_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sink = ParquetSink::new(root);
+        for n in 0..10 {
+            sink.write_segment(&format!("seg-{n:03}"), &letters(n))
+                .unwrap();
+        }
+        // A receiver segment whose write-ahead log is still there: not committed by its source.
+        sink.write_segment("receiver-00000000000000000042", &letters(10))
+            .unwrap();
+        let wal_dir = root.join("_burnrate/receiver");
+        fs::create_dir_all(&wal_dir).unwrap();
+        fs::write(wal_dir.join("wal-00000000000000000042.log"), b"").unwrap();
+        let before = files_by_day(root);
+        assert_eq!(before.len(), 2, "{before:?}");
+        assert!(before.values().all(|files| files.len() == 11));
+        assert_eq!(count(root).await, 33);
+
+        let config = CompactionConfig {
+            vacuum_after_hours: 168.0,
+            ..Default::default()
+        };
+        let done = compact(root, &config, "burnrate").unwrap();
+        let letters_done = done.iter().find(|t| t.table == "dead_letters").unwrap();
+        assert_eq!(
+            (letters_done.days, letters_done.merged, letters_done.written),
+            (2, 20, 2)
+        );
+        assert_eq!(letters_done.uncommitted, 2, "the receiver's segment stays");
+        assert_eq!(
+            (letters_done.files_before, letters_done.files_after),
+            (22, 4)
+        );
+        let after = files_by_day(root);
+        for files in after.values() {
+            assert_eq!(files.len(), 2, "{files:?}");
+            assert!(files.iter().any(|f| f.contains("receiver-")));
+        }
+        assert_eq!(count(root).await, 33);
+        // Each merged file is in time order.
+        let merged: Vec<PathBuf> = after
+            .values()
+            .flatten()
+            .filter(|f| f.contains(COMPACTED_SEGMENT_PREFIX))
+            .map(|f| root.join("dead_letters").join(f))
+            .collect();
+        for path in &merged {
+            let file = File::open(path).unwrap();
+            let reader =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+                    file, 1024,
+                )
+                .unwrap();
+            let mut times: Vec<i64> = Vec::new();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let column = batch.column_by_name("received_at").unwrap();
+                times.extend(
+                    column
+                        .as_primitive::<TimestampNanosecondType>()
+                        .values()
+                        .iter(),
+                );
+            }
+            assert!(times.is_sorted(), "{path:?}: {times:?}");
+        }
+        // The merged-away files stay for readers that opened the table before, unread.
+        assert!(
+            root.join("dead_letters")
+                .join(&before["2026-01-01"][0])
+                .exists()
+        );
+        // Nothing left to merge: a second run changes nothing.
+        let again = compact(root, &config, "burnrate").unwrap();
+        let letters_again = again.iter().find(|t| t.table == "dead_letters").unwrap();
+        assert_eq!((letters_again.days, letters_again.vacuumed), (0, 0));
+
+        // Once their time is up, vacuum deletes them, and a crashed flush's file with them.
+        let crashed = root.join("dead_letters/date=2026-01-01/crashed.parquet");
+        fs::copy(
+            root.join("dead_letters").join(&before["2026-01-01"][0]),
+            &crashed,
+        )
+        .unwrap();
+        let now = CompactionConfig {
+            vacuum_after_hours: 0.0,
+            ..Default::default()
+        };
+        let vacuumed = compact(root, &now, "burnrate").unwrap();
+        let letters_vacuumed = vacuumed.iter().find(|t| t.table == "dead_letters").unwrap();
+        assert_eq!(letters_vacuumed.vacuumed, 21);
+        assert!(!crashed.exists());
+        assert_eq!(count(root).await, 33);
+    }
+
+    #[tokio::test]
+    async fn a_merge_that_races_a_replay_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sink = ParquetSink::new(root);
+        for n in 0..3 {
+            sink.write_segment(&format!("seg-{n:03}"), &letters(n))
+                .unwrap();
+        }
+        let read = table_log::read_table(root, Table::DeadLetters)
+            .unwrap()
+            .unwrap();
+        // A replay removes seg-001 after the merge read the table.
+        assert_eq!(remove_segments(root, |s, _| s == "seg-001").unwrap(), 2);
+        let merged = DurableFile {
+            table: Table::DeadLetters,
+            path: root.join("dead_letters/date=2026-01-01/compact-x.parquet"),
+            date: "2026-01-01".into(),
+            rows: 0,
+        };
+        fs::copy(
+            root.join("dead_letters").join(&read.files[0].path),
+            &merged.path,
+        )
+        .unwrap();
+        let error = table_log::replace_files(root, &read, &read.files, &[merged], 1 << 20)
+            .expect_err("the replay's removal conflicts");
+        assert!(error.is_retryable(), "{error}");
+        assert_eq!(count(root).await, 6, "the log is as the replay left it");
+    }
+}
