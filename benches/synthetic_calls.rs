@@ -10,6 +10,7 @@ use datafusion::arrow::array::{
 };
 
 pub const BATCH_ROWS: usize = 20_000;
+#[allow(dead_code)] // not every bench that includes this file uses it
 const USERS: usize = 50;
 
 /// Where the synthetic event time starts: 2026-11-18T20:53:20Z.
@@ -18,7 +19,14 @@ pub const START_NS: i64 = 1_795_000_000_000_000_000;
 /// Deterministic rows in batches of [`BATCH_ROWS`]: 50 users in 5 teams and 10 projects, 3
 /// models, one call every `step_ns` of event time from [`START_NS`], a few seconds of disorder,
 /// log-normal latencies, 2% failures.
+#[allow(dead_code)]
 pub fn synthetic(rows: usize, step_ns: i64) -> Vec<RecordBatch> {
+    synthetic_team(rows, step_ns, USERS)
+}
+
+/// [`synthetic`] for `people` users, in a team per ten of them (at least 5).
+#[allow(dead_code)] // not every bench that includes this file uses it
+pub fn synthetic_team(rows: usize, step_ns: i64, people: usize) -> Vec<RecordBatch> {
     let schema = Table::ApiRequests.schema();
     let mut state = 7u64;
     let mut next = move || {
@@ -27,8 +35,9 @@ pub fn synthetic(rows: usize, step_ns: i64) -> Vec<RecordBatch> {
             .wrapping_add(1442695040888963407);
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
-    let users: Vec<String> = (0..USERS).map(|u| format!("user-{u:03}")).collect();
-    let teams: Vec<String> = (0..5).map(|t| format!("team-{t}")).collect();
+    let users: Vec<String> = (0..people).map(|u| format!("user-{u:03}")).collect();
+    let team_count = (people / 10).max(5);
+    let teams: Vec<String> = (0..team_count).map(|t| format!("team-{t}")).collect();
     let projects: Vec<String> = (0..10).map(|p| format!("project-{p}")).collect();
     let models = ["claude-opus-4-8", "claude-sonnet-4-5", "claude-haiku-4-5"];
     (0..rows.div_ceil(BATCH_ROWS))
@@ -44,9 +53,9 @@ pub fn synthetic(rows: usize, step_ns: i64) -> Vec<RecordBatch> {
                 let row = (b * BATCH_ROWS + i) as i64;
                 let disorder = (next() * 5e9) as i64;
                 time.push(START_NS + row * step_ns - disorder);
-                let u = (next() * USERS as f64) as usize % USERS;
+                let u = (next() * people as f64) as usize % people;
                 user.push(users[u].as_str());
-                team.push(teams[u % 5].as_str());
+                team.push(teams[u % team_count].as_str());
                 project.push(projects[u % 10].as_str());
                 model.push(models[(next() * 3.0) as usize % 3]);
                 session.push(format!("{}-{}", users[u], row / 20_000));

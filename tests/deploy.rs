@@ -110,6 +110,26 @@ fn every_overlay_renders_and_validates_against_the_kubernetes_schemas() {
             grace + 3.0 <= pod_grace,
             "{grace} s vs the pod's {pod_grace} s"
         );
+        // One compactor per volume: the CronJob for the small overlay's one volume, each
+        // replica itself for the large overlay's.
+        let compact_job = objects
+            .iter()
+            .find(|o| o["kind"] == "CronJob" && o["metadata"]["name"] == "burnrate-compact");
+        let env = &pod["containers"][0]["env"];
+        let in_process = env.as_array().is_some_and(|vars| {
+            vars.iter()
+                .any(|v| v["name"] == "BURNRATE__COMPACTION__INTERVAL_HOURS" && v["value"] != "0")
+        });
+        assert!(config.contains("interval_hours = 0"), "{config}");
+        match overlay {
+            "small" => {
+                let job = &compact_job.expect("a compact CronJob")["spec"]["jobTemplate"]["spec"]["template"]
+                    ["spec"]["containers"][0];
+                assert_eq!(job["args"][0], "compact");
+                assert!(!in_process);
+            }
+            _ => assert!(compact_job.is_none() && in_process, "{overlay}"),
+        }
         // burnrate itself accepts the configuration the ConfigMap mounts.
         let mounted = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(mounted.path(), &config).unwrap();

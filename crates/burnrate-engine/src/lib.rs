@@ -27,7 +27,7 @@ pub mod stream;
 use std::path::Path;
 
 pub use budget::MemoryBudget;
-pub use compaction::{CompactionConfig, TableCompaction, compact};
+pub use compaction::{CompactionConfig, InProcessCompaction, TableCompaction, compact};
 pub use publish::exposition::WindowPublisher;
 pub use publish::health::{PipelineHealth, serve_health};
 pub use publish::pushgateway::{Pushgateway, PushgatewayConfig};

@@ -30,10 +30,11 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
+use crate::budget::MemoryBudget;
 use crate::sink::mirror::mirror_of;
 use crate::sink::on_own_runtime;
 use crate::sink::parquet_sink::{ParquetSink, sync_dir};
-use crate::sink::table_log::{self, DurableFile, LoggedFile, TableFiles};
+use crate::sink::table_log::{self, DurableFile, LoggedFile, Rewrite, TableFiles};
 pub use committed::CommittedSegments;
 
 /// Segment names of merged files start with this: no source owns them, so no restart removes
@@ -54,8 +55,17 @@ pub struct CompactionConfig {
     /// opened the table before may still read it), and the age a file no log ever listed (a
     /// crashed flush's) must reach before vacuum deletes it. Default: 168 (Delta's 7 days).
     pub vacuum_after_hours: f64,
-    /// Bytes the merge's sort holds in memory before it spills to disk. Default: 256 MiB.
+    /// Bytes the merge's sort holds in memory before it spills to disk. Inside `burnrate run`,
+    /// at most a quarter of the memory budget, reserved from it while a merge runs. Default:
+    /// 256 MiB.
     pub sort_memory_bytes: u64,
+    /// Hours between compactions inside `burnrate run` (the first one this long after it
+    /// starts); 0 leaves compaction to `burnrate compact` (a CronJob). Default: 6.
+    pub interval_hours: f64,
+    /// Days a table's rows are kept, by table name (`log_records = 30`): a day (UTC) older than
+    /// that leaves the table's log whole, and vacuum deletes its files later. A table not named
+    /// is kept for ever. Default: none named.
+    pub retention_days: BTreeMap<String, u32>,
 }
 
 impl Default for CompactionConfig {
@@ -66,6 +76,8 @@ impl Default for CompactionConfig {
             min_age_days: 1,
             vacuum_after_hours: 168.0,
             sort_memory_bytes: 256 << 20,
+            interval_hours: 6.0,
+            retention_days: BTreeMap::new(),
         }
     }
 }
@@ -85,6 +97,9 @@ pub struct TableCompaction {
     pub uncommitted: usize,
     /// Another change to the same files won: nothing was committed, the next run tries again.
     pub conflict: Option<String>,
+    /// Days past the table's retention, and their files, that left the log.
+    pub expired_days: usize,
+    pub expired_files: usize,
     /// Files vacuum deleted.
     pub vacuumed: usize,
 }
@@ -99,20 +114,114 @@ pub fn compact(
     if !root.is_dir() {
         return Err(EngineError::NoDataset(root.display().to_string()));
     }
-    let newest_day = Utc::now().date_naive() - chrono::Days::new(u64::from(config.min_age_days));
+    for name in config.retention_days.keys() {
+        if !Table::ALL.iter().any(|t| t.name() == name) {
+            let tables: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+            return Err(EngineError::Config(format!(
+                "compaction.retention_days: no table {name:?} (tables: {})",
+                tables.join(", ")
+            )));
+        }
+    }
+    let today = Utc::now().date_naive();
+    let newest_day = today - chrono::Days::new(u64::from(config.min_age_days));
     let mut done = Vec::new();
     for table in Table::ALL {
-        let Some(read) = table_log::read_table(root, table)? else {
+        let Some(mut read) = table_log::read_table(root, table)? else {
             continue;
         };
+        let mut expired = (0, 0);
+        if let Some(days) = config.retention_days.get(table.name()) {
+            let before = today - chrono::Days::new(u64::from(*days));
+            expired = expire(root, &read, before)?;
+            if expired.1 > 0 {
+                read = table_log::read_table(root, table)?
+                    .ok_or_else(|| EngineError::NotFound(format!("{}'s log", table.name())))?;
+            }
+        }
         // After the tables' files: see `CommittedSegments`.
         let committed = CommittedSegments::read(root, kafka_group, read.files.iter().map(segment))?;
         let mut outcome = compact_table(root, &read, config, &committed, newest_day)?;
+        (outcome.expired_days, outcome.expired_files) = expired;
+        outcome.files_before += expired.1;
         let keep = Duration::from_secs_f64(config.vacuum_after_hours.max(0.0) * 3600.0);
         outcome.vacuumed = table_log::vacuum(root, table, keep)?;
         done.push(outcome);
     }
     Ok(done)
+}
+
+/// Compaction inside `burnrate run`: a thread that compacts the dataset every
+/// `interval_hours`, its sort memory reserved from the process's memory budget (a round the
+/// budget cannot hold waits for the next). Stops when dropped; a merge under way is left to
+/// finish or to be cleared by a later vacuum, as a killed `burnrate compact` would be.
+pub struct InProcessCompaction {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl InProcessCompaction {
+    /// Starts it, unless `config.interval_hours` is 0.
+    pub fn start(
+        root: &Path,
+        config: &CompactionConfig,
+        kafka_group: &str,
+        budget: &Arc<MemoryBudget>,
+    ) -> Result<Option<Self>, EngineError> {
+        if config.interval_hours <= 0.0 {
+            return Ok(None);
+        }
+        let every = Duration::try_from_secs_f64(config.interval_hours * 3600.0)
+            .map_err(|e| EngineError::Config(format!("compaction.interval_hours: {e}")))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (root, config, group, budget) = (
+            root.to_path_buf(),
+            config.clone(),
+            kafka_group.to_string(),
+            budget.clone(),
+        );
+        std::thread::Builder::new()
+            .name("burnrate-compaction".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    let share = u64::try_from(budget.limit() / 4).unwrap_or(u64::MAX);
+                    let pool = config.sort_memory_bytes.min(share);
+                    let mut held = budget.reservation();
+                    if !held.try_grow(usize::try_from(pool).unwrap_or(usize::MAX)) {
+                        tracing::info!(
+                            bytes = pool,
+                            "the memory budget is full: compaction waits for its next round"
+                        );
+                        continue;
+                    }
+                    let round = CompactionConfig {
+                        sort_memory_bytes: pool,
+                        ..config.clone()
+                    };
+                    match compact(&root, &round, &group) {
+                        Ok(done) => {
+                            let merged: usize = done.iter().map(|t| t.merged).sum();
+                            let vacuumed: usize = done.iter().map(|t| t.vacuumed).sum();
+                            tracing::info!(merged, vacuumed, "compaction round done");
+                        }
+                        Err(error) => {
+                            tracing::warn!(error = %error, "compaction round failed; the next one tries again");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| EngineError::io(Path::new("compaction thread"), e))?;
+        Ok(Some(InProcessCompaction { stop: Some(stop) }))
+    }
+}
+
+impl Drop for InProcessCompaction {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 fn compact_table(
@@ -169,7 +278,10 @@ fn compact_table(
             )?;
         }
     }
-    match table_log::replace_files(root, read, &removed, &added, config.target_file_bytes) {
+    let why = Rewrite::Compaction {
+        target_size: config.target_file_bytes,
+    };
+    match table_log::replace_files(root, read, &removed, &added, &why) {
         Ok(()) => {}
         Err(error) if error.is_retryable() => {
             // Not in the log, so never read: deleted now rather than by a later vacuum.
@@ -185,14 +297,7 @@ fn compact_table(
         }
         Err(error) => return Err(error),
     }
-    // The object-store copy is read by listing: its merged files go as soon as the log says so.
-    if let Some((mirror_root, mirror)) = &mirror {
-        for file in &removed {
-            let path = std::path::absolute(root.join(table.name()).join(&file.path))
-                .map_err(|e| EngineError::io(Path::new(&file.path), e))?;
-            mirror.delete_file(mirror_root, &path)?;
-        }
-    }
+    unmirror(root, table, &removed)?;
     outcome.files_after = outcome.files_before - removed.len() + added.len();
     tracing::info!(
         table = table.name(),
@@ -202,6 +307,51 @@ fn compact_table(
         "compacted"
     );
     Ok(outcome)
+}
+
+/// Removes from the log every file of `read`'s days before `before` (a day counts by its
+/// `date`; `unknown` is kept), in one commit. Returns the days and files removed.
+fn expire(
+    root: &Path,
+    read: &TableFiles,
+    before: NaiveDate,
+) -> Result<(usize, usize), EngineError> {
+    let expired: Vec<LoggedFile> = read
+        .files
+        .iter()
+        .filter(|f| NaiveDate::parse_from_str(&f.date, "%Y-%m-%d").is_ok_and(|d| d < before))
+        .cloned()
+        .collect();
+    if expired.is_empty() {
+        return Ok((0, 0));
+    }
+    let days: std::collections::BTreeSet<&str> = expired.iter().map(|f| f.date.as_str()).collect();
+    let why = Rewrite::Retention {
+        before: before.to_string(),
+    };
+    table_log::replace_files(root, read, &expired, &[], &why)?;
+    unmirror(root, read.table, &expired)?;
+    tracing::info!(
+        table = read.table.name(),
+        days = days.len(),
+        files = expired.len(),
+        before = %before,
+        "removed the days past the table's retention"
+    );
+    Ok((days.len(), expired.len()))
+}
+
+/// The object-store copy is read by listing: files that left the log leave it at once.
+fn unmirror(root: &Path, table: Table, files: &[LoggedFile]) -> Result<(), EngineError> {
+    let Some((mirror_root, mirror)) = mirror_of(root) else {
+        return Ok(());
+    };
+    for file in files {
+        let path = std::path::absolute(root.join(table.name()).join(&file.path))
+            .map_err(|e| EngineError::io(Path::new(&file.path), e))?;
+        mirror.delete_file(&mirror_root, &path)?;
+    }
+    Ok(())
 }
 
 /// The segment a logged file belongs to: its name without `.parquet`.
@@ -454,6 +604,89 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn inside_a_run_a_round_waits_until_the_budget_holds_its_sort() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sink = ParquetSink::new(root);
+        for n in 0..6 {
+            sink.write_segment(&format!("seg-{n:03}"), &letters(n))
+                .unwrap();
+        }
+        let budget = MemoryBudget::for_memory_limit(512 << 20);
+        let mut sources = budget.reservation();
+        sources.force(budget.limit());
+        let config = CompactionConfig {
+            interval_hours: 0.1 / 3600.0,
+            ..Default::default()
+        };
+        let compaction = InProcessCompaction::start(root, &config, "burnrate", &budget)
+            .unwrap()
+            .expect("started");
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(
+            files_by_day(root).values().all(|files| files.len() == 6),
+            "no round while the sources hold the whole budget"
+        );
+        drop(sources);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while files_by_day(root).values().any(|files| files.len() > 1) {
+            assert!(std::time::Instant::now() < deadline, "never compacted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(count(root).await, 18);
+        // The round gives its memory back once its vacuum is done.
+        while budget.used() > 0 {
+            assert!(std::time::Instant::now() < deadline, "memory kept");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(compaction);
+    }
+
+    #[tokio::test]
+    async fn days_past_a_tables_retention_leave_its_log_and_an_unknown_table_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sink = ParquetSink::new(root);
+        // 2026-01-01 and 2026-01-02 (long past), and yesterday.
+        sink.write_segment("seg-old", &letters(0)).unwrap();
+        let yesterday = Utc::now().timestamp_nanos_opt().unwrap() - 24 * HOUR;
+        let recent = DeadLetter {
+            received_at_nanos: yesterday,
+            origin: "test/recent".into(),
+            topic: None,
+            partition: None,
+            offset: None,
+            error: "bad".into(),
+            payload: vec![0; 10],
+        };
+        let recent = BTreeMap::from([(
+            Table::DeadLetters,
+            vec![dead_letter_batch(&[recent]).unwrap()],
+        )]);
+        sink.write_segment("seg-recent", &recent).unwrap();
+        assert_eq!(count(root).await, 4);
+
+        let mut config = CompactionConfig::default();
+        config.retention_days.insert("not_a_table".into(), 1);
+        let error = compact(root, &config, "burnrate").unwrap_err().to_string();
+        assert!(
+            error.contains("not_a_table") && error.contains("dead_letters"),
+            "{error}"
+        );
+
+        config.retention_days = BTreeMap::from([("dead_letters".to_string(), 30)]);
+        let done = compact(root, &config, "burnrate").unwrap();
+        let letters_done = done.iter().find(|t| t.table == "dead_letters").unwrap();
+        assert_eq!(
+            (letters_done.expired_days, letters_done.expired_files),
+            (2, 2)
+        );
+        assert_eq!(count(root).await, 1, "yesterday's letter stays");
+        let again = compact(root, &config, "burnrate").unwrap();
+        assert_eq!(again.iter().map(|t| t.expired_files).sum::<usize>(), 0);
+    }
+
+    #[tokio::test]
     async fn a_merge_that_races_a_replay_commits_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -478,7 +711,10 @@ mod tests {
             &merged.path,
         )
         .unwrap();
-        let error = table_log::replace_files(root, &read, &read.files, &[merged], 1 << 20)
+        let why = Rewrite::Compaction {
+            target_size: 1 << 20,
+        };
+        let error = table_log::replace_files(root, &read, &read.files, &[merged], &why)
             .expect_err("the replay's removal conflicts");
         assert!(error.is_retryable(), "{error}");
         assert_eq!(count(root).await, 6, "the log is as the replay left it");

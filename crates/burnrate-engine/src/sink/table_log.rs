@@ -304,31 +304,41 @@ pub fn read_table(root: &Path, table: Table) -> Result<Option<TableFiles>, Engin
     }))
 }
 
-/// Replaces `removed` (files `read` listed) by `added` (durable files with the same rows) in
-/// one commit: a reader sees the old files or the new ones, never both. Both sides are marked
-/// as moving no data (`dataChange: false`), as Delta's OPTIMIZE does. If a commit since `read`
-/// removed any of `removed` (a replay, another compaction), this fails, retryably, and commits
-/// nothing.
+/// Why files leave a table's log in [`replace_files`].
+#[derive(Debug, Clone)]
+pub enum Rewrite {
+    /// Merged into `added`, the same rows in fewer files (`OPTIMIZE`): no data changes.
+    Compaction { target_size: u64 },
+    /// Their days are past the table's retention (`DELETE WHERE date < before`): their rows go.
+    Retention { before: String },
+}
+
+/// Replaces `removed` (files `read` listed) by `added` in one commit: a reader sees the old
+/// files or the new ones, never both. A compaction's files are marked as moving no data
+/// (`dataChange: false`), as Delta's OPTIMIZE does, so a streaming reader skips them. If a
+/// commit since `read` removed any of `removed` (a replay, another compaction), this fails,
+/// retryably, and commits nothing.
 pub fn replace_files(
     root: &Path,
     read: &TableFiles,
     removed: &[LoggedFile],
     added: &[DurableFile],
-    target_size: u64,
+    why: &Rewrite,
 ) -> Result<(), EngineError> {
     let table = read.table;
     let dir = root.join(table.name());
     let now = chrono::Utc::now().timestamp_millis();
+    let data_change = matches!(why, Rewrite::Retention { .. });
     let mut actions = Vec::with_capacity(removed.len() + added.len());
     for file in added {
         let mut add = add_action(root, file)?;
-        add.data_change = false;
+        add.data_change = data_change;
         actions.push(Action::Add(add));
     }
     for file in removed {
         actions.push(Action::Remove(Remove {
             path: file.path.clone(),
-            data_change: false,
+            data_change,
             deletion_timestamp: Some(now),
             extended_file_metadata: Some(true),
             partition_values: Some(partition_values(&file.date)),
@@ -339,9 +349,14 @@ pub fn replace_files(
     let log = log_of(&dir)?;
     let mut guard = log.lock().map_err(|_| poisoned(table))?;
     let log: &mut TableLog = &mut guard;
-    let operation = DeltaOperation::Optimize {
-        predicate: None,
-        target_size: i64::try_from(target_size).unwrap_or(i64::MAX),
+    let operation = match why {
+        Rewrite::Compaction { target_size } => DeltaOperation::Optimize {
+            predicate: None,
+            target_size: i64::try_from(*target_size).unwrap_or(i64::MAX),
+        },
+        Rewrite::Retention { before } => DeltaOperation::Delete {
+            predicate: Some(format!("{PARTITION_COLUMN} < '{before}'")),
+        },
     };
     on_own_runtime(|| async {
         log.open(LogKind::Data(table)).await?;
@@ -417,7 +432,7 @@ impl TableLog {
             return Ok(Opened::Existing { version: next - 1 });
         }
         if has_log(&self.dir) {
-            return self.load_existing().await;
+            return self.load_existing(kind).await;
         }
         let mut create = CreateBuilder::new()
             .with_location(table_url(&self.dir)?.to_string())
@@ -447,7 +462,7 @@ impl TableLog {
         match create.await {
             Ok(_) => {}
             // Another process created it first: its log is ours to load.
-            Err(_) if has_log(&self.dir) => return self.load_existing().await,
+            Err(_) if has_log(&self.dir) => return self.load_existing(kind).await,
             Err(e) => return Err(self.error(e)),
         }
         self.sync_version(0)?;
@@ -463,17 +478,69 @@ impl TableLog {
         Ok(Opened::Adopted { files })
     }
 
-    async fn load_existing(&mut self) -> Result<Opened, EngineError> {
-        let state = self.load().await?;
+    async fn load_existing(&mut self, kind: LogKind) -> Result<Opened, EngineError> {
+        let mut state = self.load().await?;
         // A table another engine upgraded (deletion vectors, say) is not written blind.
         PROTOCOL
             .can_write_to(&state)
             .map_err(|e| self.error(e.into()))?;
+        if let LogKind::Data(table) = kind {
+            state = self.add_new_columns(table, state).await?;
+        }
         self.next_version = Some(state.version() + 1);
         self.checkpoint_interval = state.table_config().checkpoint_interval().get();
         Ok(Opened::Existing {
             version: state.version(),
         })
+    }
+
+    /// Schema evolution: columns this version of burnrate writes that the log's schema lacks
+    /// (a Claude Code attribute that became a column) are added to it, nullable, in an
+    /// `ADD COLUMN` commit. Files written before do not have them, and every reader reads them
+    /// there as null; nothing is rewritten. Returns the state after.
+    async fn add_new_columns(
+        &mut self,
+        table: Table,
+        state: DeltaTableState,
+    ) -> Result<DeltaTableState, EngineError> {
+        let logged = state.schema();
+        let missing: Vec<StructField> = delta_columns(table)?
+            .into_iter()
+            .filter(|column| logged.field(column.name()).is_none())
+            .map(|column| StructField::new(column.name(), column.data_type().clone(), true))
+            .collect();
+        if missing.is_empty() {
+            return Ok(state);
+        }
+        let names: Vec<String> = missing.iter().map(|c| c.name().to_string()).collect();
+        let loaded = DeltaTableBuilder::from_url(table_url(&self.dir)?)
+            .map_err(|e| self.error(e))?
+            .load()
+            .await
+            .map_err(|e| self.error(e))?;
+        let added = loaded
+            .add_columns()
+            .with_fields(missing)
+            .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
+            .await;
+        let state = match added {
+            Ok(evolved) => {
+                let state = evolved.snapshot().map_err(|e| self.error(e))?.clone();
+                self.sync_version(state.version())?;
+                tracing::info!(table = table.name(), columns = ?names, "added new columns to the table's schema");
+                state
+            }
+            // Another writer may have added them first.
+            Err(error) => {
+                let state = self.load().await?;
+                let schema = state.schema();
+                if names.iter().any(|name| schema.field(name).is_none()) {
+                    return Err(self.error(error));
+                }
+                state
+            }
+        };
+        Ok(state)
     }
 
     async fn load(&self) -> Result<DeltaTableState, EngineError> {
@@ -978,6 +1045,79 @@ mod tests {
             .unwrap();
         assert_eq!(table.version(), Some(200));
         assert_eq!(table.snapshot().unwrap().log_data().num_files(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_new_column_joins_the_schema_and_reads_as_null_in_older_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let table_dir = root.join("dead_letters");
+        let day = table_dir.join("date=2026-01-01");
+        fs::create_dir_all(&day).unwrap();
+        // What an older burnrate wrote: dead letters without `topic`, and a log saying so.
+        let old = letters(3, 3);
+        let kept: Vec<usize> = (0..old.num_columns())
+            .filter(|&i| old.schema().field(i).name() != "topic")
+            .collect();
+        let old = old.project(&kept).unwrap();
+        let old_file = day.join("old.parquet");
+        write_atomically(&old_file, old.schema(), &[old], Default::default()).unwrap();
+        let metadata = fs::metadata(&old_file).unwrap();
+        let columns: Vec<StructField> = delta_columns(Table::DeadLetters)
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.name() != "topic")
+            .collect();
+        CreateBuilder::new()
+            .with_location(table_url(&table_dir).unwrap().to_string())
+            .with_columns(columns)
+            .with_partition_columns([PARTITION_COLUMN])
+            .with_actions([Action::Add(Add {
+                path: "date=2026-01-01/old.parquet".into(),
+                partition_values: partition_values("2026-01-01"),
+                size: metadata.len() as i64,
+                modification_time: modified_millis(&metadata),
+                data_change: true,
+                ..Default::default()
+            })])
+            .await
+            .unwrap();
+
+        // This version writes `topic`: the log's schema gains it, nothing is rewritten.
+        let new: Vec<DeadLetter> = (0..2)
+            .map(|i| DeadLetter {
+                received_at_nanos: NEW_YEAR + i,
+                origin: format!("otlp_logs/0@{i}"),
+                topic: Some("otlp_logs".into()),
+                partition: Some(0),
+                offset: Some(i),
+                error: "bad".into(),
+                payload: vec![1],
+            })
+            .collect();
+        ParquetSink::new(root)
+            .write_segment("seg-new", &segment(dead_letter_batch(&new).unwrap()))
+            .unwrap();
+        let sql = "SELECT count(*) FILTER (WHERE topic IS NULL), count(topic) FROM dead_letters";
+        let ours = crate::open_dataset(root).await.unwrap();
+        let table = DeltaTableBuilder::from_url(table_url(&table_dir).unwrap())
+            .unwrap()
+            .load()
+            .await
+            .unwrap();
+        assert!(table.snapshot().unwrap().schema().field("topic").is_some());
+        let theirs = SessionContext::new();
+        table.update_datafusion_session(&theirs.state()).unwrap();
+        theirs
+            .register_table("dead_letters", table.table_provider().await.unwrap())
+            .unwrap();
+        for ctx in [ours, theirs] {
+            let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            let row = &batches[0];
+            assert_eq!(row.column(0).as_primitive::<Int64Type>().value(0), 3);
+            assert_eq!(row.column(1).as_primitive::<Int64Type>().value(0), 2);
+        }
+        assert!(old_file.exists(), "the old file stays as it was");
     }
 
     #[test]

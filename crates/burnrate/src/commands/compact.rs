@@ -1,5 +1,6 @@
-//! `burnrate compact`: merges each table's closed days into a few large files sorted by time,
-//! in one Delta commit per table, then vacuums what no log lists any more.
+//! `burnrate compact`: removes the days past each table's retention, merges each table's closed
+//! days into a few large files sorted by time, in one Delta commit per table, then vacuums what
+//! no log lists any more.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,7 @@ pub(crate) fn compact_command(config: &Config, args: CompactArgs) -> anyhow::Res
         "files merged",
         "files written",
         "not committed yet",
+        "days expired",
         "vacuumed",
     ]);
     for t in &done {
@@ -83,6 +85,7 @@ pub(crate) fn compact_command(config: &Config, args: CompactArgs) -> anyhow::Res
             t.merged.to_string(),
             t.written.to_string(),
             t.uncommitted.to_string(),
+            t.expired_days.to_string(),
             t.vacuumed.to_string(),
         ]);
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use burnrate_engine::{
-    FilePipeline, FileRunSummary, FlushTotals, KafkaPipeline, KafkaRunSummary, KafkaTopic,
-    MemoryBudget, OtlpReceiver, PipelineHealth, Progress, Pushgateway, ReceiverSummary,
+    FilePipeline, FileRunSummary, FlushTotals, InProcessCompaction, KafkaPipeline, KafkaRunSummary,
+    KafkaTopic, MemoryBudget, OtlpReceiver, PipelineHealth, Progress, Pushgateway, ReceiverSummary,
     WindowPublisher, WindowStage,
 };
 use burnrate_otlp::{CallSource, ContentPolicy, Decoder};
@@ -265,6 +265,13 @@ async fn run_files(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::
         .context("--input DIR is required with --source files")?;
     let health = PipelineHealth::new();
     let windows = open_windows(config, &health)?;
+    let budget = MemoryBudget::for_memory_limit(config.memory_limit);
+    // A drain is a batch: `burnrate compact` follows it if wanted.
+    let _compaction = if args.drain {
+        None
+    } else {
+        start_compaction(config, &budget)?
+    };
     let mut pipeline = FilePipeline::open(
         decoder,
         &input,
@@ -272,7 +279,7 @@ async fn run_files(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::
         config.files.clone(),
         health,
         windows,
-        MemoryBudget::for_memory_limit(config.memory_limit),
+        budget,
     )
     .await?;
     let mut total = FileRunSummary::default();
@@ -290,6 +297,19 @@ async fn run_files(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::
     }
     warn_unpushed(pipeline.windows().finish(PUSH_GRACE));
     Ok(exit_code(total.written.dead_letters))
+}
+
+/// Compaction inside the run, every `compaction.interval_hours` (none when it is 0).
+fn start_compaction(
+    config: &Config,
+    budget: &std::sync::Arc<MemoryBudget>,
+) -> anyhow::Result<Option<InProcessCompaction>> {
+    Ok(InProcessCompaction::start(
+        &config.data_dir,
+        &config.compaction,
+        &config.kafka.group_id,
+        budget,
+    )?)
 }
 
 fn warn_unpushed(delivered: bool) {
@@ -341,13 +361,19 @@ async fn run_kafka(config: &Config, args: RunArgs, decoder: Decoder) -> anyhow::
     let health = PipelineHealth::new();
     let health_server = start_health(config, &health).await?;
     let windows = open_windows(config, &health)?;
+    let budget = MemoryBudget::for_memory_limit(config.memory_limit);
+    let _compaction = if args.drain {
+        None
+    } else {
+        start_compaction(config, &budget)?
+    };
     let mut pipeline = KafkaPipeline::open(
         decoder,
         &config.data_dir,
         config.kafka.clone(),
         health.clone(),
         windows,
-        MemoryBudget::for_memory_limit(config.memory_limit),
+        budget,
     )?;
     let summary = pipeline
         .run(args.drain, stop_within_grace(config.shutdown_grace_seconds))
@@ -382,13 +408,15 @@ async fn run_receiver(config: &Config, decoder: Decoder) -> anyhow::Result<ExitC
     let health = PipelineHealth::new();
     let health_server = start_health(config, &health).await?;
     let windows = open_windows(config, &health)?;
+    let budget = MemoryBudget::for_memory_limit(config.memory_limit);
+    let _compaction = start_compaction(config, &budget)?;
     let receiver = OtlpReceiver::open(
         decoder,
         &config.data_dir,
         config.receiver.clone(),
         health.clone(),
         windows,
-        MemoryBudget::for_memory_limit(config.memory_limit),
+        budget,
     )
     .await?;
     eprintln!(
