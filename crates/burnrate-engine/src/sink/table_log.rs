@@ -36,7 +36,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use buoyant_kernel::Engine;
 use buoyant_kernel::snapshot::CheckpointWriteResult;
 use buoyant_kernel_engine::DefaultEngineBuilder;
-use buoyant_kernel_engine::executor::tokio::TokioMultiThreadExecutor;
+use buoyant_kernel_engine::executor::tokio::{TokioBackgroundExecutor, TokioMultiThreadExecutor};
 use burnrate_otlp::Table;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake_core::kernel::transaction::{
@@ -45,14 +45,16 @@ use deltalake_core::kernel::transaction::{
 use deltalake_core::kernel::{
     Action, Add, DataType, PrimitiveType, Remove, StructField, Transaction, Version,
 };
-use deltalake_core::logstore::{CommitOrBytes, LogStoreRef, get_latest_version};
+use deltalake_core::logstore::{
+    CommitOrBytes, LogStore, LogStoreConfig, LogStoreRef, get_latest_version,
+};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::operations::vacuum::VacuumMode;
 use deltalake_core::protocol::checkpoints::cleanup_expired_logs_for;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::table::config::{TablePropertiesExt, TableProperty};
 use deltalake_core::table::state::DeltaTableState;
-use deltalake_core::{DeltaTableBuilder, DeltaTableError};
+use deltalake_core::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError};
 use uuid::Uuid;
 
 use crate::EngineError;
@@ -164,11 +166,7 @@ pub fn logged_positions(
         return Ok(HashMap::new());
     }
     on_own_runtime(|| async {
-        let table = DeltaTableBuilder::from_url(table_url(&dir)?)
-            .map_err(|e| log_error(&dir, e))?
-            .load()
-            .await
-            .map_err(|e| log_error(&dir, e))?;
+        let table = load_table(&dir).await?;
         let state = table.snapshot().map_err(|e| log_error(&dir, e))?;
         let mut positions = HashMap::new();
         for app_id in app_ids {
@@ -376,12 +374,8 @@ pub fn vacuum(root: &Path, table: Table, keep: std::time::Duration) -> Result<us
     let keep = chrono::Duration::from_std(keep)
         .map_err(|e| EngineError::Config(format!("vacuum retention: {e}")))?;
     on_own_runtime(|| async {
-        let loaded = DeltaTableBuilder::from_url(table_url(&dir)?)
-            .map_err(|e| log_error(&dir, e))?
-            .load()
-            .await
-            .map_err(|e| log_error(&dir, e))?;
-        let (_, metrics) = loaded
+        let (_, metrics) = load_table(&dir)
+            .await?
             .vacuum()
             .with_mode(VacuumMode::Full)
             .with_retention_period(keep)
@@ -404,11 +398,7 @@ pub async fn logged_files(table_dir: &Path) -> Result<Option<Vec<LoggedFile>>, E
 
 /// The table at `dir` at its latest version, read from its log.
 async fn load_state(dir: &Path) -> Result<DeltaTableState, EngineError> {
-    let table = DeltaTableBuilder::from_url(table_url(dir)?)
-        .map_err(|e| log_error(dir, e))?
-        .load()
-        .await
-        .map_err(|e| log_error(dir, e))?;
+    let table = load_table(dir).await?;
     Ok(table.snapshot().map_err(|e| log_error(dir, e))?.clone())
 }
 
@@ -513,12 +503,8 @@ impl TableLog {
             return Ok(state);
         }
         let names: Vec<String> = missing.iter().map(|c| c.name().to_string()).collect();
-        let loaded = DeltaTableBuilder::from_url(table_url(&self.dir)?)
-            .map_err(|e| self.error(e))?
-            .load()
-            .await
-            .map_err(|e| self.error(e))?;
-        let added = loaded
+        let added = load_table(&self.dir)
+            .await?
             .add_columns()
             .with_fields(missing)
             .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
@@ -620,7 +606,7 @@ impl TableLog {
     /// took the bench's process from 124 MiB to 1.37 GiB.
     async fn checkpoint(&mut self, version: Version) -> Result<(), EngineError> {
         let url = table_url(&self.dir)?;
-        let engine = log_engine(&self.log_store);
+        let engine = self.log_store.engine(None);
         let (written, properties) = tokio::task::spawn_blocking(move || {
             let snapshot = buoyant_kernel::Snapshot::builder_for(url)
                 .at_version(version)
@@ -830,16 +816,129 @@ fn default_checkpoint_interval() -> u64 {
 }
 
 /// delta-kernel's engine over the table's store, reading [`LOG_READ_AHEAD`] log files at a
-/// time. Called on the I/O runtime (`on_own_runtime`), whose tasks it runs on.
-fn log_engine(log_store: &LogStoreRef) -> Arc<dyn Engine> {
-    Arc::new(
-        DefaultEngineBuilder::new(log_store.root_object_store(None))
-            .with_task_executor(Arc::new(TokioMultiThreadExecutor::new(
-                tokio::runtime::Handle::current(),
-            )))
-            .with_buffer_size(LOG_READ_AHEAD)
-            .build(),
-    )
+/// time, its tasks on the calling runtime as delta-rs's own engine has them: on a
+/// multi-threaded one (the I/O runtime of `on_own_runtime`, the CLI's), or on a thread of its
+/// own beside a current-thread one.
+fn log_engine(store: Arc<dyn deltalake_core::ObjectStore>) -> Arc<dyn Engine> {
+    let handle = tokio::runtime::Handle::current();
+    match handle.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => Arc::new(
+            DefaultEngineBuilder::new(store)
+                .with_task_executor(Arc::new(TokioMultiThreadExecutor::new(handle)))
+                .with_buffer_size(LOG_READ_AHEAD)
+                .build(),
+        ),
+        _ => Arc::new(
+            DefaultEngineBuilder::new(store)
+                .with_task_executor(Arc::new(TokioBackgroundExecutor::new()))
+                .with_buffer_size(LOG_READ_AHEAD)
+                .build(),
+        ),
+    }
+}
+
+/// delta-rs's log store for a table, but for the kernel engine it hands out, which reads
+/// [`LOG_READ_AHEAD`] log files at a time instead of delta-kernel's 1,000: every read of a
+/// log through delta-rs (loading a table, conflict checks, vacuum) goes through it.
+struct BoundedReads(LogStoreRef);
+
+#[async_trait::async_trait]
+impl LogStore for BoundedReads {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+
+    async fn refresh(&self) -> DeltaResult<()> {
+        self.0.refresh().await
+    }
+
+    async fn read_commit_entry(&self, version: Version) -> DeltaResult<Option<bytes::Bytes>> {
+        self.0.read_commit_entry(version).await
+    }
+
+    async fn write_commit_entry(
+        &self,
+        version: Version,
+        commit_or_bytes: CommitOrBytes,
+        operation_id: Uuid,
+    ) -> Result<(), TransactionError> {
+        self.0
+            .write_commit_entry(version, commit_or_bytes, operation_id)
+            .await
+    }
+
+    async fn abort_commit_entry(
+        &self,
+        version: Version,
+        commit_or_bytes: CommitOrBytes,
+        operation_id: Uuid,
+    ) -> Result<(), TransactionError> {
+        self.0
+            .abort_commit_entry(version, commit_or_bytes, operation_id)
+            .await
+    }
+
+    async fn get_latest_version(&self, start_version: Version) -> DeltaResult<Version> {
+        self.0.get_latest_version(start_version).await
+    }
+
+    fn object_store(&self, operation_id: Option<Uuid>) -> Arc<dyn deltalake_core::ObjectStore> {
+        self.0.object_store(operation_id)
+    }
+
+    fn root_object_store(
+        &self,
+        operation_id: Option<Uuid>,
+    ) -> Arc<dyn deltalake_core::ObjectStore> {
+        self.0.root_object_store(operation_id)
+    }
+
+    fn engine(&self, operation_id: Option<Uuid>) -> Arc<dyn Engine> {
+        log_engine(self.0.root_object_store(operation_id))
+    }
+
+    fn to_uri(&self, location: &deltalake_core::Path) -> String {
+        self.0.to_uri(location)
+    }
+
+    fn root_url(&self) -> &url::Url {
+        self.0.root_url()
+    }
+
+    fn log_path(&self) -> &deltalake_core::Path {
+        self.0.log_path()
+    }
+
+    fn transaction_url(&self, operation_id: Option<Uuid>) -> DeltaResult<url::Url> {
+        self.0.transaction_url(operation_id)
+    }
+
+    async fn is_delta_table_location(&self) -> DeltaResult<bool> {
+        self.0.is_delta_table_location().await
+    }
+
+    fn config(&self) -> &LogStoreConfig {
+        self.0.config()
+    }
+
+    fn object_store_url(&self) -> datafusion::datasource::object_store::ObjectStoreUrl {
+        self.0.object_store_url()
+    }
+}
+
+/// The log store of the table at `dir`, its reads bounded ([`BoundedReads`]).
+fn log_store(dir: &Path) -> Result<LogStoreRef, EngineError> {
+    let inner = DeltaTableBuilder::from_url(table_url(dir)?)
+        .and_then(|builder| builder.build_storage())
+        .map_err(|e| log_error(dir, e))?;
+    Ok(Arc::new(BoundedReads(inner)))
+}
+
+/// The table at `dir` at its latest version, read through [`log_store`].
+async fn load_table(dir: &Path) -> Result<DeltaTable, EngineError> {
+    let mut table = DeltaTable::new(log_store(dir)?);
+    table.load().await.map_err(|e| log_error(dir, e))?;
+    Ok(table)
 }
 
 type Registry = Mutex<HashMap<PathBuf, Arc<Mutex<TableLog>>>>;
@@ -855,12 +954,9 @@ fn log_of(dir: &Path) -> Result<Arc<Mutex<TableLog>>, EngineError> {
     if let Some(log) = logs.get(&dir) {
         return Ok(log.clone());
     }
-    let log_store = DeltaTableBuilder::from_url(table_url(&dir)?)
-        .and_then(|builder| builder.build_storage())
-        .map_err(|e| log_error(&dir, e))?;
     let log = Arc::new(Mutex::new(TableLog {
         dir: dir.clone(),
-        log_store,
+        log_store: log_store(&dir)?,
         next_version: None,
         checkpoint_interval: default_checkpoint_interval(),
     }));
