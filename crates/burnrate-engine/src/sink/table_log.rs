@@ -82,6 +82,11 @@ const LOG_READ_AHEAD: NonZeroUsize = NonZeroUsize::new(8).expect("non-zero");
 /// its own log, so its positions go here once every table has committed it.
 pub const POSITIONS_DIR: &str = "_burnrate/positions";
 
+/// Rows in a batch of the log as the log's engine reads it. Each JSON commit file being read
+/// gets a decoder sized for a whole batch of the log's wide schema: at delta-kernel's 1,000
+/// rows, 8 files read ahead held about 13 MiB; a commit holds a few actions.
+const LOG_BATCH_ROWS: NonZeroUsize = NonZeroUsize::new(64).expect("non-zero");
+
 /// The log retention burnrate gives the tables it creates: a week of time travel, and a bounded
 /// `_delta_log` (a flush every 10 s is about 60,000 commit files a week per table).
 const CREATED_LOG_RETENTION: &str = "interval 7 days";
@@ -826,12 +831,14 @@ fn log_engine(store: Arc<dyn deltalake_core::ObjectStore>) -> Arc<dyn Engine> {
             DefaultEngineBuilder::new(store)
                 .with_task_executor(Arc::new(TokioMultiThreadExecutor::new(handle)))
                 .with_buffer_size(LOG_READ_AHEAD)
+                .with_batch_size(LOG_BATCH_ROWS)
                 .build(),
         ),
         _ => Arc::new(
             DefaultEngineBuilder::new(store)
                 .with_task_executor(Arc::new(TokioBackgroundExecutor::new()))
                 .with_buffer_size(LOG_READ_AHEAD)
+                .with_batch_size(LOG_BATCH_ROWS)
                 .build(),
         ),
     }
