@@ -74,6 +74,11 @@ if ! python3 -c 'import deltalake' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check deltalake==1.6.6
 fi
 
+# DuckDB, the peer the compaction bench measures burnrate against on the same Parquet files.
+if ! python3 -c 'import duckdb' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check duckdb==1.4.1
+fi
+
 # Real Claude Code, from the npm registry (the platform package holds the binary); its
 # telemetry is sent to the receiver with a bearer token.
 claude_version=2.1.332

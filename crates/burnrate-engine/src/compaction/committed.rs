@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::EngineError;
 use crate::sink::table_log;
-use crate::source::kafka::{KAFKA_SEGMENT_PREFIX, segment_position};
+use crate::source::kafka::{KAFKA_SEGMENT_PREFIX, position_app_id, segment_position};
 use crate::source::ledger::{FILES_SEGMENT_PREFIX, FileLedger};
 use crate::source::receiver::{RECEIVER_SEGMENT_PREFIX, uncommitted_segments};
 use crate::stream::windows::{WINDOW_SEGMENT_PREFIX, checkpointed_seqs};
@@ -47,7 +47,7 @@ impl CommittedSegments {
         let partitions: Vec<(String, i32)> = partitions.into_iter().collect();
         let app_ids: Vec<String> = partitions
             .iter()
-            .map(|(topic, partition)| format!("kafka/{kafka_group}/{topic}/{partition}"))
+            .map(|(topic, partition)| position_app_id(kafka_group, topic, *partition))
             .collect();
         let logged = table_log::logged_positions(root, &app_ids)?;
         let kafka = partitions

@@ -102,6 +102,8 @@ pub struct TableCompaction {
     pub expired_files: usize,
     /// Files vacuum deleted.
     pub vacuumed: usize,
+    /// Why the table could not be compacted this time, if it could not.
+    pub error: Option<String>,
 }
 
 /// Compacts every table under `root`, then vacuums it. `kafka_group` is the consumer group
@@ -127,28 +129,53 @@ pub fn compact(
     let newest_day = today - chrono::Days::new(u64::from(config.min_age_days));
     let mut done = Vec::new();
     for table in Table::ALL {
-        let Some(mut read) = table_log::read_table(root, table)? else {
-            continue;
-        };
-        let mut expired = (0, 0);
-        if let Some(days) = config.retention_days.get(table.name()) {
-            let before = today - chrono::Days::new(u64::from(*days));
-            expired = expire(root, &read, before)?;
-            if expired.1 > 0 {
-                read = table_log::read_table(root, table)?
-                    .ok_or_else(|| EngineError::NotFound(format!("{}'s log", table.name())))?;
+        // A table that cannot be compacted (a file that does not read, a log that does not
+        // load) is reported; the others are compacted all the same.
+        match maintain(root, table, config, kafka_group, today, newest_day) {
+            Ok(Some(outcome)) => done.push(outcome),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(table = table.name(), error = %error, "compaction failed for the table; the others go on");
+                done.push(TableCompaction {
+                    table: table.name(),
+                    error: Some(error.to_string()),
+                    ..Default::default()
+                });
             }
         }
-        // After the tables' files: see `CommittedSegments`.
-        let committed = CommittedSegments::read(root, kafka_group, read.files.iter().map(segment))?;
-        let mut outcome = compact_table(root, &read, config, &committed, newest_day)?;
-        (outcome.expired_days, outcome.expired_files) = expired;
-        outcome.files_before += expired.1;
-        let keep = Duration::from_secs_f64(config.vacuum_after_hours.max(0.0) * 3600.0);
-        outcome.vacuumed = table_log::vacuum(root, table, keep)?;
-        done.push(outcome);
     }
     Ok(done)
+}
+
+/// Retention, compaction and vacuum of one table; `None` when it has no log.
+fn maintain(
+    root: &Path,
+    table: Table,
+    config: &CompactionConfig,
+    kafka_group: &str,
+    today: NaiveDate,
+    newest_day: NaiveDate,
+) -> Result<Option<TableCompaction>, EngineError> {
+    let Some(mut read) = table_log::read_table(root, table)? else {
+        return Ok(None);
+    };
+    let mut expired = (0, 0);
+    if let Some(days) = config.retention_days.get(table.name()) {
+        let before = today - chrono::Days::new(u64::from(*days));
+        expired = expire(root, &read, before)?;
+        if expired.1 > 0 {
+            read = table_log::read_table(root, table)?
+                .ok_or_else(|| EngineError::NotFound(format!("{}'s log", table.name())))?;
+        }
+    }
+    // After the tables' files: see `CommittedSegments`.
+    let committed = CommittedSegments::read(root, kafka_group, read.files.iter().map(segment))?;
+    let mut outcome = compact_table(root, &read, config, &committed, newest_day)?;
+    (outcome.expired_days, outcome.expired_files) = expired;
+    outcome.files_before += expired.1;
+    let keep = Duration::from_secs_f64(config.vacuum_after_hours.max(0.0) * 3600.0);
+    outcome.vacuumed = table_log::vacuum(root, table, keep)?;
+    Ok(Some(outcome))
 }
 
 /// Compaction inside `burnrate run`: a thread that compacts the dataset every
@@ -284,9 +311,15 @@ fn compact_table(
     match table_log::replace_files(root, read, &removed, &added, &why) {
         Ok(()) => {}
         Err(error) if error.is_retryable() => {
-            // Not in the log, so never read: deleted now rather than by a later vacuum.
+            // Not in the log, so never read: deleted now rather than by a later vacuum, and
+            // from the object-store copy, which has no log to leave them out.
             for file in &added {
                 let _ = fs::remove_file(&file.path);
+                if let Some((mirror_root, mirror)) = &mirror {
+                    let absolute = std::path::absolute(&file.path)
+                        .map_err(|e| EngineError::io(&file.path, e))?;
+                    mirror.delete_file(mirror_root, &absolute)?;
+                }
             }
             tracing::warn!(table = table.name(), error = %error, "compaction lost a race for its files; the next run tries again");
             outcome.conflict = Some(error.to_string());
@@ -684,6 +717,35 @@ mod tests {
         assert_eq!(count(root).await, 1, "yesterday's letter stays");
         let again = compact(root, &config, "burnrate").unwrap();
         assert_eq!(again.iter().map(|t| t.expired_files).sum::<usize>(), 0);
+    }
+
+    #[test]
+    fn a_table_that_cannot_be_compacted_is_reported_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sink = ParquetSink::new(root);
+        for n in 0..6 {
+            sink.write_segment(&format!("seg-{n:03}"), &letters(n))
+                .unwrap();
+        }
+        let before = files_by_day(root);
+        let broken = root.join("dead_letters").join(&before["2026-01-01"][0]);
+        fs::write(&broken, b"not parquet").unwrap();
+        let done = compact(root, &CompactionConfig::default(), "burnrate").unwrap();
+        let letters_done = done.iter().find(|t| t.table == "dead_letters").unwrap();
+        let error = letters_done.error.as_deref().expect("an error");
+        assert!(
+            error.contains("parquet") || error.contains("Parquet"),
+            "{error}"
+        );
+        assert_eq!(files_by_day(root), before, "nothing committed");
+        // The first day failed before its sort wrote anything, and the table stopped there.
+        let written: Vec<_> = crate::sink::parquet_sink::segment_files(&root.join("dead_letters"))
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.segment.starts_with(COMPACTED_SEGMENT_PREFIX))
+            .collect();
+        assert!(written.is_empty(), "{written:?}");
     }
 
     #[tokio::test]

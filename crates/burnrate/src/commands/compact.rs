@@ -61,7 +61,12 @@ pub(crate) fn compact_command(config: &Config, args: CompactArgs) -> anyhow::Res
     let done = compact(&data, &settings, &config.kafka.group_id)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&done)?);
-        return Ok(ExitCode::SUCCESS);
+        let failed = done.iter().any(|t| t.error.is_some());
+        return Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let mut table = TextTable::new();
     table.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -95,6 +100,13 @@ pub(crate) fn compact_command(config: &Config, args: CompactArgs) -> anyhow::Res
         .filter(|t| t.conflict.is_some())
         .map(|t| t.table)
         .collect();
+    let failed: Vec<String> = done
+        .iter()
+        .filter_map(|t| t.error.as_ref().map(|e| format!("{}: {e}", t.table)))
+        .collect();
+    for failure in &failed {
+        eprintln!("burnrate: could not compact {failure}");
+    }
     let merged: usize = done.iter().map(|t| t.merged).sum();
     let written: usize = done.iter().map(|t| t.written).sum();
     println!("{merged} files merged into {written}");
@@ -104,5 +116,9 @@ pub(crate) fn compact_command(config: &Config, args: CompactArgs) -> anyhow::Res
             conflicts.join(", ")
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

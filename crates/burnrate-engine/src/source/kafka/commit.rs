@@ -46,7 +46,7 @@ impl CommitCoordinator {
 
     /// The positions table's app id of a partition.
     fn app_id(&self, (topic, partition): &PartitionKey) -> String {
-        format!("kafka/{}/{topic}/{partition}", self.group)
+        super::position_app_id(&self.group, topic, *partition)
     }
 
     /// The next offset the positions table holds for each of `keys` that has one.

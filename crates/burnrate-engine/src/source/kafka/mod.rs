@@ -185,6 +185,11 @@ fn parse_segment(segment: &str, topic: &str, partition: i32) -> Option<(i64, i64
     Some((first.parse().ok()?, last.parse().ok()?))
 }
 
+/// A partition's app id in the positions table (`sink::table_log::POSITIONS_DIR`).
+pub(crate) fn position_app_id(group: &str, topic: &str, partition: i32) -> String {
+    format!("kafka/{group}/{topic}/{partition}")
+}
+
 /// `(topic, partition, last)` of any Kafka segment (topic names may hold `-`).
 pub(crate) fn segment_position(segment: &str) -> Option<(String, i32, i64)> {
     let rest = segment.strip_prefix(KAFKA_SEGMENT_PREFIX)?;
