@@ -518,6 +518,16 @@ mod tests {
         )])
     }
 
+    /// A dataset of `flushes` segments of [`letters`], `seg-000` on.
+    fn flushed(root: &Path, flushes: i64) -> ParquetSink {
+        let sink = ParquetSink::new(root);
+        for n in 0..flushes {
+            sink.write_segment(&format!("seg-{n:03}"), &letters(n))
+                .unwrap();
+        }
+        sink
+    }
+
     async fn query(root: &Path, sql: &str) -> Vec<RecordBatch> {
         let ctx = crate::open_dataset(root).await.unwrap();
         ctx.sql(sql).await.unwrap().collect().await.unwrap()
@@ -543,11 +553,7 @@ mod tests {
     async fn closed_days_become_one_sorted_file_and_the_old_ones_go_after_vacuum() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let sink = ParquetSink::new(root);
-        for n in 0..10 {
-            sink.write_segment(&format!("seg-{n:03}"), &letters(n))
-                .unwrap();
-        }
+        let sink = flushed(root, 10);
         // A receiver segment whose write-ahead log is still there: not committed by its source.
         sink.write_segment("receiver-00000000000000000042", &letters(10))
             .unwrap();
@@ -640,11 +646,7 @@ mod tests {
     async fn inside_a_run_a_round_waits_until_the_budget_holds_its_sort() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let sink = ParquetSink::new(root);
-        for n in 0..6 {
-            sink.write_segment(&format!("seg-{n:03}"), &letters(n))
-                .unwrap();
-        }
+        flushed(root, 6);
         let budget = MemoryBudget::for_memory_limit(512 << 20);
         let mut sources = budget.reservation();
         sources.force(budget.limit());
@@ -723,11 +725,7 @@ mod tests {
     fn a_table_that_cannot_be_compacted_is_reported_and_left_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let sink = ParquetSink::new(root);
-        for n in 0..6 {
-            sink.write_segment(&format!("seg-{n:03}"), &letters(n))
-                .unwrap();
-        }
+        flushed(root, 6);
         let before = files_by_day(root);
         let broken = root.join("dead_letters").join(&before["2026-01-01"][0]);
         fs::write(&broken, b"not parquet").unwrap();
@@ -752,11 +750,7 @@ mod tests {
     async fn a_merge_that_races_a_replay_commits_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let sink = ParquetSink::new(root);
-        for n in 0..3 {
-            sink.write_segment(&format!("seg-{n:03}"), &letters(n))
-                .unwrap();
-        }
+        flushed(root, 3);
         let read = table_log::read_table(root, Table::DeadLetters)
             .unwrap()
             .unwrap();
