@@ -158,26 +158,10 @@ fn a_dataset_from_before_the_logs_is_migrated_in_place_with_identical_totals() {
 /// Three days of four people's log exports, run one export per segment: over a hundred
 /// commits and files per table (`dir/data`, returned).
 fn one_file_per_export(dir: &Path) -> std::path::PathBuf {
-    let (input, data) = (dir.join("in"), dir.join("data"));
-    let out = burnrate(&[
-        "generate",
-        "--out",
-        input.to_str().unwrap(),
-        "--scenario",
-        "quiet",
-        "--days",
-        "3",
-        "--users",
-        "4",
-        "--signals",
-        "logs",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let config = dir.join("burnrate.toml");
     std::fs::write(&config, "[files]\nsegment_files = 1\n").unwrap();
-    let out = run_files_with(&input, &data, &["--config", config.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    data
+    let spec = ["--days", "3", "--users", "4", "--signals", "logs"];
+    generated_dataset_with(dir, &spec, &["--config", config.to_str().unwrap()])
 }
 
 const CALLS_SQL: &str = "SELECT count(*) AS calls, sum(cost_usd) AS cost, \

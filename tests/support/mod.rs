@@ -469,6 +469,11 @@ pub fn walk(dir: &Path) -> Vec<String> {
 /// `["--days", "2", "--users", "3"]`) run through `run --source files --drain` into
 /// `dir/data`, which is returned.
 pub fn generated_dataset(dir: &Path, spec: &[&str]) -> PathBuf {
+    generated_dataset_with(dir, spec, &[])
+}
+
+/// [`generated_dataset`], the run given `run_extra` arguments (a `--config FILE`, say).
+pub fn generated_dataset_with(dir: &Path, spec: &[&str], run_extra: &[&str]) -> PathBuf {
     let (input, data) = (dir.join("in"), dir.join("data"));
     let mut args = vec![
         "generate",
@@ -480,7 +485,7 @@ pub fn generated_dataset(dir: &Path, spec: &[&str]) -> PathBuf {
     args.extend(spec);
     let out = burnrate(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    let run = run_files(&input, &data);
+    let run = run_files_with(&input, &data, run_extra);
     assert!(run.status.success(), "{}", stderr(&run));
     data
 }
