@@ -286,3 +286,162 @@ fn compaction_under_a_query_loop_keeps_every_answer_exact() {
     assert_eq!(data_files(&data.join("api_requests")).len(), days as usize);
     assert_eq!(one(&data, CALLS_SQL), expected);
 }
+
+/// How many rows of every data file of `table` on disk, listed by its log or not, match
+/// `predicate`: what a reader of the raw files would still find.
+fn rows_on_disk(data: &Path, table: &str, predicate: &str) -> i64 {
+    let files = data_files(&data.join(table));
+    if files.is_empty() {
+        return 0;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        let ctx = datafusion::prelude::SessionContext::new();
+        let frame = ctx
+            .read_parquet(files, datafusion::prelude::ParquetReadOptions::default())
+            .await
+            .unwrap();
+        ctx.register_table("files", frame.into_view()).unwrap();
+        let sql = format!("SELECT count(*) FROM files WHERE {predicate}");
+        let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        batches[0].column(0).as_primitive::<Int64Type>().value(0)
+    })
+}
+
+/// `burnrate forget --user` after a compaction (whose merged-away copies are still on disk):
+/// the person's rows leave every table and every file on disk, dead letters holding their id
+/// go, everyone else's rows stay, and an independent reader agrees.
+#[test]
+fn forget_removes_one_persons_rows_from_every_table_and_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = one_file_per_export(dir.path());
+    let data_arg = data.to_str().unwrap();
+    let person = query(
+        &data,
+        "SELECT user_id FROM api_requests GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    )[0]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let is_person = format!("user_id = '{person}'");
+    let raw_is_person = format!("attributes['user.id'] = '{person}'");
+
+    // Two dead letters: one whose bytes hold the person's id, one that does not.
+    let input = dir.path().join("in");
+    let bad = input.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let export = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"user.id","value":{{"stringValue":"{person}"}}}}"#
+    );
+    std::fs::write(bad.join("theirs.json"), &export).unwrap();
+    std::fs::write(bad.join("nobodys.json"), r#"{"resourceLogs":[{"scope"#).unwrap();
+    let config = dir.path().join("burnrate.toml");
+    // (The run says so in its exit code.)
+    run_files_with(&input, &data, &["--config", config.to_str().unwrap()]);
+    assert_eq!(
+        num(&one(&data, "SELECT count(*) AS n FROM dead_letters"), "n"),
+        2.0
+    );
+
+    let others = "SELECT user_id, count(*) AS calls, sum(cost_usd) AS cost, \
+        sum(input_tokens) AS input FROM api_requests GROUP BY 1 ORDER BY 1";
+    let before: Vec<_> = query(&data, others)
+        .into_iter()
+        .filter(|row| row["user_id"].as_str() != Some(&person))
+        .collect();
+    let count = |table: &str, predicate: &str| {
+        num(
+            &one(
+                &data,
+                &format!("SELECT count(*) AS n FROM {table} WHERE {predicate}"),
+            ),
+            "n",
+        )
+    };
+    let theirs_calls = count("api_requests", &is_person);
+    let theirs_records = count("log_records", &raw_is_person);
+    let records = count("log_records", "true");
+    assert!(theirs_calls > 100.0 && theirs_records > 100.0);
+    assert!(count("usage_windows", &is_person) > 0.0);
+
+    // A compaction first: the small files it merges away stay on disk for a week.
+    let out = burnrate(&["compact", "--data", data_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(rows_on_disk(&data, "api_requests", &is_person) > theirs_calls as i64);
+
+    let out = burnrate(&["forget", "--user", &person, "--data", data_arg, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let table = |name: &str| {
+        done["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == name)
+            .unwrap_or_else(|| panic!("{name} in {done}"))
+            .clone()
+    };
+    assert_eq!(
+        table("api_requests")["rows_removed"].as_f64(),
+        Some(theirs_calls),
+        "{done}"
+    );
+    assert_eq!(
+        table("dead_letters")["rows_removed"].as_f64(),
+        Some(1.0),
+        "{done}"
+    );
+    assert!(done["sessions"].as_u64().unwrap() >= 1, "{done}");
+
+    // Gone from every table, and from every file on disk.
+    for (table, predicate) in [
+        ("api_requests", &is_person),
+        ("tool_calls", &is_person),
+        ("usage_windows", &is_person),
+        ("log_records", &raw_is_person),
+    ] {
+        assert_eq!(count(table, predicate), 0.0, "{table}");
+        assert_eq!(rows_on_disk(&data, table, predicate), 0, "{table} on disk");
+    }
+    let dead = query(&data, "SELECT origin FROM dead_letters");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]["origin"].as_str().unwrap().contains("nobodys"),
+        "{dead:?}"
+    );
+    // Their sessions' raw rows went too, and nobody else's.
+    assert!(count("log_records", "true") <= records - theirs_records);
+    let after: Vec<_> = query(&data, others);
+    assert_eq!(after.len(), before.len(), "{after:?}");
+    for (after, before) in after.iter().zip(&before) {
+        for key in ["user_id", "calls", "input"] {
+            assert_eq!(after[key], before[key], "{after:?} {before:?}");
+        }
+        assert!(
+            close(num(after, "cost"), num(before, "cost")),
+            "{after:?} {before:?}"
+        );
+    }
+    let theirs = delta_reader(&data, "api_requests", CALLS_SQL);
+    let ours = one(&data, CALLS_SQL);
+    assert_eq!(
+        theirs["rows"][0]["calls"].as_f64(),
+        Some(num(&ours, "calls"))
+    );
+
+    // Nothing is left to forget.
+    let out = burnrate(&["forget", "--user", &person, "--data", data_arg, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for t in again["tables"].as_array().unwrap() {
+        assert_eq!(t["rows_removed"], 0, "{again}");
+        assert_eq!(t["files_deleted"], 0, "{again}");
+    }
+}

@@ -27,6 +27,7 @@ pub mod stream;
 use std::path::Path;
 
 pub use budget::MemoryBudget;
+pub use compaction::erasure::{Erasure, TableErasure, forget};
 pub use compaction::{CompactionConfig, InProcessCompaction, TableCompaction, compact};
 pub use publish::exposition::WindowPublisher;
 pub use publish::health::{PipelineHealth, serve_health};

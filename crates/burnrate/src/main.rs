@@ -84,6 +84,11 @@ Examples:
         after_help = "A day (UTC) at least compaction.min_age_days old that holds more than --max-files-per-day files\nhas its small files merged: sorted by time and cut at --target-file-size, swapped in one Delta\ncommit per table, so a reader sees the old files or the new ones, never both. Files a source has\nnot committed yet are left alone (a restart writes them again). A merged-away file is deleted\nonce --vacuum-after has passed, with any file no log ever listed (a crashed flush's). Safe while\n`burnrate run` writes the same dataset; run it from cron, or the overlays' CronJob.\n\nExamples:\n  burnrate compact --data ./burnrate-data\n  burnrate compact --data ./burnrate-data --target-file-size 64MiB --vacuum-after 1d"
     )]
     Compact(compact::CompactArgs),
+    /// Remove one person's rows from every table, and delete the files that held them.
+    #[command(
+        after_help = "Removes the rows whose user_id or user_email is --user, or whose attributes carry it\n(user.id, user.email, user.account_uuid); then every row of the sessions found that way\n(the raw tables name only the session), the anomalies about them and the dead letters whose\nbytes hold the id or one of the sessions. A window row that counts several people keeps its\ncounts and loses the person's sessions. Each file is rewritten without the rows in one Delta\ncommit per table, then deleted at once, with older copies the log no longer lists. Files a\nsource has not committed yet are left and counted: run it again a minute later. It exits 1\nwhen anything was left. Kafka topics and the receiver's write-ahead logs keep raw records\nuntil their own retention.\n\nExamples:\n  burnrate forget --user 4f1c...e9 --data ./burnrate-data\n  burnrate forget --user ada@example.com --json"
+    )]
+    Forget(forget::ForgetArgs),
     /// Write synthetic Claude Code telemetry (OTLP log exports) for a simulated team.
     #[command(
         after_help = "Writes one export per user, hour and signal under OUT/<date>/, and OUT/incidents.jsonl with the\ninjected incidents (kind, start, end, whom). Deterministic: the same seed gives the same bytes.\n\nExamples:\n  burnrate generate --out ./synthetic --scenario evaluation       # 30 days, 20 people, 7 incidents\n  burnrate generate --out ./quiet --scenario quiet --days 7 --users 50 --format json\n  burnrate generate --post http://127.0.0.1:4318 --days 1 --users 5 --rate 20\n  burnrate generate --kafka 127.0.0.1:9092 --temporality cumulative\n  burnrate run --source files --input ./synthetic --drain"
@@ -221,6 +226,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate::generate(args),
         Command::Migrate(args) => migrate::migrate(&config, args),
         Command::Compact(args) => compact::compact_command(&config, args),
+        Command::Forget(args) => forget::forget_command(&config, args),
         Command::Report(command) => report::report_command(&config, command).await,
         Command::Profile(args) => profile::profile(&config, args).await,
         Command::ExportTrace {

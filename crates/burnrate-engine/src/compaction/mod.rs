@@ -8,9 +8,12 @@
 //! reader sees the old files or the new ones, never both), the object-store copy of both, and
 //! vacuum.
 //!
+//! Erasure of one person's rows ([`erasure`]) rewrites files the same way.
+//!
 //! Must not know: how a source decides what it has committed; each says it ([`committed`]).
 
 pub mod committed;
+pub mod erasure;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -37,8 +40,8 @@ use crate::sink::parquet_sink::{ParquetSink, sync_dir};
 use crate::sink::table_log::{self, DurableFile, LoggedFile, Rewrite, TableFiles};
 pub use committed::CommittedSegments;
 
-/// Segment names of merged files start with this: no source owns them, so no restart removes
-/// them.
+/// Segment names of files burnrate rewrote (a merge, an erasure) start with this: no source owns
+/// them, so no restart removes them.
 pub const COMPACTED_SEGMENT_PREFIX: &str = "compact-";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

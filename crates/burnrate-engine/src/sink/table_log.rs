@@ -307,6 +307,23 @@ pub fn read_table(root: &Path, table: Table) -> Result<Option<TableFiles>, Engin
     }))
 }
 
+/// The files (below the table's directory) that commits up to `read`'s version removed and
+/// whose tombstones the log still keeps: Delta's `deletedFileRetentionDuration`, a week by
+/// default. They may still be on disk until a vacuum.
+pub fn removed_files(root: &Path, read: &TableFiles) -> Result<Vec<String>, EngineError> {
+    use futures::TryStreamExt;
+    let dir = root.join(read.table.name());
+    let store = log_store(&dir)?;
+    on_own_runtime(|| async {
+        read.state
+            .all_tombstones(store.as_ref())
+            .map_ok(|tombstone| tombstone.path().into_owned())
+            .try_collect()
+            .await
+            .map_err(|e| log_error(&dir, e))
+    })
+}
+
 /// Why files leave a table's log in [`replace_files`].
 #[derive(Debug, Clone)]
 pub enum Rewrite {
@@ -314,6 +331,9 @@ pub enum Rewrite {
     Compaction { target_size: u64 },
     /// Their days are past the table's retention (`DELETE WHERE date < before`): their rows go.
     Retention { before: String },
+    /// One person's rows left them (`burnrate forget`): `added` hold their other rows. The
+    /// commit does not name the person: the log outlives the erasure by its retention.
+    Erasure,
 }
 
 /// Replaces `removed` (files `read` listed) by `added` in one commit: a reader sees the old
@@ -331,7 +351,7 @@ pub fn replace_files(
     let table = read.table;
     let dir = root.join(table.name());
     let now = chrono::Utc::now().timestamp_millis();
-    let data_change = matches!(why, Rewrite::Retention { .. });
+    let data_change = !matches!(why, Rewrite::Compaction { .. });
     let mut actions = Vec::with_capacity(removed.len() + added.len());
     for file in added {
         let mut add = add_action(root, file)?;
@@ -359,6 +379,9 @@ pub fn replace_files(
         },
         Rewrite::Retention { before } => DeltaOperation::Delete {
             predicate: Some(format!("{PARTITION_COLUMN} < '{before}'")),
+        },
+        Rewrite::Erasure => DeltaOperation::Delete {
+            predicate: Some("the rows of one person (burnrate forget)".into()),
         },
     };
     on_own_runtime(|| async {

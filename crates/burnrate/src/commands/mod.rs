@@ -3,6 +3,7 @@
 
 pub mod compact;
 pub mod export_trace;
+pub mod forget;
 pub mod generate;
 pub mod migrate;
 pub mod prices;
