@@ -5,18 +5,19 @@
 //! logs, or the object store's copy) is every Parquet file below its directory.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burnrate_otlp::Table;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::catalog::TableProvider;
+use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::error::{DataFusionError, Result as DataFusionResult};
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
@@ -73,25 +74,75 @@ async fn register_object_tables(ctx: &SessionContext, url: &str) -> Result<(), E
     Ok(())
 }
 
+/// Registers the tables of the dataset at `data_dir` in `ctx`'s default schema. Each is opened
+/// (its Delta log read) when a statement first names it, and stays at that version for the
+/// session: a query of one table does not read the other nine logs.
 pub async fn register_tables(ctx: &SessionContext, data_dir: &Path) -> Result<(), EngineError> {
     if !data_dir.is_dir() {
         return Err(EngineError::NoDataset(data_dir.display().to_string()));
     }
-    for table in Table::ALL {
-        let dir = data_dir.join(table.name());
-        let absolute = std::path::absolute(&dir).map_err(|e| EngineError::io(&dir, e))?;
-        let provider: Arc<dyn TableProvider> = if let Some(files) = logged_files(&dir).await? {
-            let location = object_store::path::Path::from_absolute_path(&absolute)
-                .map_err(|e| EngineError::Config(format!("{}: {e}", absolute.display())))?;
-            Arc::new(LoggedTable::new(table.schema(), location, files))
-        } else if dir.is_dir() {
-            listing_table(format!("{}/", absolute.display()), table)?
-        } else {
-            empty_table(table)?
-        };
-        ctx.register_table(table.name(), provider)?;
-    }
+    let state = ctx.state();
+    let defaults = &state.config_options().catalog;
+    let catalog = ctx
+        .catalog(&defaults.default_catalog)
+        .ok_or_else(|| EngineError::NotFound(format!("catalog {}", defaults.default_catalog)))?;
+    let schema = DatasetSchema {
+        root: data_dir.to_path_buf(),
+        opened: Table::ALL
+            .iter()
+            .map(|t| (t.name(), (*t, tokio::sync::OnceCell::new())))
+            .collect(),
+    };
+    catalog.register_schema(&defaults.default_schema, Arc::new(schema))?;
     Ok(())
+}
+
+/// A table, opened when first named.
+type LazyTable = (Table, tokio::sync::OnceCell<Arc<dyn TableProvider>>);
+
+/// The dataset's tables, each opened on first use.
+#[derive(Debug)]
+struct DatasetSchema {
+    root: PathBuf,
+    opened: BTreeMap<&'static str, LazyTable>,
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for DatasetSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.opened.keys().map(|name| name.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> DataFusionResult<Option<Arc<dyn TableProvider>>> {
+        let Some((table, opened)) = self.opened.get(name) else {
+            return Ok(None);
+        };
+        let provider = opened
+            .get_or_try_init(|| open_table(&self.root, *table))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Some(provider.clone()))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.opened.contains_key(name)
+    }
+}
+
+/// `table` under `root`: through its Delta log, else every Parquet file below its directory,
+/// else empty.
+async fn open_table(root: &Path, table: Table) -> Result<Arc<dyn TableProvider>, EngineError> {
+    let dir = root.join(table.name());
+    let absolute = std::path::absolute(&dir).map_err(|e| EngineError::io(&dir, e))?;
+    if let Some(files) = logged_files(&dir).await? {
+        let location = object_store::path::Path::from_absolute_path(&absolute)
+            .map_err(|e| EngineError::Config(format!("{}: {e}", absolute.display())))?;
+        Ok(Arc::new(LoggedTable::new(table.schema(), location, files)))
+    } else if dir.is_dir() {
+        listing_table(format!("{}/", absolute.display()), table)
+    } else {
+        empty_table(table)
+    }
 }
 
 /// Every Parquet file below `url`, with the Hive `date` partition column.
