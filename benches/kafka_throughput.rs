@@ -114,9 +114,24 @@ const LIBRDKAFKA_PREFETCH: [(&str, &str); 2] = [
     ("fetch.max.bytes", "52428800"),
 ];
 
+/// burnrate's default `memory_limit`.
+const MEMORY_LIMIT: u64 = 512 << 20;
+/// The `memory_limit` of the runs with librdkafka's prefetch sizes. At 512 MiB their 123 MiB
+/// for 9 partitions sat on the edge of the share below which a paused source resumes (the
+/// budget follows the code the process has resident, 160-165 MiB in this bench): over it, the
+/// source warns that a pause would not end, and it did not. 576 MiB leaves them a fifth of
+/// the budget's headroom.
+const PREFETCH_MEMORY_LIMIT: u64 = 576 << 20;
+
 /// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit, with
 /// `client` properties set over burnrate's.
-fn burnrate(broker: &Broker, group: &str, messages: usize, client: &[(&str, &str)]) -> Round {
+fn burnrate(
+    broker: &Broker,
+    group: &str,
+    messages: usize,
+    client: &[(&str, &str)],
+    memory_limit: u64,
+) -> Round {
     let data = tempfile::tempdir().unwrap();
     let health = PipelineHealth::new();
     let config = KafkaSourceConfig {
@@ -142,7 +157,7 @@ fn burnrate(broker: &Broker, group: &str, messages: usize, client: &[(&str, &str
                 config,
                 health.clone(),
                 windows,
-                MemoryBudget::for_memory_limit(512 << 20),
+                MemoryBudget::for_memory_limit(memory_limit),
             )
             .unwrap()
         };
@@ -256,7 +271,19 @@ fn median(mut rounds: Vec<Round>) -> Round {
 fn main() {
     allocator::return_freed_memory_promptly();
     let full = std::env::args().any(|a| a == "--bench");
+    // The pipeline's own log, for a round that goes wrong.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let (copies, rounds) = if full { (27_778, 3) } else { (3, 1) };
+    // Another stream length, for finding where a run goes wrong.
+    let copies = std::env::var("BURNRATE_BENCH_COPIES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(copies);
     let broker = Broker::start();
     broker.create_topics(&TOPICS, PARTITIONS);
     let exports = sample_exports();
@@ -270,14 +297,28 @@ fn main() {
     );
     let ours = median(
         (0..rounds)
-            .map(|i| burnrate(&broker, &format!("burnrate-{i}"), messages, &[]))
+            .map(|i| {
+                burnrate(
+                    &broker,
+                    &format!("burnrate-{i}"),
+                    messages,
+                    &[],
+                    MEMORY_LIMIT,
+                )
+            })
             .collect(),
     );
     let paced = median(
         (0..rounds)
             .map(|i| {
                 let group = format!("burnrate-prefetch-{i}");
-                burnrate(&broker, &group, messages, &LIBRDKAFKA_PREFETCH)
+                burnrate(
+                    &broker,
+                    &group,
+                    messages,
+                    &LIBRDKAFKA_PREFETCH,
+                    PREFETCH_MEMORY_LIMIT,
+                )
             })
             .collect(),
     );

@@ -1028,7 +1028,8 @@ impl KafkaPipeline {
             targets.remove(&key);
         }
         self.prefetch_held.resize(self.prefetch.bytes(holding));
-        if !self.prefetch.leaves_room(holding, self.budget.limit()) {
+        // Said once per new assignment: this runs on every turn of the consumer loop.
+        if !assigned.is_empty() && !self.prefetch.leaves_room(holding, self.budget.limit()) {
             tracing::warn!(
                 partitions = holding,
                 prefetch_bytes = self.prefetch.bytes(holding),
