@@ -583,6 +583,21 @@ mod tests {
             (letters_done.files_before, letters_done.files_after),
             (22, 4)
         );
+        // The merge's commit has a checkpoint of its own (the table's 23 commits are short of
+        // the hundredth), so readers need not replay the adds and removes it replaced.
+        let log_dir = root.join("dead_letters/_delta_log");
+        let merge_version = fs::read_dir(&log_dir)
+            .unwrap()
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .find(|path| fs::read_to_string(path).is_ok_and(|text| text.contains("\"OPTIMIZE\"")))
+            .and_then(|path| path.file_stem()?.to_str()?.parse::<u64>().ok())
+            .expect("the merge's commit");
+        let hint = fs::read_to_string(log_dir.join("_last_checkpoint"))
+            .expect("a checkpoint after the merge");
+        assert!(
+            hint.contains(&format!("\"version\":{merge_version},")),
+            "{hint} (merge at {merge_version})"
+        );
         let after = files_by_day(root);
         for files in after.values() {
             assert_eq!(files.len(), 2, "{files:?}");

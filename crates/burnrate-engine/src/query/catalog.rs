@@ -181,3 +181,59 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
     let frame = ctx.sql_with_options(sql, options).await?;
     Ok(frame.collect().await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+
+    use super::*;
+    use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
+    use crate::sink::parquet_sink::ParquetSink;
+
+    #[tokio::test]
+    async fn a_statement_opens_only_the_tables_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let letter = DeadLetter {
+            received_at_nanos: 1_767_225_600_000_000_000,
+            origin: "test".into(),
+            topic: None,
+            partition: None,
+            offset: None,
+            error: "bad".into(),
+            payload: vec![1, 2, 3],
+        };
+        let batch = dead_letter_batch(&[letter]).unwrap();
+        ParquetSink::new(root)
+            .write_segment(
+                "seg-a",
+                &BTreeMap::from([(Table::DeadLetters, vec![batch])]),
+            )
+            .unwrap();
+        // Another table whose log cannot be read.
+        let broken = root.join("anomalies/_delta_log");
+        std::fs::create_dir_all(&broken).unwrap();
+        std::fs::write(broken.join("00000000000000000000.json"), "not a commit").unwrap();
+
+        let ctx = open_dataset(root).await.unwrap();
+        let batches = run_sql(&ctx, "SELECT count(*) FROM dead_letters")
+            .await
+            .unwrap();
+        assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 1);
+        let error = run_sql(&ctx, "SELECT count(*) FROM anomalies")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("anomalies"), "{error}");
+        let names = ctx
+            .catalog("datafusion")
+            .unwrap()
+            .schema("public")
+            .unwrap()
+            .table_names();
+        assert_eq!(names.len(), Table::ALL.len(), "{names:?}");
+    }
+}
