@@ -125,7 +125,12 @@ pub fn forget(root: &Path, id: &str, kafka_group: &str) -> Result<Erasure, Engin
             sessions.extend(sessions_in(&path, &person)?);
         }
     }
-    person.sessions = sessions.into_iter().collect();
+    // An empty session id names nobody; taken as one of theirs, it would take every row
+    // without a session, and every dead letter (the empty string is in every payload).
+    person.sessions = sessions
+        .into_iter()
+        .filter(|s| !s.trim().is_empty())
+        .collect();
     let mut tables = Vec::new();
     for table in Table::ALL {
         match forget_in_table(root, table, &person, kafka_group) {
