@@ -125,12 +125,7 @@ pub fn forget(root: &Path, id: &str, kafka_group: &str) -> Result<Erasure, Engin
             sessions.extend(sessions_in(&path, &person)?);
         }
     }
-    // An empty session id names nobody; taken as one of theirs, it would take every row
-    // without a session, and every dead letter (the empty string is in every payload).
-    person.sessions = sessions
-        .into_iter()
-        .filter(|s| !s.trim().is_empty())
-        .collect();
+    person.sessions = sessions.into_iter().collect();
     let mut tables = Vec::new();
     for table in Table::ALL {
         match forget_in_table(root, table, &person, kafka_group) {
@@ -364,7 +359,9 @@ fn scan(path: &Path, person: &Person) -> Result<Verdict, EngineError> {
     Ok(verdict)
 }
 
-/// The sessions of the rows in `path` that name the person by id.
+/// The sessions of the rows in `path` that name the person by id. An empty session id names
+/// nobody: taken as theirs, it would take every row without a session, and every dead letter
+/// (the empty string is in every payload).
 fn sessions_in(path: &Path, person: &Person) -> Result<Vec<String>, EngineError> {
     let mut found = Vec::new();
     for batch in who_reader(path)? {
@@ -388,6 +385,7 @@ fn sessions_in(path: &Path, person: &Person) -> Result<Vec<String>, EngineError>
             });
         }
     }
+    found.retain(|session| !session.trim().is_empty());
     Ok(found)
 }
 
@@ -711,6 +709,37 @@ mod tests {
             forget(root, "", "burnrate").unwrap_err().to_string(),
             "configuration: forget: the user id is empty"
         );
+    }
+
+    #[test]
+    fn an_empty_session_id_is_nobodys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.parquet");
+        let batch = RecordBatch::try_from_iter([
+            (
+                "user_id",
+                Arc::new(StringArray::from(vec!["ada", "ada", "bob", "ada"])) as ArrayRef,
+            ),
+            (
+                "session_id",
+                Arc::new(StringArray::from(vec![
+                    Some(""),
+                    Some("s1"),
+                    Some(""),
+                    None,
+                ])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let mut writer =
+            ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let ada = person("ada", &[]);
+        assert_eq!(sessions_in(&path, &ada).unwrap(), ["s1"]);
+        // Bob's row, without a session, is not hers.
+        let ada = person("ada", &["s1"]);
+        assert_eq!(scan(&path, &ada).unwrap().rows, 3);
     }
 
     #[test]
