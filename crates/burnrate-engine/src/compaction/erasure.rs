@@ -172,7 +172,6 @@ fn forget_in_table(
         ..Default::default()
     };
     let mut replaced = HashSet::new();
-    let mut tombstoned = HashSet::new();
     for attempt in 1..=ATTEMPTS {
         let Some(read) = table_log::read_table(root, table)? else {
             break;
@@ -192,14 +191,17 @@ fn forget_in_table(
     // Then the files no log lists: those just replaced, and older copies (merged away or
     // expired, not vacuumed yet). A file no commit ever removed, written within the hour,
     // may be a flush about to commit.
-    let mut listed = HashSet::new();
-    if let Some(read) = table_log::read_table(root, table)? {
-        tombstoned = table_log::removed_files(root, &read)?
-            .into_iter()
-            .map(|path| dir.join(path))
-            .collect();
-        listed = read.files.into_iter().map(|f| dir.join(f.path)).collect();
-    }
+    let (listed, tombstoned): (HashSet<PathBuf>, HashSet<PathBuf>) =
+        match table_log::read_table(root, table)? {
+            Some(read) => (
+                read.files.iter().map(|f| dir.join(&f.path)).collect(),
+                table_log::removed_files(root, &read)?
+                    .into_iter()
+                    .map(|path| dir.join(path))
+                    .collect(),
+            ),
+            None => Default::default(),
+        };
     let mut gone = Vec::new();
     for path in table_paths(root, table)? {
         if listed.contains(&path) {
