@@ -6,14 +6,28 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::s3::S3Server;
 use crate::support::*;
 
 /// `tests/support/delta_reader.py` over `table`: its version, files and the rows of `sql`.
 fn delta_reader(data: &Path, table: &str, sql: &str) -> Value {
+    delta_reader_at(data.to_str().unwrap(), table, sql, &[], &[])
+}
+
+/// The same, over a directory or an `s3://` dataset reached with `env`, with the versions its
+/// log holds for `app_ids`.
+fn delta_reader_at(
+    data: &str,
+    table: &str,
+    sql: &str,
+    app_ids: &[String],
+    env: &[(&str, String)],
+) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/delta_reader.py");
     let out = Command::new("python3")
         .arg(script)
-        .args([data.to_str().unwrap(), table, sql])
+        .args([data, table, sql, &app_ids.join(",")])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("python3 runs");
     assert!(
@@ -444,4 +458,175 @@ fn forget_removes_one_persons_rows_from_every_table_and_the_disk() {
         assert_eq!(t["rows_removed"], 0, "{again}");
         assert_eq!(t["files_deleted"], 0, "{again}");
     }
+}
+
+/// The local log of `table_dir`: its table id (the first commit's `metaData.id`) and its
+/// latest version.
+fn local_log(table_dir: &Path) -> (String, u64) {
+    let log = table_dir.join("_delta_log");
+    let first = std::fs::read_to_string(log.join(format!("{:020}.json", 0))).unwrap();
+    let id = first
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find_map(|action| action["metaData"]["id"].as_str().map(str::to_string))
+        .expect("the first commit has the table's metadata");
+    let latest = std::fs::read_dir(&log)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".json")?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap();
+    (id, latest)
+}
+
+/// `burnrate query` over an `s3://` dataset: its one row.
+fn one_at(data: &str, sql: &str, env: &[(&str, String)]) -> serde_json::Map<String, Value> {
+    let out = burnrate_command(&["query", "--data", data, "--format", "json", sql])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{sql}: {}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{sql}: {text}");
+    serde_json::from_str(lines[0]).unwrap()
+}
+
+#[test]
+fn three_replicas_append_to_the_same_delta_tables_on_s3() {
+    let s3 = S3Server::start();
+    s3.create_bucket("lake");
+    let env = s3.env();
+    let dir = tempfile::tempdir().unwrap();
+    let mirrored = dir.path().join("mirrored.toml");
+    // One commit per export file: many commits per table from each replica at once.
+    std::fs::write(
+        &mirrored,
+        "[object_store]\nurl = \"s3://lake/data\"\n[files]\nsegment_files = 1\n",
+    )
+    .unwrap();
+    let local_only = dir.path().join("local.toml");
+    std::fs::write(&local_only, "[files]\nsegment_files = 1\n").unwrap();
+    // Each replica its own copy of the samples under its own name: its own files.
+    let input = |name: &str| {
+        let input = dir.path().join(format!("in-{name}"));
+        copy_dir(&samples(), &input.join(name));
+        input
+    };
+    let data = |name: &str| dir.path().join(format!("data-{name}"));
+    let run = |config: &Path, name: &str, input: &Path| {
+        burnrate_command(&[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--source",
+            "files",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            data(name).to_str().unwrap(),
+            "--replica",
+            name,
+            "--drain",
+        ])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .spawn()
+        .unwrap()
+    };
+
+    // Replica c ran before the store was configured: its commits reach the store when it
+    // next starts with it.
+    let input_c = input("c");
+    let out = run(&local_only, "c", &input_c).wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(s3.keys("lake", "data/").is_empty());
+    copy_dir(&samples(), &input_c.join("c2"));
+
+    // Three replicas at once, each committing to the same tables in the bucket.
+    let (input_a, input_b) = (input("a"), input("b"));
+    let writers = [
+        run(&mirrored, "a", &input_a),
+        run(&mirrored, "b", &input_b),
+        run(&mirrored, "c", &input_c),
+    ];
+    for writer in writers {
+        let out = writer.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_sample_totals(&data("a"), 1.0);
+    assert_sample_totals(&data("c"), 2.0);
+
+    // Read through the store's logs alone: every replica's rows, once.
+    let lake = "s3://lake/data";
+    let totals = one_at(lake, TOTALS_SQL, &env);
+    assert_eq!(num(&totals, "requests"), 16.0 * 4.0, "{totals:?}");
+    assert_eq!(num(&totals, "errors"), 4.0, "{totals:?}");
+    assert!(close(num(&totals, "cost"), TOTAL_COST * 4.0), "{totals:?}");
+    assert_eq!(num(&totals, "input"), TOTAL_INPUT * 4.0, "{totals:?}");
+
+    // An independent reader agrees, and the log says how far each replica's log has come:
+    // exactly its latest local version.
+    let replicas: Vec<(String, u64)> = ["a", "b", "c"]
+        .iter()
+        .map(|name| local_log(&data(name).join("api_requests")))
+        .collect();
+    let app_ids: Vec<String> = replicas
+        .iter()
+        .map(|(id, _)| format!("burnrate-mirror-{id}"))
+        .collect();
+    let theirs = delta_reader_at(lake, "api_requests", CALLS_SQL, &app_ids, &env);
+    let row = &theirs["rows"][0];
+    assert_eq!(row["calls"].as_f64(), Some(4.0 * 17.0), "{theirs}");
+    assert!(
+        close(row["cost"].as_f64().unwrap(), 4.0 * TOTAL_COST),
+        "{theirs}"
+    );
+    for ((_, latest), app_id) in replicas.iter().zip(&app_ids) {
+        assert_eq!(theirs["txn"][app_id].as_u64(), Some(*latest), "{theirs}");
+    }
+    let local_files: usize = ["a", "b", "c"]
+        .iter()
+        .map(|name| data_files(&data(name).join("api_requests")).len())
+        .sum();
+    assert_eq!(
+        theirs["files"].as_u64(),
+        Some(local_files as u64),
+        "{theirs}"
+    );
+
+    // A compaction of one replica's directory replaces its files in the store's log too, and
+    // its merged-away objects leave the bucket: the totals stay, every listed file is there.
+    let out = burnrate_command(&[
+        "--config",
+        mirrored.to_str().unwrap(),
+        "compact",
+        "--data",
+        data("c").to_str().unwrap(),
+    ])
+    .envs(env.iter().map(|(k, v)| (k, v)))
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = delta_reader_at(lake, "api_requests", CALLS_SQL, &app_ids, &env);
+    assert!(
+        after["files"].as_u64() < theirs["files"].as_u64(),
+        "{after} after {theirs}"
+    );
+    assert_eq!(after["rows"], theirs["rows"]);
+    let (_, compacted) = local_log(&data("c").join("api_requests"));
+    assert_eq!(
+        after["txn"][&app_ids[2]].as_u64(),
+        Some(compacted),
+        "{after}"
+    );
+    let objects = s3
+        .keys("lake", "data/api_requests/")
+        .into_iter()
+        .filter(|k| !k.contains("/_delta_log/"))
+        .count();
+    assert_eq!(Some(objects as u64), after["files"].as_u64());
+    let totals = one_at(lake, TOTALS_SQL, &env);
+    assert!(close(num(&totals, "cost"), TOTAL_COST * 4.0), "{totals:?}");
 }

@@ -432,15 +432,23 @@ fn the_dataset_mirrors_to_s3_reads_back_from_it_and_the_cronjob_writes_its_repor
     };
     let out = run(&data);
     assert!(out.status.success(), "{}", stderr(&out));
-    let keys = s3.keys("burnrate-dataset", "data/");
+    let (logs, keys): (Vec<String>, Vec<String>) = s3
+        .keys("burnrate-dataset", "data/")
+        .into_iter()
+        .partition(|k| k.contains("/_delta_log/"));
     let local: Vec<String> = walk(&data)
         .into_iter()
-        // The data files: the tables' Delta logs stay local (docs/tables.md).
         .filter(|p| {
             p.ends_with(".parquet") && !p.contains("_burnrate") && !p.contains("_delta_log")
         })
         .collect();
     assert_eq!(keys.len(), local.len(), "{keys:?}");
+    // Each table in the bucket has a Delta log of its own (docs/tables.md).
+    assert!(
+        logs.iter()
+            .any(|k| k.starts_with("data/api_requests/_delta_log/")),
+        "{logs:?}"
+    );
     assert!(keys.iter().all(|k| k.starts_with("data/")));
     assert!(
         keys.iter()

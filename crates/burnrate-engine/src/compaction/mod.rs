@@ -377,11 +377,13 @@ fn expire(
     Ok((days.len(), expired.len()))
 }
 
-/// The object-store copy is read by listing: files that left the log leave it at once.
+/// Files that left the log leave the object-store copy at once, once its log has left them
+/// too (a reader of that log never lists a deleted file).
 fn unmirror(root: &Path, table: Table, files: &[LoggedFile]) -> Result<(), EngineError> {
     let Some((mirror_root, mirror)) = mirror_of(root) else {
         return Ok(());
     };
+    mirror.publish(&mirror_root, table)?;
     for file in files {
         let path = std::path::absolute(root.join(table.name()).join(&file.path))
             .map_err(|e| EngineError::io(Path::new(&file.path), e))?;

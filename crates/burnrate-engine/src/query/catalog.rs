@@ -2,7 +2,8 @@
 //! column, registered under its own name, and the latency sketch functions; from a directory
 //! or, read in place, from an `s3://` prefix. A table with a Delta log is read through it (the
 //! files it lists, at the version it was opened at); one without (a dataset written before the
-//! logs, or the object store's copy) is every Parquet file below its directory.
+//! logs, or a store copy made before the store had logs) is every Parquet file below its
+//! directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::error::{DataFusionError, Result as DataFusionResult};
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -26,7 +28,7 @@ use object_store::ObjectStore;
 use crate::EngineError;
 use crate::query::logged_table::LoggedTable;
 use crate::sink::mirror::{is_object_url, open_store};
-use crate::sink::table_log::logged_files;
+use crate::sink::table_log::{logged_files, object_logged_files};
 
 /// A session over the dataset at `data_dir` (a directory, or an `s3://bucket/prefix` URL
 /// whose credentials and endpoint come from the `AWS_*` environment) with every table
@@ -57,13 +59,23 @@ async fn register_object_tables(ctx: &SessionContext, url: &str) -> Result<(), E
     for table in Table::ALL {
         let table_prefix = prefix.clone().join(table.name());
         // Already async here: the listing is awaited, not run on a thread of its own.
-        let has_data = store
+        let table_url = url::Url::parse(&format!("{}/{}", url.trim_end_matches('/'), table.name()))
+            .map_err(|e| EngineError::Config(format!("{url}: {e}")))?;
+        let provider = if let Some(files) = object_logged_files(table_url, store.clone()).await? {
+            let store_url = ObjectStoreUrl::parse(bucket_url.as_str())?;
+            Arc::new(LoggedTable::new(
+                table.schema(),
+                store_url,
+                table_prefix,
+                files,
+            ))
+        } else if store
             .list(Some(&table_prefix))
             .try_next()
             .await
             .map_err(|e| EngineError::Config(format!("{url}: {e}")))?
-            .is_some();
-        let provider = if has_data {
+            .is_some()
+        {
             let bucket = bucket_url.as_str().trim_end_matches('/');
             listing_table(format!("{bucket}/{table_prefix}/"), table)?
         } else {
@@ -137,7 +149,12 @@ async fn open_table(root: &Path, table: Table) -> Result<Arc<dyn TableProvider>,
     if let Some(files) = logged_files(&dir).await? {
         let location = object_store::path::Path::from_absolute_path(&absolute)
             .map_err(|e| EngineError::Config(format!("{}: {e}", absolute.display())))?;
-        Ok(Arc::new(LoggedTable::new(table.schema(), location, files)))
+        Ok(Arc::new(LoggedTable::new(
+            table.schema(),
+            ObjectStoreUrl::local_filesystem(),
+            location,
+            files,
+        )))
     } else if dir.is_dir() {
         listing_table(format!("{}/", absolute.display()), table)
     } else {

@@ -33,18 +33,26 @@ pub struct LoggedTable {
     file_schema: SchemaRef,
     /// `file_schema` and `date`.
     schema: SchemaRef,
-    /// The table's directory on the local filesystem, as an object store path.
+    /// The store the files are in: the local filesystem, or a bucket.
+    store: ObjectStoreUrl,
+    /// The table's directory in `store`.
     dir: ObjectPath,
     files: Vec<LoggedFile>,
 }
 
 impl LoggedTable {
-    pub fn new(file_schema: SchemaRef, dir: ObjectPath, files: Vec<LoggedFile>) -> Self {
+    pub fn new(
+        file_schema: SchemaRef,
+        store: ObjectStoreUrl,
+        dir: ObjectPath,
+        files: Vec<LoggedFile>,
+    ) -> Self {
         let mut fields: Vec<FieldRef> = file_schema.fields().iter().cloned().collect();
         fields.push(partition_field());
         LoggedTable {
             schema: Arc::new(Schema::new(fields)),
             file_schema,
+            store,
             dir,
             files,
         }
@@ -147,12 +155,11 @@ impl TableProvider for LoggedTable {
         for (i, file) in files.into_iter().enumerate() {
             groups[i % count].push(file);
         }
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
+        let config = FileScanConfigBuilder::new(self.store.clone(), Arc::new(source))
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
         Ok(DataSourceExec::from_data_source(config))
     }
 }

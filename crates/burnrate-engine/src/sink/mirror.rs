@@ -2,16 +2,30 @@
 //! put under the same key below the store's prefix before it counts as durable, and a file the
 //! sinks remove (a replay rewriting what a crashed run left) is deleted there too. The local
 //! data directory stays the working copy the engine's state is rebuilt from; the store is what
-//! readers (`burnrate query --data s3://...`, reports, other replicas' queries) see.
+//! readers (`burnrate query --data s3://...`, reports, Spark or Trino) see.
+//!
+//! Each table in the store has a Delta log of its own, shared by every replica that mirrors
+//! there. A replica replays its own log's commits into it, in order, one commit each
+//! ([`publish`]), each carrying a transaction id (`txn`): the app id names the local table (its
+//! Delta table id), the version is the local commit's. That is how a replica knows, after a
+//! crash or an outage of the store, which of its commits the store has: it resumes after the
+//! version the store's log holds for it, as kafka-delta-ingest resumes from its offsets. Commits
+//! to the store's log are put-if-absent, so replicas append side by side; each replica only adds
+//! and removes its own files (Kafka partitions, receiver WALs and input files are each written
+//! by one replica), so their commits never conflict.
 //!
 //! Every writer of the dataset goes through [`crate::ParquetSink::write_segment`] and
 //! [`crate::sink::parquet_sink::remove_segments`], so the mirror hooks in there, found by the
-//! dataset's directory, instead of being threaded through each source.
+//! dataset's directory, instead of being threaded through each source; every commit to a local
+//! log is followed by a [`publish`] of its table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use burnrate_otlp::Table;
+use deltalake_core::kernel::Action;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
@@ -19,6 +33,16 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
+use crate::sink::on_own_runtime;
+use crate::sink::table_log::{self, LoggedFile, ObjectLog};
+
+/// Below the data directory: per table, the last local version the store's log has
+/// (`<table>.version`) and the lock that makes one process at a time replay it.
+pub const MIRROR_DIR: &str = "_burnrate/mirror";
+
+/// Keys put and not published yet beyond which the mirror stops remembering them and asks the
+/// store instead (one `HEAD` per file): only files whose commit failed stay there.
+const MAX_UNPUBLISHED: usize = 100_000;
 
 /// `[object_store]`: where the dataset is mirrored. Credentials come from the environment
 /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or the pod's web
@@ -99,6 +123,10 @@ pub struct ObjectMirror {
     url: String,
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
+    /// Keys this process put whose add is not in the store's log yet: known to be there.
+    unpublished: Mutex<HashSet<ObjectPath>>,
+    /// Each table's log in the store, opened at its first publish.
+    logs: Mutex<HashMap<Table, Arc<Mutex<Option<TableCopy>>>>>,
 }
 
 impl ObjectMirror {
@@ -120,6 +148,8 @@ impl ObjectMirror {
             url: url.clone(),
             store,
             prefix,
+            unpublished: Mutex::default(),
+            logs: Mutex::default(),
         }))
     }
 
@@ -145,6 +175,17 @@ impl ObjectMirror {
     /// Puts `file` (under `root`) whole: an object appears complete or not at all.
     pub fn put_file(&self, root: &Path, file: &Path) -> Result<(), EngineError> {
         let key = self.key(root, file)?;
+        self.put_key(key.clone(), file)?;
+        if let Ok(mut unpublished) = self.unpublished.lock() {
+            if unpublished.len() >= MAX_UNPUBLISHED {
+                unpublished.clear();
+            }
+            unpublished.insert(key);
+        }
+        Ok(())
+    }
+
+    fn put_key(&self, key: ObjectPath, file: &Path) -> Result<(), EngineError> {
         let bytes = std::fs::read(file).map_err(|e| EngineError::io(file, e))?;
         let store = self.store.clone();
         block_on(move || async move { store.put(&key, PutPayload::from(bytes)).await.map(|_| ()) })
@@ -167,6 +208,254 @@ impl ObjectMirror {
         let store = self.store.clone();
         block_on(move || async move { store.put(&key, PutPayload::from(bytes)).await.map(|_| ()) })
     }
+}
+
+impl ObjectMirror {
+    /// Replays into the store's log of `table` every commit of the local log (under `root`)
+    /// that it does not have yet, in order, and returns how many. The first call in a process
+    /// asks the store's log which local version it holds (its `txn` for this table); a store
+    /// that has none gets the table as it is now in one commit, every file put that is not
+    /// there yet.
+    pub fn publish(&self, root: &Path, table: Table) -> Result<u64, EngineError> {
+        let dir = root.join(table.name());
+        if !table_log::has_log(&dir) {
+            return Ok(0);
+        }
+        let copy = {
+            let mut logs = self
+                .logs
+                .lock()
+                .map_err(|_| EngineError::Config("the mirror's log registry panicked".into()))?;
+            logs.entry(table).or_default().clone()
+        };
+        let mut copy = copy.lock().map_err(|_| {
+            EngineError::Config(format!("{}: a mirror commit panicked", table.name()))
+        })?;
+        let state_dir = root.join(MIRROR_DIR);
+        fs::create_dir_all(&state_dir).map_err(|e| EngineError::io(&state_dir, e))?;
+        // Another process on this directory (`burnrate compact` beside `run`) replays the same
+        // log: one at a time, each from where the other stopped.
+        let lock_path = state_dir.join(format!("{}.lock", table.name()));
+        let lock = File::create(&lock_path).map_err(|e| EngineError::io(&lock_path, e))?;
+        lock.lock().map_err(|e| EngineError::io(&lock_path, e))?;
+        let marker = state_dir.join(format!("{}.version", table.name()));
+        let copy = match &mut *copy {
+            Some(copy) => copy,
+            empty => empty.insert(self.open_copy(root, table, &marker)?),
+        };
+        let mut next = read_marker(&marker)?.map_or(0, |version| version + 1);
+        let mut replayed = 0;
+        loop {
+            let Some(actions) = table_log::local_commit(&dir, next)? else {
+                if table_log::local_checkpoint(&dir).is_some_and(|checkpoint| checkpoint >= next) {
+                    return Err(EngineError::TableLog {
+                        table: format!("{}/{}", self.url, table.name()),
+                        message: format!(
+                            "the store's log lacks this directory's commits from version {next}, which its log no longer keeps (past delta.logRetentionDuration): the store's copy of the table cannot be brought up to date"
+                        ),
+                        retryable: false,
+                    });
+                }
+                break;
+            };
+            let actions = self.present(&dir, table, actions)?;
+            if !actions.is_empty() {
+                let version = i64::try_from(next).unwrap_or(i64::MAX);
+                let app_id = copy.app_id.as_str();
+                let log = &mut copy.log;
+                on_own_runtime(|| log.append(actions, app_id, version))?;
+            }
+            write_marker(&marker, next)?;
+            next += 1;
+            replayed += 1;
+        }
+        Ok(replayed)
+    }
+
+    /// Opens the store's log of `table` and finds where this directory's log stands in it,
+    /// writing that version to `marker`.
+    fn open_copy(
+        &self,
+        root: &Path,
+        table: Table,
+        marker: &Path,
+    ) -> Result<TableCopy, EngineError> {
+        let dir = root.join(table.name());
+        let Some((table_id, head, files)) = table_log::local_head(&dir)? else {
+            return Err(EngineError::NotFound(format!(
+                "{}: no Delta log",
+                dir.display()
+            )));
+        };
+        let app_id = format!("burnrate-mirror-{table_id}");
+        let url = self.table_url(table)?;
+        let store = self.store.clone();
+        let mut log = on_own_runtime(|| ObjectLog::open(table, url, store))?;
+        let holds = on_own_runtime(|| log.transaction_version(&app_id))?;
+        let version = match holds.and_then(|version| u64::try_from(version).ok()) {
+            Some(version) => version,
+            None => {
+                let seeded = self.seed(&dir, table, &files)?;
+                let added = seeded.len();
+                let version = i64::try_from(head).unwrap_or(i64::MAX);
+                on_own_runtime(|| log.append(seeded, &app_id, version))?;
+                tracing::info!(
+                    table = table.name(),
+                    url = %self.url,
+                    files = added,
+                    version = head,
+                    "copied the table as it is to the store's log"
+                );
+                head
+            }
+        };
+        write_marker(marker, version)?;
+        Ok(TableCopy { log, app_id })
+    }
+
+    /// Adds for `files` (the local log's, at its head), each put to the store first unless
+    /// it is there already.
+    fn seed(
+        &self,
+        dir: &Path,
+        table: Table,
+        files: &[LoggedFile],
+    ) -> Result<Vec<Action>, EngineError> {
+        let table_prefix = self.prefix.clone().join(table.name());
+        let store = self.store.clone();
+        let listed: HashSet<ObjectPath> = block_on(move || async move {
+            store
+                .list(Some(&table_prefix))
+                .map_ok(|meta| meta.location)
+                .try_collect()
+                .await
+        })?;
+        let mut adds = Vec::with_capacity(files.len());
+        for file in files {
+            let key = self.table_key(table, &file.path);
+            let local = dir.join(&file.path);
+            if !listed.contains(&key) {
+                if !local.is_file() {
+                    continue;
+                }
+                self.put_key(key, &local)?;
+            }
+            adds.push(table_log::add_of(file));
+        }
+        Ok(adds)
+    }
+
+    /// `actions` with every add's object in the store: put by this process already, found
+    /// there, or put now from the local file. An add whose file is neither there nor here any
+    /// more (a later commit removed it, and a vacuum deleted it) is left out.
+    fn present(
+        &self,
+        dir: &Path,
+        table: Table,
+        actions: Vec<Action>,
+    ) -> Result<Vec<Action>, EngineError> {
+        let mut kept = Vec::with_capacity(actions.len());
+        for action in actions {
+            if let Action::Add(add) = &action {
+                let key = self.table_key(table, &add.path);
+                let known = self
+                    .unpublished
+                    .lock()
+                    .is_ok_and(|mut unpublished| unpublished.remove(&key));
+                if !known && !self.exists(&key)? {
+                    let local = dir.join(&add.path);
+                    if !local.is_file() {
+                        continue;
+                    }
+                    self.put_key(key, &local)?;
+                }
+            }
+            kept.push(action);
+        }
+        Ok(kept)
+    }
+
+    fn exists(&self, key: &ObjectPath) -> Result<bool, EngineError> {
+        let store = self.store.clone();
+        let key = key.clone();
+        block_on(move || async move {
+            match store.head(&key).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// The key of a file a table's log names (`date=.../<segment>.parquet`).
+    fn table_key(&self, table: Table, path: &str) -> ObjectPath {
+        let mut key = self.prefix.clone().join(table.name());
+        for part in path.split('/') {
+            key = key.join(part);
+        }
+        key
+    }
+
+    /// `s3://bucket/prefix/<table>`.
+    fn table_url(&self, table: Table) -> Result<url::Url, EngineError> {
+        let base = self.url.trim_end_matches('/');
+        url::Url::parse(&format!("{base}/{}", table.name()))
+            .map_err(|e| EngineError::Config(format!("{base}: {e}")))
+    }
+}
+
+/// A table's log in the store, as this process writes to it.
+struct TableCopy {
+    log: ObjectLog,
+    /// Names this directory's table in the store's log's transaction ids.
+    app_id: String,
+}
+
+fn read_marker(path: &Path) -> Result<Option<u64>, EngineError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text.trim().parse().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(EngineError::io(path, e)),
+    }
+}
+
+/// Not fsynced: a marker lost to a power cut only replays commits the store's log already
+/// has, and each process starts from the store's own `txn`.
+fn write_marker(path: &Path, version: u64) -> Result<(), EngineError> {
+    let temporary = path.with_extension("version.tmp");
+    fs::write(&temporary, version.to_string())
+        .and_then(|()| fs::rename(&temporary, path))
+        .map_err(|e| EngineError::io(path, e))
+}
+
+/// After a commit to the log of `table` under `root`: the store's log gets it too, if the
+/// dataset is mirrored. A failure is logged, not returned: the local commit stands, and the
+/// next publish (the table's next commit, or [`publish_all`]) catches up.
+pub(crate) fn publish(root: &Path, table: Table) {
+    let Some((mirror_root, mirror)) = mirror_of(root) else {
+        return;
+    };
+    if let Err(error) = mirror.publish(&mirror_root, table) {
+        tracing::warn!(
+            table = table.name(),
+            url = %mirror.url,
+            error = %error,
+            "the store's log of the table is behind this directory's; the next commit catches up"
+        );
+    }
+}
+
+/// Brings the store's log of every table up to this directory's (at start and at the end of a
+/// run); how many local commits went there. Does nothing when the dataset is not mirrored.
+pub fn publish_all(root: &Path) -> Result<u64, EngineError> {
+    let Some((mirror_root, mirror)) = mirror_of(root) else {
+        return Ok(0);
+    };
+    let mut replayed = 0;
+    for table in Table::ALL {
+        replayed += mirror.publish(&mirror_root, table)?;
+    }
+    Ok(replayed)
 }
 
 type Registry = Mutex<Vec<(PathBuf, Arc<ObjectMirror>)>>;
@@ -193,4 +482,160 @@ pub fn mirror_of(root: &Path) -> Option<(PathBuf, Arc<ObjectMirror>)> {
         .iter()
         .find(|(r, _)| *r == root)
         .map(|(r, m)| (r.clone(), m.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::RecordBatch;
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::ParquetSink;
+    use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
+    use crate::sink::parquet_sink::remove_segments;
+
+    /// 2026-01-01T00:00:00Z.
+    const NEW_YEAR: i64 = 1_767_225_600_000_000_000;
+
+    fn segment(rows: usize) -> BTreeMap<Table, Vec<RecordBatch>> {
+        let letters: Vec<DeadLetter> = (0..rows)
+            .map(|i| DeadLetter {
+                received_at_nanos: NEW_YEAR + i as i64,
+                origin: format!("test/{i}"),
+                topic: None,
+                partition: None,
+                offset: None,
+                error: "bad".into(),
+                payload: vec![0; i + 1],
+            })
+            .collect();
+        BTreeMap::from([(
+            Table::DeadLetters,
+            vec![dead_letter_batch(&letters).unwrap()],
+        )])
+    }
+
+    /// A mirror to `store` as a new process opens it: nothing known about the store's logs.
+    fn mirror(store: Arc<InMemory>) -> ObjectMirror {
+        ObjectMirror {
+            url: "s3://lake/data".into(),
+            store,
+            prefix: ObjectPath::from("data"),
+            unpublished: Mutex::default(),
+            logs: Mutex::default(),
+        }
+    }
+
+    /// The files the store's log of `dead_letters` lists, the version it holds for the local
+    /// table under `root`, and that table's latest local version.
+    fn store_log(store: &Arc<InMemory>, root: &Path) -> (Vec<String>, Option<i64>, u64) {
+        let (id, head, _) = table_log::local_head(&root.join("dead_letters"))
+            .unwrap()
+            .unwrap();
+        let store: Arc<dyn ObjectStore> = store.clone();
+        let (files, holds) = on_own_runtime(|| async {
+            let url = url::Url::parse("s3://lake/data/dead_letters").unwrap();
+            let files = table_log::object_logged_files(url.clone(), store.clone())
+                .await?
+                .unwrap_or_default();
+            let log = ObjectLog::open(Table::DeadLetters, url, store.clone()).await?;
+            let holds = log
+                .transaction_version(&format!("burnrate-mirror-{id}"))
+                .await?;
+            let mut names: Vec<String> = files.into_iter().map(|f| f.path).collect();
+            names.sort();
+            Ok((names, holds))
+        })
+        .unwrap();
+        (files, holds, head)
+    }
+
+    fn objects(store: &Arc<InMemory>) -> Vec<String> {
+        let store = store.clone();
+        let mut keys: Vec<String> = block_on(move || async move {
+            store
+                .list(Some(&ObjectPath::from("data/dead_letters")))
+                .map_ok(|meta| meta.location.to_string())
+                .try_collect()
+                .await
+        })
+        .unwrap();
+        keys.retain(|key| !key.contains("/_delta_log/"));
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn the_stores_log_follows_the_local_one_from_wherever_it_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (a, b, c) = (
+            "date=2026-01-01/files-a.parquet",
+            "date=2026-01-01/files-b.parquet",
+            "date=2026-01-01/files-c.parquet",
+        );
+        // Written before the store was configured.
+        let sink = ParquetSink::new(root);
+        sink.write_segment("files-a", &segment(3)).unwrap();
+        sink.write_segment("files-b", &segment(2)).unwrap();
+
+        // A store that holds nothing of this table gets it as it is, files and all.
+        let store = Arc::new(InMemory::new());
+        mirror_dataset(root, mirror(store.clone()));
+        assert_eq!(publish_all(root).unwrap(), 0, "seeded, not replayed");
+        let (files, holds, head) = store_log(&store, root);
+        assert_eq!(files, [a, b]);
+        assert_eq!(holds, Some(head as i64));
+        assert_eq!(
+            objects(&store),
+            [
+                format!("data/dead_letters/{a}"),
+                format!("data/dead_letters/{b}")
+            ]
+        );
+
+        // Each later commit follows at once, an add and a removal alike; the removed file
+        // leaves the store after the store's log has left it.
+        let sink = ParquetSink::new(root);
+        sink.write_segment("files-c", &segment(1)).unwrap();
+        remove_segments(root, |segment, _| segment == "files-a").unwrap();
+        let (files, holds, head) = store_log(&store, root);
+        assert_eq!(files, [b, c]);
+        assert_eq!(holds, Some(head as i64));
+        assert_eq!(
+            objects(&store),
+            [
+                format!("data/dead_letters/{b}"),
+                format!("data/dead_letters/{c}")
+            ]
+        );
+
+        // Commits the store's log missed (its copy failed, the process died) are replayed in
+        // order at the next publish, and replaying one it had changes nothing.
+        let marker = root.join(MIRROR_DIR).join("dead_letters.version");
+        fs::write(&marker, (head - 2).to_string()).unwrap();
+        assert_eq!(publish_all(root).unwrap(), 2);
+        let (files, holds, _) = store_log(&store, root);
+        assert_eq!(files, [b, c]);
+        assert_eq!(holds, Some(head as i64));
+
+        // A restarted process goes by what the store's log holds, not by its marker.
+        fs::write(&marker, "0").unwrap();
+        mirror_dataset(root, mirror(store.clone()));
+        assert_eq!(publish_all(root).unwrap(), 0);
+        assert_eq!(fs::read_to_string(&marker).unwrap(), head.to_string());
+
+        // Local commits past the log's retention cannot be replayed: an error, not a gap.
+        fs::write(&marker, (head - 2).to_string()).unwrap();
+        let log_dir = root.join("dead_letters").join(table_log::LOG_DIR);
+        fs::remove_file(log_dir.join(format!("{:020}.json", head - 1))).unwrap();
+        fs::write(
+            log_dir.join("_last_checkpoint"),
+            format!(r#"{{"version":{head},"size":1}}"#),
+        )
+        .unwrap();
+        let error = publish_all(root).unwrap_err();
+        assert!(!error.is_retryable(), "{error}");
+        assert!(error.to_string().contains("no longer keeps"), "{error}");
+    }
 }

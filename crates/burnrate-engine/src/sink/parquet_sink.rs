@@ -263,6 +263,13 @@ pub fn remove_segments(
         .collect();
     table_log::remove_files(root, &logged)?;
     let mirror = mirror_of(root);
+    if let Some((root, mirror)) = &mirror {
+        // The store's log leaves the files before the store does.
+        let tables: std::collections::BTreeSet<Table> = logged.iter().map(|(t, _)| *t).collect();
+        for table in tables {
+            mirror.publish(root, table)?;
+        }
+    }
     for (_, file) in &found {
         let path = &file.path;
         fs::remove_file(path).map_err(|e| EngineError::io(path, e))?;

@@ -46,7 +46,8 @@ use deltalake_core::kernel::{
     Action, Add, DataType, PrimitiveType, Remove, StructField, Transaction, Version,
 };
 use deltalake_core::logstore::{
-    CommitOrBytes, LogStore, LogStoreConfig, LogStoreRef, get_latest_version,
+    CommitOrBytes, LogStore, LogStoreConfig, LogStoreRef, StorageConfig, default_logstore,
+    get_latest_version,
 };
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::operations::vacuum::VacuumMode;
@@ -58,8 +59,8 @@ use deltalake_core::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError
 use uuid::Uuid;
 
 use crate::EngineError;
-use crate::sink::on_own_runtime;
 use crate::sink::parquet_sink::{segment_files, sync_dir};
+use crate::sink::{mirror, on_own_runtime};
 
 /// The partition column every table is split by: the UTC day of its time column.
 pub const PARTITION_COLUMN: &str = "date";
@@ -177,13 +178,13 @@ pub fn logged_positions(
     }
     on_own_runtime(|| async {
         let table = load_table(&dir).await?;
-        let state = table.snapshot().map_err(|e| log_error(&dir, e))?;
+        let state = table.snapshot().map_err(|e| log_error(dir.display(), e))?;
         let mut positions = HashMap::new();
         for app_id in app_ids {
             let version = state
                 .transaction_version(table.log_store().as_ref(), app_id)
                 .await
-                .map_err(|e| log_error(&dir, e))?;
+                .map_err(|e| log_error(dir.display(), e))?;
             if let Some(version) = version {
                 positions.insert(app_id.clone(), version);
             }
@@ -215,6 +216,8 @@ pub fn add_files(root: &Path, files: &[DurableFile]) -> Result<(), EngineError> 
             log.open(LogKind::Data(table)).await?;
             log.append(actions).await
         })?;
+        drop(guard);
+        mirror::publish(root, table);
     }
     Ok(())
 }
@@ -267,6 +270,8 @@ pub fn remove_files(root: &Path, files: &[(Table, PathBuf)]) -> Result<(), Engin
             )
             .await
         })?;
+        drop(guard);
+        mirror::publish(root, table);
     }
     Ok(())
 }
@@ -289,6 +294,8 @@ pub fn open_dataset_logs(root: &Path) -> Result<Vec<(Table, Opened, usize)>, Eng
             let files = listed_files(&log.load().await?)?.len();
             Ok((found, files))
         })?;
+        drop(guard);
+        mirror::publish(root, table);
         opened.push((table, found, files));
     }
     Ok(opened)
@@ -330,7 +337,7 @@ pub fn removed_files(root: &Path, read: &TableFiles) -> Result<Vec<String>, Engi
             .map_ok(|tombstone| tombstone.path().into_owned())
             .try_collect()
             .await
-            .map_err(|e| log_error(&dir, e))
+            .map_err(|e| log_error(dir.display(), e))
     })
 }
 
@@ -400,7 +407,10 @@ pub fn replace_files(
         // thousands of adds and removes until the next one is due.
         log.commit_checked(&read.state, actions, operation, true)
             .await
-    })
+    })?;
+    drop(guard);
+    mirror::publish(root, table);
+    Ok(())
 }
 
 /// Deletes the files below `table`'s directory that its log no longer lists (removed by a
@@ -423,7 +433,7 @@ pub fn vacuum(root: &Path, table: Table, keep: std::time::Duration) -> Result<us
             .with_enforce_retention_duration(false)
             .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
             .await
-            .map_err(|e| log_error(&dir, e))?;
+            .map_err(|e| log_error(dir.display(), e))?;
         Ok(metrics.files_deleted.len())
     })
 }
@@ -437,15 +447,169 @@ pub async fn logged_files(table_dir: &Path) -> Result<Option<Vec<LoggedFile>>, E
     listed_files(&load_state(table_dir).await?).map(Some)
 }
 
+/// A table's log in the dataset's copy on object storage, open in this process: the log
+/// [`crate::sink::mirror`] replays this directory's commits into. Commits are put-if-absent
+/// (S3's conditional `If-None-Match: *`), so several replicas append to one table at once.
+pub(crate) struct ObjectLog {
+    log: TableLog,
+}
+
+impl ObjectLog {
+    /// Opens the log of `table` at `url` (`s3://bucket/prefix/<table>`, in `store`, the
+    /// bucket), creating it, with no files, where there is none yet.
+    pub(crate) async fn open(
+        table: Table,
+        url: url::Url,
+        store: Arc<dyn deltalake_core::ObjectStore>,
+    ) -> Result<Self, EngineError> {
+        let mut log = TableLog {
+            log_store: object_log_store(&url, store)?,
+            place: Place::Object(url),
+            next_version: None,
+            checkpoint_interval: default_checkpoint_interval(),
+        };
+        log.open(LogKind::Data(table)).await?;
+        Ok(ObjectLog { log })
+    }
+
+    /// The version the log holds for `app_id`, read afresh.
+    pub(crate) async fn transaction_version(
+        &self,
+        app_id: &str,
+    ) -> Result<Option<i64>, EngineError> {
+        let table = self.log.table().await?;
+        let state = table.snapshot().map_err(|e| self.log.error(e))?;
+        state
+            .transaction_version(table.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| self.log.error(e))
+    }
+
+    /// Commits `actions` (adds and removes of files no other writer touches) with `app_id`
+    /// at `version`, as the next free version.
+    pub(crate) async fn append(
+        &mut self,
+        mut actions: Vec<Action>,
+        app_id: &str,
+        version: i64,
+    ) -> Result<(), EngineError> {
+        actions.push(Action::Txn(Transaction {
+            app_id: app_id.to_string(),
+            version,
+            last_updated: Some(chrono::Utc::now().timestamp_millis()),
+        }));
+        self.log.append(actions).await
+    }
+}
+
+/// The files the log of the table at `url` (in `store`) lists at its latest version, or `None`
+/// when it has no log.
+pub(crate) async fn object_logged_files(
+    url: url::Url,
+    store: Arc<dyn deltalake_core::ObjectStore>,
+) -> Result<Option<Vec<LoggedFile>>, EngineError> {
+    let log = TableLog {
+        log_store: object_log_store(&url, store)?,
+        place: Place::Object(url),
+        next_version: None,
+        checkpoint_interval: default_checkpoint_interval(),
+    };
+    if !log.exists().await? {
+        return Ok(None);
+    }
+    listed_files(&log.load().await?).map(Some)
+}
+
+/// The table at `dir` in this directory, as the mirror starts from it: its id (unique to this
+/// log), its latest version and the files listed there.
+pub(crate) fn local_head(
+    dir: &Path,
+) -> Result<Option<(String, u64, Vec<LoggedFile>)>, EngineError> {
+    if !has_log(dir) {
+        return Ok(None);
+    }
+    let state = on_own_runtime(|| load_state(dir))?;
+    let files = listed_files(&state)?;
+    Ok(Some((
+        state.metadata().id().to_string(),
+        state.version(),
+        files,
+    )))
+}
+
+/// What the commit `version` of the log of the table at `dir` did to its files: its adds and
+/// removes, in order. `None` when there is no such commit file: not made yet, or removed past
+/// the log's retention.
+pub(crate) fn local_commit(dir: &Path, version: u64) -> Result<Option<Vec<Action>>, EngineError> {
+    let path = dir.join(LOG_DIR).join(format!("{version:020}.json"));
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(EngineError::io(&path, e)),
+    };
+    let mut actions = Vec::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let action: Action = serde_json::from_str(line).map_err(|e| EngineError::TableLog {
+            table: dir.display().to_string(),
+            message: format!("{}: {e}", path.display()),
+            retryable: false,
+        })?;
+        if matches!(action, Action::Add(_) | Action::Remove(_)) {
+            actions.push(action);
+        }
+    }
+    Ok(Some(actions))
+}
+
+/// The version of the latest checkpoint of the log of the table at `dir`, if it has one:
+/// commits before it may have been removed.
+pub(crate) fn local_checkpoint(dir: &Path) -> Option<u64> {
+    let text = fs::read_to_string(dir.join(LOG_DIR).join("_last_checkpoint")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()?
+        .get("version")?
+        .as_u64()
+}
+
 /// The table at `dir` at its latest version, read from its log.
 async fn load_state(dir: &Path) -> Result<DeltaTableState, EngineError> {
     let table = load_table(dir).await?;
-    Ok(table.snapshot().map_err(|e| log_error(dir, e))?.clone())
+    Ok(table
+        .snapshot()
+        .map_err(|e| log_error(dir.display(), e))?
+        .clone())
+}
+
+/// Where a table's log is.
+#[derive(Debug, Clone)]
+enum Place {
+    /// A directory here: commits are fsynced, and a table's first log adopts the files in it.
+    Dir(PathBuf),
+    /// A table on object storage (the dataset's copy there, [`crate::sink::mirror`]).
+    Object(url::Url),
+}
+
+impl Place {
+    fn url(&self) -> Result<url::Url, EngineError> {
+        match self {
+            Place::Dir(dir) => table_url(dir),
+            Place::Object(url) => Ok(url.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Dir(dir) => write!(f, "{}", dir.display()),
+            Place::Object(url) => write!(f, "{url}"),
+        }
+    }
 }
 
 /// A table's log, open in this process.
 struct TableLog {
-    dir: PathBuf,
+    place: Place,
     log_store: LogStoreRef,
     /// The version this process's next commit tries first; `None` until opened.
     next_version: Option<Version>,
@@ -462,11 +626,11 @@ impl TableLog {
         if let Some(next) = self.next_version {
             return Ok(Opened::Existing { version: next - 1 });
         }
-        if has_log(&self.dir) {
+        if self.exists().await? {
             return self.load_existing(kind).await;
         }
         let mut create = CreateBuilder::new()
-            .with_location(table_url(&self.dir)?.to_string())
+            .with_log_store(self.log_store.clone())
             .with_configuration_property(
                 TableProperty::LogRetentionDuration,
                 Some(CREATED_LOG_RETENTION),
@@ -475,7 +639,10 @@ impl TableLog {
         let mut files = 0;
         match kind {
             LogKind::Data(table) => {
-                let adopted = self.files_on_disk()?;
+                let adopted = match &self.place {
+                    Place::Dir(dir) => files_on_disk(dir)?,
+                    Place::Object(_) => Vec::new(),
+                };
                 files = adopted.len();
                 create = create
                     .with_table_name(table.name())
@@ -493,15 +660,17 @@ impl TableLog {
         match create.await {
             Ok(_) => {}
             // Another process created it first: its log is ours to load.
-            Err(_) if has_log(&self.dir) => return self.load_existing(kind).await,
+            Err(_) if self.exists().await? => return self.load_existing(kind).await,
             Err(e) => return Err(self.error(e)),
         }
         self.sync_version(0)?;
-        sync_dir(&self.dir)?;
+        if let Place::Dir(dir) = &self.place {
+            sync_dir(dir)?;
+        }
         self.next_version = Some(1);
         if files > 0 {
             tracing::info!(
-                table = %self.dir.display(),
+                table = %self.place,
                 files,
                 "adopted the table's files into a new Delta log"
             );
@@ -544,7 +713,8 @@ impl TableLog {
             return Ok(state);
         }
         let names: Vec<String> = missing.iter().map(|c| c.name().to_string()).collect();
-        let added = load_table(&self.dir)
+        let added = self
+            .table()
             .await?
             .add_columns()
             .with_fields(missing)
@@ -570,8 +740,28 @@ impl TableLog {
         Ok(state)
     }
 
+    /// Whether the log has a commit yet.
+    async fn exists(&self) -> Result<bool, EngineError> {
+        match &self.place {
+            Place::Dir(dir) => Ok(has_log(dir)),
+            Place::Object(_) => self
+                .log_store
+                .is_delta_table_location()
+                .await
+                .map_err(|e| self.error(e)),
+        }
+    }
+
+    /// The table at its latest version.
+    async fn table(&self) -> Result<DeltaTable, EngineError> {
+        let mut table = DeltaTable::new(self.log_store.clone());
+        table.load().await.map_err(|e| self.error(e))?;
+        Ok(table)
+    }
+
     async fn load(&self) -> Result<DeltaTableState, EngineError> {
-        load_state(&self.dir).await
+        let table = self.table().await?;
+        Ok(table.snapshot().map_err(|e| self.error(e))?.clone())
     }
 
     /// Commits `actions`, which only add files, as the next free version.
@@ -591,6 +781,11 @@ impl TableLog {
                 Ok(()) => break,
                 Err(TransactionError::VersionAlreadyExists(_)) if attempts < APPEND_ATTEMPTS => {
                     attempts += 1;
+                    tracing::debug!(
+                        table = %self.place,
+                        version,
+                        "another writer committed this version first; trying the next"
+                    );
                     version = get_latest_version(self.log_store.as_ref(), version)
                         .await
                         .map_err(|e| self.error(e))?
@@ -633,7 +828,7 @@ impl TableLog {
             // replay more commit files, until the next one.
             if let Err(error) = self.checkpoint(version).await {
                 tracing::warn!(
-                    table = %self.dir.display(),
+                    table = %self.place,
                     version,
                     error = %error,
                     "could not write the table's checkpoint; readers replay its commits instead"
@@ -650,7 +845,7 @@ impl TableLog {
     /// checkpoint, through delta-kernel's default engine (up to 1,000 files read at once, each
     /// with a decoder sized for 1,000 rows), took the bench's process from 124 MiB to 1.37 GiB.
     async fn checkpoint(&mut self, version: Version) -> Result<(), EngineError> {
-        let url = table_url(&self.dir)?;
+        let url = self.place.url()?;
         let engine = self.log_store.engine(None);
         let (written, properties) = tokio::task::spawn_blocking(move || {
             let snapshot = buoyant_kernel::Snapshot::builder_for(url)
@@ -663,8 +858,8 @@ impl TableLog {
         .map_err(|e| EngineError::Config(format!("the checkpoint task failed: {e}")))?
         .map_err(|e| self.error(e.into()))?;
         self.checkpoint_interval = properties.checkpoint_interval().get();
-        if matches!(written, CheckpointWriteResult::Written) {
-            let log_dir = self.dir.join(LOG_DIR);
+        if let (CheckpointWriteResult::Written, Place::Dir(dir)) = (&written, &self.place) {
+            let log_dir = dir.join(LOG_DIR);
             for name in [
                 format!("{version:020}.checkpoint.parquet"),
                 "_last_checkpoint".to_string(),
@@ -686,7 +881,7 @@ impl TableLog {
                 .await
                 .map_err(|e| self.error(e))?;
             tracing::debug!(
-                table = %self.dir.display(),
+                table = %self.place,
                 version,
                 removed,
                 "wrote a checkpoint and removed expired log files"
@@ -695,30 +890,12 @@ impl TableLog {
         Ok(())
     }
 
-    /// The data files in the directory, as `add` actions: every segment file but a crashed
-    /// write's temporary one.
-    fn files_on_disk(&self) -> Result<Vec<Add>, EngineError> {
-        let mut adds = Vec::new();
-        for file in segment_files(&self.dir)? {
-            if file.temporary {
-                continue;
-            }
-            let metadata = fs::metadata(&file.path).map_err(|e| EngineError::io(&file.path, e))?;
-            adds.push(Add {
-                path: relative_path(&self.dir, &file.path)?,
-                partition_values: partition_values(&file.date),
-                size: metadata.len() as i64,
-                modification_time: modified_millis(&metadata),
-                data_change: true,
-                ..Default::default()
-            });
-        }
-        adds.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(adds)
-    }
-
+    /// Makes the commit of `version` durable here: an object store's put already is.
     fn sync_version(&self, version: u64) -> Result<(), EngineError> {
-        let log_dir = self.dir.join(LOG_DIR);
+        let Place::Dir(dir) = &self.place else {
+            return Ok(());
+        };
+        let log_dir = dir.join(LOG_DIR);
         let commit = log_dir.join(format!("{version:020}.json"));
         File::open(&commit)
             .and_then(|f| f.sync_all())
@@ -727,8 +904,30 @@ impl TableLog {
     }
 
     fn error(&self, error: DeltaTableError) -> EngineError {
-        log_error(&self.dir, error)
+        log_error(&self.place, error)
     }
+}
+
+/// The data files in the table directory `dir`, as `add` actions: every segment file but a
+/// crashed write's temporary one.
+fn files_on_disk(dir: &Path) -> Result<Vec<Add>, EngineError> {
+    let mut adds = Vec::new();
+    for file in segment_files(dir)? {
+        if file.temporary {
+            continue;
+        }
+        let metadata = fs::metadata(&file.path).map_err(|e| EngineError::io(&file.path, e))?;
+        adds.push(Add {
+            path: relative_path(dir, &file.path)?,
+            partition_values: partition_values(&file.date),
+            size: metadata.len() as i64,
+            modification_time: modified_millis(&metadata),
+            data_change: true,
+            ..Default::default()
+        });
+    }
+    adds.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(adds)
 }
 
 /// The `add` of a durable file: its place below the table, its day, size and row count.
@@ -742,6 +941,18 @@ fn add_action(root: &Path, file: &DurableFile) -> Result<Add, EngineError> {
         data_change: true,
         // Readers plan with the row count (Spark and Trino answer count(*) from it).
         stats: Some(format!(r#"{{"numRecords":{}}}"#, file.rows)),
+        ..Default::default()
+    })
+}
+
+/// The `add` of a file another log lists, for the store's log ([`crate::sink::mirror`]).
+pub(crate) fn add_of(file: &LoggedFile) -> Action {
+    Action::Add(Add {
+        path: file.path.clone(),
+        partition_values: partition_values(&file.date),
+        size: i64::try_from(file.size).unwrap_or(i64::MAX),
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change: true,
         ..Default::default()
     })
 }
@@ -827,7 +1038,7 @@ fn table_url(dir: &Path) -> Result<url::Url, EngineError> {
         .map_err(|()| EngineError::Config(format!("{}: not a directory path", absolute.display())))
 }
 
-fn log_error(dir: &Path, error: DeltaTableError) -> EngineError {
+fn log_error(table: impl std::fmt::Display, error: DeltaTableError) -> EngineError {
     let retryable = match &error {
         DeltaTableError::Io { source } => crate::is_transient_io(source),
         DeltaTableError::ObjectStore { source } => {
@@ -838,7 +1049,7 @@ fn log_error(dir: &Path, error: DeltaTableError) -> EngineError {
         _ => false,
     };
     EngineError::TableLog {
-        table: dir.display().to_string(),
+        table: table.to_string(),
         message: error
             .to_string()
             .lines()
@@ -1004,18 +1215,42 @@ impl LogStore for BoundedReads {
     }
 }
 
+/// The log store of the table at `url` in the object store `store` (rooted at its bucket),
+/// its reads bounded. delta-rs's default log store, whose commits are put-if-absent: on S3,
+/// object_store sends them with `If-None-Match: *` (S3's conditional writes, and moto's), so
+/// no lock is needed. delta-rs's S3 log store (`deltalake-aws`) is for stores without
+/// conditional writes: a DynamoDB lock, or unsafe renames for a single writer.
+fn object_log_store(
+    url: &url::Url,
+    store: Arc<dyn deltalake_core::ObjectStore>,
+) -> Result<LogStoreRef, EngineError> {
+    let options = StorageConfig::default();
+    let prefixed = options
+        .decorate_store(store.clone(), url)
+        .map_err(|e| log_error(url, e))?;
+    Ok(Arc::new(BoundedReads(default_logstore(
+        Arc::from(prefixed),
+        store,
+        url,
+        &options,
+    ))))
+}
+
 /// The log store of the table at `dir`, its reads bounded ([`BoundedReads`]).
 fn log_store(dir: &Path) -> Result<LogStoreRef, EngineError> {
     let inner = DeltaTableBuilder::from_url(table_url(dir)?)
         .and_then(|builder| builder.build_storage())
-        .map_err(|e| log_error(dir, e))?;
+        .map_err(|e| log_error(dir.display(), e))?;
     Ok(Arc::new(BoundedReads(inner)))
 }
 
 /// The table at `dir` at its latest version, read through [`log_store`].
 async fn load_table(dir: &Path) -> Result<DeltaTable, EngineError> {
     let mut table = DeltaTable::new(log_store(dir)?);
-    table.load().await.map_err(|e| log_error(dir, e))?;
+    table
+        .load()
+        .await
+        .map_err(|e| log_error(dir.display(), e))?;
     Ok(table)
 }
 
@@ -1033,7 +1268,7 @@ fn log_of(dir: &Path) -> Result<Arc<Mutex<TableLog>>, EngineError> {
         return Ok(log.clone());
     }
     let log = Arc::new(Mutex::new(TableLog {
-        dir: dir.clone(),
+        place: Place::Dir(dir.clone()),
         log_store: log_store(&dir)?,
         next_version: None,
         checkpoint_interval: default_checkpoint_interval(),
@@ -1296,10 +1531,10 @@ mod tests {
 
     #[test]
     fn a_lost_race_can_be_retried_and_a_broken_log_cannot() {
-        let dir = Path::new("/data/api_requests");
-        assert!(log_error(dir, DeltaTableError::VersionAlreadyExists(3)).is_retryable());
+        let dir = Path::new("/data/api_requests").display();
+        assert!(log_error(&dir, DeltaTableError::VersionAlreadyExists(3)).is_retryable());
         let broken = DeltaTableError::NotATable("no _delta_log".into());
-        assert!(!log_error(dir, broken).is_retryable());
+        assert!(!log_error(&dir, broken).is_retryable());
     }
 
     #[tokio::test]

@@ -58,6 +58,9 @@ pub(crate) fn compact_command(config: &Config, args: CompactArgs) -> anyhow::Res
     if let Some(keep) = args.vacuum_after {
         settings.vacuum_after_hours = keep.as_secs_f64() / 3600.0;
     }
+    if data.is_dir() {
+        super::mirror_to_store(config, &data)?;
+    }
     let done = compact(&data, &settings, &config.kafka.group_id)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&done)?);

@@ -24,6 +24,9 @@ pub(crate) struct ForgetArgs {
 
 pub(crate) fn forget_command(config: &Config, args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let data = args.data.unwrap_or_else(|| config.data_dir.clone());
+    if data.is_dir() {
+        super::mirror_to_store(config, &data)?;
+    }
     let done = forget(&data, &args.user, &config.kafka.group_id)?;
     let exit = if done.complete() {
         ExitCode::SUCCESS

@@ -23,6 +23,7 @@ pub(crate) fn migrate(config: &Config, args: MigrateArgs) -> anyhow::Result<Exit
             data.display().to_string()
         ));
     }
+    super::mirror_to_store(config, &data)?;
     let opened = open_dataset_logs(&data)?;
     let mut table = TextTable::new();
     table.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);

@@ -13,9 +13,14 @@ pub mod report;
 pub mod run;
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use clap::ValueEnum;
+
+use crate::config::Config;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -23,6 +28,29 @@ pub(crate) enum FormatArg {
     Table,
     Csv,
     Json,
+}
+
+/// With `[object_store] url` set, every file written or removed under `data` from now on goes
+/// to the store too, and each table's log there is brought up to the local one (commits a run
+/// without the store, or a crash before its copy, left behind). Call before anything writes.
+pub(crate) fn mirror_to_store(config: &Config, data: &Path) -> anyhow::Result<()> {
+    let Some(mirror) = burnrate_engine::ObjectMirror::open(&config.object_store)? else {
+        return Ok(());
+    };
+    tracing::info!(
+        url = mirror.url(),
+        "mirroring the dataset to object storage"
+    );
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    burnrate_engine::sink::mirror::mirror_dataset(data, mirror);
+    let replayed = burnrate_engine::sink::mirror::publish_all(data)?;
+    if replayed > 0 {
+        tracing::info!(
+            commits = replayed,
+            "brought the store's table logs up to this directory's"
+        );
+    }
+    Ok(())
 }
 
 /// A progress bar on a terminal, nothing otherwise.

@@ -132,26 +132,22 @@ pub(crate) async fn run(config: &mut Config, args: RunArgs) -> anyhow::Result<Ex
     apply_run_flags(config, &args);
     let decoder = Decoder::new(config.mapping.clone(), config.price_table()?);
     // Before any source opens its sink: every file it writes then goes to the store too.
-    if let Some(mirror) = burnrate_engine::ObjectMirror::open(&config.object_store)? {
-        tracing::info!(
-            url = mirror.url(),
-            "mirroring the dataset to object storage"
-        );
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-        burnrate_engine::sink::mirror::mirror_dataset(&config.data_dir, mirror);
-    }
-    match args.source {
-        Source::Files => run_files(config, args, decoder).await,
-        Source::Kafka => run_kafka(config, args, decoder).await,
+    mirror_to_store(config, &config.data_dir)?;
+    let code = match args.source {
+        Source::Files => run_files(config, args, decoder).await?,
+        Source::Kafka => run_kafka(config, args, decoder).await?,
         Source::Receiver => {
             anyhow::ensure!(
                 !args.drain,
                 "--drain applies to --source files and --source kafka; the receiver runs until stopped"
             );
-            run_receiver(config, decoder).await
+            run_receiver(config, decoder).await?
         }
-    }
+    };
+    // A commit whose copy to the store's log failed was only logged: the run ends with the
+    // store's logs complete, or with an error saying they are not.
+    burnrate_engine::sink::mirror::publish_all(&config.data_dir)?;
+    Ok(code)
 }
 
 /// Flags override the configuration file and environment.
