@@ -481,19 +481,6 @@ fn local_log(table_dir: &Path) -> (String, u64) {
     (id, latest)
 }
 
-/// `burnrate query` over an `s3://` dataset: its one row.
-fn one_at(data: &str, sql: &str, env: &[(&str, String)]) -> serde_json::Map<String, Value> {
-    let out = burnrate_command(&["query", "--data", data, "--format", "json", sql])
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{sql}: {}", stderr(&out));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{sql}: {text}");
-    serde_json::from_str(lines[0]).unwrap()
-}
-
 #[test]
 fn three_replicas_append_to_the_same_delta_tables_on_s3() {
     let s3 = S3Server::start();
@@ -560,7 +547,7 @@ fn three_replicas_append_to_the_same_delta_tables_on_s3() {
 
     // Read through the store's logs alone: every replica's rows, once.
     let lake = "s3://lake/data";
-    let totals = one_at(lake, TOTALS_SQL, &env);
+    let totals = one_with_env(lake, TOTALS_SQL, &pairs(&env));
     assert_eq!(num(&totals, "requests"), 16.0 * 4.0, "{totals:?}");
     assert_eq!(num(&totals, "errors"), 4.0, "{totals:?}");
     assert!(close(num(&totals, "cost"), TOTAL_COST * 4.0), "{totals:?}");
@@ -627,6 +614,6 @@ fn three_replicas_append_to_the_same_delta_tables_on_s3() {
         .filter(|k| !k.contains("/_delta_log/"))
         .count();
     assert_eq!(Some(objects as u64), after["files"].as_u64());
-    let totals = one_at(lake, TOTALS_SQL, &env);
+    let totals = one_with_env(lake, TOTALS_SQL, &pairs(&env));
     assert!(close(num(&totals, "cost"), TOTAL_COST * 4.0), "{totals:?}");
 }

@@ -38,6 +38,17 @@ impl Receiver {
         flags: &[&str],
         shell_limits: &[&str],
     ) -> Receiver {
+        Self::start_in(data, config, flags, shell_limits, &[])
+    }
+
+    /// The same, with more environment (`env`).
+    pub(crate) fn start_in(
+        data: &Path,
+        config: &Path,
+        flags: &[&str],
+        shell_limits: &[&str],
+        env: &[(&str, &str)],
+    ) -> Receiver {
         let (http, grpc, health) = (free_port(), free_port(), free_port());
         let addr = |port: u16| format!("127.0.0.1:{port}");
         let mut args = vec![
@@ -56,7 +67,7 @@ impl Receiver {
         args.extend(flags.iter().map(|f| f.to_string()));
         let child = if shell_limits.is_empty() {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            spawn_burnrate(&args, &[])
+            spawn_burnrate(&args, env)
         } else {
             std::process::Command::new("bash")
                 .arg("-c")
@@ -64,6 +75,7 @@ impl Receiver {
                 .arg(env!("CARGO_BIN_EXE_burnrate"))
                 .args(&args)
                 .env_remove("BURNRATE_CONFIG")
+                .envs(env.iter().copied())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -825,4 +837,50 @@ fn a_receiver_whose_log_cannot_be_written_answers_503_says_why_and_resumes() {
     );
     assert_eq!(num(&calls, "n"), stored.len() as f64, "{calls:?}");
     assert_eq!(num(&calls, "distinct_requests"), stored.len() as f64);
+}
+
+#[test]
+fn two_receivers_mirroring_to_one_bucket_keep_apart() {
+    let s3 = crate::support::s3::S3Server::start();
+    s3.create_bucket("lake");
+    let env = s3.env();
+    let env = pairs(&env);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("burnrate.toml");
+    std::fs::write(&config, "[object_store]\nurl = \"s3://lake/data\"\n").unwrap();
+    // Each its own disk and log, both starting at the same sequence number.
+    let receivers: Vec<Receiver> = ["east", "west"]
+        .iter()
+        .map(|name| {
+            Receiver::start_in(
+                &dir.path().join(name),
+                &config,
+                &["--replica", name],
+                &[],
+                &env,
+            )
+        })
+        .collect();
+    for receiver in &receivers {
+        send_samples(receiver);
+    }
+    for receiver in receivers {
+        let (status, stderr) = receiver.stop();
+        assert!(status.success(), "{stderr}");
+    }
+    let keys = s3.keys("lake", "data/api_requests/date=");
+    assert!(
+        keys.iter().any(|k| k.contains("/receiver-east-")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.contains("/receiver-west-")),
+        "{keys:?}"
+    );
+    // Both receivers' rows, each once, read through the bucket's logs.
+    let totals = one_with_env("s3://lake/data", TOTALS_SQL, &env);
+    assert_eq!(num(&totals, "requests"), 32.0, "{totals:?}");
+    assert_eq!(num(&totals, "errors"), 2.0, "{totals:?}");
+    assert!(close(num(&totals, "cost"), 2.0 * TOTAL_COST), "{totals:?}");
+    assert_eq!(num(&totals, "input"), 2.0 * TOTAL_INPUT, "{totals:?}");
 }

@@ -203,6 +203,25 @@ pub fn one(data: &Path, sql: &str) -> serde_json::Map<String, Value> {
     rows.into_iter().next().unwrap()
 }
 
+/// `burnrate query` over `data` (a directory or an `s3://` dataset) with more environment: its
+/// one row.
+pub fn one_with_env(data: &str, sql: &str, env: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+    let out = burnrate_command(&["query", "--data", data, "--format", "json", sql])
+        .envs(env.iter().copied())
+        .output()
+        .expect("burnrate runs");
+    assert!(out.status.success(), "{sql}: {}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{sql}: {text}");
+    serde_json::from_str(lines[0]).unwrap()
+}
+
+/// Environment pairs as `Command::envs` and [`spawn_burnrate`] take them.
+pub fn pairs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 pub fn num(row: &serde_json::Map<String, Value>, key: &str) -> f64 {
     row.get(key)
         .and_then(Value::as_f64)

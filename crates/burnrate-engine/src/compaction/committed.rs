@@ -15,7 +15,7 @@ use crate::EngineError;
 use crate::sink::table_log;
 use crate::source::kafka::{KAFKA_SEGMENT_PREFIX, position_app_id, segment_position};
 use crate::source::ledger::{FILES_SEGMENT_PREFIX, FileLedger};
-use crate::source::receiver::{RECEIVER_SEGMENT_PREFIX, uncommitted_segments};
+use crate::source::receiver::{RECEIVER_SEGMENT_PREFIX, receiver_seq, uncommitted_seqs};
 use crate::stream::windows::{WINDOW_SEGMENT_PREFIX, checkpointed_seqs};
 
 /// What the sources had committed when it was read. Read it after the tables' files: a
@@ -25,7 +25,8 @@ use crate::stream::windows::{WINDOW_SEGMENT_PREFIX, checkpointed_seqs};
 pub struct CommittedSegments {
     /// Next offset by (topic, partition), for the configured consumer group.
     kafka: HashMap<(String, i32), i64>,
-    receiver_pending: HashSet<String>,
+    /// The receiver's write-ahead logs not deleted yet, by sequence number.
+    receiver_pending: HashSet<u64>,
     files: HashSet<String>,
     windows: BTreeMap<String, u64>,
 }
@@ -57,7 +58,7 @@ impl CommittedSegments {
             .collect();
         Ok(CommittedSegments {
             kafka,
-            receiver_pending: uncommitted_segments(root)?.into_iter().collect(),
+            receiver_pending: uncommitted_seqs(root)?.into_iter().collect(),
             files: FileLedger::committed_at(root)?,
             windows: checkpointed_seqs(root)?,
         })
@@ -73,7 +74,7 @@ impl CommittedSegments {
             });
         }
         if segment.starts_with(RECEIVER_SEGMENT_PREFIX) {
-            return !self.receiver_pending.contains(segment);
+            return receiver_seq(segment).is_none_or(|seq| !self.receiver_pending.contains(&seq));
         }
         if segment.starts_with(FILES_SEGMENT_PREFIX) {
             return self.files.contains(segment);
@@ -97,7 +98,7 @@ mod tests {
     fn each_source_says_what_it_committed() {
         let committed = CommittedSegments {
             kafka: HashMap::from([(("otlp-logs".to_string(), 2), 100)]),
-            receiver_pending: HashSet::from(["receiver-00000000000000000009".to_string()]),
+            receiver_pending: HashSet::from([9, 12]),
             files: HashSet::from(["files-aa".to_string()]),
             windows: BTreeMap::from([("pod-0".to_string(), 7)]),
         };
@@ -110,6 +111,8 @@ mod tests {
         );
         assert!(committed.contains("receiver-00000000000000000008"));
         assert!(!committed.contains("receiver-00000000000000000009"));
+        assert!(committed.contains("receiver-pod-0-00000000000000000011"));
+        assert!(!committed.contains("receiver-pod-0-00000000000000000012"));
         assert!(committed.contains("files-aa"));
         assert!(!committed.contains("files-bb"));
         assert!(committed.contains("windows-pod-0-000000000007"));

@@ -382,18 +382,20 @@ impl OtlpReceiver {
         std::fs::create_dir_all(output).map_err(|e| EngineError::io(output, e))?;
         let wal_dir = output.join(STATE_DIR).join("receiver");
         let pending = list_wals(&wal_dir)?;
-        let segments: Vec<String> = pending.iter().map(|seq| segment_name(*seq)).collect();
-        // Files of a log being replayed may be half there: they are written again from the log.
+        // Files of a log being replayed may be half there: they are written again from the log
+        // (under whatever replica name the run that wrote them had).
         remove_segments(output, |segment, temporary| {
             segment.starts_with(RECEIVER_SEGMENT_PREFIX)
-                && (temporary || segments.iter().any(|s| s == segment))
+                && (temporary || receiver_seq(segment).is_some_and(|seq| pending.contains(&seq)))
         })?;
+        let replica = windows.replica().to_string();
         let tracker = rebuild_delta_tracker(output).await?;
         let disk = Arc::new(DiskTrouble::default());
         let decode = DecodePool::new(decoder, config.decode_threads).map_err(|e| {
             EngineError::Config(format!("starting the receiver's decode workers: {e}"))
         })?;
         let writer = Writer {
+            replica,
             decode,
             tracker,
             health: health.clone(),
@@ -567,15 +569,26 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, E
         .map_err(|e| EngineError::Config(format!("{what} listener {addr}: {e}")))
 }
 
-fn segment_name(seq: u64) -> String {
-    format!("{RECEIVER_SEGMENT_PREFIX}{seq:020}")
+/// `receiver-<replica>-<seq>`: the replica's name keeps two receivers' files apart where their
+/// datasets meet (one bucket prefix, [`crate::sink::mirror`]); each has its own sequence.
+fn segment_name(replica: &str, seq: u64) -> String {
+    format!("{RECEIVER_SEGMENT_PREFIX}{replica}-{seq:020}")
 }
 
-/// The receiver's segments under `data_dir` not committed yet: a segment's write-ahead log is
-/// deleted only once its files are in the tables' logs and the windows have counted them.
-pub(crate) fn uncommitted_segments(data_dir: &Path) -> Result<Vec<String>, EngineError> {
+/// The log sequence number a receiver segment was written from: `receiver-<replica>-<seq>`, or
+/// `receiver-<seq>` as receivers named them before.
+pub(crate) fn receiver_seq(segment: &str) -> Option<u64> {
+    let rest = segment.strip_prefix(RECEIVER_SEGMENT_PREFIX)?;
+    let seq = rest.rsplit_once('-').map_or(rest, |(_, seq)| seq);
+    seq.parse().ok()
+}
+
+/// The sequence numbers of the receiver's segments under `data_dir` not committed yet: a
+/// segment's write-ahead log is deleted only once its files are in the tables' logs and the
+/// windows have counted them.
+pub(crate) fn uncommitted_seqs(data_dir: &Path) -> Result<Vec<u64>, EngineError> {
     let wal_dir = data_dir.join(STATE_DIR).join("receiver");
-    Ok(list_wals(&wal_dir)?.into_iter().map(segment_name).collect())
+    list_wals(&wal_dir)
 }
 
 /// Log numbers grow over restarts: microseconds since the epoch, or past the newest log left.
@@ -601,6 +614,8 @@ struct FlushJob {
 
 /// Logs, decodes and answers requests; owns the decode stage and the metric state.
 struct Writer {
+    /// This process's name among replicas: in its segments' names.
+    replica: String,
     decode: DecodePool,
     tracker: DeltaTracker,
     health: Arc<PipelineHealth>,
@@ -670,7 +685,11 @@ impl Writer {
                 rows_with_errors: 0,
             });
         };
-        let origin = format!("receiver/{}/{}", frame.signal.as_str(), segment_name(seq));
+        let origin = format!(
+            "receiver/{}/{}",
+            frame.signal.as_str(),
+            segment_name(&self.replica, seq)
+        );
         buffer.add_dead(DeadLetter::now(origin, error.to_string(), bytes));
         Ok(Outcome::Rejected {
             too_large: matches!(error, DecodeError::TooLarge { .. }),
@@ -916,7 +935,7 @@ impl Flusher {
     ) -> Result<FlushTotals, EngineError> {
         for job in jobs {
             let segment = job.buffer.into_segment()?;
-            let name = segment_name(job.seq);
+            let name = segment_name(self.windows.replica(), job.seq);
             let mut retry_in = HANDOFF_RETRY;
             loop {
                 match segment.write(&self.sink, &name, &self.health, &mut self.written) {
