@@ -11,6 +11,10 @@
 //! the CPU the process used meanwhile (200% is both cores of this machine), by stage. A second
 //! burnrate configuration sets librdkafka's own prefetch sizes over burnrate's, so the memory
 //! budget pauses the partitions again and again.
+//!
+//! The cost of the Delta logs is measured against burnrate itself: the same pipeline writing
+//! plain Parquet, committed to no log (`table_logs = false`, as burnrate wrote before the logs),
+//! its rounds interleaved with the logged ones so that drift on the machine hits both alike.
 
 // The binary's allocator and its settings, so the bench measures what runs.
 #[path = "../crates/burnrate/src/allocator.rs"]
@@ -124,15 +128,19 @@ const MEMORY_LIMIT: u64 = 512 << 20;
 const PREFETCH_MEMORY_LIMIT: u64 = 576 << 20;
 
 /// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit, with
-/// `client` properties set over burnrate's.
+/// `client` properties set over burnrate's; with the Delta logs, or plain Parquet without.
 fn burnrate(
     broker: &Broker,
     group: &str,
     messages: usize,
     client: &[(&str, &str)],
     memory_limit: u64,
+    logs: bool,
 ) -> Round {
     let data = tempfile::tempdir().unwrap();
+    if !logs {
+        burnrate_engine::sink::table_log::write_without_logs(data.path()).unwrap();
+    }
     let health = PipelineHealth::new();
     let config = KafkaSourceConfig {
         brokers: broker.address.clone(),
@@ -295,19 +303,16 @@ fn main() {
             .map(|i| bare_consumer(&broker, &format!("bare-{i}"), messages))
             .collect(),
     );
-    let ours = median(
-        (0..rounds)
-            .map(|i| {
-                burnrate(
-                    &broker,
-                    &format!("burnrate-{i}"),
-                    messages,
-                    &[],
-                    MEMORY_LIMIT,
-                )
-            })
-            .collect(),
-    );
+    let (mut logged, mut plain) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        // Which goes first alternates.
+        for logs in [i % 2 == 0, i % 2 != 0] {
+            let group = format!("burnrate-{}-{i}", if logs { "logged" } else { "plain" });
+            let round = burnrate(&broker, &group, messages, &[], MEMORY_LIMIT, logs);
+            if logs { &mut logged } else { &mut plain }.push(round);
+        }
+    }
+    let (ours, plain) = (median(logged), median(plain));
     let paced = median(
         (0..rounds)
             .map(|i| {
@@ -318,6 +323,7 @@ fn main() {
                     messages,
                     &LIBRDKAFKA_PREFETCH,
                     PREFETCH_MEMORY_LIMIT,
+                    true,
                 )
             })
             .collect(),
@@ -347,6 +353,12 @@ fn main() {
         .collect();
     println!("  burnrate CPU by thread: {}", stages.join(", "));
     println!("  burnrate's own metrics: {}", ours.health.join(", "));
+    println!(
+        "  burnrate, plain Parquet (no Delta logs): {:>7.0} messages/s {:>4.0}% CPU; with the logs {:.3}x its throughput",
+        rate(&plain),
+        plain.cpu * 100.0,
+        rate(&ours) / rate(&plain)
+    );
     let consuming = messages as f64 / ours.consuming;
     println!(
         "  burnrate while consuming: {consuming:>7.0} messages/s (without the drain's quiet second and final flush)"

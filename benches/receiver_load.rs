@@ -9,7 +9,8 @@
 //! HTTP/1.1 with axum (as the receiver does) on the same two cores, answering 200 to every post
 //! after reading its body, and storing nothing. What the ratio measures is therefore what
 //! burnrate adds to a bare HTTP server: the token check, decoding, the write-ahead log and the
-//! Parquet flushes.
+//! Parquet flushes. A third server is burnrate again writing plain Parquet, committed to no
+//! Delta log (`--no-table-logs`): the logged receiver's ratio to it is what the logs cost.
 //!
 //! `cargo bench -p burnrate --bench receiver_load` posts 64 × 3,000 requests to each server;
 //! under `cargo test` it runs once with 64 × 20 as a smoke test.
@@ -226,29 +227,41 @@ fn main() {
     let data = tempfile::tempdir().unwrap();
     let tokens = data.path().join("tokens");
     writeln!(std::fs::File::create(&tokens).unwrap(), "{TOKEN} bench").unwrap();
-    let output = data.path().join("data");
-    let (ours, log) = measure(
-        |port| {
-            spawn_burnrate(
-                &[
-                    "run",
-                    "--http-listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--grpc-listen",
-                    &format!("127.0.0.1:{}", free_port()),
-                    "--health-listen",
-                    &format!("127.0.0.1:{}", free_port()),
-                    "--auth-tokens",
-                    tokens.to_str().unwrap(),
-                    "--output",
-                    output.to_str().unwrap(),
-                ],
-                &[],
-            )
-        },
-        &posts,
-        per_client,
-    );
+    let receiver = |output: &str, more: &'static [&'static str]| {
+        let tokens = tokens.to_str().unwrap().to_string();
+        let output = data.path().join(output);
+        move |port: u16| {
+            let mut args = vec![
+                "run".to_string(),
+                "--http-listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--grpc-listen".into(),
+                format!("127.0.0.1:{}", free_port()),
+                "--health-listen".into(),
+                format!("127.0.0.1:{}", free_port()),
+                "--auth-tokens".into(),
+                tokens,
+                "--output".into(),
+                output.to_str().unwrap().into(),
+            ];
+            args.extend(more.iter().map(|a| a.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            spawn_burnrate(&args, &[])
+        }
+    };
+    // The same receiver writing plain Parquet, committed to no Delta log: what the logs cost.
+    // Second, or first with `BURNRATE_BENCH_PLAIN_FIRST=1`: two runs see both orders.
+    let plain_first = std::env::var_os("BURNRATE_BENCH_PLAIN_FIRST").is_some_and(|v| v == "1");
+    let ((ours, log), (plain, plain_log)) = if plain_first {
+        let plain = measure(receiver("plain", &["--no-table-logs"]), &posts, per_client);
+        (measure(receiver("data", &[]), &posts, per_client), plain)
+    } else {
+        let ours = measure(receiver("data", &[]), &posts, per_client);
+        (
+            ours,
+            measure(receiver("plain", &["--no-table-logs"]), &posts, per_client),
+        )
+    };
     // Every request was answered 200 and is in the receiver's own count.
     assert!(
         bare.load.failures.is_empty(),
@@ -267,11 +280,26 @@ fn main() {
         log.contains(&format!("{} requests (0 rejected)", ours.load.requests)),
         "{log}"
     );
+    assert!(
+        plain.load.failures.is_empty()
+            && plain_log.contains(&format!("{} requests (0 rejected)", plain.load.requests)),
+        "without the logs: {:?}\n{}",
+        &plain.load.failures[..plain.load.failures.len().min(5)],
+        tail(&plain_log, 40)
+    );
+    assert!(
+        !data.path().join("plain/api_requests/_delta_log").exists(),
+        "--no-table-logs wrote a log"
+    );
 
     println!(
         "receiver_load: {CLIENTS} clients × {per_client} posts of the real exports ({bytes_per_request:.0} bytes on average), bearer token, keep-alive"
     );
-    for (name, m) in [("bare axum server", &bare), ("burnrate receiver", &ours)] {
+    for (name, m) in [
+        ("bare axum server", &bare),
+        ("burnrate receiver", &ours),
+        ("... plain Parquet", &plain),
+    ] {
         println!(
             "  {name:>18}: {:>8.0} requests/s  p50 {:>6.2} ms  p99 {:>6.2} ms  peak RSS {:>5.0} MiB  CPU {:>4.0}% (clients {:>3.0}%)",
             m.load.requests as f64 / m.load.seconds,
@@ -282,10 +310,11 @@ fn main() {
             m.client_cpu * 100.0
         );
     }
+    let rate = |m: &Measured| m.load.requests as f64 / m.load.seconds;
     println!(
-        "  ratio: {:.2}x the bare server's requests/s",
-        (ours.load.requests as f64 / ours.load.seconds)
-            / (bare.load.requests as f64 / bare.load.seconds)
+        "  ratio: {:.2}x the bare server's requests/s; with the Delta logs {:.3}x the receiver writing plain Parquet",
+        rate(&ours) / rate(&bare),
+        rate(&ours) / rate(&plain)
     );
 }
 

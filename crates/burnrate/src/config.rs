@@ -60,6 +60,12 @@ pub struct Config {
     /// Default: 512 MiB (a budget of 157 MiB with the release build's code).
     #[serde(deserialize_with = "byte_size")]
     pub memory_limit: u64,
+    /// Whether `run` commits every file to its table's Delta log (and the sources' positions to
+    /// the positions table). `false` writes plain Hive-partitioned Parquet, as burnrate did
+    /// before the logs: read by listing, with no compaction, `forget` or object-store logs; kept
+    /// as the baseline the ingest benches measure the logs against. Refused for a dataset that
+    /// has logs. Default: true.
+    pub table_logs: bool,
 }
 
 /// `memory_limit`: bytes, or a string with a unit (B, KiB, MiB, GiB; KB, MB, GB).
@@ -150,6 +156,7 @@ impl Default for Config {
             report: ReportConfig::default(),
             compaction: CompactionConfig::default(),
             memory_limit: 512 << 20,
+            table_logs: true,
         }
     }
 }

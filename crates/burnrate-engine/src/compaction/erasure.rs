@@ -643,14 +643,8 @@ mod tests {
         let letters: Vec<DeadLetter> = payloads
             .iter()
             .enumerate()
-            .map(|(i, payload)| DeadLetter {
-                received_at_nanos: NEW_YEAR + i as i64,
-                origin: format!("test/{i}"),
-                topic: None,
-                partition: None,
-                offset: None,
-                error: "bad".into(),
-                payload: payload.as_bytes().to_vec(),
+            .map(|(i, payload)| {
+                DeadLetter::numbered(i, NEW_YEAR + i as i64, payload.as_bytes().to_vec())
             })
             .collect();
         BTreeMap::from([(

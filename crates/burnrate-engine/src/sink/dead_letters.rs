@@ -34,6 +34,20 @@ impl DeadLetter {
             payload,
         }
     }
+
+    /// The `i`th of a test's letters, received at `received_at_nanos`.
+    #[cfg(test)]
+    pub(crate) fn numbered(i: usize, received_at_nanos: i64, payload: Vec<u8>) -> Self {
+        DeadLetter {
+            received_at_nanos,
+            origin: format!("test/{i}"),
+            topic: None,
+            partition: None,
+            offset: None,
+            error: "bad".into(),
+            payload,
+        }
+    }
 }
 
 pub fn dead_letter_batch(letters: &[DeadLetter]) -> Result<RecordBatch, ArrowError> {

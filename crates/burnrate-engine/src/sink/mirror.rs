@@ -499,15 +499,7 @@ mod tests {
 
     fn segment(rows: usize) -> BTreeMap<Table, Vec<RecordBatch>> {
         let letters: Vec<DeadLetter> = (0..rows)
-            .map(|i| DeadLetter {
-                received_at_nanos: NEW_YEAR + i as i64,
-                origin: format!("test/{i}"),
-                topic: None,
-                partition: None,
-                offset: None,
-                error: "bad".into(),
-                payload: vec![0; i + 1],
-            })
+            .map(|i| DeadLetter::numbered(i, NEW_YEAR + i as i64, vec![0; i + 1]))
             .collect();
         BTreeMap::from([(
             Table::DeadLetters,

@@ -136,11 +136,54 @@ enum LogKind {
     Positions,
 }
 
+/// Datasets written as plain Parquet, with no logs ([`write_without_logs`]).
+fn unlogged() -> &'static Mutex<Vec<PathBuf>> {
+    static ROOTS: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
+    ROOTS.get_or_init(Mutex::default)
+}
+
+/// From now on, the files written or removed under `root` are committed to no log and the
+/// sources' positions to no positions table: the dataset as burnrate wrote it before the logs,
+/// plain Hive-partitioned Parquet that readers list, exactly-once by file names alone (a replay
+/// rewrites the same names). What the ingest benches measure the logs against
+/// (`table_logs = false`). Refused for a dataset that has a log, whose readers would never see
+/// the files written without it.
+pub fn write_without_logs(root: &Path) -> Result<(), EngineError> {
+    let logged: Vec<&str> = Table::ALL
+        .iter()
+        .filter(|table| has_log(&root.join(table.name())))
+        .map(|table| table.name())
+        .collect();
+    if !logged.is_empty() {
+        return Err(EngineError::Config(format!(
+            "{}: its tables {} have Delta logs, whose readers would not see files written without them; keep table_logs = true",
+            root.display(),
+            logged.join(", ")
+        )));
+    }
+    let root = std::path::absolute(root).map_err(|e| EngineError::io(root, e))?;
+    let mut roots = unlogged()
+        .lock()
+        .map_err(|_| EngineError::Config("the table log registry panicked".into()))?;
+    if !roots.contains(&root) {
+        roots.push(root);
+    }
+    Ok(())
+}
+
+/// Whether the dataset at `root` is written without logs.
+fn without_logs(root: &Path) -> bool {
+    let Ok(roots) = unlogged().lock() else {
+        return false;
+    };
+    !roots.is_empty() && std::path::absolute(root).is_ok_and(|root| roots.contains(&root))
+}
+
 /// Commits `positions` (an app id and the version it has reached, for instance a partition's
 /// next offset) to the positions table under `root`, in one commit. Call once what they cover
 /// is committed to every data table: a source resumes from them.
 pub fn commit_positions(root: &Path, positions: &[(String, i64)]) -> Result<(), EngineError> {
-    if positions.is_empty() {
+    if positions.is_empty() || without_logs(root) {
         return Ok(());
     }
     let updated = chrono::Utc::now().timestamp_millis();
@@ -201,6 +244,9 @@ pub fn has_log(table_dir: &Path) -> bool {
 /// Commits `files` to their tables' logs, one commit per table, creating a log where there is
 /// none. Call only once the files are durable: a reader may read them at once.
 pub fn add_files(root: &Path, files: &[DurableFile]) -> Result<(), EngineError> {
+    if without_logs(root) {
+        return Ok(());
+    }
     let mut by_table: BTreeMap<Table, Vec<Action>> = BTreeMap::new();
     for file in files {
         by_table
@@ -226,6 +272,9 @@ pub fn add_files(root: &Path, files: &[DurableFile]) -> Result<(), EngineError> 
 /// the caller deletes them: a reader then never lists a file that is gone. Files no log lists
 /// are left out.
 pub fn remove_files(root: &Path, files: &[(Table, PathBuf)]) -> Result<(), EngineError> {
+    if without_logs(root) {
+        return Ok(());
+    }
     let mut by_table: BTreeMap<Table, Vec<&Path>> = BTreeMap::new();
     for (table, path) in files {
         by_table.entry(*table).or_default().push(path);
@@ -1297,14 +1346,9 @@ mod tests {
     /// `count` dead letters, the first `on_new_year` on 2026-01-01 and the rest a day later.
     fn letters(count: usize, on_new_year: usize) -> RecordBatch {
         let letters: Vec<DeadLetter> = (0..count)
-            .map(|i| DeadLetter {
-                received_at_nanos: NEW_YEAR + if i < on_new_year { 0 } else { DAY } + i as i64,
-                origin: format!("test/{i}"),
-                topic: None,
-                partition: None,
-                offset: None,
-                error: "bad".into(),
-                payload: vec![0; i + 1],
+            .map(|i| {
+                let day = if i < on_new_year { 0 } else { DAY };
+                DeadLetter::numbered(i, NEW_YEAR + day + i as i64, vec![0; i + 1])
             })
             .collect();
         dead_letter_batch(&letters).unwrap()
@@ -1527,6 +1571,28 @@ mod tests {
             assert_eq!(row.column(1).as_primitive::<Int64Type>().value(0), 2);
         }
         assert!(old_file.exists(), "the old file stays as it was");
+    }
+
+    #[tokio::test]
+    async fn without_logs_a_dataset_is_plain_parquet_read_by_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_without_logs(root).unwrap();
+        let sink = ParquetSink::new(root);
+        sink.write_segment("files-a", &segment(letters(3, 3)))
+            .unwrap();
+        commit_positions(root, &[("kafka-g-t-0".into(), 7)]).unwrap();
+        assert!(!has_log(&root.join("dead_letters")));
+        assert!(!root.join(POSITIONS_DIR).exists());
+        assert_eq!(count(root, "SELECT count(*) FROM dead_letters").await, 3);
+
+        // A dataset with logs is never written past them.
+        let logged = tempfile::tempdir().unwrap();
+        ParquetSink::new(logged.path())
+            .write_segment("files-a", &segment(letters(1, 1)))
+            .unwrap();
+        let refused = write_without_logs(logged.path()).unwrap_err();
+        assert!(refused.to_string().contains("dead_letters"), "{refused}");
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub(crate) fn compact_command(config: &Config, args: CompactArgs) -> anyhow::Res
     if let Some(keep) = args.vacuum_after {
         settings.vacuum_after_hours = keep.as_secs_f64() / 3600.0;
     }
+    super::ensure_table_logs(config, "compact")?;
     if data.is_dir() {
         super::mirror_to_store(config, &data)?;
     }

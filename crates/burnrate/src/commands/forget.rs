@@ -24,6 +24,7 @@ pub(crate) struct ForgetArgs {
 
 pub(crate) fn forget_command(config: &Config, args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let data = args.data.unwrap_or_else(|| config.data_dir.clone());
+    super::ensure_table_logs(config, "forget")?;
     if data.is_dir() {
         super::mirror_to_store(config, &data)?;
     }

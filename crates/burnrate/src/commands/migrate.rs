@@ -23,6 +23,7 @@ pub(crate) fn migrate(config: &Config, args: MigrateArgs) -> anyhow::Result<Exit
             data.display().to_string()
         ));
     }
+    super::ensure_table_logs(config, "migrate")?;
     super::mirror_to_store(config, &data)?;
     let opened = open_dataset_logs(&data)?;
     let mut table = TextTable::new();

@@ -53,6 +53,16 @@ pub(crate) fn mirror_to_store(config: &Config, data: &Path) -> anyhow::Result<()
     Ok(())
 }
 
+/// `compact`, `forget` and `migrate` work through the tables' logs, which `table_logs = false`
+/// does without.
+pub(crate) fn ensure_table_logs(config: &Config, command: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.table_logs,
+        "burnrate {command} works through the tables' Delta logs, and table_logs = false writes none"
+    );
+    Ok(())
+}
+
 /// A progress bar on a terminal, nothing otherwise.
 pub(crate) fn progress_bar(length: u64, template: &str) -> ProgressBar {
     let bar = if std::io::stderr().is_terminal() {

@@ -107,6 +107,9 @@ pub(crate) struct RunArgs {
     /// Price only from --prices: the embedded table is left out.
     #[arg(long, requires = "prices")]
     no_embedded_prices: bool,
+    /// Write plain Hive-partitioned Parquet, committed to no Delta log (`table_logs = false`).
+    #[arg(long)]
+    no_table_logs: bool,
     /// Which record counts a Claude Code model or tool call: its log event or its span.
     #[arg(long, value_enum, env = "BURNRATE_CALL_SOURCE")]
     call_source: Option<CallSourceArg>,
@@ -131,6 +134,13 @@ enum ContentArg {
 pub(crate) async fn run(config: &mut Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     apply_run_flags(config, &args);
     let decoder = Decoder::new(config.mapping.clone(), config.price_table()?);
+    if !config.table_logs {
+        anyhow::ensure!(
+            config.object_store.url.is_none(),
+            "table_logs = false: the object store's copy is committed through the logs; set one or the other"
+        );
+        burnrate_engine::sink::table_log::write_without_logs(&config.data_dir)?;
+    }
     // Before any source opens its sink: every file it writes then goes to the store too.
     mirror_to_store(config, &config.data_dir)?;
     let code = match args.source {
@@ -154,6 +164,9 @@ pub(crate) async fn run(config: &mut Config, args: RunArgs) -> anyhow::Result<Ex
 fn apply_run_flags(config: &mut Config, args: &RunArgs) {
     if let Some(output) = &args.output {
         config.data_dir = output.clone();
+    }
+    if args.no_table_logs {
+        config.table_logs = false;
     }
     if args.no_embedded_prices {
         config.prices_embedded = false;
@@ -300,6 +313,10 @@ fn start_compaction(
     config: &Config,
     budget: &std::sync::Arc<MemoryBudget>,
 ) -> anyhow::Result<Option<InProcessCompaction>> {
+    // Compaction swaps files through the logs.
+    if !config.table_logs {
+        return Ok(None);
+    }
     Ok(InProcessCompaction::start(
         &config.data_dir,
         &config.compaction,
