@@ -630,4 +630,27 @@ mod tests {
         assert!(!error.is_retryable(), "{error}");
         assert!(error.to_string().contains("no longer keeps"), "{error}");
     }
+
+    #[test]
+    fn the_stores_log_writes_a_checkpoint_every_hundred_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let store = Arc::new(InMemory::new());
+        mirror_dataset(root, mirror(store.clone()));
+        let sink = ParquetSink::new(root);
+        for n in 0..101 {
+            sink.write_segment(&format!("files-{n:03}"), &segment(1))
+                .unwrap();
+        }
+        let checkpoint = ObjectPath::from(
+            "data/dead_letters/_delta_log/00000000000000000100.checkpoint.parquet",
+        );
+        let head = store.clone();
+        block_on(move || async move { head.head(&checkpoint).await.map(|_| ()) })
+            .expect("the store's log has its checkpoint");
+        // Read from that checkpoint: every file, and where this directory's log stands.
+        let (files, holds, head) = store_log(&store, root);
+        assert_eq!(files.len(), 101);
+        assert_eq!(holds, Some(head as i64));
+    }
 }

@@ -5,7 +5,10 @@
 //! Owns: creating a table's log (its Delta schema from the table's Arrow schema, partitioned by
 //! `date`), adopting the files of a dataset written before the logs existed (plain
 //! Hive-partitioned Parquet, kept as it is, not rewritten), committing the files a flush made
-//! durable or a replay removed, and listing a table's files at its latest version.
+//! durable or a replay removed, and listing a table's files at its latest version; the same for
+//! a table's log on object storage ([`ObjectLog`]), which [`crate::sink::mirror`] is handed
+//! every local commit for. A dataset can also be written with no logs at all
+//! ([`write_without_logs`]).
 //!
 //! Must not know: which source wrote a file or what its name means; that is the caller's.
 //!
