@@ -298,7 +298,14 @@ fn compaction_under_a_query_loop_keeps_every_answer_exact() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(data_files(&data.join("api_requests")).len(), days as usize);
-    assert_eq!(one(&data, CALLS_SQL), expected);
+    // The same rows; a sum of floats over other files may differ in its last bit.
+    let after = one(&data, CALLS_SQL);
+    assert_eq!(num(&after, "calls"), num(&expected, "calls"));
+    assert_eq!(num(&after, "input"), num(&expected, "input"));
+    assert!(
+        close(num(&after, "cost"), num(&expected, "cost")),
+        "{after:?}"
+    );
 }
 
 /// How many rows of every data file of `table` on disk, listed by its log or not, match
