@@ -608,7 +608,17 @@ fn three_replicas_append_to_the_same_delta_tables_on_s3() {
         after["files"].as_u64() < theirs["files"].as_u64(),
         "{after} after {theirs}"
     );
-    assert_eq!(after["rows"], theirs["rows"]);
+    // The same rows; the cost summed over other files may differ in its last bit.
+    let (before, now) = (&theirs["rows"][0], &after["rows"][0]);
+    assert_eq!(now["calls"], before["calls"], "{after}");
+    assert_eq!(now["input"], before["input"], "{after}");
+    assert!(
+        close(
+            now["cost"].as_f64().unwrap(),
+            before["cost"].as_f64().unwrap()
+        ),
+        "{after}"
+    );
     let (_, compacted) = local_log(&data("c").join("api_requests"));
     assert_eq!(
         after["txn"][&app_ids[2]].as_u64(),

@@ -456,23 +456,8 @@ fn the_dataset_mirrors_to_s3_reads_back_from_it_and_the_cronjob_writes_its_repor
     );
 
     // Read back from the store alone, with the totals of the samples.
-    let read = |sql: &str| {
-        let out = burnrate_with_env(
-            &[
-                "query",
-                "--data",
-                "s3://burnrate-dataset/data",
-                "--format",
-                "json",
-                sql,
-            ],
-            &env,
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        let line = String::from_utf8(out.stdout).unwrap();
-        serde_json::from_str::<serde_json::Map<String, Value>>(line.lines().next().unwrap())
-            .unwrap()
-    };
+    let env_pairs = pairs(&env);
+    let read = |sql: &str| one_with_env("s3://burnrate-dataset/data", sql, &env_pairs);
     let totals = read(TOTALS_SQL);
     assert!(close(num(&totals, "cost"), TOTAL_COST), "{totals:?}");
     assert_eq!(num(&totals, "input"), TOTAL_INPUT);

@@ -171,14 +171,20 @@ pub fn summary_messages(log: &str) -> u64 {
 
 /// Rows of a query as JSON objects.
 pub fn query(data: &Path, sql: &str) -> Vec<serde_json::Map<String, Value>> {
-    let out = burnrate(&[
-        "query",
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "json",
-        sql,
-    ]);
+    query_with_env(data.to_str().unwrap(), sql, &[])
+}
+
+/// `burnrate query` over `data` (a directory or an `s3://` dataset) with more environment: its
+/// rows.
+pub fn query_with_env(
+    data: &str,
+    sql: &str,
+    env: &[(&str, &str)],
+) -> Vec<serde_json::Map<String, Value>> {
+    let out = burnrate_command(&["query", "--data", data, "--format", "json", sql])
+        .envs(env.iter().copied())
+        .output()
+        .expect("burnrate runs");
     assert!(
         out.status.success(),
         "query {sql:?} failed: {}",
@@ -198,23 +204,14 @@ pub fn query(data: &Path, sql: &str) -> Vec<serde_json::Map<String, Value>> {
 }
 
 pub fn one(data: &Path, sql: &str) -> serde_json::Map<String, Value> {
-    let rows = query(data, sql);
-    assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
-    rows.into_iter().next().unwrap()
+    one_with_env(data.to_str().unwrap(), sql, &[])
 }
 
-/// `burnrate query` over `data` (a directory or an `s3://` dataset) with more environment: its
-/// one row.
+/// [`query_with_env`]'s one row.
 pub fn one_with_env(data: &str, sql: &str, env: &[(&str, &str)]) -> serde_json::Map<String, Value> {
-    let out = burnrate_command(&["query", "--data", data, "--format", "json", sql])
-        .envs(env.iter().copied())
-        .output()
-        .expect("burnrate runs");
-    assert!(out.status.success(), "{sql}: {}", stderr(&out));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{sql}: {text}");
-    serde_json::from_str(lines[0]).unwrap()
+    let rows = query_with_env(data, sql, env);
+    assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+    rows.into_iter().next().unwrap()
 }
 
 /// Environment pairs as `Command::envs` and [`spawn_burnrate`] take them.
