@@ -747,6 +747,9 @@ fn the_flush_threshold_counts_gzip_bodies_inflated() {
     assert!(status.success(), "{log}");
 }
 
+/// Killed with every request answered and nothing flushed: the next start replays the log.
+/// A log left behind whose number the positions table holds is in the tables already: the
+/// start after deletes it unread.
 #[test]
 fn a_receiver_killed_after_answering_200_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -759,7 +762,12 @@ fn a_receiver_killed_after_answering_200_loses_nothing() {
     signal(&receiver.child, "KILL");
     let _ = receiver.child.wait();
     drop(receiver);
-    assert!(!walk(&data.join("_burnrate/receiver")).is_empty());
+    let logs = walk(&data.join("_burnrate/receiver"));
+    assert!(!logs.is_empty());
+    let kept: Vec<(String, Vec<u8>)> = logs
+        .iter()
+        .map(|log| (log.clone(), std::fs::read(log).unwrap()))
+        .collect();
 
     let receiver = Receiver::start(&data, &config);
     let (status, log) = receiver.stop();
@@ -773,6 +781,41 @@ fn a_receiver_killed_after_answering_200_loses_nothing() {
     let (status, log) = receiver.stop();
     assert!(status.success() && !log.contains("replayed"), "{log}");
     assert_sample_totals(&data, 1.0);
+
+    // The log is back, as a crash after its segment's commit but before its delete leaves it:
+    // the positions table holds its number, so the next start deletes it unread, and no file of
+    // the dataset is written again.
+    let files = |data: &Path| -> Vec<(String, std::time::SystemTime)> {
+        let mut files: Vec<_> = walk(data)
+            .into_iter()
+            .filter(|f| f.ends_with(".parquet") && !f.contains("_burnrate"))
+            .map(|f| {
+                let modified = std::fs::metadata(&f).unwrap().modified().unwrap();
+                (f, modified)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = files(&data);
+    for (log, bytes) in &kept {
+        std::fs::write(log, bytes).unwrap();
+    }
+    let receiver = Receiver::start(&data, &config);
+    let (status, log) = receiver.stop();
+    assert!(status.success() && !log.contains("replayed"), "{log}");
+    assert!(
+        log.contains("1 receiver logs an interrupted run left were in the tables already"),
+        "{log}"
+    );
+    assert!(walk(&data.join("_burnrate/receiver")).is_empty());
+    assert_eq!(
+        files(&data),
+        before,
+        "a settled log's segment was written again"
+    );
+    assert_sample_totals(&data, 1.0);
+    assert_metric_cost(&data, 1.0);
 }
 
 /// The log directory replaced by a file: no log can be written. The receiver stays up, answers

@@ -462,6 +462,12 @@ fn report_receiver(summary: &ReceiverSummary, data_dir: &std::path::Path) {
             summary.logs_replayed
         );
     }
+    if summary.logs_settled > 0 {
+        eprintln!(
+            "burnrate: {} receiver logs an interrupted run left were in the tables already (positions table): deleted unread",
+            summary.logs_settled
+        );
+    }
     report_quality(&summary.written, "requests");
 }
 

@@ -14,12 +14,16 @@
 //!   stored"; the receiver stays up, reports not-ready with the reason, and takes requests
 //!   again once a write succeeds.
 //! - **The flusher thread**: the writer hands it each segment's decoded rows with the number
-//!   of its log. It writes them to Parquet as `receiver-<log seq>`, feeds the window stage, and
-//!   deletes the log. A write that fails is retried (the sink is idempotent) while the log
-//!   keeps the requests safe; a slow flush never holds up acknowledgements.
+//!   of its log. It writes them to Parquet as `receiver-<replica>-<log seq>`, commits the log's
+//!   number to the dataset's positions table (a `txn`, app id `receiver/<replica>`, as Kafka
+//!   commits its offsets there), feeds the window stage, and deletes the log. A write that
+//!   fails is retried (the sink is idempotent) while the log keeps the requests safe; a slow
+//!   flush never holds up acknowledgements.
 //!
-//! On start, log files left by a crash are replayed under the same segment names, so nothing
-//! is lost and nothing doubled.
+//! On start, the receiver resumes from what the tables say they hold: a log left behind whose
+//! number the positions table holds, and that the windows counted, is in the tables already
+//! and is deleted unread (a crash between the commit and the delete). Every other log left by
+//! a crash is replayed under the same segment names, so nothing is lost and nothing doubled.
 
 mod auth;
 mod connections;
@@ -59,6 +63,7 @@ use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::DeadLetter;
 use crate::sink::parquet_sink::{ParquetSink, remove_segments};
 use crate::sink::table_buffer::{FlushTotals, TableBuffer};
+use crate::sink::table_log;
 use crate::source::ledger::STATE_DIR;
 use crate::stream::delta_state::rebuild_delta_tracker;
 use crate::stream::windows::WindowStage;
@@ -201,6 +206,9 @@ pub struct ReceiverSummary {
     pub unavailable: u64,
     /// Log files of an interrupted run replayed at start.
     pub logs_replayed: u64,
+    /// Log files of an interrupted run found in the tables already (the positions table holds
+    /// their number) and deleted unread at start.
+    pub logs_settled: u64,
     pub written: FlushTotals,
 }
 
@@ -350,6 +358,8 @@ pub struct OtlpReceiver {
     flusher: Flusher,
     /// Logs an interrupted run left, replayed before any new request is taken.
     pending: Vec<u64>,
+    /// Logs an interrupted run left that were in the tables already.
+    settled: usize,
     auth: Option<Arc<AuthTokens>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -381,7 +391,11 @@ impl OtlpReceiver {
         };
         std::fs::create_dir_all(output).map_err(|e| EngineError::io(output, e))?;
         let wal_dir = output.join(STATE_DIR).join("receiver");
-        let pending = list_wals(&wal_dir)?;
+        let Resume {
+            committed,
+            settled,
+            pending,
+        } = settle_logs(output, &wal_dir, &windows)?;
         // Files of a log being replayed may be half there: they are written again from the log
         // (under whatever replica name the run that wrote them had).
         remove_segments(output, |segment, temporary| {
@@ -412,6 +426,9 @@ impl OtlpReceiver {
         };
         let flusher = Flusher {
             sink: ParquetSink::new(output),
+            output: output.to_path_buf(),
+            position: position_app_id(windows.replica()),
+            committed,
             windows,
             health,
             wal_dir,
@@ -423,6 +440,7 @@ impl OtlpReceiver {
             writer,
             flusher,
             pending,
+            settled,
             auth,
             tls,
         })
@@ -443,10 +461,12 @@ impl OtlpReceiver {
             health: health.clone(),
             max_body_bytes: self.config.max_body_bytes,
         });
-        // Past what the windows were fed, too: a clock stepped back must not make new logs look
-        // like ones already counted.
+        // Past what the windows were fed and the tables hold, too: a clock stepped back must not
+        // make new logs look like ones already counted.
         let fed = self.flusher.windows.position(RECEIVER_ORIGIN);
-        let next_seq = next_seq(&self.writer.wal_dir)?.max(fed.map_or(0, |p| p as u64 + 1));
+        let next_seq = next_seq(&self.writer.wal_dir)?
+            .max(fed.map_or(0, |p| p as u64 + 1))
+            .max(self.flusher.committed.map_or(0, |seq| seq + 1));
         // One segment may wait for the flusher while the writer fills the next.
         let (segments, jobs) = std::sync::mpsc::sync_channel::<FlushJob>(1);
         let flushing_stopped = Arc::new(AtomicBool::new(false));
@@ -559,6 +579,7 @@ impl OtlpReceiver {
             served.map_err(|e| EngineError::Config(format!("receiver server: {e}")))??;
         }
         summary.logs_replayed = self.pending.len() as u64;
+        summary.logs_settled = self.settled as u64;
         Ok(summary)
     }
 }
@@ -589,6 +610,59 @@ pub(crate) fn receiver_seq(segment: &str) -> Option<u64> {
 pub(crate) fn uncommitted_seqs(data_dir: &Path) -> Result<Vec<u64>, EngineError> {
     let wal_dir = data_dir.join(STATE_DIR).join("receiver");
     list_wals(&wal_dir)
+}
+
+/// The positions table's app id of a receiver replica's logs; the version is a log's number.
+pub(crate) fn position_app_id(replica: &str) -> String {
+    format!("receiver/{replica}")
+}
+
+/// Where a receiver resumes, as [`settle_logs`] found it.
+struct Resume {
+    /// The last log number the positions table holds for this replica.
+    committed: Option<u64>,
+    /// Logs left that were in the tables already, deleted unread.
+    settled: usize,
+    /// Logs left to replay, in order.
+    pending: Vec<u64>,
+}
+
+/// Sorts the logs a run left under `wal_dir` into those in the tables already, which it deletes
+/// and counts, and those to replay. A log is in the tables when the positions table holds its
+/// number for this replica and the windows were fed it. The windows count is asked for too: a
+/// crash after the tables' commit but before the windows were fed needs the log's rows once
+/// more, and its replay (segment files removed first, then rewritten) is what gives them.
+fn settle_logs(
+    output: &Path,
+    wal_dir: &Path,
+    windows: &WindowStage,
+) -> Result<Resume, EngineError> {
+    let app_id = position_app_id(windows.replica());
+    let committed = table_log::logged_positions(output, std::slice::from_ref(&app_id))?
+        .get(&app_id)
+        .and_then(|&seq| u64::try_from(seq).ok());
+    let logs = list_wals(wal_dir)?;
+    let fed = windows
+        .position(RECEIVER_ORIGIN)
+        .and_then(|seq| u64::try_from(seq).ok());
+    let through = committed.min(fed);
+    let (settled, pending): (Vec<u64>, Vec<u64>) = logs
+        .into_iter()
+        .partition(|&seq| through.is_some_and(|through| seq <= through));
+    for &seq in &settled {
+        let log = wal_path(wal_dir, seq);
+        match std::fs::remove_file(&log) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(EngineError::io(&log, e)),
+        }
+        tracing::info!(log = %log.display(), "receiver log already in the tables: deleted unread");
+    }
+    Ok(Resume {
+        committed,
+        settled: settled.len(),
+        pending,
+    })
 }
 
 /// Log numbers grow over restarts: microseconds since the epoch, or past the newest log left.
@@ -920,6 +994,12 @@ impl Writer {
 /// Writes segments, feeds the windows, and deletes the logs they came from.
 struct Flusher {
     sink: ParquetSink,
+    /// The dataset's root, whose positions table holds how far the tables go.
+    output: PathBuf,
+    /// This replica's app id there ([`position_app_id`]).
+    position: String,
+    /// The last log number committed there.
+    committed: Option<u64>,
     windows: WindowStage,
     health: Arc<PipelineHealth>,
     wal_dir: PathBuf,
@@ -928,6 +1008,22 @@ struct Flusher {
 }
 
 impl Flusher {
+    /// Commits `seq` to the positions table: the tables hold every log up to it. One that
+    /// fails costs nothing but a replay: the log stays until the windows are fed, and a log
+    /// left behind is replayed under the same segment names; the next flush commits a later
+    /// number.
+    fn commit_position(&mut self, seq: u64) {
+        let Ok(version) = i64::try_from(seq) else {
+            return;
+        };
+        match table_log::commit_positions(&self.output, &[(self.position.clone(), version)]) {
+            Ok(()) => self.committed = Some(seq),
+            Err(error) => {
+                tracing::warn!(log = seq, error = %error, retryable = error.is_retryable(), "the receiver's position was not committed; a log left behind would be replayed");
+            }
+        }
+    }
+
     fn run(
         mut self,
         jobs: QueueReceiver<FlushJob>,
@@ -956,6 +1052,7 @@ impl Flusher {
                 }
             }
             self.disk.set(&self.disk.segments, None, &self.health);
+            self.commit_position(job.seq);
             let progress = self
                 .windows
                 .feed(RECEIVER_ORIGIN, job.seq as i64, &segment.tables)?;
