@@ -488,6 +488,10 @@ fn local_log(table_dir: &Path) -> (String, u64) {
     (id, latest)
 }
 
+/// Three replicas append to the same Delta tables on S3 (moto) at once: the store's totals,
+/// as burnrate and Python `deltalake` read them, are the three local tables'; each replica's
+/// `txn` is its latest local version. Then a compaction of one replica, and the store's vacuum:
+/// merged-away objects stay until it, and it also takes an object no log lists.
 #[test]
 fn three_replicas_append_to_the_same_delta_tables_on_s3() {
     let s3 = S3Server::start();
@@ -590,19 +594,36 @@ fn three_replicas_append_to_the_same_delta_tables_on_s3() {
         "{theirs}"
     );
 
-    // A compaction of one replica's directory replaces its files in the store's log too, and
-    // its merged-away objects leave the bucket: the totals stay, every listed file is there.
-    let out = burnrate_command(&[
-        "--config",
-        mirrored.to_str().unwrap(),
-        "compact",
-        "--data",
-        data("c").to_str().unwrap(),
-    ])
-    .envs(env.iter().map(|(k, v)| (k, v)))
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    // A compaction of one replica's directory replaces its files in the store's log too. Its
+    // merged-away objects stay in the bucket for readers of older versions, as the local files
+    // do, until a vacuum: the totals stay, every listed file is there.
+    let objects = || {
+        s3.keys("lake", "data/api_requests/")
+            .into_iter()
+            .filter(|k| !k.contains("/_delta_log/"))
+            .count()
+    };
+    let compact = |vacuum_after: &str| {
+        let out = burnrate_command(&[
+            "--config",
+            mirrored.to_str().unwrap(),
+            "compact",
+            "--data",
+            data("c").to_str().unwrap(),
+            "--vacuum-after",
+            vacuum_after,
+        ])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let before_compaction = objects();
+    compact("7d");
+    assert!(
+        objects() >= before_compaction,
+        "an object left the bucket before its vacuum"
+    );
     let after = delta_reader_at(lake, "api_requests", CALLS_SQL, &app_ids, &env);
     assert!(
         after["files"].as_u64() < theirs["files"].as_u64(),
@@ -625,12 +646,16 @@ fn three_replicas_append_to_the_same_delta_tables_on_s3() {
         Some(compacted),
         "{after}"
     );
-    let objects = s3
-        .keys("lake", "data/api_requests/")
-        .into_iter()
-        .filter(|k| !k.contains("/_delta_log/"))
-        .count();
-    assert_eq!(Some(objects as u64), after["files"].as_u64());
+    assert!(objects() as u64 > after["files"].as_u64().unwrap());
+    // A flush that crashed between its put and its commit left an object no log lists. The
+    // vacuum takes it and the merged-away objects; every object left is one the log lists.
+    let orphan = "data/api_requests/date=2026-11-01/receiver-crashed-00000000000000000001.parquet";
+    s3.put("lake", orphan, b"never committed");
+    compact("0h");
+    assert!(!s3.keys("lake", orphan).contains(&orphan.to_string()));
+    let vacuumed = delta_reader_at(lake, "api_requests", CALLS_SQL, &app_ids, &env);
+    assert_eq!(vacuumed["rows"], after["rows"], "{vacuumed}");
+    assert_eq!(Some(objects() as u64), vacuumed["files"].as_u64());
     let totals = one_with_env(lake, TOTALS_SQL, &pairs(&env));
     assert!(close(num(&totals, "cost"), TOTAL_COST * 4.0), "{totals:?}");
 }

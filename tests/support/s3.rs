@@ -64,6 +64,13 @@ impl S3Server {
             .collect()
     }
 
+    /// Puts `bytes` at `key` (moto takes an unsigned PUT).
+    pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        ureq::put(&format!("{}/{bucket}/{key}", self.endpoint))
+            .send(bytes)
+            .expect("object put");
+    }
+
     /// An object's text, read with a signed request (boto3, which moto brings).
     pub fn get(&self, bucket: &str, key: &str) -> String {
         let script = "import sys, boto3\n\

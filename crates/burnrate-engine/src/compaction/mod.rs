@@ -105,6 +105,8 @@ pub struct TableCompaction {
     pub expired_files: usize,
     /// Files vacuum deleted.
     pub vacuumed: usize,
+    /// Objects vacuum deleted from the object-store copy, when there is one.
+    pub store_vacuumed: usize,
     /// Why the table could not be compacted this time, if it could not.
     pub error: Option<String>,
 }
@@ -178,6 +180,11 @@ fn maintain(
     outcome.files_before += expired.1;
     let keep = Duration::from_secs_f64(config.vacuum_after_hours.max(0.0) * 3600.0);
     outcome.vacuumed = table_log::vacuum(root, table, keep)?;
+    if let Some((mirror_root, mirror)) = mirror_of(root) {
+        // Removals the store's log has not had yet would keep their objects one vacuum more.
+        mirror.publish(&mirror_root, table)?;
+        outcome.store_vacuumed = mirror.vacuum(table, keep)?;
+    }
     Ok(Some(outcome))
 }
 
@@ -333,7 +340,7 @@ fn compact_table(
         }
         Err(error) => return Err(error),
     }
-    unmirror(root, table, &removed)?;
+    publish_removal(root, table)?;
     outcome.files_after = outcome.files_before - removed.len() + added.len();
     tracing::info!(
         table = table.name(),
@@ -366,7 +373,7 @@ fn expire(
         before: before.to_string(),
     };
     table_log::replace_files(root, read, &expired, &[], &why)?;
-    unmirror(root, read.table, &expired)?;
+    publish_removal(root, read.table)?;
     tracing::info!(
         table = read.table.name(),
         days = days.len(),
@@ -377,8 +384,19 @@ fn expire(
     Ok((days.len(), expired.len()))
 }
 
+/// Files that left the log leave the object-store copy's log too. Their objects stay until the
+/// store's vacuum, as the local files do until the local one: a reader of an older version of
+/// either may still be reading them.
+fn publish_removal(root: &Path, table: Table) -> Result<(), EngineError> {
+    if let Some((mirror_root, mirror)) = mirror_of(root) {
+        mirror.publish(&mirror_root, table)?;
+    }
+    Ok(())
+}
+
 /// Files that left the log leave the object-store copy at once, once its log has left them
-/// too (a reader of that log never lists a deleted file).
+/// too (a reader of that log never lists a deleted file): an erasure does not wait for the
+/// vacuum.
 fn unmirror(root: &Path, table: Table, files: &[LoggedFile]) -> Result<(), EngineError> {
     let Some((mirror_root, mirror)) = mirror_of(root) else {
         return Ok(());

@@ -202,6 +202,14 @@ impl ObjectMirror {
         })
     }
 
+    /// Vacuums the store's copy of `table`: see [`table_log::vacuum_object_table`]. Publishing
+    /// goes on meanwhile; the vacuum opens the log on its own.
+    pub fn vacuum(&self, table: Table, keep: std::time::Duration) -> Result<usize, EngineError> {
+        let url = self.table_url(table)?;
+        let store = self.store.clone();
+        on_own_runtime(|| table_log::vacuum_object_table(url, store, keep))
+    }
+
     /// Puts `bytes` at `name` below the prefix (reports).
     pub fn put_bytes(&self, name: &str, bytes: Vec<u8>) -> Result<(), EngineError> {
         let key = self.prefix.clone().join(name);

@@ -474,20 +474,27 @@ pub fn vacuum(root: &Path, table: Table, keep: std::time::Duration) -> Result<us
     if !has_log(&dir) {
         return Ok(0);
     }
+    on_own_runtime(|| async { vacuum_table(load_table(&dir).await?, keep, dir.display()).await })
+}
+
+/// delta-rs's VACUUM of `table` in its full mode: the files below it that its log no longer
+/// lists, older than `keep`. Returns how many went.
+async fn vacuum_table(
+    table: DeltaTable,
+    keep: std::time::Duration,
+    place: impl std::fmt::Display,
+) -> Result<usize, EngineError> {
     let keep = chrono::Duration::from_std(keep)
         .map_err(|e| EngineError::Config(format!("vacuum retention: {e}")))?;
-    on_own_runtime(|| async {
-        let (_, metrics) = load_table(&dir)
-            .await?
-            .vacuum()
-            .with_mode(VacuumMode::Full)
-            .with_retention_period(keep)
-            .with_enforce_retention_duration(false)
-            .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
-            .await
-            .map_err(|e| log_error(dir.display(), e))?;
-        Ok(metrics.files_deleted.len())
-    })
+    let (_, metrics) = table
+        .vacuum()
+        .with_mode(VacuumMode::Full)
+        .with_retention_period(keep)
+        .with_enforce_retention_duration(false)
+        .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
+        .await
+        .map_err(|e| log_error(place, e))?;
+    Ok(metrics.files_deleted.len())
 }
 
 /// The files the log of the table at `table_dir` lists at its latest version, read afresh
@@ -552,6 +559,29 @@ impl ObjectLog {
         }));
         self.log.append(actions).await
     }
+}
+
+/// Vacuums the table at `url` (in `store`) as [`vacuum`] does a local one: the objects below it
+/// that its log no longer lists (removed by a commit, or put by a flush that crashed before its
+/// commit) go once older than `keep`, which is what a reader of an older version may still
+/// need. An object a replica put but has not committed yet is younger than that, and one that
+/// went anyway is put again when its commit is replayed ([`crate::sink::mirror`]). Returns how
+/// many went; 0 when there is no log.
+pub(crate) async fn vacuum_object_table(
+    url: url::Url,
+    store: Arc<dyn deltalake_core::ObjectStore>,
+    keep: std::time::Duration,
+) -> Result<usize, EngineError> {
+    let log = TableLog {
+        log_store: object_log_store(&url, store)?,
+        place: Place::Object(url),
+        next_version: None,
+        checkpoint_interval: default_checkpoint_interval(),
+    };
+    if !log.exists().await? {
+        return Ok(0);
+    }
+    vacuum_table(log.table().await?, keep, &log.place).await
 }
 
 /// The files the log of the table at `url` (in `store`) lists at its latest version, or `None`

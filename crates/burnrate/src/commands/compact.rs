@@ -84,6 +84,7 @@ pub(crate) fn compact_command(config: &Config, args: CompactArgs) -> anyhow::Res
         "not committed yet",
         "days expired",
         "vacuumed",
+        "vacuumed in the store",
     ]);
     for t in &done {
         table.add_row([
@@ -96,6 +97,7 @@ pub(crate) fn compact_command(config: &Config, args: CompactArgs) -> anyhow::Res
             t.uncommitted.to_string(),
             t.expired_days.to_string(),
             t.vacuumed.to_string(),
+            t.store_vacuumed.to_string(),
         ]);
     }
     println!("{table}");
