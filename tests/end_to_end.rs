@@ -129,9 +129,9 @@ fn a_run_killed_between_writing_and_committing_is_replayed_without_duplicates() 
     let data = tmp.path().join("data");
     assert!(run_files(&samples(), &data).status.success());
 
-    // The crash: Parquet files are on disk, the ledger line that commits them is not.
-    let ledger = data.join("_burnrate/files-ledger.jsonl");
-    std::fs::write(&ledger, "").unwrap();
+    // The crash: the Parquet files are on disk and in their tables' logs, and the ledger's
+    // lines name them, but the positions table that commits those lines never got them.
+    std::fs::remove_dir_all(data.join("_burnrate/positions")).unwrap();
     // ... and a half-written temporary file lies next to them.
     let partition = std::fs::read_dir(data.join("spans"))
         .unwrap()
@@ -147,6 +147,14 @@ fn a_run_killed_between_writing_and_committing_is_replayed_without_duplicates() 
     assert_sample_totals(&data, 1.0);
     let spans = one(&data, "SELECT count(*) AS n FROM spans");
     assert_eq!(num(&spans, "n"), 58.0);
+
+    // Files no ledger line names at all (a ledger lost, or written before the positions
+    // table) are removed and written again too.
+    std::fs::write(data.join("_burnrate/files-ledger.jsonl"), "").unwrap();
+    let out = run_files(&samples(), &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("removed"), "{}", stderr(&out));
+    assert_sample_totals(&data, 1.0);
 }
 
 #[test]

@@ -175,7 +175,7 @@ pub fn write_without_logs(root: &Path) -> Result<(), EngineError> {
 }
 
 /// Whether the dataset at `root` is written without logs.
-fn without_logs(root: &Path) -> bool {
+pub fn without_logs(root: &Path) -> bool {
     let Ok(roots) = unlogged().lock() else {
         return false;
     };

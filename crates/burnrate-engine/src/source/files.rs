@@ -333,9 +333,10 @@ impl FilePipeline {
         summary.cumulative_points_converted += buffer.delta.converted;
         summary.cumulative_resets += buffer.delta.resets;
         summary.stale_points_dropped += buffer.delta.stale;
-        // The ledger's length orders segments: a segment replayed after a crash before its
-        // ledger line gets the same position and is not windowed twice.
-        let position = self.ledger.committed_segments() as i64 + 1;
+        // The ledger's line numbers order segments: a segment replayed after a crash before
+        // its commit gets the same number and is not windowed twice.
+        let intent = self.ledger.intend(&name, &segment.inputs)?;
+        let position = i64::try_from(intent.seq()).unwrap_or(i64::MAX);
         buffer.flush(
             &self.sink,
             &name,
@@ -344,7 +345,7 @@ impl FilePipeline {
             &self.health,
             &mut summary.written,
         )?;
-        self.ledger.commit(&name, &segment.inputs)?;
+        self.ledger.commit(intent)?;
         self.seen.extend(segment.files);
         Ok(())
     }
