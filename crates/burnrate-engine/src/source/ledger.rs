@@ -184,7 +184,8 @@ impl FileLedger {
 }
 
 /// Of `entries`, those committed: unnumbered ones, and numbered ones up to the number the
-/// positions table under `data_dir` holds.
+/// positions table under `data_dir` holds. Of two lines with one number (a segment whose write
+/// failed, tried again in the same process), the later one is the segment.
 fn committed_entries(data_dir: &Path, entries: Vec<Entry>) -> Result<Vec<Entry>, EngineError> {
     if entries.iter().all(|e| e.seq.is_none()) {
         return Ok(entries);
@@ -194,12 +195,19 @@ fn committed_entries(data_dir: &Path, entries: Vec<Entry>) -> Result<Vec<Entry>,
         crate::sink::table_log::logged_positions(data_dir, std::slice::from_ref(&app_id))?
             .get(&app_id)
             .and_then(|&seq| u64::try_from(seq).ok());
+    let last: HashMap<u64, usize> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.seq.map(|seq| (seq, i)))
+        .collect();
     Ok(entries
         .into_iter()
-        .filter(|e| {
-            e.seq
-                .is_none_or(|seq| through.is_some_and(|through| seq <= through))
+        .enumerate()
+        .filter(|(i, e)| match e.seq {
+            None => true,
+            Some(seq) => last.get(&seq) == Some(i) && through.is_some_and(|t| seq <= t),
         })
+        .map(|(_, e)| e)
         .collect())
 }
 
@@ -287,9 +295,17 @@ mod tests {
         assert!(ledger.contains(&input("a.json")));
         assert!(!ledger.contains(&input("b.json")));
         assert!(!ledger_text(root).contains("files-b"));
+        // A write that fails is tried again under the same number: the later line counts.
+        let failed = ledger.intend("files-b", &[input("b.json")]).unwrap();
+        drop(failed);
         let again = ledger.intend("files-c", &[input("b.json")]).unwrap();
         assert_eq!(again.seq(), 2);
         ledger.commit(again).unwrap();
+        let committed = FileLedger::committed_at(root).unwrap();
+        assert_eq!(
+            committed,
+            HashSet::from(["files-a".to_string(), "files-c".to_string()])
+        );
         let app_id = POSITION_APP_ID.to_string();
         let positions = logged_positions(root, std::slice::from_ref(&app_id)).unwrap();
         assert_eq!(positions.get(&app_id), Some(&2));
