@@ -85,16 +85,29 @@ impl FileLedger {
         let path = dir.join(LEDGER_FILE);
         let entries = read_entries(&path)?;
         let total = entries.len();
-        let committed = committed_entries(data_dir, entries)?;
+        let (committed, through) = committed_entries(data_dir, entries)?;
         if committed.len() < total {
             rewrite(&path, &committed)?;
             tracing::info!(ledger = %path.display(), dropped = total - committed.len(), "dropped ledger lines the positions table does not hold: their inputs are read again");
+        }
+        let lines = committed.len() as u64;
+        if through.is_some_and(|through| through > lines) {
+            // The ledger lost lines the positions table holds (restored from a backup, say):
+            // their files are orphans now, and their numbers are given out again, which the
+            // windows have counted already. The positions table goes back to the ledger, or a
+            // line given one of those numbers would count before its commit.
+            let version = i64::try_from(lines).unwrap_or(i64::MAX);
+            crate::sink::table_log::commit_positions(
+                data_dir,
+                &[(POSITION_APP_ID.to_string(), version)],
+            )?;
+            tracing::warn!(ledger = %path.display(), lines, positions = through, "the files ledger holds fewer lines than the positions table: its position goes back to the ledger's");
         }
         let mut ledger = FileLedger {
             path,
             data_dir: data_dir.to_path_buf(),
             logged: !crate::sink::table_log::without_logs(data_dir),
-            lines: committed.len() as u64,
+            lines,
             segments: HashSet::new(),
             inputs: HashMap::new(),
         };
@@ -113,6 +126,7 @@ impl FileLedger {
     pub fn committed_at(data_dir: &Path) -> Result<HashSet<String>, EngineError> {
         let path = data_dir.join(STATE_DIR).join(LEDGER_FILE);
         Ok(committed_entries(data_dir, read_entries(&path)?)?
+            .0
             .into_iter()
             .map(|e| e.segment)
             .collect())
@@ -185,11 +199,12 @@ impl FileLedger {
 
 /// Of `entries`, those committed: unnumbered ones, and numbered ones up to the number the
 /// positions table under `data_dir` holds. Of two lines with one number (a segment whose write
-/// failed, tried again in the same process), the later one is the segment.
-fn committed_entries(data_dir: &Path, entries: Vec<Entry>) -> Result<Vec<Entry>, EngineError> {
-    if entries.iter().all(|e| e.seq.is_none()) {
-        return Ok(entries);
-    }
+/// failed, tried again in the same process), the later one is the segment. With them, the
+/// number the positions table holds.
+fn committed_entries(
+    data_dir: &Path,
+    entries: Vec<Entry>,
+) -> Result<(Vec<Entry>, Option<u64>), EngineError> {
     let app_id = POSITION_APP_ID.to_string();
     let through =
         crate::sink::table_log::logged_positions(data_dir, std::slice::from_ref(&app_id))?
@@ -200,7 +215,7 @@ fn committed_entries(data_dir: &Path, entries: Vec<Entry>) -> Result<Vec<Entry>,
         .enumerate()
         .filter_map(|(i, e)| e.seq.map(|seq| (seq, i)))
         .collect();
-    Ok(entries
+    let committed = entries
         .into_iter()
         .enumerate()
         .filter(|(i, e)| match e.seq {
@@ -208,7 +223,8 @@ fn committed_entries(data_dir: &Path, entries: Vec<Entry>) -> Result<Vec<Entry>,
             Some(seq) => last.get(&seq) == Some(i) && through.is_some_and(|t| seq <= t),
         })
         .map(|(_, e)| e)
-        .collect())
+        .collect();
+    Ok((committed, through))
 }
 
 /// Replaces the ledger at `path` with `entries`, all at once (a new file renamed over it).
@@ -312,6 +328,18 @@ mod tests {
         let (ledger, _) = FileLedger::open(root).unwrap();
         assert!(ledger.contains(&input("b.json")));
         assert_eq!(ledger.lines, 2);
+        drop(ledger);
+
+        // The ledger loses its lines: the positions table goes back with it, so a line that
+        // gets number 1 again and is never committed does not count.
+        fs::write(root.join(STATE_DIR).join(LEDGER_FILE), "").unwrap();
+        let (mut ledger, _) = FileLedger::open(root).unwrap();
+        let positions = logged_positions(root, std::slice::from_ref(&app_id)).unwrap();
+        assert_eq!(positions.get(&app_id), Some(&0));
+        let lost = ledger.intend("files-d", &[input("a.json")]).unwrap();
+        assert_eq!(lost.seq(), 1);
+        drop(lost);
+        assert!(FileLedger::committed_at(root).unwrap().is_empty());
     }
 
     #[test]
