@@ -602,18 +602,26 @@ mod tests {
         (files, holds, head)
     }
 
-    fn objects(store: &Arc<InMemory>) -> Vec<String> {
+    /// The keys below `prefix`, sorted.
+    fn keys(store: &Arc<InMemory>, prefix: &str) -> Vec<String> {
         let store = store.clone();
+        let prefix = ObjectPath::from(prefix);
         let mut keys: Vec<String> = block_on(move || async move {
             store
-                .list(Some(&ObjectPath::from("data/dead_letters")))
+                .list(Some(&prefix))
                 .map_ok(|meta| meta.location.to_string())
                 .try_collect()
                 .await
         })
         .unwrap();
-        keys.retain(|key| !key.contains("/_delta_log/"));
         keys.sort();
+        keys
+    }
+
+    /// The data objects of `dead_letters`.
+    fn objects(store: &Arc<InMemory>) -> Vec<String> {
+        let mut keys = keys(store, "data/dead_letters");
+        keys.retain(|key| !key.contains("/_delta_log/"));
         keys
     }
 
@@ -693,17 +701,8 @@ mod tests {
 
     /// The store's log's commit files of `dead_letters`, in order.
     fn store_commits(store: &Arc<InMemory>) -> Vec<String> {
-        let store = store.clone();
-        let mut keys: Vec<String> = block_on(move || async move {
-            store
-                .list(Some(&ObjectPath::from("data/dead_letters/_delta_log")))
-                .map_ok(|meta| meta.location.to_string())
-                .try_collect()
-                .await
-        })
-        .unwrap();
+        let mut keys = keys(store, "data/dead_letters/_delta_log");
         keys.retain(|key| key.ends_with(".json"));
-        keys.sort();
         keys
     }
 

@@ -521,12 +521,7 @@ impl ObjectLog {
         url: url::Url,
         store: Arc<dyn deltalake_core::ObjectStore>,
     ) -> Result<Self, EngineError> {
-        let mut log = TableLog {
-            log_store: object_log_store(&url, store)?,
-            place: Place::Object(url),
-            next_version: None,
-            checkpoint_interval: default_checkpoint_interval(),
-        };
+        let mut log = TableLog::in_store(url, store)?;
         log.open(LogKind::Data(table)).await?;
         Ok(ObjectLog { log })
     }
@@ -572,12 +567,7 @@ pub(crate) async fn vacuum_object_table(
     store: Arc<dyn deltalake_core::ObjectStore>,
     keep: std::time::Duration,
 ) -> Result<usize, EngineError> {
-    let log = TableLog {
-        log_store: object_log_store(&url, store)?,
-        place: Place::Object(url),
-        next_version: None,
-        checkpoint_interval: default_checkpoint_interval(),
-    };
+    let log = TableLog::in_store(url, store)?;
     if !log.exists().await? {
         return Ok(0);
     }
@@ -590,12 +580,7 @@ pub(crate) async fn object_logged_files(
     url: url::Url,
     store: Arc<dyn deltalake_core::ObjectStore>,
 ) -> Result<Option<Vec<LoggedFile>>, EngineError> {
-    let log = TableLog {
-        log_store: object_log_store(&url, store)?,
-        place: Place::Object(url),
-        next_version: None,
-        checkpoint_interval: default_checkpoint_interval(),
-    };
+    let log = TableLog::in_store(url, store)?;
     if !log.exists().await? {
         return Ok(None);
     }
@@ -702,6 +687,19 @@ struct TableLog {
 }
 
 impl TableLog {
+    /// The log of the table at `url` in `store` (the object store's copy), not opened yet.
+    fn in_store(
+        url: url::Url,
+        store: Arc<dyn deltalake_core::ObjectStore>,
+    ) -> Result<TableLog, EngineError> {
+        Ok(TableLog {
+            log_store: object_log_store(&url, store)?,
+            place: Place::Object(url),
+            next_version: None,
+            checkpoint_interval: default_checkpoint_interval(),
+        })
+    }
+
     /// Loads the log, or creates it: a data table's listing the files already in its
     /// directory, the positions table's empty.
     async fn open(&mut self, kind: LogKind) -> Result<Opened, EngineError> {
