@@ -819,8 +819,8 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
 /// 256 MiB, not the 192 this test used until 2026-12-03: this test's binary has 102-107 MiB of
 /// code resident, and at 192 the data in flight was allowed 20 MiB of the 50 left, while the
 /// rest (Delta checkpoints, window state, Parquet encoding, the allocator's slack) took 36-56:
-/// peaks of 186-206 MiB here and 218 in CI, where the limit allows 211. Allowing data less did
-/// not lower them (190-206 MiB with 12 MiB in flight). At 256: 220-232 MiB, under the limit.
+/// peaks of 186-206 MiB here and 218 in CI, where the limit allows 211. Less room for data in
+/// flight did not lower them (190-206 MiB with 12 MiB). At 256: 220-232 MiB, under the limit.
 #[test]
 fn catching_up_on_a_backlog_larger_than_memory_stays_within_the_memory_limit() {
     const LIMIT_MIB: u64 = 256;
