@@ -360,6 +360,8 @@ pub struct OtlpReceiver {
     pending: Vec<u64>,
     /// Logs an interrupted run left that were in the tables already.
     settled: usize,
+    /// The last log number the positions table held at start: new logs are numbered past it.
+    committed: Option<u64>,
     auth: Option<Arc<AuthTokens>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -428,7 +430,6 @@ impl OtlpReceiver {
             sink: ParquetSink::new(output),
             output: output.to_path_buf(),
             position: position_app_id(windows.replica()),
-            committed,
             windows,
             health,
             wal_dir,
@@ -441,6 +442,7 @@ impl OtlpReceiver {
             flusher,
             pending,
             settled,
+            committed,
             auth,
             tls,
         })
@@ -466,7 +468,7 @@ impl OtlpReceiver {
         let fed = self.flusher.windows.position(RECEIVER_ORIGIN);
         let next_seq = next_seq(&self.writer.wal_dir)?
             .max(fed.map_or(0, |p| p as u64 + 1))
-            .max(self.flusher.committed.map_or(0, |seq| seq + 1));
+            .max(self.committed.map_or(0, |seq| seq + 1));
         // One segment may wait for the flusher while the writer fills the next.
         let (segments, jobs) = std::sync::mpsc::sync_channel::<FlushJob>(1);
         let flushing_stopped = Arc::new(AtomicBool::new(false));
@@ -998,8 +1000,6 @@ struct Flusher {
     output: PathBuf,
     /// This replica's app id there ([`position_app_id`]).
     position: String,
-    /// The last log number committed there.
-    committed: Option<u64>,
     windows: WindowStage,
     health: Arc<PipelineHealth>,
     wal_dir: PathBuf,
@@ -1012,15 +1012,14 @@ impl Flusher {
     /// fails costs nothing but a replay: the log stays until the windows are fed, and a log
     /// left behind is replayed under the same segment names; the next flush commits a later
     /// number.
-    fn commit_position(&mut self, seq: u64) {
+    fn commit_position(&self, seq: u64) {
         let Ok(version) = i64::try_from(seq) else {
             return;
         };
-        match table_log::commit_positions(&self.output, &[(self.position.clone(), version)]) {
-            Ok(()) => self.committed = Some(seq),
-            Err(error) => {
-                tracing::warn!(log = seq, error = %error, retryable = error.is_retryable(), "the receiver's position was not committed; a log left behind would be replayed");
-            }
+        if let Err(error) =
+            table_log::commit_positions(&self.output, &[(self.position.clone(), version)])
+        {
+            tracing::warn!(log = seq, error = %error, retryable = error.is_retryable(), "the receiver's position was not committed; a log left behind would be replayed");
         }
     }
 
