@@ -46,6 +46,67 @@ fn data_files(table_dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Every data file below `table_dir` holds each column in the Parquet type its log declares
+/// (`declared`, as the reader printed it): what a reader that trusts the log, such as Spark,
+/// needs. Spark refuses `TIMESTAMP(NANOS)`, and reads `UINT_64` as a decimal, not a `long`.
+fn assert_files_hold_the_declared_types(table_dir: &Path, declared: &Value) {
+    use datafusion::parquet::basic::{
+        IntType, LogicalType, TimeUnit, TimestampType, Type as Physical,
+    };
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let files = data_files(table_dir);
+    assert!(!files.is_empty(), "{}: no files", table_dir.display());
+    for path in files {
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let metadata = reader.metadata();
+        for column in metadata.file_metadata().schema_descr().columns() {
+            let name = column.path().parts()[0].as_str();
+            let Some(declared) = declared[name].as_str() else {
+                // A map or a struct: its leaves are strings.
+                assert!(
+                    declared[name].is_object(),
+                    "{path}: {name} is not in the log"
+                );
+                continue;
+            };
+            let logical = column.logical_type_ref();
+            let physical = column.physical_type();
+            let matches = match declared {
+                "timestamp" => {
+                    physical == Physical::INT64
+                        && logical
+                            == Some(&LogicalType::Timestamp(TimestampType {
+                                is_adjusted_to_u_t_c: true,
+                                unit: TimeUnit::MICROS,
+                            }))
+                }
+                "long" | "integer" => {
+                    let (width, stored) = match declared {
+                        "long" => (64, Physical::INT64),
+                        _ => (32, Physical::INT32),
+                    };
+                    let signed = LogicalType::Integer(IntType {
+                        bit_width: width,
+                        is_signed: true,
+                    });
+                    physical == stored && logical.is_none_or(|l| *l == signed)
+                }
+                "double" => physical == Physical::DOUBLE,
+                "boolean" => physical == Physical::BOOLEAN,
+                "string" | "binary" => physical == Physical::BYTE_ARRAY,
+                other => {
+                    panic!("{path}: {name} is declared {other}, which this check does not know")
+                }
+            };
+            assert!(
+                matches,
+                "{path}: {name} is declared {declared} but the file holds {physical:?} {logical:?}"
+            );
+        }
+    }
+}
+
 const COST_SQL: &str = "SELECT count(*) AS calls, sum(cost_usd) AS cost, \
     sum(input_tokens) AS input, count(DISTINCT date) AS days FROM api_requests";
 
@@ -66,6 +127,7 @@ fn an_independent_delta_reader_sees_the_totals_burnrate_does() {
     assert_eq!(row["days"].as_f64(), Some(num(&ours, "days")), "{theirs}");
     let files = data_files(&data.join("api_requests")).len();
     assert_eq!(theirs["files"].as_u64(), Some(files as u64), "{theirs}");
+    assert_files_hold_the_declared_types(&data.join("api_requests"), &theirs["declared"]);
 
     // Every table with data opens, and its rows are burnrate's.
     for table in [
@@ -82,6 +144,7 @@ fn an_independent_delta_reader_sees_the_totals_burnrate_does() {
             Some(num(&one(&data, &sql), "n")),
             "{table}: {theirs}"
         );
+        assert_files_hold_the_declared_types(&data.join(table), &theirs["declared"]);
     }
     // Span times arrive as Delta timestamps (microseconds) at the same instants.
     let first = "SELECT CAST(min(start_time) AS BIGINT) AS t FROM spans";
@@ -456,6 +519,18 @@ fn forget_removes_one_persons_rows_from_every_table_and_the_disk() {
         theirs["rows"][0]["calls"].as_f64(),
         Some(num(&ours, "calls"))
     );
+    // The files compaction merged and erasure rewrote hold the logs' types too (the dead
+    // letters' `size` and the windows' `revision` are unsigned in burnrate).
+    for table in [
+        "dead_letters",
+        "usage_windows",
+        "api_requests",
+        "log_records",
+    ] {
+        let sql = format!("SELECT count(*) AS n FROM {table}");
+        let theirs = delta_reader(&data, table, &sql);
+        assert_files_hold_the_declared_types(&data.join(table), &theirs["declared"]);
+    }
 
     // Nothing is left to forget.
     let out = burnrate(&["forget", "--user", &person, "--data", data_arg, "--json"]);

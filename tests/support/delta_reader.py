@@ -2,8 +2,9 @@
 its own build of delta-rs and DataFusion, reading each table through its Delta log.
 
 Usage: delta_reader.py DATA_DIR|s3://BUCKET/PREFIX TABLE SQL [APP_ID,...]
-Prints one JSON object: the table's version and file count, the version its log holds for each
-APP_ID (a transaction id; null if none), and the rows of SQL (run over the table registered under its own name), each
+Prints one JSON object: the table's version and file count, the type its log declares for each
+column (a JSON string for a primitive type, an object for a nested one), the version its log
+holds for each APP_ID (a transaction id; null if none), and the rows of SQL (run over the table registered under its own name), each
 row as an object of plain values. An s3:// dataset is reached with the AWS_* environment.
 """
 
@@ -31,8 +32,9 @@ def main() -> None:
         for i in range(result.num_rows)
     ]
     txn = {app_id: delta.transaction_version(app_id) for app_id in app_ids}
+    declared = {field["name"]: field["type"] for field in json.loads(delta.schema().to_json())["fields"]}
     print(json.dumps({"version": delta.version(), "files": len(delta.file_uris()), "txn": txn,
-                      "rows": rows}))
+                      "declared": declared, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ pub const MAX_EVENT_TIME_NANOS: u64 = 7_258_118_400_000_000_000;
 /// Earliest instant accepted: 2000-01-01T00:00:00Z. Zero means "not set" in OTLP.
 pub const MIN_EVENT_TIME_NANOS: u64 = 946_684_800_000_000_000;
 
-/// An OTLP timestamp if it is set and plausible.
+/// An OTLP timestamp if it is set and plausible, to the microsecond: Delta's resolution, so
+/// that a time read back from a table is the time burnrate computed with (the
+/// cumulative-to-delta state compares them).
 pub fn event_time(nanos: u64) -> Result<Option<i64>, String> {
     if nanos == 0 {
         return Ok(None);
@@ -28,7 +30,7 @@ pub fn event_time(nanos: u64) -> Result<Option<i64>, String> {
             "timestamp {nanos} ns is outside 2000-01-01..2200-01-01"
         ));
     }
-    Ok(Some(nanos as i64))
+    Ok(Some((nanos - nanos % 1_000) as i64))
 }
 
 /// Rows a column builder has room for before it grows. Arrow's default (1,024 rows and 1 KiB of

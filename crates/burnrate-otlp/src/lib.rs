@@ -68,9 +68,14 @@ impl DecodeError {
     }
 }
 
+/// The bits of a series id: 63, so that every reader sees the same non-negative number in a
+/// signed 64-bit column (Delta has no unsigned types). Ids stored before had the top bit too;
+/// masking one gives the id the same series has now.
+pub const SERIES_ID_MASK: u64 = u64::MAX >> 1;
+
 /// Identity of a metric series: its name and the sorted attributes of the point and resource.
-/// Stable across processes and releases (xxh3-64 of a fixed byte layout), because the
-/// cumulative-to-delta state is rebuilt from stored `series_id`s.
+/// Stable across processes and releases (xxh3-64 of a fixed byte layout, top bit cleared),
+/// because the cumulative-to-delta state is rebuilt from stored `series_id`s.
 pub fn series_id(metric: &str, point: &[KeyValue<'_>], resource: &[KeyValue<'_>]) -> u64 {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     hasher.update(metric.as_bytes());
@@ -87,5 +92,5 @@ pub fn series_id(metric: &str, point: &[KeyValue<'_>], resource: &[KeyValue<'_>]
             hasher.update(&[0]);
         }
     }
-    hasher.digest()
+    hasher.digest() & SERIES_ID_MASK
 }

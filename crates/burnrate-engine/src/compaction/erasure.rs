@@ -37,6 +37,7 @@ use super::{COMPACTED_SEGMENT_PREFIX, CommittedSegments, finish, segment, unmirr
 use crate::EngineError;
 use crate::sink::mirror::mirror_of;
 use crate::sink::parquet_sink::{ParquetSink, segment_files, sync_dir};
+use crate::sink::stored_types;
 use crate::sink::table_log::{self, DurableFile, LoggedFile, Rewrite, TableFiles};
 
 /// Attribute keys whose value identifies a person (Claude Code's names).
@@ -518,9 +519,9 @@ fn rewrite_file(
     let reader = ParquetRecordBatchReaderBuilder::try_new(
         File::open(&source).map_err(|e| EngineError::io(&source, e))?,
     )?;
-    // The file's own schema: an older file lacks the columns added since, and reads them as
-    // null either way.
-    let schema = reader.schema().clone();
+    // The file's own columns (an older file lacks the columns added since, and reads them as
+    // null either way), in Delta's types.
+    let schema = stored_types::stored_schema(reader.schema());
     let day_dir = source
         .parent()
         .map(Path::to_path_buf)
@@ -544,7 +545,7 @@ fn rewrite_file(
         if kept.num_rows() == 0 {
             continue;
         }
-        let kept = scrub_sessions(kept, person)?;
+        let kept = stored_types::to_stored(&scrub_sessions(kept, person)?)?;
         let (writer, rows) = match &mut open {
             Some(open) => open,
             None => {

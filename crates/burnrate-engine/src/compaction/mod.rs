@@ -37,6 +37,7 @@ use crate::budget::MemoryBudget;
 use crate::sink::mirror::mirror_of;
 use crate::sink::on_own_runtime;
 use crate::sink::parquet_sink::{ParquetSink, sync_dir};
+use crate::sink::stored_types;
 use crate::sink::table_log::{self, DurableFile, LoggedFile, Rewrite, TableFiles};
 pub use committed::CommittedSegments;
 
@@ -451,6 +452,9 @@ async fn merge(
         .map_err(EngineError::from)?;
 
     let dir = table_dir.join(format!("{}={date}", table_log::PARTITION_COLUMN));
+    // Read in burnrate's types, written in Delta's: a file from before that layout is
+    // rewritten in it.
+    let stored = stored_types::stored_schema(&schema);
     let properties = ParquetSink::writer_properties();
     let mut written = Vec::new();
     let mut open: Option<(PathBuf, ArrowWriter<File>, usize)> = None;
@@ -466,11 +470,11 @@ async fn merge(
                 let path = dir.join(name);
                 let tmp = path.with_extension("parquet.tmp");
                 let file = File::create(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
-                let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties.clone()))?;
+                let writer = ArrowWriter::try_new(file, stored.clone(), Some(properties.clone()))?;
                 open.insert((path, writer, 0))
             }
         };
-        writer.write(&batch)?;
+        writer.write(&stored_types::to_stored(&batch)?)?;
         *count += batch.num_rows();
         let size = writer.bytes_written() + writer.in_progress_size();
         if size as u64 >= config.target_file_bytes
@@ -512,7 +516,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use datafusion::arrow::array::{AsArray, RecordBatch};
-    use datafusion::arrow::datatypes::{Int64Type, TimestampNanosecondType};
+    use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 
     use super::*;
     use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
@@ -624,7 +628,7 @@ mod tests {
             assert!(files.iter().any(|f| f.contains("receiver-")));
         }
         assert_eq!(count(root).await, 33);
-        // Each merged file is in time order.
+        // Each merged file is in time order, in Delta's microseconds.
         let merged: Vec<PathBuf> = after
             .values()
             .flatten()
@@ -644,7 +648,7 @@ mod tests {
                 let column = batch.column_by_name("received_at").unwrap();
                 times.extend(
                     column
-                        .as_primitive::<TimestampNanosecondType>()
+                        .as_primitive::<TimestampMicrosecondType>()
                         .values()
                         .iter(),
                 );

@@ -2,9 +2,9 @@
 //! the query opened, with their `date` partition values, and no others (a crashed flush's file
 //! in the same directory is not read).
 //!
-//! burnrate's own reader keeps the columns' Arrow types as the files hold them (nanosecond
-//! timestamps, unsigned integers); engines that read the tables through Delta's types (Spark,
-//! Trino, DuckDB, delta-rs) see them as Delta's `timestamp` and signed integers.
+//! The files hold Delta's types (microsecond timestamps, signed integers), which is what Spark,
+//! Trino, DuckDB and delta-rs read; burnrate reads every file, older ones with nanoseconds and
+//! unsigned integers too, in the table's own Arrow types (DataFusion casts each file's columns).
 
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ use crate::sink::table_log::{LoggedFile, PARTITION_COLUMN};
 
 #[derive(Debug)]
 pub struct LoggedTable {
-    /// The table's columns as the files hold them.
+    /// The table's columns in burnrate's types, which each file's are cast to.
     file_schema: SchemaRef,
     /// `file_schema` and `date`.
     schema: SchemaRef,

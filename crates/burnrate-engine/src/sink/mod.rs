@@ -1,8 +1,8 @@
 //! Sinks: rows made durable.
 //!
 //! Owns: buffering decoded rows per table, Parquet segments (Hive-partitioned, written to a
-//! temporary name, fsynced and renamed, idempotent on replay), each table's Delta log (the
-//! files a reader counts), dead letters, and the mirror of every file to object storage.
+//! temporary name, fsynced and renamed, idempotent on replay) in Delta's column types, each
+//! table's Delta log (the files a reader counts), dead letters, and the mirror of every file to object storage.
 //!
 //! Must not know: which source the rows came from or how its positions are committed, windows,
 //! or the Pushgateway.
@@ -10,6 +10,7 @@
 pub mod dead_letters;
 pub mod mirror;
 pub mod parquet_sink;
+pub mod stored_types;
 pub(crate) mod table_buffer;
 pub mod table_log;
 

@@ -20,6 +20,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::EngineError;
 use crate::sink::mirror::{ObjectMirror, mirror_of};
+use crate::sink::stored_types;
 use crate::sink::table_log::{self, DurableFile, PARTITION_COLUMN};
 
 /// Partition value of rows whose time is unknown or invalid.
@@ -160,7 +161,16 @@ impl ParquetSink {
         batches: &[RecordBatch],
     ) -> Result<(), EngineError> {
         fs::create_dir_all(dir).map_err(|e| EngineError::io(path, e))?;
-        write_atomically(path, schema.clone(), batches, self.properties.clone())?;
+        let stored = batches
+            .iter()
+            .map(stored_types::to_stored)
+            .collect::<Result<Vec<_>, _>>()?;
+        write_atomically(
+            path,
+            stored_types::stored_schema(schema),
+            &stored,
+            self.properties.clone(),
+        )?;
         // Durable on the store before the caller commits anything that counts on the file.
         if let Some((root, mirror)) = &self.mirror {
             let absolute = std::path::absolute(path).map_err(|e| EngineError::io(path, e))?;

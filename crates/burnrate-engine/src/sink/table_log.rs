@@ -63,6 +63,7 @@ use uuid::Uuid;
 
 use crate::EngineError;
 use crate::sink::parquet_sink::{segment_files, sync_dir};
+use crate::sink::stored_types;
 use crate::sink::{mirror, on_own_runtime};
 
 /// The partition column every table is split by: the UTC day of its time column.
@@ -1068,12 +1069,11 @@ fn listed_files(state: &DeltaTableState) -> Result<Vec<LoggedFile>, EngineError>
     Ok(files)
 }
 
-/// The table's columns in Delta's types: its Arrow schema (nanosecond timestamps become
-/// Delta's microsecond `timestamp`, unsigned integers the signed type of the same width, as
-/// delta-rs reads them) and the `date` partition column.
+/// The table's columns in Delta's types, as its files hold them (microsecond `timestamp`s,
+/// signed integers: see [`stored_types`]), and the `date` partition column.
 fn delta_columns(table: Table) -> Result<Vec<StructField>, EngineError> {
     let mut columns = Vec::new();
-    for field in table.schema().fields() {
+    for field in stored_types::stored_schema(&table.schema()).fields() {
         let column: StructField = field
             .as_ref()
             .try_into_kernel()
