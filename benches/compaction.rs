@@ -31,6 +31,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use burnrate_engine::sink::parquet_sink::split_by_day;
+use burnrate_engine::sink::stored_types;
 use burnrate_engine::sink::table_log::{self, DurableFile};
 use burnrate_engine::{ParquetSink, WindowSpec, WindowStage};
 use burnrate_otlp::Table;
@@ -221,12 +222,11 @@ fn build(data: &Path, files: usize, days: i64, rows: usize) {
                 let path = day.join(format!("receiver-{seq:020}.parquet"));
                 seq += 1;
                 let file = std::fs::File::create(&path).expect("file");
-                let mut writer = ArrowWriter::try_new(
-                    file,
-                    Table::ApiRequests.schema(),
-                    Some(properties.clone()),
-                )
-                .expect("writer");
+                // In the types the receiver's files hold.
+                let part = stored_types::to_stored(&part).expect("stored types");
+                let mut writer =
+                    ArrowWriter::try_new(file, part.schema(), Some(properties.clone()))
+                        .expect("writer");
                 writer.write(&part).expect("rows");
                 writer.close().expect("footer");
                 pending.push(DurableFile {

@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Where the time goes: each phase's end, in seconds from the start (docs/testing.md).
+phase() { echo "test.sh: $1 done at $SECONDS s" >&2; }
+
 # The real Claude Code captures live beside the repository: ../shared/otlp-samples (2.1.197) and
 # ../shared/otlp-samples-2.1.332.
 export BURNRATE_SAMPLES="${BURNRATE_SAMPLES:-$(cd .. && pwd)/shared/otlp-samples}"
@@ -92,6 +95,7 @@ if [ -z "${BURNRATE_CLAUDE_CODE:-}" ]; then
     export BURNRATE_CLAUDE_CODE="$claude_bin"
 fi
 
+phase "installs"
 cargo fmt --all --check
 # Clippy lints every target while the tests build: clippy-driver compiles the workspace's crates,
 # as `cargo clippy` has it check them, with its `-D warnings` (CLIPPY_ARGS is how cargo-clippy
@@ -103,6 +107,7 @@ if ! clippy_driver="$(command -v clippy-driver)"; then
 fi
 lint=(env RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
 "${lint[@]}" cargo test --workspace --lib --bins --tests --benches --locked --no-run
+phase "test build"
 # The Kafka end-to-end tests (a SIGKILL loop, a rebalance between two members, drains that end
 # on a quiet second) run on their own, one at a time, after the rest: next to the rest of the
 # suite on two cores, a starved consumer could let a drain's quiet second pass early. So do the
@@ -112,6 +117,7 @@ serial_e2e=(kafka::samples_ kafka::sigkill_ kafka::two_members_ delta::three_rep
 skips=()
 for test in "${serial_e2e[@]}"; do skips+=(--skip "$test"); done
 "${lint[@]}" cargo test --workspace --lib --bins --tests --locked -- "${skips[@]}"
+phase "tests"
 # The fuzz targets build meanwhile, at the lowest priority: the bench smoke runs and the Kafka
 # tests leave most of the two cores idle (97% in the Kafka tests: they wait on the broker and
 # their own timers), and take the CPU back when they want it. Not beside the rest of the suite:
@@ -123,11 +129,15 @@ setsid nice -n 19 ./scripts/fuzz.sh --build-only >"$fuzz_log" 2>&1 &
 fuzz_build=$!
 trap 'kill -- -"$fuzz_build" 2>/dev/null || true; rm -f "$fuzz_log"' EXIT
 "${lint[@]}" cargo test --workspace --benches --locked
+phase "bench smoke runs"
 "${lint[@]}" cargo test --workspace --test end_to_end --locked -- "${serial_e2e[@]}" --test-threads=1
+phase "serial end-to-end tests"
 if ! wait "$fuzz_build"; then
     cat "$fuzz_log" >&2
     echo "test.sh: building the fuzz targets failed" >&2
     exit 1
 fi
+phase "fuzz build"
 # The fuzz targets, a bounded run each (FUZZ_SECONDS, default 30).
 ./scripts/fuzz.sh
+phase "fuzz runs"
