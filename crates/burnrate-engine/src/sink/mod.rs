@@ -2,7 +2,8 @@
 //!
 //! Owns: buffering decoded rows per table, Parquet segments (Hive-partitioned, written to a
 //! temporary name, fsynced and renamed, idempotent on replay) in Delta's column types, each
-//! table's Delta log (the files a reader counts), dead letters, and the mirror of every file to object storage.
+//! table's Delta log (the files a reader counts), dead letters, and the mirror of every file to
+//! object storage.
 //!
 //! Must not know: which source the rows came from or how its positions are committed, windows,
 //! or the Pushgateway.
