@@ -11,7 +11,7 @@
 //! Measured before and after compaction, each the median of 3 (`report daily` once: minutes at
 //! this size), each its own process as a user
 //! would run it (the CLI's time includes its start):
-//! - `api_requests` files per day, as the log lists them;
+//! - `api_requests` and `usage_windows` files per day, as their logs list them;
 //! - the 90-day query, cost by team and day: `burnrate query`, and DuckDB (Python package
 //!   1.4.1) reading the same Parquet files with Hive partitioning, each a process started for
 //!   it (DuckDB's query time alone, from inside its process, is printed too);
@@ -78,8 +78,10 @@ fn main() {
         return;
     }
     if let Ok(data) = std::env::var(COUNT_VAR) {
-        let (mean, max) = files_per_day(Path::new(&data));
-        println!("{mean} {max}");
+        for table in COMPACTED {
+            let (mean, max) = files_per_day(Path::new(&data), table);
+            println!("{mean} {max}");
+        }
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -117,11 +119,12 @@ fn main() {
     );
     let after = measure(&data, rounds, &last_day.to_string());
     assert_eq!(before.answer, after.answer, "compaction changed the answer");
-    assert!(
-        after.files_per_day.1 <= 4,
-        "{} files on a day after compaction",
-        after.files_per_day.1
-    );
+    for (table, most) in [
+        ("api_requests", after.files_per_day.1),
+        ("usage_windows", after.window_files_per_day.1),
+    ] {
+        assert!(most <= 4, "{most} {table} files on a day after compaction");
+    }
 
     println!(
         "compaction bench: {files} api_requests files, {rows} calls, {PEOPLE} people, {days} days"
@@ -134,6 +137,13 @@ fn main() {
         before.files_per_day.1,
         after.files_per_day.0,
         after.files_per_day.1
+    );
+    println!(
+        "| usage_windows files per day (mean / max) | {:.0} / {} | {:.0} / {} |",
+        before.window_files_per_day.0,
+        before.window_files_per_day.1,
+        after.window_files_per_day.0,
+        after.window_files_per_day.1
     );
     let row = |what: &str, b: Run, a: Run| {
         println!(
@@ -248,9 +258,9 @@ fn build(data: &Path, files: usize, days: i64, rows: usize) {
     stage.close_all().expect("windows closed");
 }
 
-/// Mean and most `api_requests` files on a day, as the table's log lists them.
-fn files_per_day(data: &Path) -> (f64, usize) {
-    let read = table_log::read_table(data, Table::ApiRequests)
+/// Mean and most files of `table` on a day, as the table's log lists them.
+fn files_per_day(data: &Path, table: Table) -> (f64, usize) {
+    let read = table_log::read_table(data, table)
         .expect("log")
         .expect("a table");
     let mut days: BTreeMap<String, usize> = BTreeMap::new();
@@ -263,9 +273,14 @@ fn files_per_day(data: &Path) -> (f64, usize) {
     )
 }
 
+/// The tables the dataset holds, whose files a day are counted.
+const COMPACTED: [Table; 2] = [Table::ApiRequests, Table::UsageWindows];
+
 struct Measured {
     /// Mean and most `api_requests` files on a day.
     files_per_day: (f64, usize),
+    /// The same for `usage_windows`.
+    window_files_per_day: (f64, usize),
     query: Run,
     duckdb: Run,
     /// DuckDB's query alone, timed inside its process.
@@ -281,10 +296,14 @@ fn measure(data: &Path, rounds: usize, last_day: &str) -> Measured {
     let mut counted = counted
         .split_whitespace()
         .map(|n| n.parse::<f64>().expect("a count"));
-    let files_per_day = (
-        counted.next().expect("mean"),
-        counted.next().expect("max") as usize,
-    );
+    let mut next_pair = || {
+        (
+            counted.next().expect("mean"),
+            counted.next().expect("max") as usize,
+        )
+    };
+    let files_per_day = next_pair();
+    let window_files_per_day = next_pair();
     let mut answer = String::new();
     let query = median(rounds, || {
         let (run, out) = timed_output(
@@ -326,6 +345,7 @@ fn measure(data: &Path, rounds: usize, last_day: &str) -> Measured {
     });
     Measured {
         files_per_day,
+        window_files_per_day,
         query,
         duckdb,
         duckdb_query,
