@@ -205,6 +205,7 @@ mod tests {
 
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int64Type;
+    use datafusion::arrow::util::display::array_value_to_string;
 
     use super::*;
     use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
@@ -252,5 +253,20 @@ mod tests {
             .unwrap()
             .table_names();
         assert_eq!(names.len(), Table::ALL.len(), "{names:?}");
+    }
+
+    /// `burnrate query` takes every SQL function of DataFusion's defaults, the hashes and
+    /// encodings a user pseudonymises ids with among them (burnrate turns DataFusion's default
+    /// features off and names the ones it keeps).
+    #[tokio::test]
+    async fn a_query_has_every_default_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = open_dataset(dir.path()).await.unwrap();
+        let sql = "SELECT md5('ada'), encode(sha256('ada'), 'hex'), \
+                   regexp_like('claude-opus-4-5', '^claude'), date_trunc('day', now()), \
+                   array_length(make_array(1, 2)), upper('a')";
+        let batches = run_sql(&ctx, sql).await.unwrap();
+        let md5 = array_value_to_string(batches[0].column(0), 0).unwrap();
+        assert_eq!(md5, "8c8d357b5e872bbacd45197626bd5759");
     }
 }
