@@ -24,7 +24,7 @@ use crate::view::{
     Data, KeyValue, LogRecord, LogsRequest, Metric, MetricsRequest, NumberDataPoint, NumberValue,
     Request, Resource, Span, TracesRequest, Value,
 };
-use crate::{DecodeError, series_id};
+use crate::{DecodeError, SeriesIds};
 
 /// What one export produced: a batch per non-empty table, and what went wrong row by row.
 #[derive(Debug, Default, PartialEq)]
@@ -243,8 +243,6 @@ impl Decoder {
     fn logs(&self, request: &LogsRequest<'_>, out: &mut TableBuilders) {
         let cfg = &*self.config;
         let raw = out.log_records.get_or_insert_with(raw::LogRecords::new);
-        let calls = out.api_requests.get_or_insert_with(ApiRequests::new);
-        let tools = out.tool_calls.get_or_insert_with(ToolCalls::new);
         let stats = &mut out.stats;
         // tool_decision events by tool_use_id, so a tool_result of the same export gets its
         // decision; rejected tools have no result and become rows of their own.
@@ -278,11 +276,15 @@ impl Decoder {
                     if cfg.call_source == CallSource::Events && is(&cfg.events.api_request) {
                         let row = self.api_request_event(&scope, record, time, errors, true);
                         self.count(&row, stats);
-                        calls.push(&row);
+                        out.api_requests
+                            .get_or_insert_with(ApiRequests::new)
+                            .push(&row);
                     } else if cfg.call_source == CallSource::Events && is(&cfg.events.api_error) {
                         let row = self.api_request_event(&scope, record, time, errors, false);
                         self.count(&row, stats);
-                        calls.push(&row);
+                        out.api_requests
+                            .get_or_insert_with(ApiRequests::new)
+                            .push(&row);
                     } else if cfg.call_source == CallSource::Events && is(&cfg.events.tool_result) {
                         results.push(self.tool_result_event(&scope, record, time, errors));
                     } else if is(&cfg.events.tool_decision) {
@@ -313,11 +315,11 @@ impl Decoder {
                 row.decision_source = outcome.decision_source.clone();
             }
             stats.rows_with_errors += u64::from(row.errors.count > 0);
-            tools.push(&row);
+            out.tool_calls.get_or_insert_with(ToolCalls::new).push(&row);
         }
         for row in pending_rejections {
             stats.rows_with_errors += u64::from(row.errors.count > 0);
-            tools.push(&row);
+            out.tool_calls.get_or_insert_with(ToolCalls::new).push(&row);
         }
     }
 
@@ -506,12 +508,12 @@ impl Decoder {
 
     fn metrics(&self, request: &MetricsRequest<'_>, out: &mut TableBuilders) {
         let raw = out.metric_points.get_or_insert_with(raw::MetricPoints::new);
-        let usage = out.usage_metrics.get_or_insert_with(UsageMetrics::new);
         let stats = &mut out.stats;
         for resource_metrics in &request.resource_metrics {
             let resource = resource_attrs(resource_metrics.resource.as_ref());
             let resource_slots = self.index.slots(resource);
             let rendered_resource = RenderedAttributes::new(resource, &self.content);
+            let mut series_ids = SeriesIds::new(resource);
             for scope_metrics in &resource_metrics.scope_metrics {
                 let scope_name = scope_metrics.scope.as_ref().map(|s| s.name);
                 for metric in &scope_metrics.metrics {
@@ -532,7 +534,7 @@ impl Decoder {
                             errors.push("time: data point has no timestamp".into());
                         }
                         let start_time = event_time(point.start_time).ok().flatten();
-                        let series = series_id(metric.name, point.attributes, resource);
+                        let series = series_ids.id(metric.name, point.attributes);
                         let ctx = Context {
                             resource: &rendered_resource,
                             scope_name,
@@ -573,7 +575,9 @@ impl Decoder {
                             errors,
                         };
                         stats.rows_with_errors += u64::from(row.errors.count > 0);
-                        usage.push(&row, &self.content);
+                        out.usage_metrics
+                            .get_or_insert_with(UsageMetrics::new)
+                            .push(&row, &self.content);
                     }
                 }
             }
@@ -584,8 +588,6 @@ impl Decoder {
         let cfg = &*self.config;
         let spans_cfg = &cfg.spans;
         let raw = out.spans.get_or_insert_with(raw::Spans::new);
-        let calls = out.api_requests.get_or_insert_with(ApiRequests::new);
-        let tools = out.tool_calls.get_or_insert_with(ToolCalls::new);
         let stats = &mut out.stats;
 
         // Children of Claude Code tool spans carry their success and decision.
@@ -653,7 +655,9 @@ impl Decoder {
                                 "claude_code.span",
                             );
                             self.count(&row, stats);
-                            calls.push(&row);
+                            out.api_requests
+                                .get_or_insert_with(ApiRequests::new)
+                                .push(&row);
                         }
                     } else if listed(&spans_cfg.tool, span.name) {
                         if by_spans {
@@ -671,13 +675,15 @@ impl Decoder {
                             row.decision = outcome.decision;
                             row.decision_source = outcome.decision_source;
                             stats.rows_with_errors += u64::from(row.errors.count > 0);
-                            tools.push(&row);
+                            out.tool_calls.get_or_insert_with(ToolCalls::new).push(&row);
                         }
                     } else if listed(&spans_cfg.claude_task, span.name) {
                         let row =
                             self.api_request_span(&scope, span, start, end, errors, "claude.span");
                         self.count(&row, stats);
-                        calls.push(&row);
+                        out.api_requests
+                            .get_or_insert_with(ApiRequests::new)
+                            .push(&row);
                     } else if !is_claude_code
                         && operation.is_some_and(|op| {
                             spans_cfg.gen_ai_tool_operations.iter().any(|o| o == op)
@@ -685,7 +691,7 @@ impl Decoder {
                     {
                         let row = self.tool_span(&scope, span, start, end, errors, "gen_ai.span");
                         stats.rows_with_errors += u64::from(row.errors.count > 0);
-                        tools.push(&row);
+                        out.tool_calls.get_or_insert_with(ToolCalls::new).push(&row);
                     } else if operation
                         .is_some_and(|op| spans_cfg.gen_ai_call_operations.iter().any(|o| o == op))
                         || has_gen_ai_usage(span)
@@ -693,7 +699,9 @@ impl Decoder {
                         let row =
                             self.api_request_span(&scope, span, start, end, errors, "gen_ai.span");
                         self.count(&row, stats);
-                        calls.push(&row);
+                        out.api_requests
+                            .get_or_insert_with(ApiRequests::new)
+                            .push(&row);
                     }
                 }
             }
