@@ -810,6 +810,60 @@ fn sigkill_during_parallel_decode_while_a_member_joins_loses_and_doubles_nothing
     eprintln!("the first member revoked {revokes} partitions before it was killed");
 }
 
+/// A prefetch that fills the memory budget does not keep the source paused: 14 partitions a
+/// topic at librdkafka's 1 MiB each, with the budget's queue and fetch, hold 54 MiB, more than
+/// the 48 of a 256 MiB limit's budget at which a pause used to end (and the budget shrinks as
+/// the binary's code pages in). No flush frees what librdkafka may hold, so until 2026-12-03 the
+/// first pause was for good and the drain never finished. Now the data keeps a quarter of the
+/// budget beyond the prefetch, and each pause ends once it is written.
+#[test]
+fn a_prefetch_that_fills_the_memory_budget_does_not_keep_the_source_paused() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    for topic in TOPICS {
+        cluster.create_topic(topic, 14, 1).unwrap();
+    }
+    let exports = sample_exports();
+    let copies = 150;
+    let produced = crate::support::broker::produce_samples(&bootstrap, &exports, copies);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let health = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "run",
+        "--source",
+        "kafka",
+        "--drain",
+        "--brokers",
+        &bootstrap,
+        "--group",
+        "burnrate-prefetch",
+        "--output",
+        data.to_str().unwrap(),
+        "--health-listen",
+        &health,
+        "--memory-limit",
+        "256MiB",
+    ];
+    // The pauses are logged at debug.
+    let env = [("BURNRATE_LOG", "warn,burnrate_engine::source::kafka=debug")];
+    let finished = wait_with_peak_rss_within(spawn_burnrate(&args, &env), Duration::from_secs(300));
+    let log = &finished.stderr;
+    assert!(finished.success, "{log}");
+    assert!(
+        log.contains("librdkafka's prefetch for these partitions fills the memory budget"),
+        "the prefetch did not fill the budget, so this test shows nothing:\n{log}"
+    );
+    let pauses = log
+        .lines()
+        .filter(|line| line.contains("memory budget") && line.contains("paused=true"))
+        .count();
+    assert!(pauses > 0, "the source never paused:\n{log}");
+    assert_eq!(summary_messages(log), produced as u64, "{log}");
+    eprintln!("{pauses} pauses, each ended");
+    assert_sample_totals(&data, copies as f64);
+}
+
 /// Catching up on a backlog larger than the whole memory limit stays within it (10% over at
 /// most): librdkafka's prefetch, the runs being decoded, the buffered segments and the flush are
 /// held in one budget, and the partitions pause while it is full. Nothing is lost meanwhile.

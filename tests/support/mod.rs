@@ -11,6 +11,7 @@ pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -416,7 +417,15 @@ pub fn stat_cpu_seconds(stat: &str) -> f64 {
 /// runs. Not `ru_maxrss`: a child spawned from this process starts in this process's memory,
 /// and the kernel carries that memory's high-water mark over into the child's `ru_maxrss` when
 /// it execs, so a test holding a large broker would be charged to the child.
-pub fn wait_with_peak_rss(mut child: std::process::Child) -> Finished {
+pub fn wait_with_peak_rss(child: std::process::Child) -> Finished {
+    wait_with_peak_rss_within(child, Duration::MAX)
+}
+
+/// [`wait_with_peak_rss`], killing the child once `deadline` has passed: a test of a hang
+/// fails instead of holding the suite up. Its stderr then ends with a line saying so.
+pub fn wait_with_peak_rss_within(mut child: std::process::Child, deadline: Duration) -> Finished {
+    let started = std::time::Instant::now();
+    let mut killed = false;
     let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -445,12 +454,20 @@ pub fn wait_with_peak_rss(mut child: std::process::Child) -> Finished {
         if let Some(status) = child.try_wait().expect("the child can be waited for") {
             break status;
         }
+        if !killed && started.elapsed() >= deadline {
+            let _ = child.kill();
+            killed = true;
+        }
         std::thread::sleep(std::time::Duration::from_millis(5));
     };
     let _ = stdout.join();
+    let mut stderr = stderr.join().unwrap_or_default();
+    if killed {
+        stderr.push_str(&format!("\n(killed: still running after {deadline:?})\n"));
+    }
     Finished {
-        success: status.success(),
-        stderr: stderr.join().unwrap_or_default(),
+        success: status.success() && !killed,
+        stderr,
         peak_rss: peak_kib * 1024,
         cpu_seconds: cpu,
     }

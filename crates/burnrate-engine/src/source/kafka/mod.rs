@@ -514,25 +514,25 @@ impl Prefetch {
         self.queue + self.fetch + partitions * self.per_partition
     }
 
-    /// Whether the prefetch for `partitions` leaves room below the share of the budget at
-    /// which paused partitions resume: if it does not, a pause would never end.
+    /// Whether the prefetch for `partitions` leaves the data in flight [`DATA_FLOOR`] of the
+    /// budget: if it does not, the data gets that much beyond it, past the budget.
     fn leaves_room(&self, partitions: usize, limit: usize) -> bool {
-        (self.bytes(partitions) as f64) < limit as f64 * RESUME_AT
+        (self.bytes(partitions) as f64) < limit as f64 * (1.0 - DATA_FLOOR)
     }
 
-    /// Refuses client properties whose prefetch alone would keep the source paused for good.
+    /// Refuses client properties whose prefetch alone would take the budget from the data.
     fn check(&self, limit: usize) -> Result<(), EngineError> {
         if self.leaves_room(0, limit) {
             return Ok(());
         }
         Err(EngineError::Config(format!(
             "kafka: librdkafka's prefetch (queued.max.messages.kbytes and fetch.max.bytes: {} MiB) \
-             would hold {:.0}% of the {} MiB memory budget, and a source paused for memory \
-             resumes only below {:.0}%: lower them or raise memory_limit",
+             would hold {:.0}% of the {} MiB memory budget, leaving the data in flight less \
+             than {:.0}%: lower them or raise memory_limit",
             self.bytes(0) >> 20,
             self.bytes(0) as f64 / limit as f64 * 100.0,
             limit >> 20,
-            RESUME_AT * 100.0
+            DATA_FLOOR * 100.0
         )))
     }
 }
@@ -628,9 +628,24 @@ impl AssignmentWait {
     }
 }
 
-/// Pause the assigned partitions once the budget is this full, resume below the second share.
+/// Pause the assigned partitions once the data's room in the budget is this full, resume below
+/// the second share.
 const PAUSE_AT: f64 = 1.0;
 const RESUME_AT: f64 = 0.75;
+/// The share of the budget the data in flight keeps however much librdkafka's prefetch holds.
+const DATA_FLOOR: f64 = 0.25;
+
+/// Whether the source should be paused for memory: `used` bytes of the budget's `limit` held,
+/// `prefetch` of them by librdkafka's prefetch. The data gets what the prefetch leaves, and never
+/// less than [`DATA_FLOOR`] of the budget: no flush frees what librdkafka may hold, so with a
+/// prefetch that filled the budget (many partitions, or a budget that shrank as the binary's
+/// code paged in) a pause would never end.
+fn pause_for_memory(paused: bool, used: usize, prefetch: usize, limit: usize) -> bool {
+    let data = used.saturating_sub(prefetch) as f64;
+    let room = (limit.saturating_sub(prefetch) as f64).max(limit as f64 * DATA_FLOOR);
+    data >= room * if paused { RESUME_AT } else { PAUSE_AT }
+}
+
 /// Runs queued for the sink (each up to 256 messages or 1 MiB): enough to keep the decode
 /// workers busy while the sink writes a segment; what they hold is in the memory budget.
 const SINK_QUEUE: usize = 64;
@@ -937,11 +952,12 @@ impl KafkaPipeline {
     fn hold_to_budget(&mut self) -> Result<bool, EngineError> {
         self.health
             .set_memory(self.budget.used(), self.budget.limit());
-        let pause = if self.paused {
-            self.budget.is_full(RESUME_AT)
-        } else {
-            self.budget.is_full(PAUSE_AT)
-        };
+        let pause = pause_for_memory(
+            self.paused,
+            self.budget.used(),
+            self.prefetch_held.bytes(),
+            self.budget.limit(),
+        );
         if pause == self.paused {
             return Ok(false);
         }
@@ -1034,7 +1050,7 @@ impl KafkaPipeline {
                 partitions = holding,
                 prefetch_bytes = self.prefetch.bytes(holding),
                 budget_bytes = self.budget.limit(),
-                "librdkafka's prefetch for these partitions fills the memory budget: a pause for memory would not end; lower max.partition.fetch.bytes or raise memory_limit"
+                "librdkafka's prefetch for these partitions fills the memory budget: the data in flight keeps a quarter of the budget beyond it, and memory may pass memory_limit; lower max.partition.fetch.bytes or raise memory_limit"
             );
         }
         if assigned.is_empty() {
@@ -1189,6 +1205,25 @@ mod tests {
         assert_eq!(parse_segment(&name, "otlp_logs", 4), None);
         assert_eq!(parse_segment(&name, "otlp", 3), None);
         assert!(segment_name("t", 0, 9, 9) < segment_name("t", 0, 10, 10));
+    }
+
+    #[test]
+    fn a_pause_for_memory_ends_once_the_data_is_written_whatever_the_prefetch_holds() {
+        const MIB: usize = 1 << 20;
+        // A small prefetch: pause at the limit, resume below three quarters of it.
+        assert!(!pause_for_memory(false, 99 * MIB, 10 * MIB, 100 * MIB));
+        assert!(pause_for_memory(false, 100 * MIB, 10 * MIB, 100 * MIB));
+        assert!(pause_for_memory(true, 78 * MIB, 10 * MIB, 100 * MIB));
+        assert!(!pause_for_memory(true, 77 * MIB, 10 * MIB, 100 * MIB));
+        // A prefetch past the resume share (54 MiB of a budget that shrank to 46): the pause
+        // ends once the data is written, and the data keeps a quarter of the budget.
+        let (prefetch, limit) = (54 * MIB, 46 * MIB);
+        let pause = |paused, data| pause_for_memory(paused, prefetch + data, prefetch, limit);
+        assert!(!pause(true, 0));
+        assert!(!pause(false, 11 * MIB));
+        assert!(pause(false, 12 * MIB));
+        assert!(pause(true, 9 * MIB));
+        assert!(!pause(true, 8 * MIB));
     }
 
     #[test]
