@@ -120,12 +120,6 @@ const LIBRDKAFKA_PREFETCH: [(&str, &str); 2] = [
 
 /// burnrate's default `memory_limit`.
 const MEMORY_LIMIT: u64 = 512 << 20;
-/// The `memory_limit` of the runs with librdkafka's prefetch sizes. At 512 MiB their 123 MiB
-/// for 9 partitions sat on the edge of the share below which a paused source resumes (the
-/// budget follows the code the process has resident, 160-165 MiB in this bench): over it, the
-/// source warns that a pause would not end, and it did not. 576 MiB leaves them a fifth of
-/// the budget's headroom.
-const PREFETCH_MEMORY_LIMIT: u64 = 576 << 20;
 
 /// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit, with
 /// `client` properties set over burnrate's; with the Delta logs, or plain Parquet without.
@@ -134,7 +128,6 @@ fn burnrate(
     group: &str,
     messages: usize,
     client: &[(&str, &str)],
-    memory_limit: u64,
     logs: bool,
 ) -> Round {
     let data = tempfile::tempdir().unwrap();
@@ -165,7 +158,7 @@ fn burnrate(
                 config,
                 health.clone(),
                 windows,
-                MemoryBudget::for_memory_limit(memory_limit),
+                MemoryBudget::for_memory_limit(MEMORY_LIMIT),
             )
             .unwrap()
         };
@@ -308,7 +301,7 @@ fn main() {
         // Which goes first alternates.
         for logs in [i % 2 == 0, i % 2 != 0] {
             let group = format!("burnrate-{}-{i}", if logs { "logged" } else { "plain" });
-            let round = burnrate(&broker, &group, messages, &[], MEMORY_LIMIT, logs);
+            let round = burnrate(&broker, &group, messages, &[], logs);
             if logs { &mut logged } else { &mut plain }.push(round);
         }
     }
@@ -317,14 +310,7 @@ fn main() {
         (0..rounds)
             .map(|i| {
                 let group = format!("burnrate-prefetch-{i}");
-                burnrate(
-                    &broker,
-                    &group,
-                    messages,
-                    &LIBRDKAFKA_PREFETCH,
-                    PREFETCH_MEMORY_LIMIT,
-                    true,
-                )
+                burnrate(&broker, &group, messages, &LIBRDKAFKA_PREFETCH, true)
             })
             .collect(),
     );
