@@ -469,10 +469,7 @@ mod tests {
     }
 
     fn kv<'a>(key: &'a str, value: Option<Value<'a>>) -> KeyValue<'a> {
-        KeyValue {
-            key,
-            value: Some(AnyValue { value }),
-        }
+        KeyValue::test(key, value)
     }
 
     #[test]

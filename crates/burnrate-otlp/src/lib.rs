@@ -136,7 +136,7 @@ fn lay_out(attributes: &[KeyValue<'_>], out: &mut Vec<u8>, value: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::{AnyValue, Value};
+    use crate::view::Value;
 
     /// The layout hashed as it was until 2026-12-03: a streaming hasher fed piece by piece.
     /// Stored ids were made this way, so the one-call hash must give the same.
@@ -160,10 +160,7 @@ mod tests {
     }
 
     fn kv<'a>(key: &'a str, value: Option<Value<'a>>) -> KeyValue<'a> {
-        KeyValue {
-            key,
-            value: Some(AnyValue { value }),
-        }
+        KeyValue::test(key, value)
     }
 
     #[test]

@@ -47,6 +47,17 @@ pub struct KeyValue<'a> {
     pub value: Option<AnyValue<'a>>,
 }
 
+#[cfg(test)]
+impl<'a> KeyValue<'a> {
+    /// An attribute as tests write one: `value` `None` is an `AnyValue` with no value set.
+    pub(crate) fn test(key: &'a str, value: Option<Value<'a>>) -> Self {
+        KeyValue {
+            key,
+            value: Some(AnyValue { value }),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Resource<'a> {
     pub attributes: Vec<KeyValue<'a>>,
