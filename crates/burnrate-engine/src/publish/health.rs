@@ -243,7 +243,7 @@ impl PipelineHealth {
         );
         counter(
             "burnrate_commit_failures_total",
-            "Offset commits that failed and were retried with the next flush.",
+            "Position commits (Kafka offsets, the receiver's log numbers) that failed and were retried with the next flush.",
             load(&self.commit_failures),
         );
         counter(

@@ -10,7 +10,6 @@ use crate::EngineError;
 use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
 use crate::sink::parquet_sink::ParquetSink;
-use crate::stream::windows::WindowStage;
 
 /// What the segments a run flushed add up to, whatever source they came from.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -162,38 +161,6 @@ impl TableBuffer {
 
     pub fn dead_letters(&self) -> usize {
         self.dead.len()
-    }
-
-    /// Writes the buffer as segment `name` (atomically, see [`ParquetSink`]), feeds it to
-    /// `windows` as `origin`'s micro-batch up to `position`, and counts it in `totals` and
-    /// `health`.
-    pub fn flush(
-        self,
-        sink: &ParquetSink,
-        name: &str,
-        (origin, position): (&str, i64),
-        windows: &mut WindowStage,
-        health: &PipelineHealth,
-        totals: &mut FlushTotals,
-    ) -> Result<(), EngineError> {
-        let tables = self.write(sink, name, health, totals)?;
-        let progress = windows.feed(origin, position, &tables)?;
-        health.windowed(progress.closed, progress.late_events);
-        Ok(())
-    }
-
-    /// Writes the buffer as segment `name` and counts it in `totals` and `health`, returning
-    /// its tables for the window stage, which the caller feeds (see [`Self::flush`]).
-    pub fn write(
-        self,
-        sink: &ParquetSink,
-        name: &str,
-        health: &PipelineHealth,
-        totals: &mut FlushTotals,
-    ) -> Result<BTreeMap<Table, Vec<RecordBatch>>, EngineError> {
-        let segment = self.into_segment()?;
-        segment.write(sink, name, health, totals)?;
-        Ok(segment.tables)
     }
 
     /// The segment this buffer makes, to write later.

@@ -25,10 +25,15 @@ use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::DeadLetter;
 use crate::sink::parquet_sink::ParquetSink;
 use crate::sink::table_buffer::{FlushTotals, TableBuffer};
-use crate::source::ledger::{FILES_SEGMENT_PREFIX, FileLedger, InputId, STATE_DIR};
+use crate::source::durable::{DurablePath, SegmentFlush};
+use crate::source::ledger::{
+    FILES_SEGMENT_PREFIX, FileLedger, InputId, STATE_DIR, position_commits,
+};
 use crate::stream::delta_state::rebuild_delta_tracker;
 use crate::stream::windows::WindowStage;
 
+/// The files source's origin in the window stage.
+const FILES_ORIGIN: &str = "files";
 /// File endings read as OTLP exports; anything else under the input directory is skipped.
 const EXTENSIONS: [&str; 6] = [".pb", ".binpb", ".json", ".pb.gz", ".binpb.gz", ".json.gz"];
 /// Files decoding ahead of the one being collected, per decode worker.
@@ -165,15 +170,14 @@ pub struct FilePipeline {
     budget: Arc<MemoryBudget>,
     input: PathBuf,
     config: FileSourceConfig,
-    sink: ParquetSink,
     ledger: FileLedger,
     tracker: DeltaTracker,
     /// (path, size, mtime) of files this process already handled, so a watching run does not
     /// re-read and re-hash the whole directory on every pass.
     seen: HashSet<(PathBuf, u64, Option<SystemTime>)>,
     orphans_removed: usize,
-    health: Arc<PipelineHealth>,
-    windows: WindowStage,
+    /// Segments written, windowed, and their ledger line's number committed.
+    durable: DurablePath<()>,
 }
 
 impl FilePipeline {
@@ -200,18 +204,21 @@ impl FilePipeline {
             budget,
             input: input.to_path_buf(),
             config,
-            sink: ParquetSink::new(output),
             ledger,
             tracker,
             seen: HashSet::new(),
             orphans_removed,
-            health,
-            windows,
+            durable: DurablePath::new(
+                ParquetSink::new(output),
+                windows,
+                health,
+                position_commits(output),
+            ),
         })
     }
 
     pub fn windows(&mut self) -> &mut WindowStage {
-        &mut self.windows
+        self.durable.windows_mut()
     }
 
     /// One pass: every export not yet committed is decoded, converted and committed.
@@ -279,8 +286,9 @@ impl FilePipeline {
             self.commit(segment, &mut summary)?;
         }
         // A pass reads everything there is, as a drained Kafka run does: its windows close.
-        let closed = self.windows.close_all()?;
-        self.health.windowed(closed, 0);
+        let closed = self.durable.windows_mut().close_all()?;
+        self.durable.health().windowed(closed, 0);
+        summary.written = self.durable.take_written();
         Ok(summary)
     }
 
@@ -337,14 +345,16 @@ impl FilePipeline {
         // its commit gets the same number and is not windowed twice.
         let intent = self.ledger.intend(&name, &segment.inputs)?;
         let position = i64::try_from(intent.seq()).unwrap_or(i64::MAX);
-        buffer.flush(
-            &self.sink,
-            &name,
-            ("files", position),
-            &mut self.windows,
-            &self.health,
-            &mut summary.written,
-        )?;
+        self.durable.flush(&[SegmentFlush {
+            name,
+            segment: buffer.into_segment()?,
+            origin: FILES_ORIGIN.to_string(),
+            window_position: position,
+            key: (),
+            position,
+        }])?;
+        // A failed commit fails the run: the next one drops the line and reads the inputs again.
+        self.durable.commit()?;
         self.ledger.commit(intent)?;
         self.seen.extend(segment.files);
         Ok(())

@@ -2,8 +2,9 @@
 //!
 //! A segment's line, numbered, is appended (and fsynced) before its Parquet files are written;
 //! the segment counts once the dataset's positions table holds its number (a `txn`, app id
-//! [`POSITION_APP_ID`], committed after every table has the segment's files), as the Kafka
-//! source's offsets and the receiver's logs do. A crash before that commit leaves a line the
+//! [`POSITION_APP_ID`], committed by the commit coordinator after every table has the
+//! segment's files and the windows counted them), as the Kafka source's offsets and the
+//! receiver's logs do. A crash before that commit leaves a line the
 //! positions table does not hold, and maybe files: opening the ledger drops the line and
 //! deletes the files, so the inputs behind them are simply processed again, and the
 //! cumulative-metric state is rebuilt only from what was committed.
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
 use crate::sink::parquet_sink::remove_segments;
+use crate::source::commit::CommitCoordinator;
 
 pub const STATE_DIR: &str = "_burnrate";
 const LEDGER_FILE: &str = "files-ledger.jsonl";
@@ -51,8 +53,6 @@ struct Entry {
 #[derive(Debug)]
 pub struct FileLedger {
     path: PathBuf,
-    /// The dataset's root, whose positions table holds the committed lines' numbers.
-    data_dir: PathBuf,
     /// Whether the dataset has logs, and so a positions table.
     logged: bool,
     /// Committed lines, the number the next one gets less one.
@@ -73,6 +73,11 @@ impl Intent {
     pub fn seq(&self) -> u64 {
         self.entry.seq.unwrap_or(0)
     }
+}
+
+/// The commit coordinator of the ledger's position: the number of its last committed line.
+pub fn position_commits(data_dir: &Path) -> CommitCoordinator<()> {
+    CommitCoordinator::new(data_dir, |_: &()| POSITION_APP_ID.to_string())
 }
 
 impl FileLedger {
@@ -105,7 +110,6 @@ impl FileLedger {
         }
         let mut ledger = FileLedger {
             path,
-            data_dir: data_dir.to_path_buf(),
             logged: !crate::sink::table_log::without_logs(data_dir),
             lines,
             segments: HashSet::new(),
@@ -151,19 +155,14 @@ impl FileLedger {
         Ok(Intent { entry })
     }
 
-    /// Commits the segment of `intent`, whose files every table now has: its number to the
-    /// positions table, or, without logs, its line to the ledger. Durable when this returns.
+    /// Counts the segment of `intent`, whose files every table now has, once the commit
+    /// coordinator committed its number to the positions table ([`POSITION_APP_ID`]). A
+    /// dataset without logs has no positions table: there its line is appended to the ledger
+    /// now, which is the commit. Durable when this returns.
     pub fn commit(&mut self, intent: Intent) -> Result<(), EngineError> {
         let mut entry = intent.entry;
         let seq = entry.seq.unwrap_or(self.lines + 1);
-        if self.logged {
-            let version = i64::try_from(seq)
-                .map_err(|_| EngineError::Config(format!("ledger line {seq} out of range")))?;
-            crate::sink::table_log::commit_positions(
-                &self.data_dir,
-                &[(POSITION_APP_ID.to_string(), version)],
-            )?;
-        } else {
+        if !self.logged {
             entry.seq = None;
             self.append(&entry)?;
         }
@@ -285,6 +284,15 @@ mod tests {
         }
     }
 
+    /// What the files source does once a segment's files are written: its number committed
+    /// by the coordinator, then its line counted.
+    fn commit(ledger: &mut FileLedger, root: &Path, intent: Intent) {
+        let commits = position_commits(root);
+        commits.durable_up_to((), i64::try_from(intent.seq()).unwrap());
+        commits.commit().unwrap();
+        ledger.commit(intent).unwrap();
+    }
+
     fn ledger_text(root: &Path) -> String {
         fs::read_to_string(root.join(STATE_DIR).join(LEDGER_FILE)).unwrap()
     }
@@ -296,7 +304,7 @@ mod tests {
         let (mut ledger, _) = FileLedger::open(root).unwrap();
         let first = ledger.intend("files-a", &[input("a.json")]).unwrap();
         assert_eq!(first.seq(), 1);
-        ledger.commit(first).unwrap();
+        commit(&mut ledger, root, first);
         // The next segment's line is written, its commit never is: a crash in between.
         let second = ledger.intend("files-b", &[input("b.json")]).unwrap();
         assert_eq!(second.seq(), 2);
@@ -316,7 +324,7 @@ mod tests {
         drop(failed);
         let again = ledger.intend("files-c", &[input("b.json")]).unwrap();
         assert_eq!(again.seq(), 2);
-        ledger.commit(again).unwrap();
+        commit(&mut ledger, root, again);
         let committed = FileLedger::committed_at(root).unwrap();
         assert_eq!(
             committed,
@@ -350,7 +358,7 @@ mod tests {
         let (mut ledger, _) = FileLedger::open(root).unwrap();
         let intent = ledger.intend("files-a", &[input("a.json")]).unwrap();
         assert!(!root.join(STATE_DIR).join(LEDGER_FILE).exists());
-        ledger.commit(intent).unwrap();
+        commit(&mut ledger, root, intent);
         let text = ledger_text(root);
         assert!(text.contains("files-a") && !text.contains("seq"), "{text}");
         assert!(!root.join(crate::sink::table_log::POSITIONS_DIR).exists());
@@ -379,7 +387,7 @@ mod tests {
         assert!(ledger.contains(&input("a.json")) && ledger.contains(&input("b.json")));
         let next = ledger.intend("files-c", &[input("c.json")]).unwrap();
         assert_eq!(next.seq(), 3, "numbered after the lines there");
-        ledger.commit(next).unwrap();
+        commit(&mut ledger, root, next);
         assert_eq!(FileLedger::committed_at(root).unwrap().len(), 3);
     }
 }

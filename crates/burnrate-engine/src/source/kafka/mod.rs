@@ -7,8 +7,9 @@
 //!   memory budget and hands them to the decode stage, in consumption order;
 //! - the decode stage ([`crate::decode`]) turns them into Arrow on every core;
 //! - the sink ([`sink`]) collects the results in that order, buffers a segment per partition,
-//!   writes it durably and tells the commit coordinator ([`commit`]), whose offsets the
-//!   consuming task commits.
+//!   and flushes it through the durability path every source shares
+//!   ([`crate::source::durable`]), which tells the commit coordinator ([`commit`]), whose
+//!   offsets the consuming task commits.
 //!
 //! A segment is named `kafka-<topic>-<partition>-<first offset>-<last offset>`, and once written
 //! its offset `last + 1` is committed. A crash between the two leaves files past the committed
@@ -47,7 +48,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use self::commit::CommitCoordinator;
+use self::commit::{OffsetCommits, commit_offsets, offset_commits};
 use self::dispatch::{Dispatcher, RUN_LINGER};
 use self::sink::{KafkaSink, SinkFailure, SinkSetup, Step};
 use crate::EngineError;
@@ -56,6 +57,7 @@ use crate::decode::DecodePool;
 use crate::publish::health::PipelineHealth;
 use crate::sink::parquet_sink::{ParquetSink, remove_segments};
 use crate::sink::table_buffer::FlushTotals;
+use crate::source::durable::DurablePath;
 use crate::stream::delta_state::rebuild_delta_tracker;
 use crate::stream::windows::WindowStage;
 
@@ -231,7 +233,7 @@ struct Rebalances {
 struct SourceContext {
     rebalances: Arc<Mutex<Rebalances>>,
     dispatch: Arc<Mutex<Dispatcher>>,
-    commits: CommitCoordinator,
+    commits: OffsetCommits,
     health: Arc<PipelineHealth>,
 }
 
@@ -433,9 +435,7 @@ impl ConsumerContext for SourceContext {
             Err(_) => Err("the sink stopped".into()),
         };
         let committed = flushed.and_then(|()| {
-            self.commits
-                .commit(consumer, &self.health)
-                .map_err(|e| e.to_string())
+            commit_offsets(&self.commits, consumer, &self.health).map_err(|e| e.to_string())
         });
         let mut rebalances = lock(&self.rebalances);
         if let Err(error) = committed {
@@ -658,7 +658,7 @@ pub struct KafkaPipeline {
     /// The window stage, back from the sink once it finished.
     windows: Option<WindowStage>,
     rebalances: Arc<Mutex<Rebalances>>,
-    commits: CommitCoordinator,
+    commits: OffsetCommits,
     failure: Arc<OnceLock<SinkFailure>>,
     health: Arc<PipelineHealth>,
     budget: Arc<MemoryBudget>,
@@ -714,14 +714,16 @@ impl KafkaPipeline {
         prefetch_held.force(prefetch.bytes(0));
 
         let rebalances = Arc::new(Mutex::new(Rebalances::default()));
-        let commits = CommitCoordinator::new(output, &config.group_id);
+        let commits = offset_commits(output, &config.group_id);
         let failure = Arc::new(OnceLock::new());
         let (steps, queue) = crossbeam_channel::bounded(SINK_QUEUE);
         let sink = KafkaSink::new(SinkSetup {
-            parquet: ParquetSink::new(output),
-            windows,
-            health: health.clone(),
-            commits: commits.clone(),
+            durable: DurablePath::new(
+                ParquetSink::new(output),
+                windows,
+                health.clone(),
+                commits.clone(),
+            ),
             budget: budget.clone(),
             flush_bytes: config.flush_bytes,
             failure: failure.clone(),
@@ -890,7 +892,7 @@ impl KafkaPipeline {
                 self.send(Step::Flush)?;
                 last_flush = Instant::now();
             }
-            self.commits.commit(&self.consumer, &self.health)?;
+            commit_offsets(&self.commits, &self.consumer, &self.health)?;
         }
         let mut summary = self.finish(drain)?;
         summary.drained = drained;
@@ -992,7 +994,7 @@ impl KafkaPipeline {
             .recv()
             .map_err(|_| self.sink_stopped())?
             .map_err(|_| self.sink_stopped())?;
-        self.commits.commit(&self.consumer, &self.health)?;
+        commit_offsets(&self.commits, &self.consumer, &self.health)?;
         Ok(positions)
     }
 
@@ -1009,7 +1011,7 @@ impl KafkaPipeline {
             self.windows = sink.join().ok();
         }
         let mut summary = finished.map_err(|_| self.sink_stopped())?;
-        self.commits.commit(&self.consumer, &self.health)?;
+        commit_offsets(&self.commits, &self.consumer, &self.health)?;
         if !self.commits.is_empty() {
             return Err(EngineError::Kafka(
                 "offsets could not be committed; the data is written and a restart replays it idempotently".into(),

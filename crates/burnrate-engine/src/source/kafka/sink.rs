@@ -1,6 +1,7 @@
 //! The Kafka sink stage: collects decoded exports in the order they were consumed, converts
-//! cumulative metrics, buffers one segment per partition, writes segments durably, feeds them
-//! to the usage windows and reports their offsets to the commit coordinator.
+//! cumulative metrics, buffers one segment per partition, and flushes segments through the
+//! durability path every source takes ([`crate::source::durable`]): written, fed to the usage
+//! windows, their offsets reported to the commit coordinator.
 //!
 //! It runs on a thread of its own, so the consuming task keeps fetching and the decode workers
 //! keep decoding while a segment is encoded and fsynced. Everything it is sent arrives in one
@@ -15,15 +16,13 @@ use std::sync::{Arc, OnceLock};
 use burnrate_otlp::DeltaTracker;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::commit::CommitCoordinator;
 use super::{KafkaRunSummary, PartitionKey, segment_name, window_origin};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::decode::{Pending, Undecodable};
-use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::DeadLetter;
-use crate::sink::parquet_sink::ParquetSink;
 use crate::sink::table_buffer::TableBuffer;
+use crate::source::durable::{DurablePath, SegmentFlush};
 use crate::stream::windows::WindowStage;
 
 /// What the consuming task sends the sink, in consumption order.
@@ -83,10 +82,9 @@ struct PartitionSegment {
 
 /// Where segments go, and when they are due.
 pub struct SinkSetup {
-    pub parquet: ParquetSink,
-    pub windows: WindowStage,
-    pub health: Arc<PipelineHealth>,
-    pub commits: CommitCoordinator,
+    /// Writes segments, feeds the windows and reports offsets to the consuming task's
+    /// coordinator.
+    pub durable: DurablePath<PartitionKey>,
     pub budget: Arc<MemoryBudget>,
     /// Flush once this many message bytes (as decoded) are buffered over all partitions.
     pub flush_bytes: usize,
@@ -130,7 +128,7 @@ impl KafkaSink {
                 break;
             }
         }
-        self.setup.windows
+        self.setup.durable.into_parts().0
     }
 
     /// One step; whether it was the last.
@@ -160,7 +158,7 @@ impl KafkaSink {
             }
             Step::Barrier { done } => {
                 let flushed = self.answer(|sink| sink.flush(None));
-                let _ = done.send(flushed.map(|()| self.setup.windows.positions()));
+                let _ = done.send(flushed.map(|()| self.setup.durable.windows().positions()));
             }
             Step::Tracker(tracker) => self.tracker = tracker,
             Step::Finish {
@@ -172,12 +170,15 @@ impl KafkaSink {
                     if close_windows {
                         // The end of the input: no event can still arrive on time for the
                         // open windows.
-                        let closed = sink.setup.windows.close_all()?;
-                        sink.setup.health.windowed(closed, 0);
+                        let closed = sink.setup.durable.windows_mut().close_all()?;
+                        sink.setup.durable.health().windowed(closed, 0);
                     }
                     Ok(())
                 });
-                let _ = done.send(finished.map(|()| self.summary.clone()));
+                let _ = done.send(finished.map(|()| KafkaRunSummary {
+                    written: self.setup.durable.take_written(),
+                    ..self.summary.clone()
+                }));
                 return true;
             }
         }
@@ -229,7 +230,11 @@ impl KafkaSink {
         // the commit) must end its segment where they end, so the segment is skipped by the
         // windows as a whole and the next one is fed as a whole. (The consuming task cuts runs
         // there too.)
-        let fed = self.setup.windows.position(&window_origin(&key.0, key.1));
+        let fed = self
+            .setup
+            .durable
+            .windows()
+            .position(&window_origin(&key.0, key.1));
         if let (Some(fed), Some(segment)) = (fed, self.segments.get(&key))
             && segment.last <= fed
             && first > fed
@@ -294,35 +299,19 @@ impl KafkaSink {
                 continue;
             };
             let (topic, partition) = &key;
-            let name = segment_name(topic, *partition, segment.first, segment.last);
-            let tables = segment.buffer.write(
-                &self.setup.parquet,
-                &name,
-                &self.setup.health,
-                &mut self.summary.written,
-            )?;
+            let flush = SegmentFlush {
+                name: segment_name(topic, *partition, segment.first, segment.last),
+                segment: segment.buffer.into_segment()?,
+                origin: window_origin(topic, *partition),
+                window_position: segment.last,
+                key: key.clone(),
+                position: segment.last + 1,
+            };
+            self.setup.durable.write(&flush)?;
             tracing::info!(topic = %topic, partition, first = segment.first, last = segment.last, "segment written");
-            written.push((key, segment.last, tables));
+            written.push(flush);
         }
-        if written.is_empty() {
-            return Ok(());
-        }
-        let origins: Vec<String> = written
-            .iter()
-            .map(|((topic, partition), _, _)| window_origin(topic, *partition))
-            .collect();
-        let batches: Vec<_> = written
-            .iter()
-            .zip(&origins)
-            .map(|((_, last, tables), origin)| (origin.as_str(), *last, tables))
-            .collect();
-        let progress = self.setup.windows.feed_many(&batches)?;
-        self.setup
-            .health
-            .windowed(progress.closed, progress.late_events);
-        for (key, last, _) in written {
-            self.setup.commits.durable_up_to(key, last + 1);
-        }
+        self.setup.durable.settle(&written)?;
         // The written rows stay reserved until the windows have them: released at the write,
         // the source took that much more while the aggregation still held them.
         self.buffered.resize(self.buffered_size().1);

@@ -14,10 +14,12 @@
 //!   stored"; the receiver stays up, reports not-ready with the reason, and takes requests
 //!   again once a write succeeds.
 //! - **The flusher thread**: the writer hands it each segment's decoded rows with the number
-//!   of its log. It writes them to Parquet as `receiver-<replica>-<log seq>`, commits the log's
-//!   number to the dataset's positions table (a `txn`, app id `receiver/<replica>`, as Kafka
-//!   commits its offsets there), feeds the window stage, and deletes the log. A write that
-//!   fails is retried (the sink is idempotent) while the log keeps the requests safe; a slow
+//!   of its log. It takes them down the durability path every source shares
+//!   ([`crate::source::durable`]): written to Parquet as `receiver-<replica>-<log seq>`, fed to
+//!   the window stage, the log's number committed to the dataset's positions table (a `txn`,
+//!   app id `receiver/<replica>`, as Kafka commits its offsets there). Then it deletes the
+//!   logs that number covers. A write that fails is retried (the sink is idempotent) while the
+//!   log keeps the requests safe; a commit that fails keeps the logs for the next one; a slow
 //!   flush never holds up acknowledgements.
 //!
 //! On start, the receiver resumes from what the tables say they hold: a log left behind whose
@@ -64,6 +66,8 @@ use crate::sink::dead_letters::DeadLetter;
 use crate::sink::parquet_sink::{ParquetSink, remove_segments};
 use crate::sink::table_buffer::{FlushTotals, TableBuffer};
 use crate::sink::table_log;
+use crate::source::commit::CommitCoordinator;
+use crate::source::durable::{DurablePath, SegmentFlush};
 use crate::source::ledger::STATE_DIR;
 use crate::stream::delta_state::rebuild_delta_tracker;
 use crate::stream::windows::WindowStage;
@@ -426,15 +430,17 @@ impl OtlpReceiver {
             disk_reserve: config.disk_reserve_bytes,
             rotate: false,
         };
+        let app_id = position_app_id(windows.replica());
         let flusher = Flusher {
-            sink: ParquetSink::new(output),
-            output: output.to_path_buf(),
-            position: position_app_id(windows.replica()),
-            windows,
-            health,
+            durable: DurablePath::new(
+                ParquetSink::new(output),
+                windows,
+                health,
+                CommitCoordinator::new(output, move |_: &()| app_id.clone()),
+            ),
             wal_dir,
             disk,
-            written: FlushTotals::default(),
+            uncommitted: Vec::new(),
         };
         Ok(OtlpReceiver {
             config,
@@ -465,7 +471,7 @@ impl OtlpReceiver {
         });
         // Past what the windows were fed and the tables hold, too: a clock stepped back must not
         // make new logs look like ones already counted.
-        let fed = self.flusher.windows.position(RECEIVER_ORIGIN);
+        let fed = self.flusher.durable.windows().position(RECEIVER_ORIGIN);
         let next_seq = next_seq(&self.writer.wal_dir)?
             .max(fed.map_or(0, |p| p as u64 + 1))
             .max(self.committed.map_or(0, |seq| seq + 1));
@@ -993,70 +999,38 @@ impl Writer {
     }
 }
 
-/// Writes segments, feeds the windows, and deletes the logs they came from.
+/// Takes each segment down the durability path, then deletes the logs it came from once their
+/// number is committed.
 struct Flusher {
-    sink: ParquetSink,
-    /// The dataset's root, whose positions table holds how far the tables go.
-    output: PathBuf,
-    /// This replica's app id there ([`position_app_id`]).
-    position: String,
-    windows: WindowStage,
-    health: Arc<PipelineHealth>,
+    durable: DurablePath<()>,
     wal_dir: PathBuf,
     disk: Arc<DiskTrouble>,
-    written: FlushTotals,
+    /// Logs whose segments are written and windowed, kept until the positions table holds
+    /// their number: a restart replays them until then.
+    uncommitted: Vec<u64>,
 }
 
 impl Flusher {
-    /// Commits `seq` to the positions table: the tables hold every log up to it. One that
-    /// fails costs nothing but a replay: the log stays until the windows are fed, and a log
-    /// left behind is replayed under the same segment names; the next flush commits a later
-    /// number.
-    fn commit_position(&self, seq: u64) {
-        let Ok(version) = i64::try_from(seq) else {
+    /// Commits the last log number written to the positions table and deletes the logs it
+    /// covers. One that fails keeps the logs: the next flush commits a later number, and a
+    /// restart replays them (under the same segment names; the windows skip them).
+    fn commit(&mut self) {
+        let committed = match self.durable.commit() {
+            Ok(committed) => committed,
+            Err(error) => {
+                self.durable.health().commit_failed();
+                tracing::warn!(error = %error, retryable = error.is_retryable(), "the receiver's position was not committed; its logs stay for the next commit");
+                return;
+            }
+        };
+        let Some(through) = committed.get(&()).and_then(|&seq| u64::try_from(seq).ok()) else {
             return;
         };
-        if let Err(error) =
-            table_log::commit_positions(&self.output, &[(self.position.clone(), version)])
-        {
-            tracing::warn!(log = seq, error = %error, retryable = error.is_retryable(), "the receiver's position was not committed; a log left behind would be replayed");
-        }
-    }
-
-    fn run(
-        mut self,
-        jobs: QueueReceiver<FlushJob>,
-        stopping: &AtomicBool,
-    ) -> Result<FlushTotals, EngineError> {
-        for job in jobs {
-            let segment = job.buffer.into_segment()?;
-            let name = segment_name(self.windows.replica(), job.seq);
-            let mut retry_in = HANDOFF_RETRY;
-            loop {
-                match segment.write(&self.sink, &name, &self.health, &mut self.written) {
-                    Ok(()) => break,
-                    Err(error) => {
-                        tracing::warn!(segment = %name, error = %error, retryable = error.is_retryable(), "segment write failed; its log keeps the requests, retrying");
-                        self.disk.set(
-                            &self.disk.segments,
-                            Some(format!("segment {name}: {error}")),
-                            &self.health,
-                        );
-                        if stopping.load(Ordering::Relaxed) {
-                            return Err(error);
-                        }
-                        std::thread::sleep(retry_in);
-                        retry_in = (retry_in * 2).min(FLUSH_RETRY_MAX);
-                    }
-                }
+        self.uncommitted.retain(|&seq| {
+            if seq > through {
+                return true;
             }
-            self.disk.set(&self.disk.segments, None, &self.health);
-            self.commit_position(job.seq);
-            let progress = self
-                .windows
-                .feed(RECEIVER_ORIGIN, job.seq as i64, &segment.tables)?;
-            self.health.windowed(progress.closed, progress.late_events);
-            let log = wal_path(&self.wal_dir, job.seq);
+            let log = wal_path(&self.wal_dir, seq);
             // A log left behind is harmless: replayed at the next start, it rewrites the same
             // segment and the windows skip it.
             match std::fs::remove_file(&log) {
@@ -1066,12 +1040,65 @@ impl Flusher {
                     tracing::warn!(log = %log.display(), error = %error, "written segment's log not deleted; the next start replays it");
                 }
             }
+            false
+        });
+    }
+
+    fn run(
+        mut self,
+        jobs: QueueReceiver<FlushJob>,
+        stopping: &AtomicBool,
+    ) -> Result<FlushTotals, EngineError> {
+        for job in jobs {
+            // The job's memory stays reserved until its rows are written and windowed.
+            self.flush(job.seq, job.buffer, stopping)?;
         }
         // Open windows stay open in the checkpoint; the next start carries on with them.
-        if !self.windows.finish(PUSH_GRACE) {
+        if !self.durable.windows_mut().finish(PUSH_GRACE) {
             tracing::warn!("the last Pushgateway push did not go through before shutdown");
         }
-        Ok(self.written)
+        Ok(self.durable.take_written())
+    }
+
+    /// Takes log `seq`'s rows down the durability path: written (retried while the write
+    /// fails, unless `stopping`), windowed, committed, and its log deleted once committed.
+    fn flush(
+        &mut self,
+        seq: u64,
+        buffer: TableBuffer,
+        stopping: &AtomicBool,
+    ) -> Result<(), EngineError> {
+        let position = i64::try_from(seq)
+            .map_err(|_| EngineError::Config(format!("log number {seq} out of range")))?;
+        let flush = SegmentFlush {
+            name: segment_name(self.durable.windows().replica(), seq),
+            segment: buffer.into_segment()?,
+            origin: RECEIVER_ORIGIN.to_string(),
+            window_position: position,
+            key: (),
+            position,
+        };
+        let mut retry_in = HANDOFF_RETRY;
+        while let Err(error) = self.durable.write(&flush) {
+            let name = &flush.name;
+            tracing::warn!(segment = %name, error = %error, retryable = error.is_retryable(), "segment write failed; its log keeps the requests, retrying");
+            self.disk.set(
+                &self.disk.segments,
+                Some(format!("segment {name}: {error}")),
+                self.durable.health(),
+            );
+            if stopping.load(Ordering::Relaxed) {
+                return Err(error);
+            }
+            std::thread::sleep(retry_in);
+            retry_in = (retry_in * 2).min(FLUSH_RETRY_MAX);
+        }
+        self.disk
+            .set(&self.disk.segments, None, self.durable.health());
+        self.durable.settle(std::slice::from_ref(&flush))?;
+        self.uncommitted.push(seq);
+        self.commit();
+        Ok(())
     }
 }
 
@@ -1121,5 +1148,116 @@ mod tests {
             ..ReceiverConfig::default()
         };
         assert!(ca_without_tls.check().is_err());
+    }
+}
+
+#[cfg(test)]
+mod durability_tests {
+    use burnrate_otlp::{Decoder, DeltaTracker, Encoding, MappingConfig, PayloadHint, Signal};
+    use burnrate_pricing::PriceTable;
+    use datafusion::arrow::array::{Array, Int64Array};
+
+    use super::*;
+    use crate::stream::windows::WindowSpec;
+
+    const REPLICA: &str = "pod-0";
+
+    /// A flusher over `root`, as [`OtlpReceiver::open`] makes it.
+    fn flusher(root: &Path, health: Arc<PipelineHealth>) -> Flusher {
+        let windows = WindowStage::open(root, &WindowSpec::default(), REPLICA, 100).unwrap();
+        Flusher {
+            durable: DurablePath::new(
+                ParquetSink::new(root),
+                windows,
+                health,
+                CommitCoordinator::new(root, |_: &()| position_app_id(REPLICA)),
+            ),
+            wal_dir: root.join(STATE_DIR).join("receiver"),
+            disk: Arc::default(),
+            uncommitted: Vec::new(),
+        }
+    }
+
+    /// The rows of one log record, as the writer hands them on.
+    fn rows(body: &str) -> TableBuffer {
+        let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
+        let hint = PayloadHint {
+            encoding: Some(Encoding::Json),
+            signal: Some(Signal::Logs),
+            ..PayloadHint::default()
+        };
+        let export = format!(
+            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1","body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
+        );
+        let mut buffer = TableBuffer::default();
+        let decoded = decoder.decode(export.as_bytes(), hint).unwrap();
+        buffer
+            .add_decoded(decoded, &mut DeltaTracker::new(), None)
+            .unwrap();
+        buffer
+    }
+
+    fn log_records(root: &Path) -> i64 {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let batches = runtime.block_on(async {
+            let ctx = crate::query::catalog::open_dataset(root).await.unwrap();
+            let frame = ctx.sql("SELECT count(*) FROM log_records").await.unwrap();
+            frame.collect().await.unwrap()
+        });
+        let counts = batches[0].column(0);
+        let counts = counts.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(counts.len(), 1);
+        counts.value(0)
+    }
+
+    #[test]
+    fn a_log_stays_until_its_number_is_committed_and_a_restart_replays_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let wal_dir = root.join(STATE_DIR).join("receiver");
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        for seq in [5, 6] {
+            std::fs::write(wal_path(&wal_dir, seq), b"").unwrap();
+        }
+        let health = PipelineHealth::new();
+        let stopping = AtomicBool::new(false);
+
+        // Log 5 is written and windowed, but its number cannot be committed: a file stands
+        // where the positions table's folder goes.
+        let blocked = root.join(table_log::POSITIONS_DIR);
+        std::fs::write(&blocked, b"not a folder").unwrap();
+        let mut first = flusher(root, health.clone());
+        first.flush(5, rows("first"), &stopping).unwrap();
+        assert_eq!(first.durable.windows().position(RECEIVER_ORIGIN), Some(5));
+        assert!(wal_path(&wal_dir, 5).exists(), "kept until committed");
+        assert!(
+            health.render().contains("burnrate_commit_failures_total 1"),
+            "{}",
+            health.render()
+        );
+        assert_eq!(log_records(root), 1);
+        // The process dies here.
+        drop(first);
+
+        // The next start replays log 5 (and 6, never flushed): the windows counted it, the
+        // positions table does not hold it.
+        std::fs::remove_file(&blocked).unwrap();
+        let windows = WindowStage::open(root, &WindowSpec::default(), REPLICA, 100).unwrap();
+        let resume = settle_logs(root, &wal_dir, &windows).unwrap();
+        assert_eq!((resume.committed, resume.settled), (None, 0));
+        assert_eq!(resume.pending, vec![5, 6]);
+        drop(windows);
+
+        // The replay writes the same files again and commits; log 5 goes, log 6 stays.
+        let mut second = flusher(root, health.clone());
+        second.flush(5, rows("first"), &stopping).unwrap();
+        assert!(!wal_path(&wal_dir, 5).exists());
+        assert!(wal_path(&wal_dir, 6).exists());
+        assert_eq!(log_records(root), 1, "the replay doubles nothing");
+        drop(second);
+        let windows = WindowStage::open(root, &WindowSpec::default(), REPLICA, 100).unwrap();
+        let resume = settle_logs(root, &wal_dir, &windows).unwrap();
+        assert_eq!((resume.committed, resume.settled), (Some(5), 0));
+        assert_eq!(resume.pending, vec![6]);
     }
 }

@@ -1,0 +1,145 @@
+//! The durability path, the same for every source, in one order:
+//! 1. **write**: each segment's files, one per table and day, written under a temporary name,
+//!    fsynced, renamed, and committed to their tables' Delta logs ([`crate::sink`]). Writing a
+//!    segment again writes the same names, so a write that failed can be retried and a replay
+//!    after a crash doubles nothing;
+//! 2. **settle**: the written segments go to the window stage as one micro-batch (one
+//!    aggregation and one checkpoint however many segments), each under its origin and
+//!    position there, which the windows skip when they counted it already; then each segment's
+//!    source position is reported to the [`CommitCoordinator`];
+//! 3. **commit**: the coordinator writes the reported positions to the positions table, when
+//!    the source asks (the receiver and the files source after every flush, Kafka on its
+//!    consuming thread, which then commits the group's offsets). Only then does a source let
+//!    go of what it could replay from: the receiver deletes its logs, the ledger counts its
+//!    line.
+//!
+//! A crash between any two steps replays from the last committed position: the files are
+//! written again under the same names, and the windows skip what they counted.
+//!
+//! Must not know: how a source reads or numbers its input, or what it does once a position is
+//! committed.
+
+use std::sync::Arc;
+
+use crate::EngineError;
+use crate::publish::health::PipelineHealth;
+use crate::sink::parquet_sink::ParquetSink;
+use crate::sink::table_buffer::{FlushTotals, Segment};
+use crate::source::commit::CommitCoordinator;
+use crate::stream::windows::WindowStage;
+
+/// A segment on its way to durability, with where it stands in its source.
+pub struct SegmentFlush<K> {
+    /// The name of its files in every table.
+    pub name: String,
+    pub segment: Segment,
+    /// The window stage's origin for the segment's source (a partition, a receiver, the files
+    /// source) and the segment's position there: the windows skip a segment at or before the
+    /// position they were last fed for its origin.
+    pub origin: String,
+    pub window_position: i64,
+    /// The source position the segment makes durable: its key in the coordinator and the
+    /// value the positions table holds once it is committed.
+    pub key: K,
+    pub position: i64,
+}
+
+/// Writes segments, feeds them to the windows and reports their positions, for one source.
+pub struct DurablePath<K> {
+    parquet: ParquetSink,
+    windows: WindowStage,
+    health: Arc<PipelineHealth>,
+    commits: CommitCoordinator<K>,
+    written: FlushTotals,
+}
+
+impl<K: Ord + Clone> DurablePath<K> {
+    pub fn new(
+        parquet: ParquetSink,
+        windows: WindowStage,
+        health: Arc<PipelineHealth>,
+        commits: CommitCoordinator<K>,
+    ) -> Self {
+        DurablePath {
+            parquet,
+            windows,
+            health,
+            commits,
+            written: FlushTotals::default(),
+        }
+    }
+
+    /// Step 1: writes `flush`'s files and commits them to their tables' logs. Idempotent: a
+    /// failed write may be retried.
+    pub fn write(&mut self, flush: &SegmentFlush<K>) -> Result<(), EngineError> {
+        flush
+            .segment
+            .write(&self.parquet, &flush.name, &self.health, &mut self.written)
+    }
+
+    /// Step 2: feeds written segments to the windows as one micro-batch, then reports their
+    /// positions as durable. Call only with segments [`Self::write`] wrote, in their source's
+    /// order.
+    pub fn settle(&mut self, written: &[SegmentFlush<K>]) -> Result<(), EngineError> {
+        if written.is_empty() {
+            return Ok(());
+        }
+        let batches: Vec<_> = written
+            .iter()
+            .map(|flush| {
+                (
+                    flush.origin.as_str(),
+                    flush.window_position,
+                    &flush.segment.tables,
+                )
+            })
+            .collect();
+        let progress = self.windows.feed_many(&batches)?;
+        self.health.windowed(progress.closed, progress.late_events);
+        for flush in written {
+            self.commits
+                .durable_up_to(flush.key.clone(), flush.position);
+        }
+        Ok(())
+    }
+
+    /// Steps 1 and 2 for `segments`, in order; the first error stops it (nothing after a
+    /// failed write is settled).
+    pub fn flush(&mut self, segments: &[SegmentFlush<K>]) -> Result<(), EngineError> {
+        for flush in segments {
+            self.write(flush)?;
+        }
+        self.settle(segments)
+    }
+
+    /// Step 3, for a source that commits where it flushes: the positions committed.
+    pub fn commit(&self) -> Result<std::collections::BTreeMap<K, i64>, EngineError> {
+        self.commits.commit()
+    }
+
+    pub fn commits(&self) -> &CommitCoordinator<K> {
+        &self.commits
+    }
+
+    pub fn windows(&self) -> &WindowStage {
+        &self.windows
+    }
+
+    pub fn windows_mut(&mut self) -> &mut WindowStage {
+        &mut self.windows
+    }
+
+    pub fn health(&self) -> &PipelineHealth {
+        &self.health
+    }
+
+    /// What the writes since the last call added up to.
+    pub fn take_written(&mut self) -> FlushTotals {
+        std::mem::take(&mut self.written)
+    }
+
+    /// The window stage and the totals, once the source is done with the path.
+    pub fn into_parts(self) -> (WindowStage, FlushTotals) {
+        (self.windows, self.written)
+    }
+}
