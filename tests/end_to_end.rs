@@ -504,3 +504,47 @@ fn bad_arguments_and_sql_get_one_line_and_a_non_zero_exit() {
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));
 }
+
+#[test]
+fn a_query_nested_past_the_limit_gets_an_error_and_one_at_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    assert!(run_files(&samples().join("r01"), &data).status.success());
+    let d = data.to_str().unwrap();
+    let sum_of = |terms: usize| {
+        format!(
+            "SELECT sum({}) AS usd FROM api_requests",
+            vec!["cost_usd"; terms].join(" + ")
+        )
+    };
+    let one = query(&data, &sum_of(1))[0]["usd"].as_f64().unwrap();
+    assert!(one > 0.0);
+    // The sum, 998 operators and the last one's operands: 1,000 levels, the most allowed. It
+    // is planned and evaluated (on the runtime's workers) in the debug build too, whose frames
+    // are the largest.
+    let deepest = query(&data, &sum_of(999))[0]["usd"].as_f64().unwrap();
+    assert!(
+        (deepest - 999.0 * one).abs() < 1e-6 * deepest,
+        "{deepest} against {one} x 999"
+    );
+    // Past it, and far past it (these aborted the process with a stack overflow before): a
+    // one-line error and exit 1.
+    for sql in [
+        sum_of(1_000),
+        format!("SELECT {} AS two", vec!["1"; 60_000].join("+")),
+        format!("EXPLAIN {}", sum_of(5_000)),
+        format!(
+            "SELECT count(*) FROM api_requests WHERE {}",
+            vec!["cost_usd > 0"; 2_000].join(" AND ")
+        ),
+    ] {
+        let out = burnrate(&["query", "--data", d, &sql]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("nests expressions more than 1000 deep"),
+            "{err}"
+        );
+    }
+}

@@ -149,7 +149,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // DataFusion evaluates an expression tree recursively on the runtime's workers: their
+    // stacks are the main thread's 8 MiB, not tokio's 2, so a query at the deepest nesting
+    // `query` allows (burnrate_engine's MAX_EXPRESSION_DEPTH) runs in the debug build too.
+    // Address space only: a stack's pages are touched as it grows.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("burnrate: error: cannot start the async runtime: {e}");
