@@ -209,10 +209,12 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
 
 /// The deepest expression nesting a query may have. DataFusion walks expression trees
 /// recursively in places its stack protection does not cover (the name it gives a column,
-/// `SchemaDisplay`, for one), so a long chain of operators, which nests one level per operator
-/// (`a + b + c` is `(a + b) + c`), overflowed the stack and aborted the process: 20,000 `+`
-/// in the release build, 2,000 in the debug one (8 MiB main stack, 2026-12-03). A thousand
-/// levels run in both, and are more than a query written or generated for this dataset needs.
+/// `SchemaDisplay` when it names a column, `evaluate` when it computes one), so a long chain of
+/// operators, which nests one level per operator (`a + b + c` is `(a + b) + c`), overflowed the
+/// stack and aborted the process. Measured 2026-12-03, release build: 3,000 `cost_usd + ...`
+/// terms on a runtime worker (2 MiB stack then), 20,000 `1 + ...` on the main thread (8 MiB);
+/// debug build: 2,000 `1 + ...`. A thousand levels run in both builds (the CLI's workers now
+/// have 8 MiB too), and are more than a query written or generated for this dataset needs.
 /// (Parentheses and subqueries are bounded by the parser's own recursion limit.)
 pub const MAX_EXPRESSION_DEPTH: usize = 1_000;
 
