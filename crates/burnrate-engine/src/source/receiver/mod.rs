@@ -396,7 +396,7 @@ impl OtlpReceiver {
             _ => None,
         };
         std::fs::create_dir_all(output).map_err(|e| EngineError::io(output, e))?;
-        let wal_dir = output.join(STATE_DIR).join("receiver");
+        let wal_dir = wal_dir(output);
         let Resume {
             committed,
             settled,
@@ -430,18 +430,7 @@ impl OtlpReceiver {
             disk_reserve: config.disk_reserve_bytes,
             rotate: false,
         };
-        let app_id = position_app_id(windows.replica());
-        let flusher = Flusher {
-            durable: DurablePath::new(
-                ParquetSink::new(output),
-                windows,
-                health,
-                CommitCoordinator::new(output, move |_: &()| app_id.clone()),
-            ),
-            wal_dir,
-            disk,
-            uncommitted: Vec::new(),
-        };
+        let flusher = Flusher::new(output, windows, health, disk);
         Ok(OtlpReceiver {
             config,
             writer,
@@ -616,8 +605,12 @@ pub(crate) fn receiver_seq(segment: &str) -> Option<u64> {
 /// segment's write-ahead log is deleted only once its files are in the tables' logs and the
 /// windows have counted them.
 pub(crate) fn uncommitted_seqs(data_dir: &Path) -> Result<Vec<u64>, EngineError> {
-    let wal_dir = data_dir.join(STATE_DIR).join("receiver");
-    list_wals(&wal_dir)
+    list_wals(&wal_dir(data_dir))
+}
+
+/// Where the receiver's write-ahead logs are kept under `data_dir`.
+fn wal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(STATE_DIR).join("receiver")
 }
 
 /// The positions table's app id of a receiver replica's logs; the version is a log's number.
@@ -1011,6 +1004,27 @@ struct Flusher {
 }
 
 impl Flusher {
+    /// The flusher of the dataset under `output`, for the replica `windows` count for.
+    fn new(
+        output: &Path,
+        windows: WindowStage,
+        health: Arc<PipelineHealth>,
+        disk: Arc<DiskTrouble>,
+    ) -> Self {
+        let app_id = position_app_id(windows.replica());
+        Flusher {
+            durable: DurablePath::new(
+                ParquetSink::new(output),
+                windows,
+                health,
+                CommitCoordinator::new(output, move |_: &()| app_id.clone()),
+            ),
+            wal_dir: wal_dir(output),
+            disk,
+            uncommitted: Vec::new(),
+        }
+    }
+
     /// Commits the last log number written to the positions table and deletes the logs it
     /// covers. One that fails keeps the logs: the next flush commits a later number, and a
     /// restart replays them (under the same segment names; the windows skip them).
@@ -1104,7 +1118,12 @@ impl Flusher {
 
 #[cfg(test)]
 mod tests {
+    use burnrate_otlp::{Decoder, DeltaTracker, Encoding, MappingConfig, PayloadHint, Signal};
+    use burnrate_pricing::PriceTable;
+    use datafusion::arrow::array::{Array, Int64Array};
+
     use super::*;
+    use crate::stream::windows::WindowSpec;
 
     #[test]
     fn listening_beyond_loopback_needs_authentication_or_insecure() {
@@ -1149,33 +1168,12 @@ mod tests {
         };
         assert!(ca_without_tls.check().is_err());
     }
-}
-
-#[cfg(test)]
-mod durability_tests {
-    use burnrate_otlp::{Decoder, DeltaTracker, Encoding, MappingConfig, PayloadHint, Signal};
-    use burnrate_pricing::PriceTable;
-    use datafusion::arrow::array::{Array, Int64Array};
-
-    use super::*;
-    use crate::stream::windows::WindowSpec;
 
     const REPLICA: &str = "pod-0";
 
-    /// A flusher over `root`, as [`OtlpReceiver::open`] makes it.
     fn flusher(root: &Path, health: Arc<PipelineHealth>) -> Flusher {
         let windows = WindowStage::open(root, &WindowSpec::default(), REPLICA, 100).unwrap();
-        Flusher {
-            durable: DurablePath::new(
-                ParquetSink::new(root),
-                windows,
-                health,
-                CommitCoordinator::new(root, |_: &()| position_app_id(REPLICA)),
-            ),
-            wal_dir: root.join(STATE_DIR).join("receiver"),
-            disk: Arc::default(),
-            uncommitted: Vec::new(),
-        }
+        Flusher::new(root, windows, health, Arc::default())
     }
 
     /// The rows of one log record, as the writer hands them on.
@@ -1214,7 +1212,7 @@ mod durability_tests {
     fn a_log_stays_until_its_number_is_committed_and_a_restart_replays_it_once() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let wal_dir = root.join(STATE_DIR).join("receiver");
+        let wal_dir = wal_dir(root);
         std::fs::create_dir_all(&wal_dir).unwrap();
         for seq in [5, 6] {
             std::fs::write(wal_path(&wal_dir, seq), b"").unwrap();
