@@ -456,11 +456,17 @@ fn a_full_disk_exits_75_and_says_running_again_can_pass() {
     }
 }
 
-#[test]
-fn bad_arguments_and_sql_get_one_line_and_a_non_zero_exit() {
+/// A dataset of the first sample run, in a folder that goes with the returned guard.
+fn dataset_of_one_run() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     assert!(run_files(&samples().join("r01"), &data).status.success());
+    (tmp, data)
+}
+
+#[test]
+fn bad_arguments_and_sql_get_one_line_and_a_non_zero_exit() {
+    let (_tmp, data) = dataset_of_one_run();
     let d = data.to_str().unwrap();
     for (args, code) in [
         (vec!["query", "--data", d, "SELEC 1"], 1),
@@ -507,9 +513,7 @@ fn bad_arguments_and_sql_get_one_line_and_a_non_zero_exit() {
 
 #[test]
 fn a_query_nested_past_the_limit_gets_an_error_and_one_at_it_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    assert!(run_files(&samples().join("r01"), &data).status.success());
+    let (_tmp, data) = dataset_of_one_run();
     let d = data.to_str().unwrap();
     let sum_of = |terms: usize| {
         format!(
