@@ -208,8 +208,8 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
 }
 
 /// The deepest expression nesting a query may have. DataFusion walks expression trees
-/// recursively in places its stack protection does not cover (the name it gives a column,
-/// `SchemaDisplay` when it names a column, `evaluate` when it computes one), so a long chain of
+/// recursively in places its stack protection does not cover (`SchemaDisplay` when it names a
+/// column, `BinaryExpr::evaluate` when it computes one), so a long chain of
 /// operators, which nests one level per operator (`a + b + c` is `(a + b) + c`), overflowed the
 /// stack and aborted the process. Measured 2026-12-03, release build: 3,000 `cost_usd + ...`
 /// terms on a runtime worker (2 MiB stack then), 20,000 `1 + ...` on the main thread (8 MiB);

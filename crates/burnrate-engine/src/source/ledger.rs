@@ -4,10 +4,10 @@
 //! the segment counts once the dataset's positions table holds its number (a `txn`, app id
 //! [`POSITION_APP_ID`], committed by the commit coordinator after every table has the
 //! segment's files and the windows counted them), as the Kafka source's offsets and the
-//! receiver's logs do. A crash before that commit leaves a line the
-//! positions table does not hold, and maybe files: opening the ledger drops the line and
-//! deletes the files, so the inputs behind them are simply processed again, and the
-//! cumulative-metric state is rebuilt only from what was committed.
+//! receiver's logs do. A crash before that commit leaves a line the positions table does not
+//! hold, and maybe files: opening the ledger drops the line and deletes the files, so the
+//! inputs behind them are simply processed again, and the cumulative-metric state is rebuilt
+//! only from what was committed.
 //!
 //! A dataset written without logs (`table_logs = false`) has no positions table: there the
 //! line is appended after the files, unnumbered, and is the commit itself, as lines written
