@@ -19,6 +19,7 @@
 //! Must not know: how a source reads or numbers its input, or what it does once a position is
 //! committed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::EngineError;
@@ -113,12 +114,8 @@ impl<K: Ord + Clone> DurablePath<K> {
     }
 
     /// Step 3, for a source that commits where it flushes: the positions committed.
-    pub fn commit(&self) -> Result<std::collections::BTreeMap<K, i64>, EngineError> {
+    pub fn commit(&self) -> Result<BTreeMap<K, i64>, EngineError> {
         self.commits.commit()
-    }
-
-    pub fn commits(&self) -> &CommitCoordinator<K> {
-        &self.commits
     }
 
     pub fn windows(&self) -> &WindowStage {
