@@ -204,11 +204,10 @@ fn committed_entries(
     data_dir: &Path,
     entries: Vec<Entry>,
 ) -> Result<(Vec<Entry>, Option<u64>), EngineError> {
-    let app_id = POSITION_APP_ID.to_string();
-    let through =
-        crate::sink::table_log::logged_positions(data_dir, std::slice::from_ref(&app_id))?
-            .get(&app_id)
-            .and_then(|&seq| u64::try_from(seq).ok());
+    let through = position_commits(data_dir)
+        .logged(&[()])?
+        .get(&())
+        .and_then(|&seq| u64::try_from(seq).ok());
     let last: HashMap<u64, usize> = entries
         .iter()
         .enumerate()

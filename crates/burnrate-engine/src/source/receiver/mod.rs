@@ -65,7 +65,6 @@ use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::DeadLetter;
 use crate::sink::parquet_sink::{ParquetSink, remove_segments};
 use crate::sink::table_buffer::{FlushTotals, TableBuffer};
-use crate::sink::table_log;
 use crate::source::commit::CommitCoordinator;
 use crate::source::durable::{DurablePath, SegmentFlush};
 use crate::source::ledger::STATE_DIR;
@@ -618,6 +617,12 @@ pub(crate) fn position_app_id(replica: &str) -> String {
     format!("receiver/{replica}")
 }
 
+/// The commit coordinator of `replica`'s position: the number of its last log in the tables.
+fn position_commits(output: &Path, replica: &str) -> CommitCoordinator<()> {
+    let app_id = position_app_id(replica);
+    CommitCoordinator::new(output, move |_: &()| app_id.clone())
+}
+
 /// Where a receiver resumes, as [`settle_logs`] found it.
 struct Resume {
     /// The last log number the positions table holds for this replica.
@@ -638,9 +643,9 @@ fn settle_logs(
     wal_dir: &Path,
     windows: &WindowStage,
 ) -> Result<Resume, EngineError> {
-    let app_id = position_app_id(windows.replica());
-    let committed = table_log::logged_positions(output, std::slice::from_ref(&app_id))?
-        .get(&app_id)
+    let committed = position_commits(output, windows.replica())
+        .logged(&[()])?
+        .get(&())
         .and_then(|&seq| u64::try_from(seq).ok());
     let logs = list_wals(wal_dir)?;
     let fed = windows
@@ -1011,14 +1016,9 @@ impl Flusher {
         health: Arc<PipelineHealth>,
         disk: Arc<DiskTrouble>,
     ) -> Self {
-        let app_id = position_app_id(windows.replica());
+        let commits = position_commits(output, windows.replica());
         Flusher {
-            durable: DurablePath::new(
-                ParquetSink::new(output),
-                windows,
-                health,
-                CommitCoordinator::new(output, move |_: &()| app_id.clone()),
-            ),
+            durable: DurablePath::new(ParquetSink::new(output), windows, health, commits),
             wal_dir: wal_dir(output),
             disk,
             uncommitted: Vec::new(),
@@ -1222,7 +1222,7 @@ mod tests {
 
         // Log 5 is written and windowed, but its number cannot be committed: a file stands
         // where the positions table's folder goes.
-        let blocked = root.join(table_log::POSITIONS_DIR);
+        let blocked = root.join(crate::sink::table_log::POSITIONS_DIR);
         std::fs::write(&blocked, b"not a folder").unwrap();
         let mut first = flusher(root, health.clone());
         first.flush(5, rows("first"), &stopping).unwrap();
