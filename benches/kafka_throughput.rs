@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use burnrate_engine::{
-    KafkaPipeline, KafkaSourceConfig, KafkaTopic, MemoryBudget, PipelineHealth, WindowSpec,
-    WindowStage,
+    FETCH_QUEUE_BACKOFF_MS, KafkaPipeline, KafkaSourceConfig, KafkaTopic, MemoryBudget,
+    PipelineHealth, WindowSpec, WindowStage,
 };
 use burnrate_otlp::{Decoder, MappingConfig};
 use burnrate_pricing::PriceTable;
@@ -59,13 +59,6 @@ struct Round {
     /// CPU seconds over the round by stage (thread name), largest first: which stage is busy.
     stages: Vec<(String, f64)>,
 }
-
-/// The fetch back-off burnrate sets (`fetch.queue.backoff.ms`; librdkafka's default is a second).
-/// With the default, a bare consumer whose queue fills waits out the rest of the second before it
-/// fetches that partition again: at 360,000 messages on this machine, 39,377 and 58,080
-/// messages/s at 22% and 43% CPU in two runs, against 110,576 at 80% with this back-off. The
-/// baseline gets the back-off burnrate gives itself.
-const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
 /// Reads every message once and touches nothing but its length. Every partition is assigned
 /// from its start, with no consumer group: the baseline is reading, and a group's coordination
@@ -303,15 +296,16 @@ fn main() {
     let messages = broker.produce_samples(&exports, copies);
     let bytes: usize = exports.iter().map(|e| e.bytes.len()).sum::<usize>() * copies;
 
-    let backoff = [("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)];
+    // The baseline gets the fetch back-off burnrate gives itself. With librdkafka's default
+    // (a second), a bare consumer whose queue fills waits out the rest of the second before it
+    // fetches that partition again: at 360,000 messages on this machine, 39,377 and 58,080
+    // messages/s at 22% and 43% CPU in two runs, against 110,576 at 80% with burnrate's.
+    let backoff = FETCH_QUEUE_BACKOFF_MS.to_string();
+    let backoff = [("fetch.queue.backoff.ms", backoff.as_str())];
     let (mut bare, mut bare_defaults) = (Vec::new(), Vec::new());
     for i in 0..rounds {
-        bare.push(bare_consumer(
-            &broker,
-            &format!("bare-{i}"),
-            messages,
-            &backoff,
-        ));
+        let group = format!("bare-{i}");
+        bare.push(bare_consumer(&broker, &group, messages, &backoff));
         let group = format!("bare-defaults-{i}");
         bare_defaults.push(bare_consumer(&broker, &group, messages, &[]));
     }
@@ -340,7 +334,7 @@ fn main() {
         "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x 3 partitions, median of {rounds}"
     );
     println!(
-        "  bare rdkafka consumer, fetch back-off 20 ms as burnrate: {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU",
+        "  bare rdkafka consumer, fetch back-off {FETCH_QUEUE_BACKOFF_MS} ms as burnrate: {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU",
         rate(&bare),
         mib(&bare),
         bare.cpu * 100.0

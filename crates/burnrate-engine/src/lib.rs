@@ -42,7 +42,8 @@ pub use sink::parquet_sink::ParquetSink;
 pub use sink::table_buffer::FlushTotals;
 pub use source::files::{FilePipeline, FileRunSummary, FileSourceConfig, Progress};
 pub use source::kafka::{
-    KafkaPipeline, KafkaRunSummary, KafkaSourceConfig, KafkaTopic, PartitionEnd,
+    FETCH_QUEUE_BACKOFF_MS, KafkaPipeline, KafkaRunSummary, KafkaSourceConfig, KafkaTopic,
+    PartitionEnd,
 };
 pub use source::receiver::{AuthTokens, OtlpReceiver, ReceiverConfig, ReceiverSummary};
 pub use stream::anomalies::{AnomalyConfig, Budget};

@@ -648,10 +648,11 @@ fn pause_for_memory(paused: bool, used: usize, prefetch: usize, limit: usize) ->
 
 /// How long librdkafka waits to fetch a partition again once its queue is full (its
 /// `fetch.queue.backoff.ms`, 1000 by default). The queue is sized from the memory budget
-/// ([`Prefetch::for_budget`], 20 MiB at 512 MiB), which a catch-up drains in well under a
+/// (`Prefetch::for_budget`, 20 MiB at 512 MiB), which a catch-up drains in well under a
 /// second: with the default, the whole pipeline then waited for the rest of the second, and
-/// the machine sat half idle (the `kafka_throughput` bench, docs/benchmarks.md).
-const FETCH_QUEUE_BACKOFF_MS: u32 = 20;
+/// the machine sat half idle (the `kafka_throughput` bench, docs/benchmarks.md, whose bare
+/// consumer baseline gets the same back-off).
+pub const FETCH_QUEUE_BACKOFF_MS: u32 = 20;
 
 /// Runs queued for the sink (each up to 256 messages or 1 MiB): enough to keep the decode
 /// workers busy while the sink writes a segment; what they hold is in the memory budget.
