@@ -9,12 +9,17 @@
 //! - `paired` (printed before the groups): the baseline and `direct_to_arrow` called in turn,
 //!   pair by pair, for a ratio that a shared machine's swings in speed do not skew.
 //!
-//! Two payloads:
+//! Three payloads:
 //! - `large`: the real log records captured in `shared/otlp-samples/` (every event kind:
 //!   api_request, api_error, tool_result, tool_decision, user_prompt, ...), repeated to 2,048
 //!   records in one export, about what a busy Collector batch holds;
-//! - `real`: every export Claude Code itself sent in those captures, as sent (logs, metrics and
-//!   traces, of both releases, about 3 KB each), decoded one by one.
+//! - `real`: every protobuf export Claude Code itself sent in those captures, as sent (logs,
+//!   metrics and traces, of both releases, about 3 KB each), decoded one by one;
+//! - `real_json`: every OTLP/JSON export of those captures (about 7 KB each), what a Collector's
+//!   Kafka exporter sends with `encoding: otlp_json` and half the Kafka bench's messages. Its
+//!   baseline is serde into the same prost structs (`baseline_serde_structs`), its reference
+//!   path those structs → Arrow (`via_serde_structs_to_arrow`), and `direct_to_arrow` the JSON
+//!   reader (`json.rs`) into the same views and mapping.
 //!
 //! `cargo bench -p burnrate-otlp --bench decode`
 
@@ -84,8 +89,9 @@ fn realistic_export() -> ExportLogsServiceRequest {
     export
 }
 
-/// Every captured export as Claude Code sent it (both releases), with its signal.
-fn real_exports() -> Vec<(Signal, Vec<u8>)> {
+/// Every captured export as Claude Code sent it (both releases) in one encoding (the files'
+/// extension, `pb` or `json`), with its signal.
+fn real_exports(extension: &str) -> Vec<(Signal, Vec<u8>)> {
     let mut exports = Vec::new();
     let current = std::env::var_os("BURNRATE_SAMPLES_2_1_332")
         .map(PathBuf::from)
@@ -101,7 +107,7 @@ fn real_exports() -> Vec<(Signal, Vec<u8>)> {
         let mut files: Vec<_> = std::fs::read_dir(&run)
             .expect("readable run")
             .map(|e| e.expect("readable sample").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "pb"))
+            .filter(|p| p.extension().is_some_and(|e| e == extension))
             .collect();
         files.sort();
         for file in files {
@@ -179,7 +185,7 @@ fn paired_ratio(what: &str, mut baseline: impl FnMut(), mut direct: impl FnMut()
     }
     ratios.sort_by(f64::total_cmp);
     eprintln!(
-        "{what}: paired over {PAIRS} pairs: direct decoder → Arrow {:.2}x the prost baseline \
+        "{what}: paired over {PAIRS} pairs: direct decoder → Arrow {:.2}x the structs-only baseline \
          (median of pair ratios; {:.2}x by total time: {:?} against {:?} a call)",
         ratios[PAIRS / 2],
         base_total.as_secs_f64() / direct_total.as_secs_f64(),
@@ -232,7 +238,7 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let exports = real_exports();
+    let exports = real_exports("pb");
     let total: usize = exports.iter().map(|(_, e)| e.len()).sum();
     eprintln!(
         "real: {} exports, {} bytes, {} bytes on average",
@@ -304,6 +310,84 @@ fn bench(c: &mut Criterion) {
             for (signal, bytes) in &exports {
                 black_box(views_only(*signal, black_box(bytes)));
             }
+        })
+    });
+    group.finish();
+
+    // OTLP/JSON, which a Collector's Kafka exporter sends with `encoding: otlp_json` and which
+    // is half of the Kafka bench's messages.
+    let json = real_exports("json");
+    let total: usize = json.iter().map(|(_, e)| e.len()).sum();
+    eprintln!(
+        "real JSON: {} exports, {} bytes, {} bytes on average",
+        json.len(),
+        total,
+        total / json.len().max(1)
+    );
+    let json_hint = |signal| PayloadHint {
+        encoding: Some(Encoding::Json),
+        signal: Some(signal),
+        ..PayloadHint::default()
+    };
+    let serde_structs =
+        |signal, bytes: &[u8]| decode_export(bytes, json_hint(signal)).expect("decodes");
+    paired_ratio(
+        "real JSON",
+        || {
+            for (signal, bytes) in &json {
+                black_box(serde_structs(*signal, black_box(bytes)));
+            }
+        },
+        || {
+            for (signal, bytes) in &json {
+                black_box(
+                    decoder
+                        .decode(black_box(bytes), json_hint(*signal))
+                        .expect("decodes"),
+                );
+            }
+        },
+    );
+    let mut group = c.benchmark_group("decode_real_json");
+    group.throughput(Throughput::Bytes(total as u64));
+    group.bench_function("baseline_serde_structs", |b| {
+        b.iter(|| {
+            for (signal, bytes) in &json {
+                black_box(serde_structs(*signal, black_box(bytes)));
+            }
+        })
+    });
+    group.bench_function("via_serde_structs_to_arrow", |b| {
+        b.iter(|| {
+            for (signal, bytes) in &json {
+                black_box(
+                    decoder
+                        .decode_with_prost(black_box(bytes), json_hint(*signal))
+                        .expect("decodes"),
+                );
+            }
+        })
+    });
+    group.bench_function("direct_to_arrow", |b| {
+        b.iter(|| {
+            for (signal, bytes) in &json {
+                black_box(
+                    decoder
+                        .decode(black_box(bytes), json_hint(*signal))
+                        .expect("decodes"),
+                );
+            }
+        })
+    });
+    group.bench_function("direct_to_arrow_as_a_run", |b| {
+        b.iter(|| {
+            let mut builders = TableBuilders::default();
+            for (signal, bytes) in &json {
+                decoder
+                    .decode_into(black_box(bytes), json_hint(*signal), &mut builders)
+                    .expect("decodes");
+            }
+            builders.finish().expect("builds")
         })
     });
     group.finish();

@@ -47,6 +47,20 @@ for dir in "${samples[@]}"; do
         { printf "$signal"; printf 'application/x-protobuf\x00gzip\x00Bearer tok-0123456789abcdef\x00'; gzip -c "$file"; } >"$corpus/receiver_request/$n"
     done
 done
+# The OTLP/JSON reader is seeded with the real JSON exports too, so it mutates what Claude Code
+# sends, not only the hand-written seeds.
+for dir in "${samples[@]}"; do
+    for file in "$dir"/*/*.json; do
+        [ -e "$file" ] || continue
+        n=$((n + 1))
+        case "$file" in
+            *logs.json) signal='\x00' ;;
+            *metrics.json) signal='\x01' ;;
+            *) signal='\x02' ;;
+        esac
+        { printf "$signal"; cat "$file"; } >"$corpus/decode_json/$n"
+    done
+done
 for file in fuzz/seeds/*.json; do
     n=$((n + 1))
     case "$file" in

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use bumpalo::Bump;
 use burnrate_pricing::{Call, CostSource, PriceTable, TokenUsage, split_cache_writes};
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -12,8 +13,10 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use crate::attributes::{self, AttributeIndex, RowErrors, Scope, Slots, find};
 use crate::columns::{ContentFilter, RenderedAttributes, event_time, hex};
 use crate::config::{Attr, CallSource, MappingConfig};
+use crate::json;
 use crate::payload::{
-    Encoding, Export, PayloadHint, decode_export_sized, decode_json, inflate, sniff_proto_signal,
+    Encoding, Export, PayloadHint, decode_export_sized, decode_json, inflate, sniff_json_signal,
+    sniff_proto_signal,
 };
 use crate::raw::{self, Context, MetricDescription, PointValues, span_duration_ms};
 use crate::schema::Table;
@@ -181,8 +184,8 @@ impl Decoder {
     /// table. An export that cannot be read adds nothing: it is read whole before any row is
     /// appended, and appending cannot fail.
     ///
-    /// Protobuf is read in place by the direct decoder ([`crate::view`]); OTLP/JSON goes
-    /// through prost structs.
+    /// Protobuf is read in place by the direct decoder ([`crate::view`]); OTLP/JSON too, in the
+    /// shape exporters send ([`crate::json`]), and through prost structs otherwise.
     pub fn decode_into(
         &self,
         bytes: &[u8],
@@ -204,8 +207,18 @@ impl Decoder {
                 self.request_into(&request, out);
             }
             Encoding::Json => {
-                let export = decode_json(&plain, hint.signal)?;
-                self.request_into(&Request::from_export(&export), out);
+                let signal = match hint.signal {
+                    Some(signal) => signal,
+                    None => sniff_json_signal(&plain)?,
+                };
+                let arena = Bump::new();
+                match json::read(&plain, signal, &arena) {
+                    Some(request) => self.request_into(&request, out),
+                    None => {
+                        let export = decode_json(&plain, Some(signal))?;
+                        self.request_into(&Request::from_export(&export), out);
+                    }
+                }
             }
         }
         out.plain_bytes += plain.len();

@@ -1,8 +1,9 @@
 //! OTLP exports → Arrow record batches.
 //!
 //! Owns: reading OTLP export requests (protobuf or OTLP/JSON, optionally gzipped) of all three
-//! signals, protobuf in place by the direct decoder (`wire`, `view`) and everything else through
-//! prost structs, both into the same borrowed views the mapping reads; the Arrow schemas of every burnrate table; mapping Claude Code events, metrics and
+//! signals, protobuf in place by the direct decoder (`wire`, `view`), OTLP/JSON in place in the
+//! shape exporters send (`json`), and everything else through prost structs, all into the same
+//! borrowed views the mapping reads; the Arrow schemas of every burnrate table; mapping Claude Code events, metrics and
 //! spans, GenAI-convention spans and `claude.*` spans onto the canonical tables (`api_requests`,
 //! `tool_calls`, `usage_metrics`) with costs from `burnrate-pricing`; the cumulative-to-delta
 //! state machine.
@@ -16,6 +17,7 @@ mod columns;
 pub mod config;
 mod decoder;
 pub mod delta;
+pub mod json;
 pub mod payload;
 mod raw;
 pub mod request;

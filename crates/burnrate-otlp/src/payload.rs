@@ -207,7 +207,7 @@ pub(crate) fn decode_json(bytes: &[u8], signal: Option<Signal>) -> Result<Export
 }
 
 /// The first top-level key names the signal. Only the keys are looked at, values are skipped.
-fn sniff_json_signal(bytes: &[u8]) -> Result<Signal, DecodeError> {
+pub(crate) fn sniff_json_signal(bytes: &[u8]) -> Result<Signal, DecodeError> {
     #[derive(serde::Deserialize)]
     struct Keys {
         #[serde(rename = "resourceLogs", alias = "resource_logs", default)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use burnrate_otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
 use burnrate_otlp::proto::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
 use burnrate_otlp::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use burnrate_otlp::{Decoder, MappingConfig, PayloadHint, Signal};
+use burnrate_otlp::{Decoder, MappingConfig, PayloadHint, Signal, json};
 use burnrate_pricing::PriceTable;
 use burnrate_workload::{Format, Signals, Temporality, WorkloadSpec};
 use prost::Message;
@@ -51,6 +51,10 @@ fn collect(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
 }
 
 fn generated() -> Vec<(String, Vec<u8>)> {
+    generated_as(Format::Proto)
+}
+
+fn generated_as(format: Format) -> Vec<(String, Vec<u8>)> {
     let spec = WorkloadSpec::team(
         5,
         chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
@@ -66,8 +70,8 @@ fn generated() -> Vec<(String, Vec<u8>)> {
         };
         for export in burnrate_workload::exports(&spec, &calls, signals) {
             out.push((
-                format!("generated {temporality:?} {}", export.name),
-                export.encode(Format::Proto),
+                format!("generated {format:?} {temporality:?} {}", export.name),
+                export.encode(format),
             ));
         }
     }
@@ -104,6 +108,7 @@ fn every_sample_and_generated_export_decodes_as_the_reference_does() {
     let decoder = decoder();
     let mut inputs = sample_files();
     inputs.extend(generated());
+    inputs.extend(generated_as(Format::Json));
     let (mut decoded, mut refused) = (0, 0);
     for (name, bytes) in &inputs {
         for signal in HINTS {
@@ -225,6 +230,295 @@ fn mutated_exports_decode_or_fail_exactly_as_the_reference_does() {
     // Both outcomes are exercised in numbers, or the comparison proves little.
     assert!(decoded > 500, "{decoded} decoded, {refused} refused");
     assert!(refused > 2000, "{decoded} decoded, {refused} refused");
+}
+
+/// The signal a JSON export's first key names.
+fn json_signal(bytes: &[u8]) -> Signal {
+    let text = String::from_utf8_lossy(bytes);
+    let first = ["resourceLogs", "resourceMetrics", "resourceSpans"]
+        .into_iter()
+        .filter_map(|key| text.find(key).map(|at| (at, key)))
+        .min();
+    match first {
+        Some((_, "resourceMetrics")) => Signal::Metrics,
+        Some((_, "resourceSpans")) => Signal::Traces,
+        _ => Signal::Logs,
+    }
+}
+
+fn json_inputs() -> Vec<(String, Vec<u8>)> {
+    let mut inputs: Vec<_> = sample_files()
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".json"))
+        .collect();
+    inputs.extend(generated_as(Format::Json));
+    inputs
+}
+
+#[test]
+fn json_exports_as_claude_code_and_opentelemetry_proto_write_them_are_read_in_place() {
+    let inputs = json_inputs();
+    assert!(inputs.len() > 40, "{} JSON exports", inputs.len());
+    for (name, bytes) in &inputs {
+        let arena = bumpalo::Bump::new();
+        assert!(
+            json::read(bytes, json_signal(bytes), &arena).is_some(),
+            "{name} was left to serde: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(3000)])
+        );
+    }
+}
+
+/// Fragments of OTLP/JSON that serde reads in its own ways: nulls, numbers as strings and
+/// strings as numbers, `-0`, floats and exponents where integers go, integers past 64 bits,
+/// escapes, hex ids with a prefix, in upper case or odd, values of every kind.
+const JSON_VALUES: [&str; 30] = [
+    "null",
+    "-0",
+    "0",
+    "-1",
+    "7",
+    "1.5",
+    "1e2",
+    "-2.5E-3",
+    "4294967296",
+    "18446744073709551616",
+    "9223372036854775808",
+    "\"12\"",
+    "\"+12\"",
+    "\"-3\"",
+    "\"abc\"",
+    "\"\\u0041\\n\\\"q\\\"\"",
+    "\"\\ud800\"",
+    "\"0x0102\"",
+    "\"ABCDEF0123456789\"",
+    "\"abc\"",
+    "true",
+    "false",
+    "{}",
+    "[]",
+    "[{}]",
+    "{\"stringValue\":\"x\"}",
+    "{\"intValue\":\"5\"}",
+    "{\"doubleValue\":1}",
+    "{\"values\":[]}",
+    "{\"bytesValue\":\"AAE=\"}",
+];
+
+/// Field names of every OTLP/JSON message, and a few that are no field.
+const JSON_KEYS: [&str; 34] = [
+    "key",
+    "value",
+    "keyStrindex",
+    "stringValue",
+    "intValue",
+    "doubleValue",
+    "boolValue",
+    "arrayValue",
+    "kvlistValue",
+    "bytesValue",
+    "values",
+    "attributes",
+    "droppedAttributesCount",
+    "timeUnixNano",
+    "observedTimeUnixNano",
+    "startTimeUnixNano",
+    "severityNumber",
+    "body",
+    "traceId",
+    "spanId",
+    "parentSpanId",
+    "kind",
+    "status",
+    "code",
+    "events",
+    "links",
+    "asDouble",
+    "asInt",
+    "sum",
+    "gauge",
+    "histogram",
+    "isMonotonic",
+    "time_unix_nano",
+    "x-unknown",
+];
+
+/// One mutation of a JSON export: a value, a key or a member replaced or added, or one of the
+/// byte mutations any transfer can make.
+fn mutate_json(rng: &mut Rng, bytes: &[u8], other: &[u8]) -> (String, Vec<u8>) {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let at_each = |c: char| -> Vec<usize> { text.match_indices(c).map(|(i, _)| i).collect() };
+    let pick = |rng: &mut Rng, list: &[usize]| list.get(rng.below(list.len())).copied();
+    let value = JSON_VALUES[rng.below(JSON_VALUES.len())];
+    let key = JSON_KEYS[rng.below(JSON_KEYS.len())];
+    match rng.below(4) {
+        0 => {
+            // The scalar after a colon replaced.
+            let Some(colon) = pick(rng, &at_each(':')) else {
+                return mutate(rng, bytes, other);
+            };
+            let rest = &text[colon + 1..];
+            let end = if let Some(string) = rest.strip_prefix('"') {
+                string.find('"').map(|i| i + 2)
+            } else {
+                rest.find([',', '}', ']'])
+            };
+            match end {
+                Some(end) if !rest.starts_with(['{', '[']) => {
+                    let out = format!("{}:{value}{}", &text[..colon], &rest[end..]);
+                    (format!("value set to {value}"), out.into_bytes())
+                }
+                _ => mutate(rng, bytes, other),
+            }
+        }
+        1 => {
+            // A key renamed: duplicates, unknown fields, fields of another message.
+            let Some(quote) = pick(rng, &at_each('"')) else {
+                return mutate(rng, bytes, other);
+            };
+            let rest = &text[quote + 1..];
+            match rest.find('"') {
+                Some(end) if rest[end + 1..].trim_start().starts_with(':') => {
+                    let out = format!("{}\"{key}{}", &text[..quote], &rest[end..]);
+                    (format!("key renamed to {key}"), out.into_bytes())
+                }
+                _ => mutate(rng, bytes, other),
+            }
+        }
+        2 => {
+            // A member added at the start of an object.
+            let Some(brace) = pick(rng, &at_each('{')) else {
+                return mutate(rng, bytes, other);
+            };
+            let empty = text[brace + 1..].trim_start().starts_with('}');
+            let member = format!("\"{key}\": {value}{}", if empty { "" } else { "," });
+            let out = format!("{}{member}{}", &text[..=brace], &text[brace + 1..]);
+            (format!("member {member} added"), out.into_bytes())
+        }
+        _ => mutate(rng, bytes, other),
+    }
+}
+
+#[test]
+fn mutated_json_exports_decode_or_fail_exactly_as_the_reference_does() {
+    let decoder = decoder();
+    let inputs: Vec<Vec<u8>> = json_inputs().into_iter().map(|(_, bytes)| bytes).collect();
+    let mut rng = Rng(0x0715_0b1a);
+    let (mut in_place, mut by_serde, mut refused) = (0, 0, 0);
+    for round in 0..6_000 {
+        let bytes = &inputs[rng.below(inputs.len())];
+        let other = &inputs[rng.below(inputs.len())];
+        let (mut what, mut mutated) = mutate_json(&mut rng, bytes, other);
+        if rng.below(3) == 0 {
+            let (again, twice) = mutate_json(&mut rng, &mutated, other);
+            what = format!("{what}, then {again}");
+            mutated = twice;
+        }
+        // Mostly as its own signal or sniffed; read as another, an export is refused.
+        let signal = match rng.below(4) {
+            0 => HINTS[rng.below(HINTS.len())],
+            1 => None,
+            _ => Some(json_signal(&mutated)),
+        };
+        let name = format!("JSON round {round} ({what})");
+        let arena = bumpalo::Bump::new();
+        let read = json::read(&mutated, signal.unwrap_or(json_signal(&mutated)), &arena);
+        match (same_answer(&decoder, &name, &mutated, signal), read) {
+            (true, Some(_)) => in_place += 1,
+            (true, None) => by_serde += 1,
+            (false, Some(_)) => panic!("{name}: read in place, yet the reference refused it"),
+            (false, None) => refused += 1,
+        }
+    }
+    // Each path is exercised in numbers, or the comparison proves little.
+    assert!(
+        in_place > 800 && by_serde > 500 && refused > 2_000,
+        "{in_place} read in place, {by_serde} left to serde and decoded, {refused} refused"
+    );
+}
+
+/// A logs export of one record with `record`'s members.
+fn json_record(record: &str) -> String {
+    format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"claude-code"}}}}]}},"scopeLogs":[{{"scope":{{"name":"s"}},"logRecords":[{{{record}}}]}}]}}]}}"#
+    )
+}
+
+#[test]
+fn json_edge_cases_are_answered_as_the_reference_answers_them() {
+    let decoder = decoder();
+    let attr = |value: &str| {
+        format!(
+            r#""timeUnixNano":"1795536505716000000","attributes":[{{"key":"k","value":{value}}}]"#
+        )
+    };
+    // (record members, whether the reader takes it in place)
+    let cases: Vec<(String, bool)> = vec![
+        (attr(r#"{"stringValue":"plain"}"#), true),
+        (attr(r#"{"stringValue":"tab\there \"quoted\" \u00e9 \ud83d\ude00"}"#), true),
+        (attr(r#"{"intValue":"-42"}"#), true),
+        (attr(r#"{"intValue":42}"#), true),
+        (attr(r#"{"intValue":"+42"}"#), true),
+        (attr(r#"{"doubleValue":2}"#), true),
+        (attr(r#"{"doubleValue":0.1e-2}"#), true),
+        (attr(r#"{"boolValue":false}"#), true),
+        (attr(r#"{}"#), true),
+        (attr("null"), true),
+        (attr(r#"{"arrayValue":{"values":[{"stringValue":"a"},{"intValue":1}]}}"#), true),
+        (attr(r#"{"kvlistValue":{"values":[{"key":"in","value":{"boolValue":true}}]}}"#), true),
+        (r#""timeUnixNano":1795536505716000000,"body":null,"traceId":"ABCDEF0123456789ABCDEF0123456789","spanId":"""#.into(), true),
+        (r#""timeUnixNano":"1795536505716000000","severityNumber":9,"severityText":"INFO","eventName":"claude_code.api_request","flags":1,"droppedAttributesCount":0,"unknownField":{"a":[1,true,"x"]}"#.into(), true),
+        // Left to serde: it reads these in its own ways, or fails them.
+        (attr(r#"{"intValue":-0}"#), false),
+        (attr(r#"{"intValue":1.0}"#), false),
+        (attr(r#"{"intValue":"9223372036854775808"}"#), false),
+        (attr(r#"{"stringValue":null}"#), false),
+        (attr(r#"{"stringValue":"a","intValue":1}"#), false),
+        (attr(r#"{"bytesValue":"AAE="}"#), false),
+        (attr(r#"{"stringValue":"raw	tab"}"#), false),
+        (attr(r#"{"arrayValue":{}}"#), false),
+        (r#""timeUnixNano":"1","timeUnixNano":"2""#.into(), false),
+        (r#""timeUnixNano":-0"#.into(), false),
+        (r#""timeUnixNano":"-1""#.into(), false),
+        (r#""severityNumber":9.0"#.into(), false),
+        (r#""severityNumber":4294967296"#.into(), false),
+        (r#""traceId":"0x0102""#.into(), false),
+        (r#""traceId":"abc""#.into(), false),
+        (r#""severityText":null"#.into(), false),
+        (r#""attributes":[{"value":{"stringValue":"no key"}}]"#.into(), false),
+    ];
+    for (record, in_place) in &cases {
+        let export = json_record(record);
+        let arena = bumpalo::Bump::new();
+        let read = json::read(export.as_bytes(), Signal::Logs, &arena).is_some();
+        assert_eq!(read, *in_place, "{record}");
+        for signal in [None, Some(Signal::Logs)] {
+            same_answer(&decoder, record, export.as_bytes(), signal);
+        }
+    }
+    // Nesting past the reader's limit is left to serde, which reads it up to its own.
+    let mut deep = r#"{"stringValue":"x"}"#.to_string();
+    for _ in 0..json::MAX_DEPTH {
+        deep = format!(r#"{{"arrayValue":{{"values":[{deep}]}}}}"#);
+    }
+    let export = json_record(&attr(&deep));
+    let arena = bumpalo::Bump::new();
+    assert!(json::read(export.as_bytes(), Signal::Logs, &arena).is_none());
+    same_answer(&decoder, "deep", export.as_bytes(), Some(Signal::Logs));
+    // Trailing bytes after the export, and an export of another signal.
+    for bad in [
+        format!("{} x", json_record("")),
+        r#"{"resourceSpans":[{}]}"#.to_string(),
+    ] {
+        let arena = bumpalo::Bump::new();
+        assert!(json::read(bad.as_bytes(), Signal::Logs, &arena).is_none());
+        assert!(!same_answer(
+            &decoder,
+            &bad,
+            bad.as_bytes(),
+            Some(Signal::Logs)
+        ));
+    }
 }
 
 fn log_export(attributes: Vec<KeyValue>) -> ExportLogsServiceRequest {
