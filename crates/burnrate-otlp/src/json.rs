@@ -516,55 +516,29 @@ fn scope<'a>(r: &mut Reader<'a>) -> Option<InstrumentationScope<'a>> {
     Some(scope)
 }
 
-/// A `ResourceLogs`, `ResourceMetrics` or `ResourceSpans`: its resource, its scopes' list (as
-/// `scopes` names it) and a schema URL.
-fn resource_and_scopes<'a>(
-    r: &mut Reader<'a>,
-    scopes: &str,
-    resource_view: &mut Option<Resource<'a>>,
-    mut list: impl FnMut(&mut Reader<'a>) -> Option<()>,
-) -> Option<()> {
-    let mut seen = 0;
-    r.object(|r, field| match field {
-        "resource" => {
-            once(&mut seen, 0)?;
-            if !r.null()? {
-                *resource_view = Some(resource(r)?);
-            }
-            Some(())
-        }
-        "schemaUrl" => {
-            once(&mut seen, 2)?;
-            r.string().map(drop)
-        }
-        f if f == scopes => {
-            once(&mut seen, 1)?;
-            list(r)
-        }
-        _ => r.skip(),
-    })
-}
+/// Reads one message of a kind, `None` when serde must answer.
+type ReadMessage<'a, T> = fn(&mut Reader<'a>) -> Option<T>;
 
-/// A `ScopeLogs`, `ScopeMetrics` or `ScopeSpans`: its scope, its items' list (as `items` names
-/// it) and a schema URL.
-fn scope_and_items<'a>(
+/// The shape of every `Resource*` and `Scope*` message: one optional message (`name`, read by
+/// `message` into `slot`: the resource or the scope), one list (`items`, read by `list`) and a
+/// schema URL.
+fn holder<'a, T>(
     r: &mut Reader<'a>,
-    items: &str,
-    scope_view: &mut Option<InstrumentationScope<'a>>,
-    mut list: impl FnMut(&mut Reader<'a>) -> Option<()>,
+    (name, message, slot): (&str, ReadMessage<'a, T>, &mut Option<T>),
+    (items, mut list): (&str, impl FnMut(&mut Reader<'a>) -> Option<()>),
 ) -> Option<()> {
     let mut seen = 0;
     r.object(|r, field| match field {
-        "scope" => {
-            once(&mut seen, 0)?;
-            if !r.null()? {
-                *scope_view = Some(scope(r)?);
-            }
-            Some(())
-        }
         "schemaUrl" => {
             once(&mut seen, 2)?;
             r.string().map(drop)
+        }
+        f if f == name => {
+            once(&mut seen, 0)?;
+            if !r.null()? {
+                *slot = Some(message(r)?);
+            }
+            Some(())
         }
         f if f == items => {
             once(&mut seen, 1)?;
@@ -575,13 +549,21 @@ fn scope_and_items<'a>(
 }
 
 fn resource_logs<'a>(r: &mut Reader<'a>, out: &mut ResourceLogs<'a>) -> Option<()> {
-    let (resource, scopes) = (&mut out.resource, &mut out.scope_logs);
-    resource_and_scopes(r, "scopeLogs", resource, |r| r.list(scopes, scope_logs))
+    let list = &mut out.scope_logs;
+    holder(
+        r,
+        ("resource", resource, &mut out.resource),
+        ("scopeLogs", |r| r.list(list, scope_logs)),
+    )
 }
 
 fn scope_logs<'a>(r: &mut Reader<'a>, out: &mut ScopeLogs<'a>) -> Option<()> {
-    let (scope, records) = (&mut out.scope, &mut out.log_records);
-    scope_and_items(r, "logRecords", scope, |r| r.list(records, log_record))
+    let list = &mut out.log_records;
+    holder(
+        r,
+        ("scope", scope, &mut out.scope),
+        ("logRecords", |r| r.list(list, log_record)),
+    )
 }
 
 fn log_record<'a>(r: &mut Reader<'a>, record: &mut LogRecord<'a>) -> Option<()> {
@@ -641,15 +623,21 @@ fn log_record<'a>(r: &mut Reader<'a>, record: &mut LogRecord<'a>) -> Option<()> 
 }
 
 fn resource_metrics<'a>(r: &mut Reader<'a>, out: &mut ResourceMetrics<'a>) -> Option<()> {
-    let (resource, scopes) = (&mut out.resource, &mut out.scope_metrics);
-    resource_and_scopes(r, "scopeMetrics", resource, |r| {
-        r.list(scopes, scope_metrics)
-    })
+    let list = &mut out.scope_metrics;
+    holder(
+        r,
+        ("resource", resource, &mut out.resource),
+        ("scopeMetrics", |r| r.list(list, scope_metrics)),
+    )
 }
 
 fn scope_metrics<'a>(r: &mut Reader<'a>, out: &mut ScopeMetrics<'a>) -> Option<()> {
-    let (scope, metrics) = (&mut out.scope, &mut out.metrics);
-    scope_and_items(r, "metrics", scope, |r| r.list(metrics, metric))
+    let list = &mut out.metrics;
+    holder(
+        r,
+        ("scope", scope, &mut out.scope),
+        ("metrics", |r| r.list(list, metric)),
+    )
 }
 
 /// A metric with a sum or a gauge; histograms and summaries are left to serde.
@@ -756,13 +744,21 @@ fn number_point<'a>(r: &mut Reader<'a>, point: &mut NumberDataPoint<'a>) -> Opti
 }
 
 fn resource_spans<'a>(r: &mut Reader<'a>, out: &mut ResourceSpans<'a>) -> Option<()> {
-    let (resource, scopes) = (&mut out.resource, &mut out.scope_spans);
-    resource_and_scopes(r, "scopeSpans", resource, |r| r.list(scopes, scope_spans))
+    let list = &mut out.scope_spans;
+    holder(
+        r,
+        ("resource", resource, &mut out.resource),
+        ("scopeSpans", |r| r.list(list, scope_spans)),
+    )
 }
 
 fn scope_spans<'a>(r: &mut Reader<'a>, out: &mut ScopeSpans<'a>) -> Option<()> {
-    let (scope, spans) = (&mut out.scope, &mut out.spans);
-    scope_and_items(r, "spans", scope, |r| r.list(spans, span))
+    let list = &mut out.spans;
+    holder(
+        r,
+        ("scope", scope, &mut out.scope),
+        ("spans", |r| r.list(list, span)),
+    )
 }
 
 fn span<'a>(r: &mut Reader<'a>, span: &mut Span<'a>) -> Option<()> {
