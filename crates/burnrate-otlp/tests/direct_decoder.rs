@@ -1,8 +1,9 @@
-//! The direct decoder (protobuf read in place, `view.rs` and `wire.rs`) against the reference:
-//! prost structs, then the same table mapping (`Decoder::decode_with_prost`). Every input must
-//! give identical batches, stats and sizes, or the identical error (dead letters carry its
-//! text). Inputs: every real sample of both releases, generated workloads, hand-made edge cases
-//! of the wire format, and thousands of seeded mutations of all of them.
+//! The direct decoder (protobuf read in place, `view.rs` and `wire.rs`; OTLP/JSON read in place,
+//! `json.rs`) against the reference: prost structs (from protobuf, or from JSON by serde), then
+//! the same table mapping (`Decoder::decode_with_prost`). Every input must give identical
+//! batches, stats and sizes, or the identical error (dead letters carry its text). Inputs: every
+//! real sample of both releases, generated workloads in both encodings, hand-made edge cases of
+//! the wire format and of JSON, and thousands of seeded mutations of all of them.
 
 use std::path::{Path, PathBuf};
 
