@@ -366,11 +366,28 @@ impl<'a> Reader<'a> {
             b'A'..=b'F' => Some(c - b'A' + 10),
             _ => None,
         };
-        let mut id = Vec::with_capacity(hex.len() / 2);
-        for pair in hex.chunks_exact(2) {
-            id.push(nibble(pair[0])? << 4 | nibble(pair[1])?);
+        // Decoded where it is kept: an id that turns out not to be hex leaves a few bytes unused
+        // in the arena, which lives as long as one export.
+        let id = self.arena.alloc_slice_fill_copy(hex.len() / 2, 0u8);
+        for (byte, pair) in id.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
         }
-        Some(self.arena.alloc_slice_copy(&id))
+        Some(id)
+    }
+
+    /// An `ArrayValue` or `KeyValueList`: an object whose one field, `values`, has no default
+    /// (serde fails it when absent) and is read by `list`.
+    fn values(&mut self, mut list: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        let mut listed = false;
+        self.object(|r, field| match field {
+            "values" if !listed => {
+                listed = true;
+                list(r)
+            }
+            "values" => None,
+            _ => r.skip(),
+        })?;
+        listed.then_some(())
     }
 
     /// Any value of a field serde ignores, checked as serde_json checks it.
@@ -432,34 +449,17 @@ fn any_value<'a>(r: &mut Reader<'a>) -> Option<AnyValue<'a>> {
             "doubleValue" => Value::DoubleValue(r.f64()?),
             "arrayValue" => {
                 let mut array = ArrayValue::default();
-                let mut listed = false;
-                r.object(|r, field| match field {
-                    "values" if !listed => {
-                        listed = true;
-                        r.array(|r| {
-                            array.values.push(any_value(r)?);
-                            Some(())
-                        })
-                    }
-                    "values" => None,
-                    _ => r.skip(),
+                r.values(|r| {
+                    r.array(|r| {
+                        array.values.push(any_value(r)?);
+                        Some(())
+                    })
                 })?;
-                // `values` has no default: serde fails an array without it.
-                listed.then_some(())?;
                 Value::ArrayValue(array)
             }
             "kvlistValue" => {
                 let mut list = KeyValueList::default();
-                let mut listed = false;
-                r.object(|r, field| match field {
-                    "values" if !listed => {
-                        listed = true;
-                        r.attributes(&mut list.values)
-                    }
-                    "values" => None,
-                    _ => r.skip(),
-                })?;
-                listed.then_some(())?;
+                r.values(|r| r.attributes(&mut list.values))?;
                 Value::KvlistValue(list)
             }
             _ => return None,
