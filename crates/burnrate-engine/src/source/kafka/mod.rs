@@ -2,14 +2,15 @@
 //! writes, read in a consumer group, with offsets committed only after the Parquet files that
 //! hold them are durable.
 //!
-//! Three stages, with bounded queues between them:
+//! Four stages, with bounded queues between them:
 //! - the consuming task (this file) takes messages from librdkafka, reserves their bytes in the
 //!   memory budget and hands them to the decode stage, in consumption order;
 //! - the decode stage ([`crate::decode`]) turns them into Arrow on every core;
 //! - the sink ([`sink`]) collects the results in that order, buffers a segment per partition,
-//!   and flushes it through the durability path every source shares
-//!   ([`crate::source::durable`]), which tells the commit coordinator ([`commit`]), whose
-//!   offsets the consuming task commits.
+//!   and hands the segments, flush by flush, to
+//! - the writer ([`writer`]), which takes each flush through the durability path every source
+//!   shares ([`crate::source::durable`]) while the sink buffers the next; that tells the commit
+//!   coordinator ([`commit`]), whose offsets the consuming task commits.
 //!
 //! A segment is named `kafka-<topic>-<partition>-<first offset>-<last offset>`, and once written
 //! its offset `last + 1` is committed. A crash between the two leaves files past the committed
@@ -32,6 +33,7 @@
 mod commit;
 mod dispatch;
 mod sink;
+mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -50,7 +52,8 @@ use serde::{Deserialize, Serialize};
 
 use self::commit::{OffsetCommits, commit_offsets, offset_commits};
 use self::dispatch::{Dispatcher, RUN_LINGER};
-use self::sink::{KafkaSink, SinkFailure, SinkSetup, Step};
+use self::sink::{KafkaSink, SinkFailure, SinkSetup, Step, WriterHandle};
+use self::writer::{WRITER_QUEUE, Writer};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::decode::DecodePool;
@@ -655,14 +658,14 @@ fn pause_for_memory(paused: bool, used: usize, prefetch: usize, limit: usize) ->
 pub const FETCH_QUEUE_BACKOFF_MS: u32 = 20;
 
 /// Runs queued for the sink (each up to 256 messages or 1 MiB): enough to keep the decode
-/// workers busy while the sink writes a segment; what they hold is in the memory budget.
+/// workers busy while the sink waits for the writer; what they hold is in the memory budget.
 const SINK_QUEUE: usize = 64;
 
 /// The consumer loop over one dataset.
 pub struct KafkaPipeline {
     consumer: StreamConsumer<SourceContext>,
     dispatch: Arc<Mutex<Dispatcher>>,
-    sink: Option<std::thread::JoinHandle<WindowStage>>,
+    sink: Option<std::thread::JoinHandle<Option<WindowStage>>>,
     /// The window stage, back from the sink once it finished.
     windows: Option<WindowStage>,
     rebalances: Arc<Mutex<Rebalances>>,
@@ -726,13 +729,27 @@ impl KafkaPipeline {
         let commits = offset_commits(output, &config.group_id);
         let failure = Arc::new(OnceLock::new());
         let (steps, queue) = crossbeam_channel::bounded(SINK_QUEUE);
-        let sink = KafkaSink::new(SinkSetup {
-            durable: DurablePath::new(
+        let windows_fed = windows.positions();
+        let writer = Writer::new(
+            DurablePath::new(
                 ParquetSink::new(output),
                 windows,
                 health.clone(),
                 commits.clone(),
             ),
+            failure.clone(),
+        );
+        let (jobs, job_queue) = crossbeam_channel::bounded(WRITER_QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("burnrate-writer".into())
+            .spawn(move || writer.run(job_queue))
+            .map_err(|e| EngineError::io(output, e))?;
+        let sink = KafkaSink::new(SinkSetup {
+            writer: WriterHandle {
+                jobs,
+                thread: writer,
+            },
+            windows_fed,
             budget: budget.clone(),
             flush_bytes: config.flush_bytes,
             failure: failure.clone(),
@@ -1017,7 +1034,7 @@ impl KafkaPipeline {
         })?;
         let finished = answer.recv().map_err(|_| self.sink_stopped())?;
         if let Some(sink) = self.sink.take() {
-            self.windows = sink.join().ok();
+            self.windows = sink.join().ok().flatten();
         }
         let mut summary = finished.map_err(|_| self.sink_stopped())?;
         commit_offsets(&self.commits, &self.consumer, &self.health)?;

@@ -1,28 +1,31 @@
 //! The Kafka sink stage: collects decoded exports in the order they were consumed, converts
-//! cumulative metrics, buffers one segment per partition, and flushes segments through the
-//! durability path every source takes ([`crate::source::durable`]): written, fed to the usage
-//! windows, their offsets reported to the commit coordinator.
+//! cumulative metrics, buffers one segment per partition, and hands the segments, flush by
+//! flush, to the writer stage ([`super::writer`]), which takes them through the durability path
+//! every source shares.
 //!
 //! It runs on a thread of its own, so the consuming task keeps fetching and the decode workers
-//! keep decoding while a segment is encoded and fsynced. Everything it is sent arrives in one
-//! queue in consumption order, so a partition's messages are buffered in offset order and a
-//! rebalance's flush comes after every message consumed before it.
+//! keep decoding while it buffers. Everything it is sent arrives in one queue in consumption
+//! order, so a partition's messages are buffered in offset order and a rebalance's flush comes
+//! after every message consumed before it; a rebalance, a barrier and the end wait until the
+//! writer has made everything before them durable.
 //!
-//! Must not know: the consumer, its rebalances or its commits.
+//! Must not know: the consumer, its rebalances or its commits; how segments are written.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
 
 use burnrate_otlp::DeltaTracker;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{KafkaRunSummary, PartitionKey, segment_name, window_origin};
+use super::writer::{BufferedSegment, Job};
+use super::{KafkaRunSummary, PartitionKey, window_origin};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::decode::{Pending, Undecodable};
 use crate::sink::dead_letters::DeadLetter;
 use crate::sink::table_buffer::TableBuffer;
-use crate::source::durable::{DurablePath, SegmentFlush};
+use crate::source::durable::DurablePath;
 use crate::stream::windows::WindowStage;
 
 /// What the consuming task sends the sink, in consumption order.
@@ -80,26 +83,42 @@ struct PartitionSegment {
     buffer: TableBuffer,
 }
 
+/// The writer stage as the sink sees it: where flushes go, and the thread to join at the end.
+pub struct WriterHandle {
+    pub jobs: Sender<Job>,
+    pub thread: JoinHandle<DurablePath<PartitionKey>>,
+}
+
 /// Where segments go, and when they are due.
 pub struct SinkSetup {
     /// Writes segments, feeds the windows and reports offsets to the consuming task's
     /// coordinator.
-    pub durable: DurablePath<PartitionKey>,
+    pub writer: WriterHandle,
+    /// The windows' positions (origin → last offset fed) when the sink starts.
+    pub windows_fed: BTreeMap<String, i64>,
     pub budget: Arc<MemoryBudget>,
     /// Flush once this many message bytes (as decoded) are buffered over all partitions.
     pub flush_bytes: usize,
-    /// Where the sink's first error is left for the consuming task, which stops on it.
+    /// Where the sink's (or the writer's) first error is left for the consuming task, which
+    /// stops on it.
     pub failure: Arc<OnceLock<SinkFailure>>,
 }
 
 pub struct KafkaSink {
-    setup: SinkSetup,
+    jobs: Sender<Job>,
+    writer: JoinHandle<DurablePath<PartitionKey>>,
+    budget: Arc<MemoryBudget>,
+    flush_bytes: usize,
+    failure: Arc<OnceLock<SinkFailure>>,
+    /// The windows' position for each origin once the writer has the flushes handed to it:
+    /// the windows are fed by this sink alone, through the writer, in order.
+    windows_fed: BTreeMap<String, i64>,
     tracker: DeltaTracker,
     segments: BTreeMap<PartitionKey, PartitionSegment>,
     /// The buffered rows' memory, held against the budget.
     buffered: Reservation,
     /// Flush once the buffered rows take this much memory: a quarter of the budget, so the
-    /// rest is free for messages in flight and for the flush itself.
+    /// rest is free for messages in flight and for the flushes being written.
     flush_memory: usize,
     summary: KafkaRunSummary,
     /// The first error: everything after it is dropped (not committed), and replayed on restart.
@@ -110,8 +129,13 @@ impl KafkaSink {
     pub fn new(setup: SinkSetup) -> Self {
         let flush_memory = setup.budget.limit() / 4;
         KafkaSink {
+            jobs: setup.writer.jobs,
+            writer: setup.writer.thread,
             buffered: setup.budget.reservation(),
-            setup,
+            budget: setup.budget,
+            flush_bytes: setup.flush_bytes,
+            failure: setup.failure,
+            windows_fed: setup.windows_fed,
             tracker: DeltaTracker::new(),
             segments: BTreeMap::new(),
             flush_memory,
@@ -121,18 +145,28 @@ impl KafkaSink {
     }
 
     /// Takes steps until `Finish` (or until the consuming side is gone), then hands the window
-    /// stage back for its last push.
-    pub fn run(mut self, steps: Receiver<Step>) -> WindowStage {
+    /// stage back for its last push, once the writer is done with it (none if the writer
+    /// panicked).
+    pub fn run(mut self, steps: Receiver<Step>) -> Option<WindowStage> {
         for step in steps {
             if self.step(step) {
                 break;
             }
         }
-        self.setup.durable.into_parts().0
+        drop(self.jobs);
+        let durable = self.writer.join().ok()?;
+        Some(durable.into_parts().0)
     }
 
     /// One step; whether it was the last.
     fn step(&mut self, step: Step) -> bool {
+        if self.failed.is_none()
+            && let Some(failure) = self.failure.get()
+        {
+            // The writer failed: what is buffered will never be committed.
+            let message = failure.message.clone();
+            self.drop_everything(message);
+        }
         match step {
             Step::Run {
                 key,
@@ -154,29 +188,33 @@ impl KafkaSink {
                 }
             }
             Step::Revoke { keys, done } => {
-                let _ = done.send(self.answer(|sink| sink.flush(Some(&keys))));
+                let flushed = self.answer(|sink| sink.flush(Some(&keys)));
+                let _ = done.send(flushed.and_then(|()| self.sync()).map(|_| ()));
             }
             Step::Barrier { done } => {
                 let flushed = self.answer(|sink| sink.flush(None));
-                let _ = done.send(flushed.map(|()| self.setup.durable.windows().positions()));
+                let positions = flushed.and_then(|()| self.sync());
+                if let Ok(positions) = &positions {
+                    self.windows_fed = positions.clone();
+                }
+                let _ = done.send(positions);
             }
             Step::Tracker(tracker) => self.tracker = tracker,
             Step::Finish {
                 close_windows,
                 done,
             } => {
-                let finished = self.answer(|sink| {
-                    sink.flush(None)?;
-                    if close_windows {
-                        // The end of the input: no event can still arrive on time for the
-                        // open windows.
-                        let closed = sink.setup.durable.windows_mut().close_all()?;
-                        sink.setup.durable.health().windowed(closed, 0);
-                    }
-                    Ok(())
+                let flushed = self.answer(|sink| sink.flush(None));
+                let finished = flushed.and_then(|()| {
+                    let (answer, written) = crossbeam_channel::bounded(1);
+                    self.send(Job::Finish {
+                        close_windows,
+                        done: answer,
+                    })?;
+                    written.recv().map_err(|_| self.writer_gone())?
                 });
-                let _ = done.send(finished.map(|()| KafkaRunSummary {
-                    written: self.setup.durable.take_written(),
+                let _ = done.send(finished.map(|written| KafkaRunSummary {
+                    written,
                     ..self.summary.clone()
                 }));
                 return true;
@@ -187,11 +225,15 @@ impl KafkaSink {
 
     fn fail(&mut self, error: EngineError) {
         tracing::error!(error = %error, retryable = error.is_retryable(), "kafka sink failed; nothing after this is committed");
-        let _ = self.setup.failure.set(SinkFailure {
+        let _ = self.failure.set(SinkFailure {
             message: error.to_string(),
             retryable: error.is_retryable(),
         });
-        self.failed = Some(error.to_string());
+        self.drop_everything(error.to_string());
+    }
+
+    fn drop_everything(&mut self, error: String) {
+        self.failed = Some(error);
         self.segments.clear();
         self.buffered.resize(0);
     }
@@ -214,6 +256,30 @@ impl KafkaSink {
         }
     }
 
+    /// Waits until the writer has made every flush handed to it durable; the windows'
+    /// positions then.
+    fn sync(&mut self) -> Result<BTreeMap<String, i64>, String> {
+        let (answer, positions) = crossbeam_channel::bounded(1);
+        self.send(Job::Sync { done: answer })?;
+        let positions = positions.recv().map_err(|_| self.writer_gone())?;
+        if let Err(error) = &positions {
+            self.drop_everything(error.clone());
+        }
+        positions
+    }
+
+    fn send(&self, job: Job) -> Result<(), String> {
+        self.jobs.send(job).map_err(|_| self.writer_gone())
+    }
+
+    /// Why the writer hung up: its error if it left one.
+    fn writer_gone(&self) -> String {
+        match self.failure.get() {
+            Some(failure) => failure.message.clone(),
+            None => "the kafka writer stopped".into(),
+        }
+    }
+
     fn run_of_messages(
         &mut self,
         key: PartitionKey,
@@ -230,12 +296,8 @@ impl KafkaSink {
         // the commit) must end its segment where they end, so the segment is skipped by the
         // windows as a whole and the next one is fed as a whole. (The consuming task cuts runs
         // there too.)
-        let fed = self
-            .setup
-            .durable
-            .windows()
-            .position(&window_origin(&key.0, key.1));
-        if let (Some(fed), Some(segment)) = (fed, self.segments.get(&key))
+        let fed = self.windows_fed.get(&window_origin(&key.0, key.1));
+        if let (Some(&fed), Some(segment)) = (fed, self.segments.get(&key))
             && segment.last <= fed
             && first > fed
         {
@@ -273,7 +335,7 @@ impl KafkaSink {
         drop(decoding.held);
         let (bytes, memory) = self.buffered_size();
         self.buffered.resize(memory);
-        if bytes >= self.setup.flush_bytes || memory >= self.flush_memory {
+        if bytes >= self.flush_bytes || memory >= self.flush_memory {
             self.flush(None)?;
         }
         Ok(())
@@ -285,36 +347,42 @@ impl KafkaSink {
         })
     }
 
-    /// Writes the segments of `keys` (all when `None`), feeds them to the windows as one
-    /// micro-batch (one aggregation and one checkpoint however many partitions flush), and
-    /// reports their offsets as durable.
+    /// Hands the segments of `keys` (all when `None`) to the writer as one flush, their rows'
+    /// memory held until the windows have them. Waits only while the writer already holds a
+    /// flush besides the one it writes.
     fn flush(&mut self, keys: Option<&[PartitionKey]>) -> Result<(), EngineError> {
         let keys: Vec<PartitionKey> = match keys {
             Some(keys) => keys.to_vec(),
             None => self.segments.keys().cloned().collect(),
         };
-        let mut written = Vec::new();
+        let mut segments = Vec::with_capacity(keys.len());
+        let mut held = self.budget.reservation();
         for key in keys {
             let Some(segment) = self.segments.remove(&key) else {
                 continue;
             };
-            let (topic, partition) = &key;
-            let flush = SegmentFlush {
-                name: segment_name(topic, *partition, segment.first, segment.last),
-                segment: segment.buffer.into_segment()?,
-                origin: window_origin(topic, *partition),
-                window_position: segment.last,
-                key: key.clone(),
-                position: segment.last + 1,
-            };
-            self.setup.durable.write(&flush)?;
-            tracing::info!(topic = %topic, partition, first = segment.first, last = segment.last, "segment written");
-            written.push(flush);
+            held.force(segment.buffer.memory);
+            let origin = window_origin(&key.0, key.1);
+            let fed = self.windows_fed.entry(origin).or_insert(segment.last);
+            *fed = (*fed).max(segment.last);
+            segments.push(BufferedSegment {
+                key,
+                first: segment.first,
+                last: segment.last,
+                buffer: segment.buffer,
+            });
         }
-        self.setup.durable.settle(&written)?;
-        // The written rows stay reserved until the windows have them: released at the write,
-        // the source took that much more while the aggregation still held them.
+        if segments.is_empty() {
+            return Ok(());
+        }
+        // Held by the flush now: the rest stays with the segments still buffered.
         self.buffered.resize(self.buffered_size().1);
-        Ok(())
+        self.send(Job::Flush { segments, held })
+            .map_err(|message| EngineError::Sink {
+                message,
+                // The writer is gone: it failed (and the consuming task reports its error,
+                // retryable or not), or it panicked, which the same input would do again.
+                retryable: false,
+            })
     }
 }
