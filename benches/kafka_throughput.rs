@@ -123,8 +123,15 @@ const LIBRDKAFKA_PREFETCH: [(&str, &str); 2] = [
     ("fetch.max.bytes", "52428800"),
 ];
 
-/// burnrate's default `memory_limit`.
-const MEMORY_LIMIT: u64 = 512 << 20;
+/// burnrate's default `memory_limit`; `BURNRATE_BENCH_MEMORY_LIMIT_MIB` sets another, to see
+/// what the budget holds back.
+fn memory_limit() -> u64 {
+    std::env::var("BURNRATE_BENCH_MEMORY_LIMIT_MIB")
+        .ok()
+        .and_then(|mib| mib.parse::<u64>().ok())
+        .unwrap_or(512)
+        << 20
+}
 
 /// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit, with
 /// `client` properties set over burnrate's; with the Delta logs, or plain Parquet without.
@@ -163,7 +170,7 @@ fn burnrate(
                 config,
                 health.clone(),
                 windows,
-                MemoryBudget::for_memory_limit(MEMORY_LIMIT),
+                MemoryBudget::for_memory_limit(memory_limit()),
             )
             .unwrap()
         };
@@ -204,9 +211,14 @@ fn burnrate(
             .render()
             .lines()
             .filter(|l| {
-                ["_sum", "_count", "burnrate_source_pauses_total"]
-                    .iter()
-                    .any(|w| l.split_whitespace().next().is_some_and(|m| m.ends_with(w)))
+                [
+                    "_sum",
+                    "_count",
+                    "burnrate_source_pauses_total",
+                    "burnrate_source_paused_seconds_total",
+                ]
+                .iter()
+                .any(|w| l.split_whitespace().next().is_some_and(|m| m.ends_with(w)))
             })
             .map(str::to_string)
             .collect(),

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -64,6 +64,10 @@ pub struct PipelineHealth {
     /// Whether the source stopped taking input because the memory budget is full, and how often.
     source_paused: AtomicBool,
     pauses: AtomicU64,
+    /// When the pause under way began, and how long the pauses before it lasted (nanoseconds):
+    /// how much of a catch-up waited for memory.
+    paused_since: Mutex<Option<Instant>>,
+    paused_nanos: AtomicU64,
     dropped_after_revoke: AtomicU64,
     flush: Timing,
     commit: Timing,
@@ -190,9 +194,20 @@ impl PipelineHealth {
     /// The source stopped (or started again) taking input to stay within the memory budget.
     pub fn source_paused(&self, paused: bool) {
         self.source_paused.store(paused, Ordering::Relaxed);
+        let mut since = lock(&self.paused_since);
         if paused {
             self.pauses.fetch_add(1, Ordering::Relaxed);
+            since.get_or_insert_with(Instant::now);
+        } else if let Some(began) = since.take() {
+            self.paused_nanos
+                .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
+    }
+
+    /// Seconds the source has spent paused for memory, the pause under way included.
+    pub fn paused_seconds(&self) -> f64 {
+        let ongoing = lock(&self.paused_since).map_or(0, |began| began.elapsed().as_nanos() as u64);
+        (self.paused_nanos.load(Ordering::Relaxed) + ongoing) as f64 / 1e9
     }
 
     /// A message of a partition revoked from this member arrived and was not decoded.
@@ -317,6 +332,11 @@ impl PipelineHealth {
             "Times the source paused its input because the memory budget was full.",
             load(&self.pauses),
         );
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_source_paused_seconds_total Seconds the source spent paused because the memory budget was full.\n# TYPE burnrate_source_paused_seconds_total counter\nburnrate_source_paused_seconds_total {}",
+            self.paused_seconds()
+        );
         counter_line(
             &mut out,
             "burnrate_messages_dropped_after_revoke_total",
@@ -434,6 +454,36 @@ pub async fn serve_health(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paused_time_adds_up_over_pauses_and_counts_the_one_under_way() {
+        let health = PipelineHealth::new();
+        assert_eq!(health.paused_seconds(), 0.0);
+        health.source_paused(true);
+        std::thread::sleep(Duration::from_millis(20));
+        // Still paused: said again, it is the same pause.
+        health.source_paused(true);
+        health.source_paused(false);
+        let first = health.paused_seconds();
+        assert!(first >= 0.02, "{first}");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            health.paused_seconds(),
+            first,
+            "no time counts while running"
+        );
+        health.source_paused(true);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            health.paused_seconds() >= first + 0.02,
+            "the pause under way counts"
+        );
+        assert!(
+            health
+                .render()
+                .contains("# TYPE burnrate_source_paused_seconds_total counter\nburnrate_source_paused_seconds_total 0.0")
+        );
+    }
 
     #[test]
     fn metrics_render_as_prometheus_text() {

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use burnrate_otlp::DeltaTracker;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::writer::{BufferedSegment, Job};
+use super::writer::{BufferedSegment, Job, Synced};
 use super::{KafkaRunSummary, PartitionKey, window_origin};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
@@ -258,7 +258,7 @@ impl KafkaSink {
 
     /// Waits until the writer has made every flush handed to it durable; the windows'
     /// positions then.
-    fn sync(&mut self) -> Result<BTreeMap<String, i64>, String> {
+    fn sync(&mut self) -> Synced {
         let (answer, positions) = crossbeam_channel::bounded(1);
         self.send(Job::Sync { done: answer })?;
         let positions = positions.recv().map_err(|_| self.writer_gone())?;

@@ -26,6 +26,10 @@ use crate::source::durable::{DurablePath, SegmentFlush};
 /// the decode stage) rather than buffering flush after flush while the disk is slow.
 pub const WRITER_QUEUE: usize = 1;
 
+/// The answer to a sync: the windows' positions (origin → last offset fed), or the writer's
+/// first error.
+pub type Synced = Result<BTreeMap<String, i64>, String>;
+
 /// A partition's buffered messages `first..=last`, to be written as one segment.
 pub struct BufferedSegment {
     pub key: PartitionKey,
@@ -44,9 +48,7 @@ pub enum Job {
     },
     /// Answer once every flush sent before is durable, with the windows' positions (origin →
     /// last offset fed).
-    Sync {
-        done: Sender<Result<BTreeMap<String, i64>, String>>,
-    },
+    Sync { done: Sender<Synced> },
     /// Close every open window (the end of the input), then answer with what the writes
     /// since the last `Finish` added up to.
     Finish {
@@ -235,7 +237,7 @@ mod tests {
         }
     }
 
-    fn sync() -> (Job, Receiver<Result<BTreeMap<String, i64>, String>>) {
+    fn sync() -> (Job, Receiver<Synced>) {
         let (done, answer) = crossbeam_channel::bounded(1);
         (Job::Sync { done }, answer)
     }
