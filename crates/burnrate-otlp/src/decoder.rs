@@ -207,14 +207,14 @@ impl Decoder {
                 self.request_into(&request, out);
             }
             Encoding::Json => {
-                let signal = match hint.signal {
-                    Some(signal) => signal,
-                    None => sniff_json_signal(&plain)?,
-                };
                 let arena = Bump::new();
-                match json::read(&plain, signal, &arena) {
+                match json::read(&plain, hint.signal, &arena) {
                     Some(request) => self.request_into(&request, out),
                     None => {
+                        let signal = match hint.signal {
+                            Some(signal) => signal,
+                            None => sniff_json_signal(&plain)?,
+                        };
                         let export = decode_json(&plain, Some(signal))?;
                         self.request_into(&Request::from_export(&export), out);
                     }

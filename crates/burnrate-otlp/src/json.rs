@@ -39,9 +39,15 @@ use crate::view::{
 /// Objects and arrays nested deeper are left to serde (whose own limit is 128).
 pub const MAX_DEPTH: u32 = 64;
 
-/// `bytes` as an export request of `signal`, or `None` when serde must answer (see the module
-/// doc). Strings that need unescaping and decoded ids live in `arena`.
-pub fn read<'a>(bytes: &'a [u8], signal: Signal, arena: &'a Bump) -> Option<Request<'a>> {
+/// `bytes` as an export request of `signal`, or of the signal its one top-level key names when
+/// `None`; or `None` when serde must answer (see the module doc). Strings that need unescaping
+/// and decoded ids live in `arena`.
+///
+/// Reading the signal from the key saves the pass serde made over the whole export only to find
+/// it (`sniff_json_signal`): a Kafka topic of OTLP/JSON names no signal unless configured to.
+/// Whatever that sniff would not answer with exactly this key (another signal's key too, its
+/// snake_case alias, none) is left to it.
+pub fn read<'a>(bytes: &'a [u8], signal: Option<Signal>, arena: &'a Bump) -> Option<Request<'a>> {
     let text = simdutf8::basic::from_utf8(bytes).ok()?;
     let mut r = Reader {
         text,
@@ -50,43 +56,54 @@ pub fn read<'a>(bytes: &'a [u8], signal: Signal, arena: &'a Bump) -> Option<Requ
         depth: 0,
         arena,
     };
-    let mut seen = 0;
-    let request = match signal {
-        Signal::Logs => {
-            let mut request = LogsRequest::default();
-            r.object(|r, key| match key {
-                "resourceLogs" => {
-                    once(&mut seen, 0)?;
-                    r.list(&mut request.resource_logs, resource_logs)
-                }
-                _ => r.skip(),
-            })?;
-            // An export with nothing in it may be another signal's: serde says which.
-            (!request.resource_logs.is_empty()).then_some(Request::Logs(request))
+    let mut request = None;
+    r.object(|r, key| {
+        let named = match key {
+            "resourceLogs" => Signal::Logs,
+            "resourceMetrics" => Signal::Metrics,
+            "resourceSpans" => Signal::Traces,
+            // The sniff takes these aliases as well; the structs then skip them.
+            "resource_logs" | "resource_metrics" | "resource_spans" if signal.is_none() => {
+                return None;
+            }
+            _ => return r.skip(),
+        };
+        if signal.is_some_and(|wanted| wanted != named) {
+            return r.skip();
         }
-        Signal::Metrics => {
-            let mut request = MetricsRequest::default();
-            r.object(|r, key| match key {
-                "resourceMetrics" => {
-                    once(&mut seen, 0)?;
-                    r.list(&mut request.resource_metrics, resource_metrics)
-                }
-                _ => r.skip(),
-            })?;
-            (!request.resource_metrics.is_empty()).then_some(Request::Metrics(request))
+        // The same key twice fails the export in serde; two signals' keys fail the sniff.
+        if request.is_some() {
+            return None;
         }
-        Signal::Traces => {
-            let mut request = TracesRequest::default();
-            r.object(|r, key| match key {
-                "resourceSpans" => {
-                    once(&mut seen, 0)?;
-                    r.list(&mut request.resource_spans, resource_spans)
-                }
-                _ => r.skip(),
-            })?;
-            (!request.resource_spans.is_empty()).then_some(Request::Traces(request))
-        }
-    }?;
+        request = Some(match named {
+            Signal::Logs => {
+                let mut logs = LogsRequest::default();
+                r.list(&mut logs.resource_logs, resource_logs)?;
+                Request::Logs(logs)
+            }
+            Signal::Metrics => {
+                let mut metrics = MetricsRequest::default();
+                r.list(&mut metrics.resource_metrics, resource_metrics)?;
+                Request::Metrics(metrics)
+            }
+            Signal::Traces => {
+                let mut traces = TracesRequest::default();
+                r.list(&mut traces.resource_spans, resource_spans)?;
+                Request::Traces(traces)
+            }
+        });
+        Some(())
+    })?;
+    let request = request?;
+    let empty = match &request {
+        Request::Logs(logs) => logs.resource_logs.is_empty(),
+        Request::Metrics(metrics) => metrics.resource_metrics.is_empty(),
+        Request::Traces(traces) => traces.resource_spans.is_empty(),
+    };
+    // An export with nothing in it may be another signal's: serde says which.
+    if empty {
+        return None;
+    }
     r.whitespace();
     (r.at == bytes.len()).then_some(request)
 }
