@@ -186,31 +186,41 @@ impl TableBuffer {
     }
 }
 
+/// A logs export of one record whose body is `body`, decoded: rows for the buffer's tests and
+/// the Kafka writer's.
 #[cfg(test)]
-mod tests {
+pub(crate) fn decoded_log_record(body: &str) -> Decoded {
     use burnrate_otlp::{Decoder, Encoding, MappingConfig, PayloadHint, Signal};
     use burnrate_pricing::PriceTable;
+
+    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
+    let hint = PayloadHint {
+        encoding: Some(Encoding::Json),
+        signal: Some(Signal::Logs),
+        ..PayloadHint::default()
+    };
+    let export = format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1","body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
+    );
+    decoder
+        .decode(export.as_bytes(), hint)
+        .expect("a plain log export decodes")
+}
+
+#[cfg(test)]
+mod tests {
     use datafusion::arrow::array::StringArray;
 
     use super::*;
 
     #[test]
     fn small_batches_are_concatenated_in_order_and_take_less_memory() {
-        let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
-        let hint = PayloadHint {
-            encoding: Some(Encoding::Json),
-            signal: Some(Signal::Logs),
-            ..PayloadHint::default()
-        };
         let mut buffer = TableBuffer::default();
         let mut tracker = DeltaTracker::new();
         let mut unconcatenated = 0;
         let exports = 3 * CONCAT_AFTER + 5;
         for i in 0..exports {
-            let export = format!(
-                r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1","body":{{"stringValue":"record {i}"}}}}]}}]}}]}}"#
-            );
-            let decoded = decoder.decode(export.as_bytes(), hint).unwrap();
+            let decoded = decoded_log_record(&format!("record {i}"));
             unconcatenated += decoded
                 .batches
                 .iter()

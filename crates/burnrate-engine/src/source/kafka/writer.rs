@@ -161,33 +161,24 @@ impl Writer {
 mod tests {
     use std::path::Path;
 
-    use burnrate_otlp::{Decoder, DeltaTracker, Encoding, MappingConfig, PayloadHint, Signal};
-    use burnrate_pricing::PriceTable;
+    use burnrate_otlp::DeltaTracker;
 
     use super::super::commit::{OffsetCommits, offset_commits};
     use super::*;
     use crate::budget::MemoryBudget;
     use crate::publish::health::PipelineHealth;
     use crate::sink::parquet_sink::ParquetSink;
+    use crate::sink::table_buffer::decoded_log_record;
     use crate::stream::windows::{WindowSpec, WindowStage};
 
     const TOPIC: &str = "otlp_logs";
 
     /// A partition's messages `first..=last`, one log record each.
     fn segment(first: i64, last: i64) -> BufferedSegment {
-        let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
-        let hint = PayloadHint {
-            encoding: Some(Encoding::Json),
-            signal: Some(Signal::Logs),
-            ..PayloadHint::default()
-        };
         let mut buffer = TableBuffer::default();
         let mut tracker = DeltaTracker::new();
         for offset in first..=last {
-            let export = format!(
-                r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1","body":{{"stringValue":"message {offset}"}}}}]}}]}}]}}"#
-            );
-            let decoded = decoder.decode(export.as_bytes(), hint).unwrap();
+            let decoded = decoded_log_record(&format!("message {offset}"));
             buffer.add_decoded(decoded, &mut tracker, None).unwrap();
         }
         BufferedSegment {
