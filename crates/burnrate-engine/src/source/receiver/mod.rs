@@ -1118,11 +1118,11 @@ impl Flusher {
 
 #[cfg(test)]
 mod tests {
-    use burnrate_otlp::{Decoder, DeltaTracker, Encoding, MappingConfig, PayloadHint, Signal};
-    use burnrate_pricing::PriceTable;
+    use burnrate_otlp::DeltaTracker;
     use datafusion::arrow::array::{Array, Int64Array};
 
     use super::*;
+    use crate::sink::table_buffer::decoded_log_record;
     use crate::stream::windows::WindowSpec;
 
     #[test]
@@ -1178,17 +1178,8 @@ mod tests {
 
     /// The rows of one log record, as the writer hands them on.
     fn rows(body: &str) -> TableBuffer {
-        let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
-        let hint = PayloadHint {
-            encoding: Some(Encoding::Json),
-            signal: Some(Signal::Logs),
-            ..PayloadHint::default()
-        };
-        let export = format!(
-            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1","body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
-        );
         let mut buffer = TableBuffer::default();
-        let decoded = decoder.decode(export.as_bytes(), hint).unwrap();
+        let decoded = decoded_log_record(body);
         buffer
             .add_decoded(decoded, &mut DeltaTracker::new(), None)
             .unwrap();
