@@ -862,7 +862,7 @@ fn drain_from_the_mock_cluster(
 /// budget beyond the prefetch, and each pause ends once it is written.
 #[test]
 fn a_prefetch_that_fills_the_memory_budget_does_not_keep_the_source_paused() {
-    // The pauses are logged at debug.
+    // The holds for memory are logged at debug.
     let env = [("BURNRATE_LOG", "warn,burnrate_engine::source::kafka=debug")];
     let finished = drain_from_the_mock_cluster(14, 150, 256, &env, Duration::from_secs(300));
     let log = &finished.stderr;
@@ -870,12 +870,12 @@ fn a_prefetch_that_fills_the_memory_budget_does_not_keep_the_source_paused() {
         log.contains("librdkafka's prefetch for these partitions fills the memory budget"),
         "the prefetch did not fill the budget, so this test shows nothing:\n{log}"
     );
-    let pauses = log
+    let holds = log
         .lines()
-        .filter(|line| line.contains("memory budget") && line.contains("paused=true"))
+        .filter(|line| line.contains("memory budget") && line.contains("holding=true"))
         .count();
-    assert!(pauses > 0, "the source never paused:\n{log}");
-    eprintln!("{pauses} pauses, each ended");
+    assert!(holds > 0, "the source never stopped for memory:\n{log}");
+    eprintln!("{holds} holds for memory, each ended");
 }
 
 /// Catching up on a backlog larger than the whole memory limit stays within it (10% over at

@@ -13,7 +13,7 @@
 //!
 //! Must not know: where the bytes come from or what they are.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -38,8 +38,9 @@ const RELEASE_CODE: u64 = 81 << 20;
 /// here and at 190-204 MiB with 37, in six runs (2026-12-02, the test build).
 const RUNTIME_BASE: u64 = 37 << 20;
 
-/// How often the sampler reads how much code is resident; it pages in over seconds.
-const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// How often the sampler reads how much of the process is resident: its code pages in over
+/// seconds, and its whole size is what a source holds back on when the budget undercounts.
+const SAMPLE_EVERY: Duration = Duration::from_millis(25);
 
 /// The share of what `memory_limit` leaves beyond [`PROCESS_BASE`] that data in flight may hold.
 /// The rest grows with the data too: DataFusion's window state, Parquet encoding of a flush,
@@ -55,6 +56,10 @@ pub struct MemoryBudget {
     limit: AtomicUsize,
     used: AtomicUsize,
     refusals: AtomicUsize,
+    /// The `memory_limit` the budget was derived from, in bytes (0 if none).
+    memory_limit: u64,
+    /// The process's resident size at the last reading, in bytes (0 before one).
+    resident: AtomicU64,
 }
 
 impl MemoryBudget {
@@ -64,12 +69,15 @@ impl MemoryBudget {
     /// the process runs: its resident code plus [`RUNTIME_BASE`], when that is more than
     /// [`PROCESS_BASE`]. The limit only shrinks: code pages the kernel reclaims come back.
     pub fn for_memory_limit(memory_limit: u64) -> Arc<Self> {
-        let budget = Self::with_limit(in_flight_limit(memory_limit, PROCESS_BASE));
-        if resident_code_bytes().is_some() {
+        let budget = Arc::new(MemoryBudget {
+            memory_limit,
+            ..Self::unsampled(in_flight_limit(memory_limit, PROCESS_BASE))
+        });
+        if Residency::read().is_some() {
             let weak = Arc::downgrade(&budget);
             let sampler = std::thread::Builder::new()
                 .name("memory-sampler".into())
-                .spawn(move || follow_resident_code(weak, memory_limit));
+                .spawn(move || follow_residency(weak, memory_limit));
             if let Err(error) = sampler {
                 tracing::warn!(error = %error, "could not start the memory sampler; the budget assumes the release build's code size");
             }
@@ -77,12 +85,28 @@ impl MemoryBudget {
         budget
     }
 
+    #[cfg(test)]
     fn with_limit(limit: usize) -> Arc<Self> {
-        Arc::new(MemoryBudget {
+        Arc::new(Self::unsampled(limit))
+    }
+
+    fn unsampled(limit: usize) -> Self {
+        MemoryBudget {
             limit: AtomicUsize::new(limit),
             used: AtomicUsize::new(0),
             refusals: AtomicUsize::new(0),
-        })
+            memory_limit: 0,
+            resident: AtomicU64::new(0),
+        }
+    }
+
+    /// The process's resident size as a share of `memory_limit`, at the last reading (every
+    /// 25 ms); `None` where the system does not tell. Memory the budget does not count (a
+    /// broker's answers larger than the fetch sizes asked for, the allocator's slack, encoding
+    /// buffers) shows here.
+    pub fn resident_share(&self) -> Option<f64> {
+        let resident = self.resident.load(Ordering::Relaxed);
+        (self.memory_limit > 0 && resident > 0).then(|| resident as f64 / self.memory_limit as f64)
     }
 
     /// Bytes that data in flight may hold.
@@ -145,31 +169,49 @@ fn in_flight_limit(memory_limit: u64, base: u64) -> usize {
     (left as f64 * IN_FLIGHT_SHARE) as usize
 }
 
-/// Keeps `budget`'s limit in step with the resident code until the budget is dropped.
-fn follow_resident_code(budget: Weak<MemoryBudget>, memory_limit: u64) {
+/// Keeps `budget`'s limit in step with the resident code, and its reading of the resident
+/// size current, until the budget is dropped.
+fn follow_residency(budget: Weak<MemoryBudget>, memory_limit: u64) {
     while let Some(budget) = budget.upgrade() {
-        let Some(code) = resident_code_bytes() else {
+        let Some(residency) = Residency::read() else {
             return;
         };
-        budget.observe_code(memory_limit, code);
+        budget.resident.store(residency.total, Ordering::Relaxed);
+        budget.observe_code(memory_limit, residency.code);
         drop(budget);
         std::thread::sleep(SAMPLE_EVERY);
     }
 }
 
-/// The process's resident file-backed memory (`RssFile`), in bytes: its code, mapped from the
-/// binary (the Parquet files are written, not mapped). `None` where the system does not tell.
-fn resident_code_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("RssFile:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    Some(kib * 1024)
+/// How much of the process is resident, in bytes.
+struct Residency {
+    /// All of it (`VmRSS`).
+    total: u64,
+    /// File-backed memory (`RssFile`): its code, mapped from the binary (the Parquet files are
+    /// written, not mapped).
+    code: u64,
+}
+
+impl Residency {
+    /// `None` where the system does not tell.
+    fn read() -> Option<Self> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let kib = status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse::<u64>()
+                .ok()?;
+            Some(kib * 1024)
+        };
+        Some(Residency {
+            total: field("VmRSS:")?,
+            code: field("RssFile:")?,
+        })
+    }
 }
 
 /// Bytes held against a [`MemoryBudget`], given back when dropped.
@@ -256,9 +298,11 @@ mod tests {
     }
 
     #[test]
-    fn the_sampler_measures_the_code_of_this_process() {
-        let code = resident_code_bytes().expect("Linux tells a process its resident code");
-        assert!(code > 0);
+    fn the_sampler_measures_the_code_and_the_size_of_this_process() {
+        let residency = Residency::read().expect("Linux tells a process what of it is resident");
+        let code = residency.code;
+        assert!(code > 0 && residency.total >= code);
+        assert_eq!(MemoryBudget::with_limit(1000).resident_share(), None);
         let budget = MemoryBudget::for_memory_limit(1 << 40);
         // Taken away from under the sampler: its next reading brings the limit back down.
         budget.limit.store(usize::MAX, Ordering::Relaxed);
@@ -269,6 +313,14 @@ mod tests {
         }
         let base = (code + RUNTIME_BASE).max(PROCESS_BASE);
         assert!(budget.limit() <= in_flight_limit(1 << 40, base));
+        let share = budget
+            .resident_share()
+            .expect("a reading of the resident size");
+        let resident = share * (1u64 << 40) as f64;
+        assert!(
+            resident >= code as f64,
+            "{resident} bytes resident, {code} of them code"
+        );
     }
 
     #[test]

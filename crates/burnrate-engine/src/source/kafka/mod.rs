@@ -23,8 +23,10 @@
 //!
 //! Memory stays within the budget whatever the lag: librdkafka's prefetch is sized from the
 //! budget and reserved in it (more with each partition assigned), every message is reserved
-//! until its rows are written, and when the budget is full the assigned partitions are paused
-//! and the sink flushes, which brings it down. Broker outages are retried by librdkafka; the loop
+//! until its rows are written, and when the budget is full the source stops taking messages and
+//! the sink flushes, which brings it down. What librdkafka prefetched meanwhile waits in its
+//! queue (held in the budget already), so taking messages again is immediate; a hold that lasts
+//! [`HOLD_BEFORE_PAUSE`] pauses the assigned partitions, so that the loop polls again. Broker outages are retried by librdkafka; the loop
 //! reports itself unready meanwhile and resumes by itself.
 //!
 //! Cumulative metrics need every point of a series in one consumer: configure the Collector's
@@ -631,23 +633,61 @@ impl AssignmentWait {
     }
 }
 
-/// Pause the assigned partitions once the data's room in the budget is this full, resume below
+/// Stop taking messages once the data's room in the budget is this full, take them again below
 /// the second share.
 const PAUSE_AT: f64 = 1.0;
 const RESUME_AT: f64 = 0.75;
 /// The share of the budget the data in flight keeps however much librdkafka's prefetch holds.
 const DATA_FLOOR: f64 = 0.25;
+/// Stop taking messages once the process's resident size is this share of `memory_limit`
+/// (while the data in flight holds at least [`DATA_FLOOR`] of its room, so that writing it
+/// frees something), take them again below the second share. The budget counts what the
+/// stages hold, not what the allocator keeps or what librdkafka holds beyond its queue
+/// (Tansu answers 10 MiB fetches with 70 MB): draining 1 and 2 GiB from Tansu under the 512
+/// MiB default peaked at 520 and 528 MiB with the budget alone.
+const RESIDENT_HOLD_AT: f64 = 0.8;
+const RESIDENT_RESUME_AT: f64 = 0.75;
 
-/// Whether the source should be paused for memory: `used` bytes of the budget's `limit` held,
-/// `prefetch` of them by librdkafka's prefetch. The data gets what the prefetch leaves, and never
-/// less than [`DATA_FLOOR`] of the budget: no flush frees what librdkafka may hold, so with a
-/// prefetch that filled the budget (many partitions, or a budget that shrank as the binary's
-/// code paged in) a pause would never end.
-fn pause_for_memory(paused: bool, used: usize, prefetch: usize, limit: usize) -> bool {
-    let data = used.saturating_sub(prefetch) as f64;
-    let room = (limit.saturating_sub(prefetch) as f64).max(limit as f64 * DATA_FLOOR);
-    data >= room * if paused { RESUME_AT } else { PAUSE_AT }
+/// What the budget and the process's size say at one moment.
+struct MemoryReading {
+    /// Bytes held in the budget, `prefetch` of them by librdkafka.
+    used: usize,
+    prefetch: usize,
+    /// The budget's limit.
+    limit: usize,
+    /// The resident size's share of `memory_limit`, where known.
+    resident: Option<f64>,
 }
+
+/// Whether the source should hold off taking messages, given whether it `held` already. The
+/// data gets what the prefetch leaves, and never less than [`DATA_FLOOR`] of the budget: no
+/// flush frees what librdkafka may hold, so with a prefetch that filled the budget (many
+/// partitions, or a budget that shrank as the binary's code paged in) a hold would never end.
+/// For the same reason the resident size holds the source only while there is data to write.
+fn hold_for_memory(held: bool, memory: &MemoryReading) -> bool {
+    let data = memory.used.saturating_sub(memory.prefetch) as f64;
+    let room =
+        (memory.limit.saturating_sub(memory.prefetch) as f64).max(memory.limit as f64 * DATA_FLOOR);
+    let budget_full = data >= room * if held { RESUME_AT } else { PAUSE_AT };
+    let resident_high = memory.resident.is_some_and(|share| {
+        share
+            >= if held {
+                RESIDENT_RESUME_AT
+            } else {
+                RESIDENT_HOLD_AT
+            }
+    }) && data >= room * DATA_FLOOR;
+    budget_full || resident_high
+}
+
+/// How long the source may stop taking messages for memory before it pauses the assigned
+/// partitions. A hold leaves librdkafka's queue as it is; a pause throws it away, and fetching
+/// starts over at the resume: librdkafka took 250 ms to fetch again after each resume, and
+/// refetched what it had thrown away, so that a catch-up under the 512 MiB default spent a third
+/// of its time with nothing to do (docs/benchmarks.md, 2026-12-04). But a held loop does not
+/// poll, and rebalance callbacks run inside the poll: past this, a hold becomes a pause, which
+/// polls, so a slow disk does not hold a rebalance up.
+const HOLD_BEFORE_PAUSE: Duration = Duration::from_secs(1);
 
 /// How long librdkafka waits to fetch a partition again once its queue is full (its
 /// `fetch.queue.backoff.ms`, 1000 by default). The queue is sized from the memory budget
@@ -674,8 +714,16 @@ pub struct KafkaPipeline {
     health: Arc<PipelineHealth>,
     budget: Arc<MemoryBudget>,
     prefetch: Prefetch,
-    /// librdkafka's prefetch, held against the budget.
+    /// librdkafka's prefetch, held against the budget: what its settings allow for the
+    /// partitions assigned, or what its queue holds if that is more.
     prefetch_held: Reservation,
+    /// Partitions assigned.
+    partitions: usize,
+    /// Messages taken, and their bytes: what a message in librdkafka's queue weighs.
+    taken: (u64, u64),
+    /// Since when the source has taken no messages because the budget is full.
+    held_since: Option<Instant>,
+    /// Whether the assigned partitions are paused (a hold that lasted [`HOLD_BEFORE_PAUSE`]).
     paused: bool,
     tracker_loaded: bool,
     orphans_removed: u64,
@@ -791,6 +839,9 @@ impl KafkaPipeline {
             budget,
             prefetch,
             prefetch_held,
+            partitions: 0,
+            taken: (0, 0),
+            held_since: None,
             paused: false,
             tracker_loaded: false,
             orphans_removed: 0,
@@ -865,19 +916,28 @@ impl KafkaPipeline {
                     .hand_on()
                     .map_err(|_| self.sink_stopped())?;
             }
-            // While paused, look at the budget often: the sink frees it flush by flush.
-            let tick = if self.paused || waiting.is_some() {
+            // While held, look at the budget often: the sink frees it flush by flush.
+            let held = self.held_since.is_some();
+            let tick = if held || waiting.is_some() {
                 RUN_LINGER
             } else {
                 flush_every.min(Duration::from_millis(200))
             };
-            let received = tokio::select! {
-                message = self.consumer.recv() => Some(message.map(|m| {
-                    let key = (m.topic().to_string(), m.partition());
-                    (key, m.offset(), m.payload().unwrap_or_default().to_vec())
-                })),
-                _ = tokio::time::sleep(tick) => None,
-                _ = &mut stop => break,
+            let received = if held && !self.paused {
+                // Not polling: what librdkafka fetched waits in its queue for the hold's end.
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => None,
+                    _ = &mut stop => break,
+                }
+            } else {
+                tokio::select! {
+                    message = self.consumer.recv() => Some(message.map(|m| {
+                        let key = (m.topic().to_string(), m.partition());
+                        (key, m.offset(), m.payload().unwrap_or_default().to_vec())
+                    })),
+                    _ = tokio::time::sleep(tick) => None,
+                    _ = &mut stop => break,
+                }
             };
             match received {
                 Some(Ok((key, offset, payload))) => {
@@ -905,10 +965,9 @@ impl KafkaPipeline {
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
+                None if held => {}
                 None => {
-                    if !self.paused {
-                        quiet += tick;
-                    }
+                    quiet += tick;
                     if drain {
                         catch_up_with_broker(&self.consumer, &mut targets);
                     }
@@ -945,6 +1004,8 @@ impl KafkaPipeline {
             max_bytes: self.config.max_payload_bytes,
         };
         self.health.message(payload.len());
+        self.taken.0 += 1;
+        self.taken.1 += payload.len() as u64;
         lock(&self.dispatch)
             .take(key, offset, payload, hint)
             .map_err(|_| self.sink_stopped())?;
@@ -975,22 +1036,61 @@ impl KafkaPipeline {
         Ok(())
     }
 
-    /// Pauses every assigned partition when the budget is full, resumes them once the sink's
-    /// flushes gave enough back. Whether it paused them just now.
+    /// Stops taking messages when the budget is full and takes them again once the sink's
+    /// flushes gave enough back; pauses the assigned partitions if that takes
+    /// [`HOLD_BEFORE_PAUSE`]. Whether the hold began just now.
     fn hold_to_budget(&mut self) -> Result<bool, EngineError> {
-        self.health
-            .set_memory(self.budget.used(), self.budget.limit());
-        let pause = pause_for_memory(
-            self.paused,
-            self.budget.used(),
-            self.prefetch_held.bytes(),
-            self.budget.limit(),
-        );
-        if pause == self.paused {
-            return Ok(false);
+        // A broker may send far more than the fetch sizes asked for (Tansu sent 70 MB answers
+        // to 10 MiB fetches), and a held source leaves it all in librdkafka's queue.
+        let (messages, bytes) = self.taken;
+        let queued =
+            queued_messages(&self.consumer) as u64 * bytes.checked_div(messages).unwrap_or(0);
+        self.prefetch_held
+            .resize(self.prefetch.bytes(self.partitions).max(queued as usize));
+        let (used, limit) = (self.budget.used(), self.budget.limit());
+        self.health.set_memory(used, limit);
+        let memory = MemoryReading {
+            used,
+            prefetch: self.prefetch_held.bytes(),
+            limit,
+            resident: self.budget.resident_share(),
+        };
+        let full = hold_for_memory(self.held_since.is_some(), &memory);
+        match (full, self.held_since) {
+            (true, None) => {
+                self.held_since = Some(Instant::now());
+                self.health.source_paused(true);
+                tracing::debug!(
+                    holding = true,
+                    used_bytes = used,
+                    budget_bytes = limit,
+                    resident_share = memory.resident.unwrap_or(0.0),
+                    "memory budget"
+                );
+                Ok(true)
+            }
+            (true, Some(since)) => {
+                if !self.paused && since.elapsed() >= HOLD_BEFORE_PAUSE {
+                    self.set_paused(true)?;
+                }
+                Ok(false)
+            }
+            (false, Some(_)) => {
+                if self.paused {
+                    self.set_paused(false)?;
+                }
+                self.held_since = None;
+                self.health.source_paused(false);
+                tracing::debug!(
+                    holding = false,
+                    used_bytes = used,
+                    budget_bytes = limit,
+                    "memory budget"
+                );
+                Ok(false)
+            }
+            (false, None) => Ok(false),
         }
-        self.set_paused(pause)?;
-        Ok(pause)
     }
 
     fn set_paused(&mut self, pause: bool) -> Result<(), EngineError> {
@@ -1007,7 +1107,6 @@ impl KafkaPipeline {
             "memory budget"
         );
         self.paused = pause;
-        self.health.source_paused(pause);
         Ok(())
     }
 
@@ -1071,6 +1170,7 @@ impl KafkaPipeline {
         for key in revoked {
             targets.remove(&key);
         }
+        self.partitions = holding;
         self.prefetch_held.resize(self.prefetch.bytes(holding));
         // Said once per new assignment: this runs on every turn of the consumer loop.
         if !assigned.is_empty() && !self.prefetch.leaves_room(holding, self.budget.limit()) {
@@ -1158,6 +1258,21 @@ fn catch_up_with_broker(
     }
 }
 
+/// Messages librdkafka holds in the consumer's queue, fetched and not yet taken.
+fn queued_messages(consumer: &StreamConsumer<SourceContext>) -> usize {
+    // SAFETY: the client handle lives as long as `consumer`, which this borrows; the queue
+    // handle librdkafka returns is a new reference to the consumer's queue, released here.
+    unsafe {
+        let queue = rdkafka::bindings::rd_kafka_queue_get_consumer(consumer.client().native_ptr());
+        if queue.is_null() {
+            return 0;
+        }
+        let length = rdkafka::bindings::rd_kafka_queue_length(queue);
+        rdkafka::bindings::rd_kafka_queue_destroy(queue);
+        length
+    }
+}
+
 /// The high watermark in the latest fetch response for a partition, as librdkafka keeps it;
 /// `None` before the first. rust-rdkafka wraps only the call that asks the broker (a
 /// ListOffsets request), which is the listed end this is here to check.
@@ -1236,22 +1351,56 @@ mod tests {
     }
 
     #[test]
-    fn a_pause_for_memory_ends_once_the_data_is_written_whatever_the_prefetch_holds() {
+    fn a_hold_for_memory_ends_once_the_data_is_written_whatever_the_prefetch_holds() {
         const MIB: usize = 1 << 20;
-        // A small prefetch: pause at the limit, resume below three quarters of it.
-        assert!(!pause_for_memory(false, 99 * MIB, 10 * MIB, 100 * MIB));
-        assert!(pause_for_memory(false, 100 * MIB, 10 * MIB, 100 * MIB));
-        assert!(pause_for_memory(true, 78 * MIB, 10 * MIB, 100 * MIB));
-        assert!(!pause_for_memory(true, 77 * MIB, 10 * MIB, 100 * MIB));
-        // A prefetch past the resume share (54 MiB of a budget that shrank to 46): the pause
+        let reading = |used, prefetch, limit, resident| MemoryReading {
+            used,
+            prefetch,
+            limit,
+            resident,
+        };
+        // A small prefetch: hold at the limit, take messages again below three quarters of it.
+        let pause = |held, used| hold_for_memory(held, &reading(used, 10 * MIB, 100 * MIB, None));
+        assert!(!pause(false, 99 * MIB));
+        assert!(pause(false, 100 * MIB));
+        assert!(pause(true, 78 * MIB));
+        assert!(!pause(true, 77 * MIB));
+        // A prefetch past the resume share (54 MiB of a budget that shrank to 46): the hold
         // ends once the data is written, and the data keeps a quarter of the budget.
         let (prefetch, limit) = (54 * MIB, 46 * MIB);
-        let pause = |paused, data| pause_for_memory(paused, prefetch + data, prefetch, limit);
+        let pause =
+            |held, data| hold_for_memory(held, &reading(prefetch + data, prefetch, limit, None));
         assert!(!pause(true, 0));
         assert!(!pause(false, 11 * MIB));
         assert!(pause(false, 12 * MIB));
         assert!(pause(true, 9 * MIB));
         assert!(!pause(true, 8 * MIB));
+    }
+
+    #[test]
+    fn a_process_near_its_memory_limit_holds_while_it_has_data_to_write() {
+        const MIB: usize = 1 << 20;
+        // 90 MiB of room for data; a quarter of it is 22.5 MiB.
+        let hold = |held, data, resident| {
+            let memory = MemoryReading {
+                used: 10 * MIB + data,
+                prefetch: 10 * MIB,
+                limit: 100 * MIB,
+                resident: Some(resident),
+            };
+            hold_for_memory(held, &memory)
+        };
+        assert!(!hold(false, 40 * MIB, 0.79));
+        assert!(
+            hold(false, 40 * MIB, 0.9),
+            "the budget has room, the process does not"
+        );
+        assert!(hold(true, 40 * MIB, 0.76));
+        assert!(!hold(true, 40 * MIB, 0.74));
+        // With nothing to write, holding would free nothing: the hold ends.
+        assert!(hold(true, 23 * MIB, 0.99));
+        assert!(!hold(true, 22 * MIB, 0.99));
+        assert!(!hold(false, 22 * MIB, 0.99));
     }
 
     #[test]
