@@ -329,12 +329,12 @@ impl PipelineHealth {
         counter_line(
             &mut out,
             "burnrate_source_pauses_total",
-            "Times the source paused its input because the memory budget was full.",
+            "Times the source stopped taking input for memory (the budget full, or the process near memory_limit).",
             load(&self.pauses),
         );
         let _ = writeln!(
             out,
-            "# HELP burnrate_source_paused_seconds_total Seconds the source spent paused because the memory budget was full.\n# TYPE burnrate_source_paused_seconds_total counter\nburnrate_source_paused_seconds_total {}",
+            "# HELP burnrate_source_paused_seconds_total Seconds the source spent taking no input for memory.\n# TYPE burnrate_source_paused_seconds_total counter\nburnrate_source_paused_seconds_total {}",
             self.paused_seconds()
         );
         counter_line(
@@ -345,7 +345,7 @@ impl PipelineHealth {
         );
         let _ = writeln!(
             out,
-            "# HELP burnrate_source_paused Whether the source is paused because the memory budget is full.\n# TYPE burnrate_source_paused gauge\nburnrate_source_paused {}",
+            "# HELP burnrate_source_paused Whether the source takes no input for memory now.\n# TYPE burnrate_source_paused gauge\nburnrate_source_paused {}",
             u8::from(self.source_paused.load(Ordering::Relaxed))
         );
         let _ = writeln!(

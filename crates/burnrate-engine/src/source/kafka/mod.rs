@@ -22,12 +22,13 @@
 //! that arrives after that is dropped undecoded.
 //!
 //! Memory stays within the budget whatever the lag: librdkafka's prefetch is sized from the
-//! budget and reserved in it (more with each partition assigned), every message is reserved
-//! until its rows are written, and when the budget is full the source stops taking messages and
-//! the sink flushes, which brings it down. What librdkafka prefetched meanwhile waits in its
-//! queue (held in the budget already), so taking messages again is immediate; a hold that lasts
-//! [`HOLD_BEFORE_PAUSE`] pauses the assigned partitions, so that the loop polls again. Broker outages are retried by librdkafka; the loop
-//! reports itself unready meanwhile and resumes by itself.
+//! budget and reserved in it (more with each partition assigned, or what its queue holds if
+//! that is more), every message is reserved until its rows are written, and when the budget is
+//! full (or the process nears `memory_limit`) the source stops taking messages and the sink
+//! flushes, which brings it down. What librdkafka prefetched meanwhile waits in its queue, so
+//! taking messages again is immediate; a hold that lasts [`HOLD_BEFORE_PAUSE`] pauses the
+//! assigned partitions, so that the loop polls again. Broker outages are retried by librdkafka;
+//! the loop reports itself unready meanwhile and resumes by itself.
 //!
 //! Cumulative metrics need every point of a series in one consumer: configure the Collector's
 //! kafka exporter to partition metrics by resource attributes when running several replicas.
@@ -644,7 +645,10 @@ const DATA_FLOOR: f64 = 0.25;
 /// frees something), take them again below the second share. The budget counts what the
 /// stages hold, not what the allocator keeps or what librdkafka holds beyond its queue
 /// (Tansu answers 10 MiB fetches with 70 MB): draining 1 and 2 GiB from Tansu under the 512
-/// MiB default peaked at 520 and 528 MiB with the budget alone.
+/// MiB default peaked at 520 and 528 MiB with the budget alone, 468 and 470 with this (0.9
+/// left 513 and 525: the process grows by tens of MiB between readings and after a hold).
+/// Tried and dropped: pausing as soon as the process passed 0.9, which gave back the whole
+/// gain of holding and left the peaks at 508-513 MiB.
 const RESIDENT_HOLD_AT: f64 = 0.8;
 const RESIDENT_RESUME_AT: f64 = 0.75;
 
@@ -904,7 +908,7 @@ impl KafkaPipeline {
             }
             if self.hold_to_budget()? {
                 // What fills the budget is mostly rows waiting for their flush: write them now.
-                // Waiting for the interval left the source paused for up to that long whenever
+                // Waiting for the interval left the source held for up to that long whenever
                 // the prefetch held more than half the budget (many partitions, a larger
                 // `queued.max.messages.kbytes`): the sink's own threshold was never reached.
                 self.send(Step::Flush)?;
