@@ -10,6 +10,8 @@
 //! The limit is a share of what `memory_limit` leaves beyond the process's fixed part, and the
 //! largest fixed part is the code, whose size depends on the build. So it is measured: a
 //! sampler reads how much of the binary is resident, and the limit shrinks as the code pages in.
+//! It reads the whole resident size too, for a source to hold back on what the budget does not
+//! count ([`MemoryBudget::resident_share`]).
 //!
 //! Must not know: where the bytes come from or what they are.
 

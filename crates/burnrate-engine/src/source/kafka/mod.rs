@@ -725,7 +725,7 @@ pub struct KafkaPipeline {
     partitions: usize,
     /// Messages taken, and their bytes: what a message in librdkafka's queue weighs.
     taken: (u64, u64),
-    /// Since when the source has taken no messages because the budget is full.
+    /// Since when the source has taken no messages for memory.
     held_since: Option<Instant>,
     /// Whether the assigned partitions are paused (a hold that lasted [`HOLD_BEFORE_PAUSE`]).
     paused: bool,
@@ -1396,7 +1396,7 @@ mod tests {
         };
         assert!(!hold(false, 40 * MIB, 0.79));
         assert!(
-            hold(false, 40 * MIB, 0.9),
+            hold(false, 40 * MIB, 0.8),
             "the budget has room, the process does not"
         );
         assert!(hold(true, 40 * MIB, 0.76));
