@@ -110,6 +110,11 @@ impl PipelineHealth {
         self.messages.load(Ordering::Relaxed)
     }
 
+    /// Their bytes, as received.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     pub fn source_error(&self) {
         self.source_errors.fetch_add(1, Ordering::Relaxed);
     }

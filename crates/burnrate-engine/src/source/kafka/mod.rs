@@ -723,8 +723,6 @@ pub struct KafkaPipeline {
     prefetch_held: Reservation,
     /// Partitions assigned.
     partitions: usize,
-    /// Messages taken, and their bytes: what a message in librdkafka's queue weighs.
-    taken: (u64, u64),
     /// Since when the source has taken no messages for memory.
     held_since: Option<Instant>,
     /// Whether the assigned partitions are paused (a hold that lasted [`HOLD_BEFORE_PAUSE`]).
@@ -844,7 +842,6 @@ impl KafkaPipeline {
             prefetch,
             prefetch_held,
             partitions: 0,
-            taken: (0, 0),
             held_since: None,
             paused: false,
             tracker_loaded: false,
@@ -1008,8 +1005,6 @@ impl KafkaPipeline {
             max_bytes: self.config.max_payload_bytes,
         };
         self.health.message(payload.len());
-        self.taken.0 += 1;
-        self.taken.1 += payload.len() as u64;
         lock(&self.dispatch)
             .take(key, offset, payload, hint)
             .map_err(|_| self.sink_stopped())?;
@@ -1046,7 +1041,8 @@ impl KafkaPipeline {
     fn hold_to_budget(&mut self) -> Result<bool, EngineError> {
         // A broker may send far more than the fetch sizes asked for (Tansu sent 70 MB answers
         // to 10 MiB fetches), and a held source leaves it all in librdkafka's queue.
-        let (messages, bytes) = self.taken;
+        // What a message in librdkafka's queue weighs: the average of those taken so far.
+        let (messages, bytes) = (self.health.messages(), self.health.bytes());
         let queued =
             queued_messages(&self.consumer) as u64 * bytes.checked_div(messages).unwrap_or(0);
         self.prefetch_held
