@@ -1170,8 +1170,8 @@ impl KafkaPipeline {
         for key in revoked {
             targets.remove(&key);
         }
+        // The prefetch's reservation follows in `hold_to_budget`, with what librdkafka holds.
         self.partitions = holding;
-        self.prefetch_held.resize(self.prefetch.bytes(holding));
         // Said once per new assignment: this runs on every turn of the consumer loop.
         if !assigned.is_empty() && !self.prefetch.leaves_room(holding, self.budget.limit()) {
             tracing::warn!(
