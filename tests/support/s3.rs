@@ -35,6 +35,17 @@ impl S3Server {
             .expect("bucket created");
     }
 
+    /// Stops the server where it stands (SIGSTOP): connections are accepted by the kernel and
+    /// then hang, as with a store that stops answering.
+    pub fn pause(&self) {
+        super::signal(&self.child, "STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT); the requests it held are answered.
+    pub fn resume(&self) {
+        super::signal(&self.child, "CONT");
+    }
+
     /// The environment a client needs to reach this server, as a pod gets from its Secret.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
