@@ -117,24 +117,30 @@ impl ParquetSink {
         let results: Vec<Result<(), EngineError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..writers)
                 .map(|_| {
-                    scope.spawn(|| {
-                        loop {
-                            let Some((table, _, dir, path, parts)) =
-                                files.get(next.fetch_add(1, Ordering::Relaxed))
-                            else {
-                                return Ok(());
-                            };
-                            self.write_file(dir, path, &table.schema(), parts)?;
-                        }
-                    })
+                    // Named, so that a profile or a bench tells encoding from the rest of a
+                    // flush.
+                    std::thread::Builder::new()
+                        .name("burnrate-encode".into())
+                        .spawn_scoped(scope, || {
+                            loop {
+                                let Some((table, _, dir, path, parts)) =
+                                    files.get(next.fetch_add(1, Ordering::Relaxed))
+                                else {
+                                    return Ok(());
+                                };
+                                self.write_file(dir, path, &table.schema(), parts)?;
+                            }
+                        })
                 })
                 .collect();
             workers
                 .into_iter()
-                .map(|worker| {
-                    worker.join().unwrap_or_else(|_| {
+                .map(|worker| match worker {
+                    Ok(worker) => worker.join().unwrap_or_else(|_| {
                         Err(EngineError::Config("a Parquet writer panicked".into()))
-                    })
+                    }),
+                    // Out of threads (EAGAIN): a resource, retried as the disk's errors are.
+                    Err(error) => Err(EngineError::io(&self.root, error)),
                 })
                 .collect()
         });
