@@ -123,13 +123,12 @@ impl PipelineHealth {
         self.commit_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A segment made durable: what it held and how long the write took.
+    /// A segment made durable: what it held.
     pub fn flushed(
         &self,
         rows: &BTreeMap<&'static str, usize>,
         dead_letters: usize,
         rows_with_errors: u64,
-        took: Duration,
     ) {
         self.segments.fetch_add(1, Ordering::Relaxed);
         self.dead_letters
@@ -140,6 +139,10 @@ impl PipelineHealth {
         for (table, n) in rows {
             *totals.entry(table).or_default() += *n as u64;
         }
+    }
+
+    /// One durable step's write took `took`: its segments' files and their log commits.
+    pub fn wrote(&self, took: Duration) {
         self.flush.observe(took);
     }
 
@@ -362,7 +365,7 @@ impl PipelineHealth {
         for (name, help, timing) in [
             (
                 "burnrate_sink_flush_seconds",
-                "Time to write, fsync and rename one segment's Parquet files.",
+                "Time to write, fsync and rename one flush's Parquet files (every segment in it) and commit them to the tables' logs.",
                 &self.flush,
             ),
             (
@@ -498,7 +501,8 @@ mod tests {
         health.set_lag("otlp_logs", 2, 17);
         health.request("200");
         let rows = BTreeMap::from([("api_requests", 4usize)]);
-        health.flushed(&rows, 1, 2, Duration::from_millis(1500));
+        health.flushed(&rows, 1, 2);
+        health.wrote(Duration::from_millis(1500));
         let text = health.render();
         assert!(text.contains("burnrate_messages_total 2\n"), "{text}");
         assert!(text.contains("burnrate_bytes_total 150\n"), "{text}");

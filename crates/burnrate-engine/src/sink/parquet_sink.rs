@@ -83,33 +83,57 @@ impl ParquetSink {
         segment: &str,
         tables: &BTreeMap<Table, Vec<RecordBatch>>,
     ) -> Result<WrittenSegment, EngineError> {
-        let mut written = WrittenSegment::default();
+        let mut written = self.write_segments(&[(segment, tables)])?;
+        Ok(written.pop().unwrap_or_default())
+    }
+
+    /// [`Self::write_segment`] for several segments as one durable step: every file of every
+    /// segment encoded side by side, then each table's new files committed to its log at once.
+    /// What each segment wrote, in their order.
+    pub fn write_segments(
+        &self,
+        segments: &[(&str, &BTreeMap<Table, Vec<RecordBatch>>)],
+    ) -> Result<Vec<WrittenSegment>, EngineError> {
+        let mut written = vec![WrittenSegment::default(); segments.len()];
         let mut files = Vec::new();
-        for (table, batches) in tables {
-            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            if rows == 0 {
-                continue;
-            }
-            // Batch by batch, never concatenated: a segment's encoding then holds one row
-            // group at a time beside the batches, not a second copy of the whole table.
-            let mut days: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-            for batch in batches {
-                for (date, part) in split_by_day(batch, table.time_column())? {
-                    days.entry(date).or_default().push(part);
+        for (index, (segment, tables)) in segments.iter().enumerate() {
+            for (table, batches) in *tables {
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                if rows == 0 {
+                    continue;
                 }
+                // Batch by batch, never concatenated: a segment's encoding then holds one row
+                // group at a time beside the batches, not a second copy of the whole table.
+                let mut days: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+                for batch in batches {
+                    for (date, part) in split_by_day(batch, table.time_column())? {
+                        days.entry(date).or_default().push(part);
+                    }
+                }
+                for (date, parts) in days {
+                    let dir = self
+                        .root
+                        .join(table.name())
+                        .join(format!("{PARTITION_COLUMN}={date}"));
+                    let path = dir.join(format!("{segment}.parquet"));
+                    let rows = parts.iter().map(RecordBatch::num_rows).sum();
+                    files.push(FileToWrite {
+                        segment: index,
+                        table: *table,
+                        date,
+                        dir,
+                        path,
+                        parts,
+                        rows,
+                    });
+                }
+                *written[index].rows.entry(table.name()).or_default() += rows;
             }
-            for (date, parts) in days {
-                let dir = self
-                    .root
-                    .join(table.name())
-                    .join(format!("{PARTITION_COLUMN}={date}"));
-                let path = dir.join(format!("{segment}.parquet"));
-                files.push((*table, date, dir, path, parts));
-            }
-            *written.rows.entry(table.name()).or_default() += rows;
         }
-        // Files are encoded side by side, one per core: a segment's tables and days do not
-        // depend on each other, and encoding (zstd) is most of a flush.
+        // Largest first, so that no large file is left to one core at the end.
+        files.sort_by_key(|file| std::cmp::Reverse(file.rows));
+        // Files are encoded side by side, one per core: tables, days and segments do not
+        // depend on each other, and encoding is most of a flush.
         let next = AtomicUsize::new(0);
         let writers = std::thread::available_parallelism()
             .map_or(1, usize::from)
@@ -123,12 +147,16 @@ impl ParquetSink {
                         .name("burnrate-encode".into())
                         .spawn_scoped(scope, || {
                             loop {
-                                let Some((table, _, dir, path, parts)) =
-                                    files.get(next.fetch_add(1, Ordering::Relaxed))
+                                let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed))
                                 else {
                                     return Ok(());
                                 };
-                                self.write_file(dir, path, &table.schema(), parts)?;
+                                self.write_file(
+                                    &file.dir,
+                                    &file.path,
+                                    &file.table.schema(),
+                                    &file.parts,
+                                )?;
                             }
                         })
                 })
@@ -145,17 +173,19 @@ impl ParquetSink {
                 .collect()
         });
         results.into_iter().collect::<Result<(), EngineError>>()?;
-        let durable: Vec<DurableFile> = files
-            .into_iter()
-            .map(|(table, date, _, path, parts)| DurableFile {
-                table,
-                path,
-                date,
-                rows: parts.iter().map(RecordBatch::num_rows).sum(),
-            })
-            .collect();
+        // Back in the segments' order, so that each table's commit lists them as they came.
+        files.sort_by(|a, b| (a.segment, a.table, &a.date).cmp(&(b.segment, b.table, &b.date)));
+        let mut durable = Vec::with_capacity(files.len());
+        for file in files {
+            written[file.segment].files.push(file.path.clone());
+            durable.push(DurableFile {
+                table: file.table,
+                path: file.path,
+                date: file.date,
+                rows: file.rows,
+            });
+        }
         table_log::add_files(&self.root, &durable)?;
-        written.files = durable.into_iter().map(|file| file.path).collect();
         Ok(written)
     }
 
@@ -187,6 +217,18 @@ impl ParquetSink {
 }
 
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// One file of a durable step, waiting for an encoder.
+struct FileToWrite {
+    /// Its segment's place in the step.
+    segment: usize,
+    table: Table,
+    date: String,
+    dir: PathBuf,
+    path: PathBuf,
+    parts: Vec<RecordBatch>,
+    rows: usize,
+}
 
 /// Writes `batches` to `path` as one Parquet file: under a temporary name, fsynced, renamed and
 /// the rename made durable, so a reader sees the old file or the new one, never half of one.

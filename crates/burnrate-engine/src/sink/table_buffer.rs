@@ -59,31 +59,38 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Writes the segment as `name` and counts it in `totals` and `health`.
-    pub fn write(
-        &self,
+    /// Writes `segments` (each with its name) as one durable step: their files encoded side by
+    /// side and committed to the tables' logs at once, each table in one commit. Counts them
+    /// in `totals` and `health`.
+    pub fn write_all(
+        segments: &[(&str, &Segment)],
         sink: &ParquetSink,
-        name: &str,
         health: &PipelineHealth,
         totals: &mut FlushTotals,
     ) -> Result<(), EngineError> {
         let started = Instant::now();
-        let written = sink.write_segment(name, &self.tables)?;
-        health.flushed(
-            &written.rows,
-            self.dead_letters,
-            self.rows_with_errors,
-            started.elapsed(),
-        );
-        for (model, calls) in &self.unpriced_models {
-            *totals.unpriced_models.entry(model.clone()).or_default() += calls;
+        let tables: Vec<(&str, &BTreeMap<Table, Vec<RecordBatch>>)> = segments
+            .iter()
+            .map(|(name, segment)| (*name, &segment.tables))
+            .collect();
+        let written = sink.write_segments(&tables)?;
+        for ((_, segment), written) in segments.iter().zip(written) {
+            health.flushed(
+                &written.rows,
+                segment.dead_letters,
+                segment.rows_with_errors,
+            );
+            for (model, calls) in &segment.unpriced_models {
+                *totals.unpriced_models.entry(model.clone()).or_default() += calls;
+            }
+            totals.segments_written += 1;
+            totals.dead_letters += segment.dead_letters as u64;
+            totals.rows_with_errors += segment.rows_with_errors;
+            for (table, rows) in written.rows {
+                *totals.rows.entry(table).or_default() += rows;
+            }
         }
-        totals.segments_written += 1;
-        totals.dead_letters += self.dead_letters as u64;
-        totals.rows_with_errors += self.rows_with_errors;
-        for (table, rows) in written.rows {
-            *totals.rows.entry(table).or_default() += rows;
-        }
+        health.wrote(started.elapsed());
         Ok(())
     }
 }

@@ -1444,6 +1444,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn segments_written_as_one_step_are_one_commit_per_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sink = ParquetSink::new(root);
+        let (a, b, c) = (
+            segment(letters(3, 1)),
+            segment(letters(2, 2)),
+            segment(letters(1, 0)),
+        );
+        let written = sink
+            .write_segments(&[("seg-a", &a), ("seg-b", &b), ("seg-c", &c)])
+            .unwrap();
+        let files: Vec<usize> = written.iter().map(|w| w.files.len()).collect();
+        assert_eq!(files, [2, 1, 1], "each segment's own files, in order");
+        let rows: Vec<usize> = written.iter().map(|w| w.rows["dead_letters"]).collect();
+        assert_eq!(rows, [3, 2, 1]);
+        assert!(
+            written[0]
+                .files
+                .iter()
+                .all(|f| f.ends_with("seg-a.parquet"))
+        );
+        // Version 0 makes the table; version 1 adds all four files.
+        let log_dir = root.join("dead_letters").join(LOG_DIR);
+        let commit = |v: u64| log_dir.join(format!("{v:020}.json"));
+        assert!(commit(1).exists());
+        assert!(!commit(2).exists(), "one commit for the three segments");
+        let listed = logged_files(&root.join("dead_letters"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(listed.len(), 4);
+        assert_eq!(count(root, "SELECT count(*) FROM dead_letters").await, 6);
+    }
+
+    #[tokio::test]
     async fn a_dataset_without_logs_is_adopted_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();

@@ -1,8 +1,9 @@
 //! The durability path, the same for every source, in one order:
 //! 1. **write**: each segment's files, one per table and day, written under a temporary name,
-//!    fsynced, renamed, and committed to their tables' Delta logs ([`crate::sink`]). Writing a
-//!    segment again writes the same names, so a write that failed can be retried and a replay
-//!    after a crash doubles nothing;
+//!    fsynced, renamed, and committed to their tables' Delta logs ([`crate::sink`]), the files
+//!    of every segment in a flush in one commit per table. Writing a segment again writes the
+//!    same names, so a write that failed can be retried and a replay after a crash doubles
+//!    nothing;
 //! 2. **settle**: the written segments go to the window stage as one micro-batch (one
 //!    aggregation and one checkpoint however many segments), each under its origin and
 //!    position there, which the windows skip when they counted it already; then each segment's
@@ -47,11 +48,22 @@ pub struct SegmentFlush<K> {
 
 /// Writes segments, feeds them to the windows and reports their positions, for one source.
 pub struct DurablePath<K> {
+    writes: SegmentWrites,
+    settles: Settlement<K>,
+}
+
+/// Step 1 of the path on its own, for a source that runs step 2 on another thread.
+pub struct SegmentWrites {
     parquet: ParquetSink,
+    health: Arc<PipelineHealth>,
+    written: FlushTotals,
+}
+
+/// Step 2 of the path on its own: the windows and the positions reported to the coordinator.
+pub struct Settlement<K> {
     windows: WindowStage,
     health: Arc<PipelineHealth>,
     commits: CommitCoordinator<K>,
-    written: FlushTotals,
 }
 
 impl<K: Ord + Clone> DurablePath<K> {
@@ -62,25 +74,94 @@ impl<K: Ord + Clone> DurablePath<K> {
         commits: CommitCoordinator<K>,
     ) -> Self {
         DurablePath {
-            parquet,
-            windows,
-            health,
-            commits,
-            written: FlushTotals::default(),
+            writes: SegmentWrites {
+                parquet,
+                health: health.clone(),
+                written: FlushTotals::default(),
+            },
+            settles: Settlement {
+                windows,
+                health,
+                commits,
+            },
         }
     }
 
-    /// Step 1: writes `flush`'s files and commits them to their tables' logs. Idempotent: a
-    /// failed write may be retried.
-    pub fn write(&mut self, flush: &SegmentFlush<K>) -> Result<(), EngineError> {
-        flush
-            .segment
-            .write(&self.parquet, &flush.name, &self.health, &mut self.written)
+    /// The two steps apart, to run on two threads; [`Self::from_stages`] puts them back.
+    pub fn into_stages(self) -> (SegmentWrites, Settlement<K>) {
+        (self.writes, self.settles)
     }
 
-    /// Step 2: feeds written segments to the windows as one micro-batch, then reports their
-    /// positions as durable. Call only with segments [`Self::write`] wrote, in their source's
-    /// order.
+    pub fn from_stages(writes: SegmentWrites, settles: Settlement<K>) -> Self {
+        DurablePath { writes, settles }
+    }
+
+    /// Step 1: see [`SegmentWrites::write`].
+    pub fn write(&mut self, flushes: &[SegmentFlush<K>]) -> Result<(), EngineError> {
+        self.writes.write(flushes)
+    }
+
+    /// Step 2: see [`Settlement::settle`].
+    pub fn settle(&mut self, written: &[SegmentFlush<K>]) -> Result<(), EngineError> {
+        self.settles.settle(written)
+    }
+
+    /// Steps 1 and 2 for `segments`; nothing is settled unless every one was written.
+    pub fn flush(&mut self, segments: &[SegmentFlush<K>]) -> Result<(), EngineError> {
+        self.write(segments)?;
+        self.settle(segments)
+    }
+
+    /// Step 3, for a source that commits where it flushes: the positions committed.
+    pub fn commit(&self) -> Result<BTreeMap<K, i64>, EngineError> {
+        self.settles.commits.commit()
+    }
+
+    pub fn windows(&self) -> &WindowStage {
+        &self.settles.windows
+    }
+
+    pub fn windows_mut(&mut self) -> &mut WindowStage {
+        &mut self.settles.windows
+    }
+
+    pub fn health(&self) -> &PipelineHealth {
+        &self.settles.health
+    }
+
+    /// What the writes since the last call added up to.
+    pub fn take_written(&mut self) -> FlushTotals {
+        self.writes.take_written()
+    }
+
+    /// The window stage and the totals, once the source is done with the path.
+    pub fn into_parts(self) -> (WindowStage, FlushTotals) {
+        (self.settles.windows, self.writes.written)
+    }
+}
+
+impl SegmentWrites {
+    /// Writes the files of `flushes` and commits them to their tables' logs, as one step (one
+    /// commit per table however many segments). Idempotent: a failed write may be retried.
+    pub fn write<K>(&mut self, flushes: &[SegmentFlush<K>]) -> Result<(), EngineError> {
+        let segments: Vec<(&str, &Segment)> = flushes
+            .iter()
+            .map(|flush| (flush.name.as_str(), &flush.segment))
+            .collect();
+        Segment::write_all(&segments, &self.parquet, &self.health, &mut self.written)
+    }
+
+    /// What the writes since the last call added up to.
+    pub fn take_written(&mut self) -> FlushTotals {
+        std::mem::take(&mut self.written)
+    }
+}
+
+impl<K: Ord + Clone> Settlement<K> {
+    /// Feeds written segments to the windows as one micro-batch, then reports their positions
+    /// as durable. Call only with segments [`SegmentWrites::write`] wrote, in their source's
+    /// order. The windows read only [`crate::stream::windows::WINDOW_INPUTS`]: the segments'
+    /// other tables may be gone.
     pub fn settle(&mut self, written: &[SegmentFlush<K>]) -> Result<(), EngineError> {
         if written.is_empty() {
             return Ok(());
@@ -104,20 +185,6 @@ impl<K: Ord + Clone> DurablePath<K> {
         Ok(())
     }
 
-    /// Steps 1 and 2 for `segments`, in order; the first error stops it (nothing after a
-    /// failed write is settled).
-    pub fn flush(&mut self, segments: &[SegmentFlush<K>]) -> Result<(), EngineError> {
-        for flush in segments {
-            self.write(flush)?;
-        }
-        self.settle(segments)
-    }
-
-    /// Step 3, for a source that commits where it flushes: the positions committed.
-    pub fn commit(&self) -> Result<BTreeMap<K, i64>, EngineError> {
-        self.commits.commit()
-    }
-
     pub fn windows(&self) -> &WindowStage {
         &self.windows
     }
@@ -128,15 +195,5 @@ impl<K: Ord + Clone> DurablePath<K> {
 
     pub fn health(&self) -> &PipelineHealth {
         &self.health
-    }
-
-    /// What the writes since the last call added up to.
-    pub fn take_written(&mut self) -> FlushTotals {
-        std::mem::take(&mut self.written)
-    }
-
-    /// The window stage and the totals, once the source is done with the path.
-    pub fn into_parts(self) -> (WindowStage, FlushTotals) {
-        (self.windows, self.written)
     }
 }

@@ -45,6 +45,9 @@ const AGGREGATE_SQL: &str = include_str!("../../../../sql/window_aggregate.sql")
 const MERGE_SQL: &str = include_str!("../../../../sql/window_merge.sql");
 const STATE_KEY: &str = "burnrate.window_state";
 pub const WINDOW_SEGMENT_PREFIX: &str = "windows-";
+/// The tables a micro-batch's windows are aggregated from: of a segment, the windows read only
+/// these.
+pub const WINDOW_INPUTS: [Table; 2] = [Table::ApiRequests, Table::ToolCalls];
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
 /// How usage is windowed: the `[windows]` configuration section.
@@ -529,6 +532,7 @@ impl WindowStage {
             }
         }
         let tables = &tables;
+        // WINDOW_INPUTS, all the windows read.
         let requests = gather(tables, Table::ApiRequests)?;
         let tools = gather(tables, Table::ToolCalls)?;
         let mut progress = WindowProgress::default();

@@ -2,15 +2,18 @@
 //! writes, read in a consumer group, with offsets committed only after the Parquet files that
 //! hold them are durable.
 //!
-//! Four stages, with bounded queues between them:
+//! Five stages, with bounded queues between them:
 //! - the consuming task (this file) takes messages from librdkafka, reserves their bytes in the
 //!   memory budget and hands them to the decode stage, in consumption order;
 //! - the decode stage ([`crate::decode`]) turns them into Arrow on every core;
 //! - the sink ([`sink`]) collects the results in that order, buffers a segment per partition,
 //!   and hands the segments, flush by flush, to
-//! - the writer ([`writer`]), which takes each flush through the durability path every source
-//!   shares ([`crate::source::durable`]) while the sink buffers the next; that tells the commit
-//!   coordinator ([`commit`]), whose offsets the consuming task commits.
+//! - the writer ([`writer`]), which writes each flush as one durable step while the sink
+//!   buffers the next, and hands it to
+//! - the windows' thread, which feeds it to the windows while the writer writes the next, and
+//!   then tells the commit coordinator ([`commit`]), whose offsets the consuming task commits.
+//!   The writer and the windows' thread are the two steps of the durability path every source
+//!   shares ([`crate::source::durable`]).
 //!
 //! A segment is named `kafka-<topic>-<partition>-<first offset>-<last offset>`, and once written
 //! its offset `last + 1` is committed. A crash between the two leaves files past the committed
@@ -788,7 +791,7 @@ impl KafkaPipeline {
                 commits.clone(),
             ),
             failure.clone(),
-        );
+        )?;
         let (jobs, job_queue) = crossbeam_channel::bounded(WRITER_QUEUE);
         let writer = std::thread::Builder::new()
             .name("burnrate-writer".into())

@@ -1,30 +1,42 @@
 //! The Kafka writer stage: takes the sink's flushes in the order they were made and takes each
-//! through the durability path ([`crate::source::durable`]): its segments written, fed to the
-//! windows as one micro-batch, their offsets reported to the commit coordinator.
+//! through the durability path ([`crate::source::durable`]): its segments written as one step,
+//! then, on a thread of its own, fed to the windows as one micro-batch and their offsets
+//! reported to the commit coordinator.
 //!
 //! It runs on a thread of its own, so the sink keeps collecting decoded runs (and the decode
 //! workers keep decoding) while a flush is encoded, compressed, fsynced and windowed: a flush
-//! took two fifths of a catch-up's time, and the stages before it stood still meanwhile. One
-//! flush is written at a time, in order, so a partition's offsets are reported in order and a
-//! replay after a crash finds the same segments.
+//! took two fifths of a catch-up's time, and the stages before it stood still meanwhile. The
+//! windows' feed runs on a second thread (`burnrate-windows`), so the next flush is written
+//! while the last one is aggregated: the feed was over a quarter of the writer's time, and the
+//! source waited on both. It keeps only the tables the windows read ([`WINDOW_INPUTS`]), so the rest of
+//! a flush's memory is given back once it is written. One flush is written and one settled at
+//! a time, each in order, so a partition's offsets are reported in order and a replay after a
+//! crash finds the same segments.
 //!
 //! Must not know: how segments are buffered or cut, the consumer, its rebalances or commits.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
+use datafusion::arrow::array::RecordBatch;
 
 use super::sink::SinkFailure;
 use super::{PartitionKey, segment_name, window_origin};
 use crate::EngineError;
 use crate::budget::Reservation;
 use crate::sink::table_buffer::{FlushTotals, TableBuffer};
-use crate::source::durable::{DurablePath, SegmentFlush};
+use crate::source::durable::{DurablePath, SegmentFlush, SegmentWrites, Settlement};
+use crate::stream::windows::WINDOW_INPUTS;
 
 /// Flushes the writer may hold besides the one it writes: one, so the sink waits (and with it
 /// the decode stage) rather than buffering flush after flush while the disk is slow.
 pub const WRITER_QUEUE: usize = 1;
+
+/// Written flushes the windows' thread may hold besides the one it feeds: one, so the writer
+/// waits for the windows rather than run ahead of them.
+const SETTLE_QUEUE: usize = 1;
 
 /// The answer to a sync: the windows' positions (origin → last offset fed), or the writer's
 /// first error.
@@ -40,8 +52,8 @@ pub struct BufferedSegment {
 
 /// What the sink sends the writer, in order.
 pub enum Job {
-    /// Write these segments as one flush; `held` is their rows' memory, given back once the
-    /// windows have them.
+    /// Write these segments as one flush; `held` is their rows' memory, given back once they
+    /// are written but for the windows' share, which is given back once the windows have it.
     Flush {
         segments: Vec<BufferedSegment>,
         held: Reservation,
@@ -57,9 +69,28 @@ pub enum Job {
     },
 }
 
+/// What the writer sends the windows' thread, in order.
+enum Settle {
+    /// Written segments (only their [`WINDOW_INPUTS`] left) and those tables' memory.
+    Flush {
+        flushes: Vec<SegmentFlush<PartitionKey>>,
+        held: Reservation,
+    },
+    Sync {
+        done: Sender<Synced>,
+    },
+    Finish {
+        close_windows: bool,
+        written: FlushTotals,
+        done: Sender<Result<FlushTotals, String>>,
+    },
+}
+
 pub struct Writer {
-    durable: DurablePath<PartitionKey>,
-    /// Shared with the sink and the consuming task, which stop on it.
+    writes: SegmentWrites,
+    settle: Sender<Settle>,
+    windows: JoinHandle<Settlement<PartitionKey>>,
+    /// Shared with the sink, the windows' thread and the consuming task, which stop on it.
     failure: Arc<OnceLock<SinkFailure>>,
     /// The first error: every flush after it is dropped (not committed), and replayed on
     /// restart.
@@ -67,54 +98,92 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(durable: DurablePath<PartitionKey>, failure: Arc<OnceLock<SinkFailure>>) -> Self {
-        Writer {
-            durable,
+    /// The writer, with its windows' thread started.
+    pub fn new(
+        durable: DurablePath<PartitionKey>,
+        failure: Arc<OnceLock<SinkFailure>>,
+    ) -> Result<Self, EngineError> {
+        let (writes, settlement) = durable.into_stages();
+        let (settle, queue) = crossbeam_channel::bounded(SETTLE_QUEUE);
+        let windows = WindowFeed {
+            settlement,
+            failure: failure.clone(),
+            failed: None,
+        };
+        let windows = std::thread::Builder::new()
+            .name("burnrate-windows".into())
+            .spawn(move || windows.run(queue))
+            .map_err(|e| EngineError::Kafka(format!("cannot start the windows' thread: {e}")))?;
+        Ok(Writer {
+            writes,
+            settle,
+            windows,
             failure,
             failed: None,
-        }
+        })
     }
 
-    /// Takes jobs until the sink hangs up, then hands the durability path back.
+    /// Takes jobs until the sink hangs up, then hands the durability path back, once the
+    /// windows' thread is done with it.
     pub fn run(mut self, jobs: Receiver<Job>) -> DurablePath<PartitionKey> {
         for job in jobs {
             match job {
                 Job::Flush { segments, held } => {
+                    // The windows' thread failed: nothing after it will be committed.
                     if self.failed.is_none()
-                        && let Err(error) = self.flush(segments)
+                        && let Some(failure) = self.failure.get()
+                    {
+                        self.failed = Some(failure.message.clone());
+                    }
+                    if self.failed.is_none()
+                        && let Err(error) = self.flush(segments, held)
                     {
                         self.fail(error);
                     }
-                    // After the windows have the rows: released at the write, the source took
-                    // that much more while the aggregation still held them.
-                    drop(held);
                 }
-                Job::Sync { done } => {
-                    let answer = self.answer().map(|()| self.durable.windows().positions());
-                    let _ = done.send(answer);
-                }
+                Job::Sync { done } => match &self.failed {
+                    Some(error) => {
+                        let _ = done.send(Err(error.clone()));
+                    }
+                    None => self.hand_over(Settle::Sync { done }),
+                },
                 Job::Finish {
                     close_windows,
                     done,
-                } => {
-                    if close_windows
-                        && self.failed.is_none()
-                        && let Err(error) = self.close_windows()
-                    {
-                        self.fail(error);
+                } => match &self.failed {
+                    Some(error) => {
+                        let _ = done.send(Err(error.clone()));
                     }
-                    let answer = self.answer().map(|()| self.durable.take_written());
-                    let _ = done.send(answer);
-                }
+                    None => {
+                        let written = self.writes.take_written();
+                        self.hand_over(Settle::Finish {
+                            close_windows,
+                            written,
+                            done,
+                        });
+                    }
+                },
             }
         }
-        self.durable
+        drop(self.settle);
+        let settlement = match self.windows.join() {
+            Ok(settlement) => settlement,
+            // The sink reads a panic of this thread as the end of the windows.
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        DurablePath::from_stages(self.writes, settlement)
     }
 
-    fn answer(&self) -> Result<(), String> {
-        match &self.failed {
-            Some(error) => Err(error.clone()),
-            None => Ok(()),
+    /// Sends `job` to the windows' thread. If that is gone (it panicked: a failure keeps it
+    /// taking jobs), the job's sender hears so by its answer channel closing, and the writer
+    /// fails.
+    fn hand_over(&mut self, job: Settle) {
+        if self.settle.send(job).is_err() {
+            self.fail(EngineError::Sink {
+                message: "the windows' thread stopped".into(),
+                // It panicked, which the same input would make it do again.
+                retryable: false,
+            });
         }
     }
 
@@ -127,32 +196,121 @@ impl Writer {
         self.failed = Some(error.to_string());
     }
 
-    /// Writes every segment, then feeds them to the windows as one micro-batch (one
-    /// aggregation and one checkpoint however many partitions flush) and reports their offsets
-    /// as durable.
-    fn flush(&mut self, segments: Vec<BufferedSegment>) -> Result<(), EngineError> {
-        let mut written = Vec::with_capacity(segments.len());
+    /// Writes every segment as one durable step (each table's files of every partition in
+    /// one log commit), then hands what the windows read to the windows' thread, which feeds
+    /// them as one micro-batch (one aggregation and one checkpoint however many partitions
+    /// flush) and reports their offsets as durable.
+    fn flush(
+        &mut self,
+        segments: Vec<BufferedSegment>,
+        mut held: Reservation,
+    ) -> Result<(), EngineError> {
+        let mut flushes = Vec::with_capacity(segments.len());
+        let mut firsts = Vec::with_capacity(segments.len());
         for segment in segments {
             let (topic, partition) = &segment.key;
-            let flush = SegmentFlush {
+            firsts.push(segment.first);
+            flushes.push(SegmentFlush {
                 name: segment_name(topic, *partition, segment.first, segment.last),
                 segment: segment.buffer.into_segment()?,
                 origin: window_origin(topic, *partition),
                 window_position: segment.last,
                 key: segment.key.clone(),
                 position: segment.last + 1,
-            };
-            self.durable.write(&flush)?;
-            tracing::info!(topic = %topic, partition, first = segment.first, last = segment.last, "segment written");
-            written.push(flush);
+            });
         }
-        self.durable.settle(&written)
+        self.writes.write(&flushes)?;
+        for (flush, first) in flushes.iter().zip(firsts) {
+            let (topic, partition) = &flush.key;
+            tracing::info!(topic = %topic, partition, first, last = flush.window_position, "segment written");
+        }
+        // The rest is on disk: its memory goes back now, the windows' share once they have it.
+        let mut windowed = 0;
+        for flush in &mut flushes {
+            flush
+                .segment
+                .tables
+                .retain(|table, _| WINDOW_INPUTS.contains(table));
+            windowed += flush
+                .segment
+                .tables
+                .values()
+                .flatten()
+                .map(RecordBatch::get_array_memory_size)
+                .sum::<usize>();
+        }
+        held.resize(windowed.min(held.bytes()));
+        self.hand_over(Settle::Flush { flushes, held });
+        Ok(())
+    }
+}
+
+/// The windows' thread: feeds written flushes to the windows and reports their offsets, in the
+/// order they were written.
+struct WindowFeed {
+    settlement: Settlement<PartitionKey>,
+    failure: Arc<OnceLock<SinkFailure>>,
+    failed: Option<String>,
+}
+
+impl WindowFeed {
+    fn run(mut self, jobs: Receiver<Settle>) -> Settlement<PartitionKey> {
+        for job in jobs {
+            match job {
+                Settle::Flush { flushes, held } => {
+                    if self.failed.is_none()
+                        && let Err(error) = self.settlement.settle(&flushes)
+                    {
+                        self.fail(error);
+                    }
+                    // The windows' share, after the windows have it: released at the write, the
+                    // source took that much more while the aggregation still held it.
+                    drop(held);
+                }
+                Settle::Sync { done } => {
+                    let answer = self
+                        .answer()
+                        .map(|()| self.settlement.windows().positions());
+                    let _ = done.send(answer);
+                }
+                Settle::Finish {
+                    close_windows,
+                    written,
+                    done,
+                } => {
+                    if close_windows
+                        && self.failed.is_none()
+                        && let Err(error) = self.close_windows()
+                    {
+                        self.fail(error);
+                    }
+                    let _ = done.send(self.answer().map(|()| written));
+                }
+            }
+        }
+        self.settlement
+    }
+
+    fn answer(&self) -> Result<(), String> {
+        match &self.failed {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, error: EngineError) {
+        tracing::error!(error = %error, retryable = error.is_retryable(), "kafka windows failed; nothing after this is committed");
+        let _ = self.failure.set(SinkFailure {
+            message: error.to_string(),
+            retryable: error.is_retryable(),
+        });
+        self.failed = Some(error.to_string());
     }
 
     fn close_windows(&mut self) -> Result<(), EngineError> {
         // The end of the input: no event can still arrive on time for the open windows.
-        let closed = self.durable.windows_mut().close_all()?;
-        self.durable.health().windowed(closed, 0);
+        let closed = self.settlement.windows_mut().close_all()?;
+        self.settlement.health().windowed(closed, 0);
         Ok(())
     }
 }
@@ -214,7 +372,7 @@ mod tests {
             send.send(job).unwrap();
         }
         drop(send);
-        let durable = Writer::new(durable, failure.clone()).run(queue);
+        let durable = Writer::new(durable, failure.clone()).unwrap().run(queue);
         (durable, commits, failure)
     }
 
@@ -305,5 +463,38 @@ mod tests {
             0,
             "the dropped flush's memory is given back too"
         );
+    }
+
+    #[test]
+    fn a_window_feed_that_fails_commits_nothing_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // The windows' checkpoint cannot be written: a directory holds its temporary name.
+        std::fs::create_dir_all(dir.path().join("_burnrate/windows/test.parquet.tmp")).unwrap();
+        let budget = MemoryBudget::for_memory_limit(512 << 20);
+        let (first_sync, first) = sync();
+        let (finish, finished) = crossbeam_channel::bounded(1);
+        let jobs = vec![
+            flush(&budget, 0, 2),
+            first_sync,
+            flush(&budget, 3, 3),
+            Job::Finish {
+                close_windows: true,
+                done: finish,
+            },
+        ];
+        let (_, commits, failure) = write(dir.path(), dir.path(), jobs);
+        let error = first.recv().unwrap().unwrap_err();
+        assert!(
+            error.contains("test.parquet"),
+            "the error names where: {error}"
+        );
+        assert_eq!(
+            failure.get().map(|f| f.message.clone()),
+            Some(error),
+            "the failure is left for the consuming task"
+        );
+        assert!(finished.recv().unwrap().is_err());
+        assert!(commits.is_empty(), "no offset is reported durable");
+        assert_eq!(budget.used(), 0, "every flush's memory is given back");
     }
 }

@@ -1093,7 +1093,7 @@ impl Flusher {
             position,
         };
         let mut retry_in = HANDOFF_RETRY;
-        while let Err(error) = self.durable.write(&flush) {
+        while let Err(error) = self.durable.write(std::slice::from_ref(&flush)) {
             let name = &flush.name;
             tracing::warn!(segment = %name, error = %error, retryable = error.is_retryable(), "segment write failed; its log keeps the requests, retrying");
             self.disk.set(
