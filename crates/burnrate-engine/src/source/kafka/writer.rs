@@ -188,12 +188,7 @@ impl Writer {
     }
 
     fn fail(&mut self, error: EngineError) {
-        tracing::error!(error = %error, retryable = error.is_retryable(), "kafka writer failed; nothing after this is committed");
-        let _ = self.failure.set(SinkFailure {
-            message: error.to_string(),
-            retryable: error.is_retryable(),
-        });
-        self.failed = Some(error.to_string());
+        self.failed = Some(leave_failure(&self.failure, &error, "writer"));
     }
 
     /// Writes every segment as one durable step (each table's files of every partition in
@@ -299,12 +294,7 @@ impl WindowFeed {
     }
 
     fn fail(&mut self, error: EngineError) {
-        tracing::error!(error = %error, retryable = error.is_retryable(), "kafka windows failed; nothing after this is committed");
-        let _ = self.failure.set(SinkFailure {
-            message: error.to_string(),
-            retryable: error.is_retryable(),
-        });
-        self.failed = Some(error.to_string());
+        self.failed = Some(leave_failure(&self.failure, &error, "windows"));
     }
 
     fn close_windows(&mut self) -> Result<(), EngineError> {
@@ -313,6 +303,17 @@ impl WindowFeed {
         self.settlement.health().windowed(closed, 0);
         Ok(())
     }
+}
+
+/// Logs `error` as the `stage` thread's and leaves it for the sink and the consuming task (the
+/// first error stays); its message, which the thread answers with from then on.
+fn leave_failure(failure: &OnceLock<SinkFailure>, error: &EngineError, stage: &str) -> String {
+    tracing::error!(stage, error = %error, retryable = error.is_retryable(), "kafka writer failed; nothing after this is committed");
+    let _ = failure.set(SinkFailure {
+        message: error.to_string(),
+        retryable: error.is_retryable(),
+    });
+    error.to_string()
 }
 
 #[cfg(test)]
@@ -391,6 +392,29 @@ mod tests {
         (Job::Sync { done }, answer)
     }
 
+    /// Two flushes, a sync between them and the end: where the first fails, the sync's and the
+    /// end's answers.
+    fn a_failing_run(
+        budget: &Arc<MemoryBudget>,
+    ) -> (
+        Vec<Job>,
+        Receiver<Synced>,
+        Receiver<Result<FlushTotals, String>>,
+    ) {
+        let (first_sync, first) = sync();
+        let (finish, finished) = crossbeam_channel::bounded(1);
+        let jobs = vec![
+            flush(budget, 0, 2),
+            first_sync,
+            flush(budget, 3, 3),
+            Job::Finish {
+                close_windows: true,
+                done: finish,
+            },
+        ];
+        (jobs, first, finished)
+    }
+
     #[test]
     fn flushes_are_made_durable_in_order_and_give_their_memory_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -428,17 +452,7 @@ mod tests {
         let output = dir.path().join("data");
         std::fs::write(&output, b"not a directory").unwrap();
         let budget = MemoryBudget::for_memory_limit(512 << 20);
-        let (first_sync, first) = sync();
-        let (finish, finished) = crossbeam_channel::bounded(1);
-        let jobs = vec![
-            flush(&budget, 0, 2),
-            first_sync,
-            flush(&budget, 3, 3),
-            Job::Finish {
-                close_windows: true,
-                done: finish,
-            },
-        ];
+        let (jobs, first, finished) = a_failing_run(&budget);
         let (durable, commits, failure) = write(&output, dir.path(), jobs);
         let error = first.recv().unwrap().unwrap_err();
         let failure = failure
@@ -471,17 +485,7 @@ mod tests {
         // The windows' checkpoint cannot be written: a directory holds its temporary name.
         std::fs::create_dir_all(dir.path().join("_burnrate/windows/test.parquet.tmp")).unwrap();
         let budget = MemoryBudget::for_memory_limit(512 << 20);
-        let (first_sync, first) = sync();
-        let (finish, finished) = crossbeam_channel::bounded(1);
-        let jobs = vec![
-            flush(&budget, 0, 2),
-            first_sync,
-            flush(&budget, 3, 3),
-            Job::Finish {
-                close_windows: true,
-                done: finish,
-            },
-        ];
+        let (jobs, first, finished) = a_failing_run(&budget);
         let (_, commits, failure) = write(dir.path(), dir.path(), jobs);
         let error = first.recv().unwrap().unwrap_err();
         assert!(
