@@ -17,6 +17,9 @@
 //! A crash between any two steps replays from the last committed position: the files are
 //! written again under the same names, and the windows skip what they counted.
 //!
+//! Steps 1 and 2 can run on two threads ([`DurablePath::into_stages`]), each in order: the
+//! Kafka source writes the next flush while the windows take the last.
+//!
 //! Must not know: how a source reads or numbers its input, or what it does once a position is
 //! committed.
 
