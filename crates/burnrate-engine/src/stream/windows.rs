@@ -27,7 +27,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{ArrowPrimitiveType, Field, SchemaRef, TimestampNanosecondType};
-use datafusion::datasource::MemTable;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
 use datafusion::parquet::file::properties::WriterProperties;
@@ -38,11 +37,14 @@ use crate::EngineError;
 use crate::sink::parquet_sink::{ParquetSink, remove_segments, write_atomically};
 use crate::source::ledger::STATE_DIR;
 use crate::stream::anomalies::{AnomalyConfig, AnomalyDetector, AnomalyState, anomaly_batch};
+use crate::stream::prepared::PreparedSql;
 use crate::stream::sketch::register_sketch_functions;
 use crate::stream::totals::PushTotals;
 
 const AGGREGATE_SQL: &str = include_str!("../../../../sql/window_aggregate.sql");
 const MERGE_SQL: &str = include_str!("../../../../sql/window_merge.sql");
+/// The table `window_merge.sql` reads: rows of `usage_windows`.
+const MERGE_INPUT: &str = "windows";
 const STATE_KEY: &str = "burnrate.window_state";
 pub const WINDOW_SEGMENT_PREFIX: &str = "windows-";
 /// The tables a micro-batch's windows are aggregated from: of a segment, the windows read only
@@ -137,6 +139,8 @@ pub struct WindowSql {
     aggregate: String,
     merge_template: String,
     width_seconds: u64,
+    /// One session for every statement, each planned once.
+    prepared: Arc<PreparedSql>,
 }
 
 impl WindowSql {
@@ -163,10 +167,19 @@ impl WindowSql {
                 "${tool_dimensions}",
                 &spec.projection(has(Table::ToolCalls)),
             );
+        let prepared = PreparedSql::new(
+            window_context(),
+            &[
+                (Table::ApiRequests.name(), Table::ApiRequests.schema()),
+                (Table::ToolCalls.name(), Table::ToolCalls.schema()),
+                (MERGE_INPUT, Table::UsageWindows.schema()),
+            ],
+        )?;
         Ok(WindowSql {
             aggregate,
             merge_template: read("window_merge.sql", MERGE_SQL)?,
             width_seconds: spec.width_seconds,
+            prepared: Arc::new(prepared),
         })
     }
 
@@ -182,20 +195,12 @@ impl WindowSql {
         requests: Vec<RecordBatch>,
         tools: Vec<RecordBatch>,
     ) -> Result<Vec<RecordBatch>, EngineError> {
-        let ctx = window_context();
-        register(
-            &ctx,
-            Table::ApiRequests.name(),
-            Table::ApiRequests.schema(),
-            requests,
-        )?;
-        register(
-            &ctx,
-            Table::ToolCalls.name(),
-            Table::ToolCalls.schema(),
-            tools,
-        )?;
-        collect_as(&ctx, &self.aggregate, Table::UsageWindows.schema()).await
+        let inputs = [
+            (Table::ApiRequests.name(), requests),
+            (Table::ToolCalls.name(), tools),
+        ];
+        let batches = self.prepared.run(&self.aggregate, &inputs).await?;
+        conform_all(batches, &Table::UsageWindows.schema())
     }
 
     /// The windows of one micro-batch, complete: [`Self::partials`] merged, which fills in
@@ -215,9 +220,11 @@ impl WindowSql {
         windows: Vec<RecordBatch>,
         seconds: u64,
     ) -> Result<Vec<RecordBatch>, EngineError> {
-        let ctx = window_context();
-        register(&ctx, "windows", Table::UsageWindows.schema(), windows)?;
-        collect_as(&ctx, &self.merge(seconds), Table::UsageWindows.schema()).await
+        let batches = self
+            .prepared
+            .run(&self.merge(seconds), &[(MERGE_INPUT, windows)])
+            .await?;
+        conform_all(batches, &Table::UsageWindows.schema())
     }
 }
 
@@ -229,28 +236,16 @@ pub fn window_context() -> SessionContext {
     ctx
 }
 
-fn register(
-    ctx: &SessionContext,
-    name: &str,
-    schema: SchemaRef,
+/// `batches` with exactly `schema` (same names, cast types), empty ones left out, so the output
+/// can be stored and unioned with stored rows.
+fn conform_all(
     batches: Vec<RecordBatch>,
-) -> Result<(), EngineError> {
-    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
-    Ok(())
-}
-
-/// Runs `sql` and returns its rows with exactly `schema` (same names, cast types), so the
-/// output can be stored and unioned with stored rows.
-async fn collect_as(
-    ctx: &SessionContext,
-    sql: &str,
-    schema: SchemaRef,
+    schema: &SchemaRef,
 ) -> Result<Vec<RecordBatch>, EngineError> {
-    let batches = ctx.sql(sql).await?.collect().await?;
     batches
         .into_iter()
         .filter(|b| b.num_rows() > 0)
-        .map(|batch| conform(&batch, &schema))
+        .map(|batch| conform(&batch, schema))
         .collect()
 }
 
