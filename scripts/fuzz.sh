@@ -79,8 +79,18 @@ fuzz_target() {
     local target="$1" log="$corpus/$1.log"
     if ! cargo fuzz run --fuzz-dir fuzz -s "$sanitizer" "$target" "$corpus/$target" "fuzz/regressions/$target" -- \
         -max_total_time="$seconds" -max_len=1048576 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
-        tail -n 60 "$log" >&2
+        # The panic's own lines first: a disagreement's debug dump can be longer than any tail.
+        grep -m1 -A1 'panicked at' "$log" | cut -c1-400 >&2 || true
+        grep -m1 '^ *right: ' "$log" | cut -c1-400 >&2 || true
+        tail -n 30 "$log" | cut -c1-400 >&2
         echo "fuzz.sh: $target crashed; the input is in fuzz/artifacts/$target/ (fix it, then move it to fuzz/regressions/$target/)" >&2
+        # A CI machine's artifacts are gone with it: a small input is printed to be copied back.
+        for input in fuzz/artifacts/"$target"/*; do
+            [ -f "$input" ] && [ "$(wc -c <"$input")" -le 8192 ] || continue
+            echo "fuzz.sh: $input as base64 (base64 -d > fuzz/regressions/$target/NAME):" >&2
+            base64 -w 0 "$input" >&2
+            echo >&2
+        done
         return 1
     fi
     executions=$(grep -m1 '^stat::number_of_executed_units' "$log" | awk '{print $2}')

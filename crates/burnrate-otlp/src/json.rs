@@ -16,7 +16,7 @@
 //! - a field given twice (serde fails the export), an `AnyValue` with two values or an unknown
 //!   one (serde keeps the last and skips the unknown without reading it);
 //! - numbers serde reads its own way: `-0` (a float to serde_json), a float or an out-of-range
-//!   number where an integer goes;
+//!   number where an integer goes, a number past f64's range anywhere (even in a field it skips);
 //! - `bytesValue`, histograms, exponential histograms and summaries, exemplars, links, entity
 //!   refs, ids with a `0x` prefix or an odd length;
 //! - nesting deeper than [`MAX_DEPTH`].
@@ -446,7 +446,16 @@ impl<'a> Reader<'a> {
             b'"' => self.string().map(drop),
             b't' | b'f' => self.bool().map(drop),
             // `null` is left to serde, which fails some fields on it and not others.
-            _ => self.number().map(drop),
+            // So is a number past f64's range: serde skips it in most structs but fails it in
+            // those it buffers for a `flatten` field (`Metric`, data points, `AnyValue`).
+            _ => {
+                let number = self.number()?;
+                number
+                    .text
+                    .parse::<f64>()
+                    .is_ok_and(f64::is_finite)
+                    .then_some(())
+            }
         }
     }
 
