@@ -272,7 +272,8 @@ fn json_exports_as_claude_code_and_opentelemetry_proto_write_them_are_read_in_pl
 
 /// Fragments of OTLP/JSON that serde reads in its own ways: nulls, numbers as strings and
 /// strings as numbers, `-0`, floats and exponents where integers go, integers past 64 bits,
-/// escapes, hex ids with a prefix, in upper case or odd, values of every kind.
+/// numbers past f64's range (`1e400`, a 318-digit integer), escapes, hex ids with a prefix, in
+/// upper case or odd, values of every kind.
 const JSON_VALUES: [&str; 32] = [
     "null",
     "1e400",
