@@ -122,7 +122,8 @@ fn once(seen: &mut u32, field: u32) -> Option<()> {
 /// an escape, a control character. Eight bytes a step (the word tricks of "Bit Twiddling Hacks"),
 /// the tail through [`STRING_STOPS`]: one table lookup a byte was 13% of the decode stage in a
 /// profile of the Kafka bench, half of whose messages are OTLP/JSON; the real JSON exports went
-/// from 1.05× to 1.09× the structs-only baseline (`benches/decode.rs`, paired, docs/benchmarks.md).
+/// from 1.05× to 1.09× the structs-only baseline (`benches/decode.rs`, paired,
+/// docs/benchmarks.md).
 fn string_stop(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);

@@ -1,8 +1,9 @@
 //! Stream state over durable rows: what needs memory of the past.
 //!
 //! Owns: event-time usage windows (the SQL in `sql/`, planned once for the stage's life,
-//! watermarks, late corrections, the checkpoint), the totals over closed windows, the latency sketch, the anomaly rules over
-//! closed windows, and the cumulative-to-delta state rebuilt from the dataset after a restart.
+//! watermarks, late corrections, the checkpoint), the totals over closed windows, the latency
+//! sketch, the anomaly rules over closed windows, and the cumulative-to-delta state rebuilt from
+//! the dataset after a restart.
 //! The anomaly rules run inside the window stage because their state is in its checkpoint:
 //! an anomaly is recorded exactly once with the windows that raised it.
 //!
