@@ -21,8 +21,9 @@
 //! pages, 43,405 messages/s at 160% CPU against 37,205 at 159% as before (100 ms, huge pages):
 //! 37 µs of CPU a message instead of 43, and 16.5M page faults instead of 19.5M. This build
 //! against the one before, back to back: 43,435 against 41,760 messages/s, the whole bench's
-//! CPU 399 s against 433 s; `kafka_memory`'s Tansu peaks 454, 452 and 481 MiB (see
-//! docs/benchmarks.md).
+//! CPU 399 s against 433 s; `kafka_memory`'s Tansu peaks 454, 452 and 481 MiB; the receiver
+//! under 64 clients and a files backfill peaked at 231 and 466 MiB against 257 and 480 with the
+//! old settings (see docs/benchmarks.md).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
