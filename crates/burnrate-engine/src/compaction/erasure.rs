@@ -554,7 +554,7 @@ fn rewrite_file(
                 let writer = ArrowWriter::try_new(
                     out,
                     schema.clone(),
-                    Some(ParquetSink::writer_properties()),
+                    Some(ParquetSink::rewrite_properties()),
                 )?;
                 open.insert((writer, 0))
             }

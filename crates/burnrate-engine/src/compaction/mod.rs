@@ -455,7 +455,7 @@ async fn merge(
     // Read in burnrate's types, written in Delta's: a file from before that layout is
     // rewritten in it.
     let stored = stored_types::stored_schema(&schema);
-    let properties = ParquetSink::writer_properties();
+    let properties = ParquetSink::rewrite_properties();
     let mut written = Vec::new();
     let mut open: Option<(PathBuf, ArrowWriter<File>, usize)> = None;
     while let Some(batch) = rows.next().await {
@@ -682,6 +682,47 @@ mod tests {
         assert_eq!(letters_vacuumed.vacuumed, 21);
         assert!(!crashed.exists());
         assert_eq!(count(root).await, 33);
+    }
+
+    /// Whether any column chunk of the Parquet file at `path` has statistics, and whether all do.
+    fn statistics(path: &Path) -> (bool, bool) {
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+        let chunks: Vec<bool> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .flat_map(|group| group.columns())
+            .map(|chunk| chunk.statistics().is_some())
+            .collect();
+        assert!(!chunks.is_empty(), "{path:?}");
+        (chunks.iter().any(|s| *s), chunks.iter().all(|s| *s))
+    }
+
+    /// A flush's files are written for the writer (they live until their day is merged), the
+    /// merged ones for readers: see `ParquetSink::flush_properties`.
+    #[tokio::test]
+    async fn flushed_files_carry_no_statistics_and_merged_files_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        flushed(root, 6);
+        let path_of = |file: &String| root.join("dead_letters").join(file);
+        let flushed_files: Vec<String> = files_by_day(root).into_values().flatten().collect();
+        assert_eq!(flushed_files.len(), 12, "{flushed_files:?}");
+        for file in &flushed_files {
+            assert_eq!(statistics(&path_of(file)), (false, false), "{file}");
+        }
+        compact(root, &CompactionConfig::default(), "burnrate").unwrap();
+        let merged: Vec<String> = files_by_day(root)
+            .into_values()
+            .flatten()
+            .filter(|file| file.contains(COMPACTED_SEGMENT_PREFIX))
+            .collect();
+        assert_eq!(merged.len(), 2, "{merged:?}");
+        for file in &merged {
+            assert_eq!(statistics(&path_of(file)), (true, true), "{file}");
+        }
+        assert_eq!(count(root).await, 18);
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::EngineError;
 use crate::sink::mirror::{ObjectMirror, mirror_of};
@@ -58,12 +58,33 @@ impl ParquetSink {
         ParquetSink {
             mirror: mirror_of(&root),
             root,
-            properties: Self::writer_properties(),
+            properties: Self::flush_properties(),
         }
     }
 
-    /// How every data file is encoded: zstd, row groups of at most 64 Ki rows.
-    pub fn writer_properties() -> WriterProperties {
+    /// How a flush's files are encoded: [`Self::rewrite_properties`] without statistics.
+    ///
+    /// A flush's file holds one segment's rows of one table and day, a few hundred to a few
+    /// thousand rows, and compaction rewrites it with [`Self::rewrite_properties`] once its day
+    /// is past. Its statistics would save a reader little: its `date=` directory prunes by day,
+    /// a reader opens its footer either way, and the rows behind the footer are a few KB. They
+    /// cost a fifth of its encoding: every string's min and max, map keys and values included,
+    /// a comparison a value (0.79x the time without them, and 0.82x the bytes, on the real
+    /// exports: `benches/parquet_encode.rs`, `docs/benchmarks.md`). Off for the whole file, not
+    /// column by column: with any column's own setting, `parquet` 59 looks it up in a hash map
+    /// at every batch of values (7% more). Dictionaries stay: without them the encoders'
+    /// buffers hold every value, and a Kafka catch-up took 45% more page faults and ran no faster.
+    pub fn flush_properties() -> WriterProperties {
+        Self::rewrite_properties()
+            .into_builder()
+            .set_statistics_enabled(EnabledStatistics::None)
+            .build()
+    }
+
+    /// How the files readers keep are encoded, the ones compaction merges days into and
+    /// erasure rewrites: zstd, row groups of at most 64 Ki rows, dictionaries, and page
+    /// statistics (min, max and null counts a page and a row group, which readers prune on).
+    pub fn rewrite_properties() -> WriterProperties {
         WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             // A row group is encoded in memory until it is complete: 64 Ki rows bounds that

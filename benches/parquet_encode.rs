@@ -1,0 +1,116 @@
+//! Encoding a flush's Parquet files, two ways over the same rows:
+//! - `flush`: [`ParquetSink::flush_properties`], what every flush's files are written with
+//!   (no statistics);
+//! - `rewrite`: [`ParquetSink::rewrite_properties`], what compaction and erasure write the files
+//!   readers keep with (page statistics), the baseline.
+//!
+//! The rows are every real export of the Kafka bench's stream (`shared/otlp-samples/`, logs,
+//! metrics and traces), decoded as a Kafka flush holds them: one segment a signal of 36 copies
+//! of its exports in three decoded runs, the size of one partition's segment in
+//! `kafka_throughput` (a flush of its 1,000,008 messages holds about 3,900, over 9 partitions).
+//! Each table's file is encoded into memory (no disk, no fsync: the encoders' CPU alone),
+//! the two ways in turn, many times, so that a shared machine's swings hit both alike.
+//!
+//! `cargo bench -p burnrate --bench parquet_encode`
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use burnrate_engine::sink::parquet_sink::ParquetSink;
+use burnrate_engine::sink::stored_types;
+use burnrate_otlp::{Decoder, MappingConfig, PayloadHint, Table, TableBuilders};
+use burnrate_pricing::PriceTable;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::file::properties::WriterProperties;
+
+/// Copies of a signal's exports in one partition's segment, and the decoded runs they make.
+const COPIES: usize = 36;
+const RUNS: usize = 3;
+
+/// One segment's tables, in the types their files hold.
+fn segments() -> Vec<(Table, Vec<RecordBatch>)> {
+    let exports = support::sample_exports();
+    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
+    let mut tables = Vec::new();
+    for signal in ["logs", "metrics", "traces"] {
+        let mut segment: BTreeMap<Table, Vec<RecordBatch>> = BTreeMap::new();
+        for _ in 0..RUNS {
+            let mut run = TableBuilders::default();
+            for _ in 0..COPIES / RUNS {
+                for export in exports.iter().filter(|e| e.signal == signal) {
+                    decoder
+                        .decode_into(&export.bytes, PayloadHint::default(), &mut run)
+                        .expect("a real export decodes");
+                }
+            }
+            for (table, batch) in run.finish().expect("builders finish").batches {
+                let stored = stored_types::to_stored(&batch).expect("stored types");
+                segment.entry(table).or_default().push(stored);
+            }
+        }
+        tables.extend(segment);
+    }
+    tables
+}
+
+/// Encodes one file of `batches`; its size in bytes.
+fn encode(batches: &[RecordBatch], properties: &WriterProperties) -> usize {
+    let schema = batches[0].schema();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties.clone()))
+        .expect("a writer for the table's schema");
+    for batch in batches {
+        writer.write(batch).expect("encodes");
+    }
+    writer.into_inner().expect("file closes").len()
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let repeats = if full { 300 } else { 3 };
+    let tables = segments();
+    let ways = [
+        ("flush", ParquetSink::flush_properties()),
+        ("rewrite", ParquetSink::rewrite_properties()),
+    ];
+    let mut time = [Duration::ZERO; 2];
+    let mut bytes: BTreeMap<&str, [usize; 2]> = BTreeMap::new();
+    for _ in 0..repeats {
+        for (way, (_, properties)) in ways.iter().enumerate() {
+            let started = Instant::now();
+            for (table, batches) in &tables {
+                bytes.entry(table.name()).or_default()[way] = encode(batches, properties);
+            }
+            time[way] += started.elapsed();
+        }
+    }
+    let rows: usize = tables
+        .iter()
+        .flat_map(|(_, batches)| batches)
+        .map(RecordBatch::num_rows)
+        .sum();
+    println!(
+        "parquet_encode: {} files of {rows} rows (three partitions' segments, {COPIES} copies each), {repeats} times each way",
+        tables.len()
+    );
+    for (table, [flush, rewrite]) in &bytes {
+        println!("  {table:14} {flush:8} bytes flushed, {rewrite:8} rewritten");
+    }
+    let per_set = |way: usize| time[way].as_secs_f64() * 1e3 / repeats as f64;
+    let total = |way: usize| bytes.values().map(|b| b[way]).sum::<usize>();
+    for (way, (name, _)) in ways.iter().enumerate() {
+        println!(
+            "  {name:8} {:7.2} ms a set of files, {:8} bytes",
+            per_set(way),
+            total(way)
+        );
+    }
+    println!(
+        "  ratio: flush files encode in {:.2}x the time of rewritten ones, at {:.2}x their bytes",
+        per_set(0) / per_set(1),
+        total(0) as f64 / total(1) as f64
+    );
+}
