@@ -73,7 +73,7 @@ impl ParquetSink {
     /// exports: `benches/parquet_encode.rs`, `docs/benchmarks.md`). Off for the whole file, not
     /// column by column: with any column's own setting, `parquet` 59 looks it up in a hash map
     /// at every batch of values (7% more). Dictionaries stay: without them the encoders'
-    /// buffers hold every value, and a Kafka catch-up took 45% more page faults and ran no faster.
+    /// buffers hold every value, and a Kafka catch-up took 45% more page faults and ran slower.
     pub fn flush_properties() -> WriterProperties {
         Self::rewrite_properties()
             .into_builder()
