@@ -9,7 +9,8 @@
 //! 4.4 GB); under `cargo test` it runs once on a small stream as a smoke test.
 //! Each side is timed from its first message to its last (for burnrate: to the final commit),
 //! so group joins are not counted against either; the median of three rounds is reported, with
-//! the CPU the process used meanwhile (200% is both cores of this machine), by stage. A second
+//! the CPU the process used meanwhile (200% is both cores of this machine), by stage. Every
+//! round runs in a process of its own (see [`RoundSpec`]), as a user's burnrate would. A second
 //! burnrate configuration sets librdkafka's own prefetch sizes over burnrate's, so the memory
 //! budget pauses the partitions again and again.
 //!
@@ -61,16 +62,226 @@ struct Round {
     health: Vec<String>,
     /// CPU seconds over the round by stage (thread name), largest first: which stage is busy.
     stages: Vec<(String, f64)>,
+    /// The round's process at its largest (`VmHWM`), in bytes.
+    peak_rss: u64,
+}
+
+impl Round {
+    /// The round as its process prints it for the bench: one `name value` line a field.
+    fn print(&self) {
+        println!("seconds {}", self.seconds);
+        println!("cpu {}", self.cpu);
+        println!("consuming {}", self.consuming);
+        println!("rows {}", self.rows);
+        println!("peak_rss {}", self.peak_rss);
+        for line in &self.health {
+            println!("health {line}");
+        }
+        for (stage, seconds) in &self.stages {
+            println!("stage {seconds} {stage}");
+        }
+    }
+
+    /// The round a process printed with [`Round::print`]; `Err` with the reason a round was
+    /// refused (`refused <reason>`).
+    fn parse(printed: &str) -> Result<Round, String> {
+        let mut round = Round {
+            seconds: 0.0,
+            cpu: 0.0,
+            consuming: 0.0,
+            rows: 0,
+            health: Vec::new(),
+            stages: Vec::new(),
+            peak_rss: 0,
+        };
+        for line in printed.lines() {
+            let (name, value) = line.split_once(' ').unwrap_or((line, ""));
+            let number = || -> f64 {
+                value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("a round printed {line:?}"))
+            };
+            match name {
+                "refused" => return Err(value.to_string()),
+                "seconds" => round.seconds = number(),
+                "cpu" => round.cpu = number(),
+                "consuming" => round.consuming = number(),
+                "rows" => round.rows = number() as usize,
+                "peak_rss" => round.peak_rss = number() as u64,
+                "health" => round.health.push(value.to_string()),
+                "stage" => {
+                    let (seconds, stage) = value.split_once(' ').unwrap_or((value, ""));
+                    let seconds = seconds
+                        .parse()
+                        .unwrap_or_else(|_| panic!("a round printed {line:?}"));
+                    round.stages.push((stage.to_string(), seconds));
+                }
+                _ => {}
+            }
+        }
+        Ok(round)
+    }
+}
+
+/// Which pipeline a round runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Side {
+    /// The bare consumer: the baseline.
+    Bare,
+    /// burnrate, committing to the Delta logs or writing plain Parquet.
+    Burnrate { logs: bool },
+}
+
+/// One round, run in a process of its own: the bench runs its own binary again with
+/// `--round <bare|logged|plain> <broker> <group> <messages> [key=value ...]` and reads what
+/// that process prints. burnrate's source holds while the process's resident size is over 0.8
+/// of `memory_limit`, and a round run inside the bench's process counted the bench's memory
+/// too (the producer's, the earlier rounds'): at the 2,981 holds of a full-size run, every one
+/// of them the resident rule's, the process stood at 1.20 of the 512 MiB limit on average
+/// (2026-12-05), so the source was held whenever its data passed a quarter of its room. A
+/// user's burnrate runs alone in its process; so does each round, the baseline's too.
+struct RoundSpec {
+    side: Side,
+    broker: String,
+    group: String,
+    messages: usize,
+    client: Vec<(String, String)>,
+}
+
+impl RoundSpec {
+    fn new(
+        side: Side,
+        broker: &str,
+        group: &str,
+        messages: usize,
+        client: &[(&str, &str)],
+    ) -> Self {
+        RoundSpec {
+            side,
+            broker: broker.to_string(),
+            group: group.to_string(),
+            messages,
+            client: client
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        let side = match self.side {
+            Side::Bare => "bare",
+            Side::Burnrate { logs: true } => "logged",
+            Side::Burnrate { logs: false } => "plain",
+        };
+        let mut args = vec![
+            "--round".to_string(),
+            side.to_string(),
+            self.broker.clone(),
+            self.group.clone(),
+            self.messages.to_string(),
+        ];
+        args.extend(self.client.iter().map(|(k, v)| format!("{k}={v}")));
+        args
+    }
+
+    /// The round this process was started to run, if it was.
+    fn from_args() -> Option<Self> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let [flag, side, broker, group, messages, client @ ..] = args.as_slice() else {
+            return None;
+        };
+        if flag != "--round" {
+            return None;
+        }
+        let side = match side.as_str() {
+            "bare" => Side::Bare,
+            "logged" => Side::Burnrate { logs: true },
+            "plain" => Side::Burnrate { logs: false },
+            other => panic!("--round {other}: not a side"),
+        };
+        Some(RoundSpec {
+            side,
+            broker: broker.clone(),
+            group: group.clone(),
+            messages: messages.parse().expect("--round's message count"),
+            client: client
+                .iter()
+                .map(|pair| {
+                    let (k, v) = pair.split_once('=').expect("--round's key=value");
+                    (k.to_string(), v.to_string())
+                })
+                .collect(),
+        })
+    }
+
+    /// Runs the round in a new process of this binary and reads what it printed.
+    fn run_apart(&self) -> Result<Round, String> {
+        let exe = std::env::current_exe().expect("the bench's own binary");
+        let output = std::process::Command::new(exe)
+            .args(self.args())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("the bench runs its own binary");
+        assert!(
+            output.status.success(),
+            "round {:?} of group {} failed: {}",
+            self.side,
+            self.group,
+            output.status
+        );
+        Round::parse(&String::from_utf8_lossy(&output.stdout))
+    }
+
+    /// Runs the round in this process, which was started for it, and prints it.
+    fn run_here(&self) {
+        let client: Vec<(&str, &str)> = self
+            .client
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let round = match self.side {
+            Side::Bare => Ok(bare_consumer(
+                &self.broker,
+                &self.group,
+                self.messages,
+                &client,
+            )),
+            Side::Burnrate { logs } => {
+                // The binary's allocator settings; the bare consumer keeps the C library's
+                // own, as a consumer of the user's would.
+                allocator::return_freed_memory_promptly();
+                burnrate(&self.broker, &self.group, self.messages, &client, logs)
+            }
+        };
+        match round {
+            Ok(mut round) => {
+                round.peak_rss = peak_rss();
+                round.print();
+            }
+            Err(reason) => println!("refused {}", reason.replace('\n', " ")),
+        }
+    }
+}
+
+/// This process's resident size at its largest (`VmHWM`), in bytes; 0 where not told.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// Reads every message once and touches nothing but its length. Every partition is assigned
 /// from its start, with no consumer group: the baseline is reading, and a group's coordination
 /// is outside it (burnrate's is outside its timing too, which starts at its first message).
 /// librdkafka's defaults, but for the properties in `client`.
-fn bare_consumer(broker: &Broker, group: &str, messages: usize, client: &[(&str, &str)]) -> Round {
+fn bare_consumer(broker: &str, group: &str, messages: usize, client: &[(&str, &str)]) -> Round {
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", &broker.address)
+        .set("bootstrap.servers", broker)
         .set("group.id", group)
         .set("enable.auto.commit", "false");
     for (key, value) in client {
@@ -115,6 +326,7 @@ fn bare_consumer(broker: &Broker, group: &str, messages: usize, client: &[(&str,
         rows: 0,
         health: Vec::new(),
         stages: Vec::new(),
+        peak_rss: 0,
     }
 }
 
@@ -139,7 +351,7 @@ fn memory_limit() -> u64 {
 /// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit, with
 /// `client` properties set over burnrate's; with the Delta logs, or plain Parquet without.
 fn burnrate(
-    broker: &Broker,
+    broker: &str,
     group: &str,
     messages: usize,
     client: &[(&str, &str)],
@@ -151,7 +363,7 @@ fn burnrate(
     }
     let health = PipelineHealth::new();
     let config = KafkaSourceConfig {
-        brokers: broker.address.clone(),
+        brokers: broker.to_string(),
         group_id: group.into(),
         topics: TOPICS.iter().map(|t| KafkaTopic::named(t)).collect(),
         client: client
@@ -230,6 +442,7 @@ fn burnrate(
             .map(str::to_string)
             .collect(),
         stages,
+        peak_rss: 0,
     })
 }
 
@@ -301,14 +514,19 @@ fn median(mut rounds: Vec<Round>) -> Round {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    // The pipeline's own log, for a round that goes wrong.
+    // The pipeline's own log, for a round that goes wrong (a round's process writes it to the
+    // same standard error).
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
             .init();
     }
+    if let Some(round) = RoundSpec::from_args() {
+        round.run_here();
+        return;
+    }
+    let full = std::env::args().any(|a| a == "--bench");
     let (copies, rounds) = if full { (27_778, 3) } else { (3, 1) };
     // Another stream length, for finding where a run goes wrong.
     let copies = std::env::var("BURNRATE_BENCH_COPIES")
@@ -327,33 +545,34 @@ fn main() {
     // messages/s at 22% and 43% CPU in two runs, against 110,576 at 80% with burnrate's.
     let backoff = FETCH_QUEUE_BACKOFF_MS.to_string();
     let backoff = [("fetch.queue.backoff.ms", backoff.as_str())];
+    let address = broker.address.as_str();
+    let round = |side, group: String, client: &[(&str, &str)]| {
+        RoundSpec::new(side, address, &group, messages, client).run_apart()
+    };
     let (mut bare, mut bare_defaults) = (Vec::new(), Vec::new());
     for i in 0..rounds {
-        let group = format!("bare-{i}");
-        bare.push(bare_consumer(&broker, &group, messages, &backoff));
-        let group = format!("bare-defaults-{i}");
-        bare_defaults.push(bare_consumer(&broker, &group, messages, &[]));
+        let measured = |group, client: &[(&str, &str)]| {
+            round(Side::Bare, group, client).expect("a bare consumer is never refused")
+        };
+        bare.push(measured(format!("bare-{i}"), &backoff));
+        bare_defaults.push(measured(format!("bare-defaults-{i}"), &[]));
     }
     let (bare, bare_defaults) = (median(bare), median(bare_defaults));
-    // The binary's allocator settings from here on: the bare consumer ran with the C library's
-    // own, as a consumer of the user's would (the thresholds change what its fetch answers
-    // cost, and once set they cannot be undone).
-    allocator::return_freed_memory_promptly();
     let (mut logged, mut plain) = (Vec::new(), Vec::new());
     for i in 0..rounds {
         // Which goes first alternates.
         for logs in [i % 2 == 0, i % 2 != 0] {
             let group = format!("burnrate-{}-{i}", if logs { "logged" } else { "plain" });
-            let round = burnrate(&broker, &group, messages, &[], logs)
+            let measured = round(Side::Burnrate { logs }, group, &[])
                 .expect("burnrate's own prefetch sizes fit its budget");
-            if logs { &mut logged } else { &mut plain }.push(round);
+            if logs { &mut logged } else { &mut plain }.push(measured);
         }
     }
     let (ours, plain) = (median(logged), median(plain));
     let (paced, refused): (Vec<_>, Vec<_>) = (0..rounds)
         .map(|i| {
             let group = format!("burnrate-prefetch-{i}");
-            burnrate(&broker, &group, messages, &LIBRDKAFKA_PREFETCH, true)
+            round(Side::Burnrate { logs: true }, group, &LIBRDKAFKA_PREFETCH)
         })
         .partition(Result::is_ok);
     let paced: Vec<Round> = paced.into_iter().flatten().collect();
@@ -375,11 +594,12 @@ fn main() {
         bare_defaults.cpu * 100.0
     );
     println!(
-        "  burnrate to Parquet:   {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU {:>10.0} rows/s",
+        "  burnrate to Parquet:   {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU {:>10.0} rows/s, peak RSS {:.0} MiB",
         rate(&ours),
         mib(&ours),
         ours.cpu * 100.0,
-        ours.rows as f64 / ours.seconds
+        ours.rows as f64 / ours.seconds,
+        ours.peak_rss as f64 / (1 << 20) as f64
     );
     let stages: Vec<String> = ours
         .stages
