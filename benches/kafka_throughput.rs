@@ -136,10 +136,11 @@ enum Side {
 /// `--round <bare|logged|plain> <broker> <group> <messages> [key=value ...]` and reads what
 /// that process prints. burnrate's source holds while the process's resident size is over 0.8
 /// of `memory_limit`, and a round run inside the bench's process counted the bench's memory
-/// too (the producer's, the earlier rounds'): at the 2,981 holds of a full-size run, every one
-/// of them the resident rule's, the process stood at 1.20 of the 512 MiB limit on average
-/// (2026-12-05), so the source was held whenever its data passed a quarter of its room. A
-/// user's burnrate runs alone in its process; so does each round, the baseline's too.
+/// too (it had produced the stream and run the earlier rounds): at the 2,981 holds of a
+/// full-size run, every one of them the resident rule's, the process stood at 1.20 of the 512
+/// MiB limit on average (2026-12-05), so the source was held whenever its data passed a quarter
+/// of its room. A user's burnrate runs alone in its process; so does each round, the
+/// baseline's too.
 struct RoundSpec {
     side: Side,
     broker: String,
