@@ -268,11 +268,7 @@ impl RoundSpec {
 /// This process's resident size at its largest (`VmHWM`), in bytes; 0 where not told.
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
+    support::status_peak_kib(&status).map_or(0, |kib| kib * 1024)
 }
 
 /// Reads every message once and touches nothing but its length. Every partition is assigned

@@ -412,6 +412,15 @@ pub fn stat_cpu_seconds(stat: &str) -> f64 {
     (fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
+/// The kernel's high-water mark of a process's resident memory (`VmHWM`), in KiB, from its
+/// `/proc/<pid>/status`.
+pub fn status_peak_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Waits for a child of [`spawn_burnrate`], draining its output, and reads its peak RSS: the
 /// kernel's high-water mark of the process's own memory (`VmHWM`), read every 5 ms while it
 /// runs. Not `ru_maxrss`: a child spawned from this process starts in this process's memory,
@@ -445,11 +454,7 @@ pub fn wait_with_peak_rss_within(mut child: std::process::Child, deadline: Durat
         // Readable until the child is reaped, its exit included.
         cpu = cpu.max(cpu_seconds(&pid));
         if let Ok(status) = std::fs::read_to_string(&status_file) {
-            let hwm = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
-            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+            peak_kib = peak_kib.max(status_peak_kib(&status).unwrap_or(0));
         }
         if let Some(status) = child.try_wait().expect("the child can be waited for") {
             break status;
