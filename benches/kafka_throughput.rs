@@ -54,9 +54,12 @@ struct Round {
     seconds: f64,
     /// CPU time of the whole process over the same span, as a share of one core.
     cpu: f64,
-    /// First message to the last one taken in (for burnrate: before the drain's quiet second
+    /// First message to the last one taken in (for burnrate: before the drain's last idle turn
     /// and the final flush).
     consuming: f64,
+    /// CPU time of the whole process over `consuming`, as a share of one core: what catching
+    /// up uses, the end's idle turn and final flush left out.
+    consuming_cpu: f64,
     rows: usize,
     /// The pipeline's own account of where time went: flushes, commits, pauses for memory.
     health: Vec<String>,
@@ -72,6 +75,7 @@ impl Round {
         println!("seconds {}", self.seconds);
         println!("cpu {}", self.cpu);
         println!("consuming {}", self.consuming);
+        println!("consuming_cpu {}", self.consuming_cpu);
         println!("rows {}", self.rows);
         println!("peak_rss {}", self.peak_rss);
         for line in &self.health {
@@ -89,6 +93,7 @@ impl Round {
             seconds: 0.0,
             cpu: 0.0,
             consuming: 0.0,
+            consuming_cpu: 0.0,
             rows: 0,
             health: Vec::new(),
             stages: Vec::new(),
@@ -106,6 +111,7 @@ impl Round {
                 "seconds" => round.seconds = number(),
                 "cpu" => round.cpu = number(),
                 "consuming" => round.consuming = number(),
+                "consuming_cpu" => round.consuming_cpu = number(),
                 "rows" => round.rows = number() as usize,
                 "peak_rss" => round.peak_rss = number() as u64,
                 "health" => round.health.push(value.to_string()),
@@ -320,6 +326,7 @@ fn bare_consumer(broker: &str, group: &str, messages: usize, client: &[(&str, &s
         seconds,
         cpu,
         consuming: seconds,
+        consuming_cpu: cpu,
         rows: 0,
         health: Vec::new(),
         stages: Vec::new(),
@@ -400,7 +407,7 @@ fn burnrate(
             while watch.messages() < total {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
-            (first, Instant::now())
+            (first, (Instant::now(), support::cpu_seconds("self")))
         });
         let summary = tokio::time::timeout(STALL, pipeline.run(true, std::future::pending()))
             .await
@@ -412,16 +419,18 @@ fn burnrate(
             })
             .unwrap();
         let ended = (Instant::now(), support::cpu_seconds("self"));
-        let ((first, cpu), consumed) = first.await.unwrap();
-        Ok((summary, ended.0 - first, ended.1 - cpu, consumed - first))
+        let ((first, cpu), (consumed, consumed_cpu)) = first.await.unwrap();
+        let consuming = (consumed - first, consumed_cpu - cpu);
+        Ok((summary, ended.0 - first, ended.1 - cpu, consuming))
     });
-    let (summary, took, cpu, consuming) = summary?;
+    let (summary, took, cpu, (consuming, consuming_cpu)) = summary?;
     let stages = sampler.stop();
     assert_eq!(summary.messages as usize, messages);
     Ok(Round {
         seconds: took.as_secs_f64(),
         cpu: cpu / took.as_secs_f64(),
         consuming: consuming.as_secs_f64(),
+        consuming_cpu: consuming_cpu / consuming.as_secs_f64(),
         rows: summary.written.rows.values().sum(),
         health: health
             .render()
@@ -613,7 +622,8 @@ fn main() {
     );
     let consuming = messages as f64 / ours.consuming;
     println!(
-        "  burnrate while consuming: {consuming:>7.0} messages/s (without the drain's quiet second and final flush)"
+        "  burnrate while consuming: {consuming:>7.0} messages/s {:>4.0}% CPU (without the drain's last idle turn and final flush)",
+        ours.consuming_cpu * 100.0
     );
     println!(
         "  ratio: {:.2}x the bare consumer end to end, {:.2}x while consuming",
