@@ -139,8 +139,7 @@ fn samples_through_a_real_broker_match_the_readme_totals() {
 
 /// Tansu lists a partition's end as the base offset of its last batch plus one, short of the
 /// batch's other records. A drain reads to the end its fetches report instead: every message,
-/// whether or not a fetch was slow, and without waiting a quiet second once its fetches have
-/// reported every partition's end.
+/// whether or not a fetch was slow enough to leave a quiet second before the last batch.
 #[test]
 fn a_drain_reads_to_the_end_its_fetches_report_not_the_listed_one() {
     let broker = Broker::start();
