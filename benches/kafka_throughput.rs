@@ -10,9 +10,10 @@
 //! Each side is timed from its first message to its last (for burnrate: to the final commit),
 //! so group joins are not counted against either; the median of three rounds is reported, with
 //! the CPU its process used meanwhile (200% is both cores of this machine), by stage, and for
-//! burnrate the CPU while consuming (first to last message taken in) and its peak RSS. Every round runs in a process of its own (see [`RoundSpec`]), as a
-//! user's burnrate would. A second burnrate configuration sets librdkafka's own prefetch sizes
-//! over burnrate's, so the memory budget pauses the partitions again and again.
+//! burnrate the CPU while consuming (first to last message taken in) and its peak RSS. Every
+//! round runs in a process of its own (see [`RoundSpec`]), as a user's burnrate would. A second
+//! burnrate configuration sets librdkafka's own prefetch sizes over burnrate's, so the memory
+//! budget pauses the partitions again and again.
 //!
 //! The cost of the Delta logs is measured against burnrate itself: the same pipeline writing
 //! plain Parquet, committed to no log (`table_logs = false`, as burnrate wrote before the logs),

@@ -82,7 +82,7 @@ const ASSIGNMENT_CHECK: Duration = Duration::from_secs(10);
 /// wait. A partition whose end a fetch since its assignment reported needs no wait (see
 /// [`DrainTarget::fetched`]): when every drain waited this long, the Kafka bench's
 /// million-message round spent 1.1 s of its 19.9 s between its last message and its end, and
-/// 0.06 s since (2026-12-05, docs/benchmarks.md).
+/// 0.06 to 0.10 s since (2026-12-05, four runs, docs/benchmarks.md).
 const DRAIN_SETTLE: Duration = Duration::from_secs(1);
 /// Longest pause between retries while the broker is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
