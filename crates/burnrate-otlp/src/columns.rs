@@ -9,6 +9,7 @@ use arrow::array::{
     ArrayRef, MapBuilder, MapFieldNames, StringArray, StringBuilder, TimestampNanosecondBuilder,
 };
 
+use crate::SERIES_ID_MASK;
 use crate::attributes::{keys_equal, render, render_into};
 use crate::config::ContentPolicy;
 
@@ -134,6 +135,12 @@ impl AttributeMap {
             .expect("keys and values appended in pairs");
     }
 
+    /// A row with no map: a raw row whose resource is in `resources`.
+    pub fn append_null(&mut self) {
+        // Appending no entries then `false` cannot fail.
+        self.builder.append(false).expect("no entries appended");
+    }
+
     pub fn finish(&mut self) -> ArrayRef {
         Arc::new(self.builder.finish())
     }
@@ -172,6 +179,7 @@ fn append_entries(
 pub struct RenderedAttributes {
     keys: StringArray,
     values: StringArray,
+    id: u64,
 }
 
 impl RenderedAttributes {
@@ -186,11 +194,29 @@ impl RenderedAttributes {
             attributes,
             content,
         );
-        RenderedAttributes {
-            keys: keys.finish(),
-            values: values.finish(),
+        let (keys, values) = (keys.finish(), values.finish());
+        let id = attributes_id(&keys, &values);
+        RenderedAttributes { keys, values, id }
+    }
+
+    /// The id of these attributes: a hash of the rendered keys and values, in order.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// xxh3 of every key and value, each preceded by its length so that no two different lists
+/// give the same bytes, in 63 bits ([`SERIES_ID_MASK`]).
+fn attributes_id(keys: &StringArray, values: &StringArray) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for (key, value) in keys.iter().zip(values.iter()) {
+        for text in [key, value] {
+            let text = text.unwrap_or_default();
+            hasher.update(&(text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
         }
     }
+    hasher.digest() & SERIES_ID_MASK
 }
 
 impl Default for AttributeMap {

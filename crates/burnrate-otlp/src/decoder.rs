@@ -102,6 +102,7 @@ pub struct TableBuilders {
     log_records: Option<raw::LogRecords>,
     metric_points: Option<raw::MetricPoints>,
     spans: Option<raw::Spans>,
+    resources: Option<raw::Resources>,
     api_requests: Option<ApiRequests>,
     tool_calls: Option<ToolCalls>,
     usage_metrics: Option<UsageMetrics>,
@@ -127,6 +128,9 @@ impl TableBuilders {
         }
         if let Some(b) = self.spans {
             batches.push((Table::Spans, b.finish()?));
+        }
+        if let Some(b) = self.resources.filter(|b| !b.is_empty()) {
+            batches.push((Table::Resources, b.finish()?));
         }
         if let Some(b) = self.api_requests.filter(|b| !b.is_empty()) {
             batches.push((Table::ApiRequests, b.finish()?));
@@ -256,6 +260,7 @@ impl Decoder {
     fn logs(&self, request: &LogsRequest<'_>, out: &mut TableBuilders) {
         let cfg = &*self.config;
         let raw = out.log_records.get_or_insert_with(raw::LogRecords::new);
+        let resources = out.resources.get_or_insert_with(raw::Resources::new);
         let stats = &mut out.stats;
         // tool_decision events by tool_use_id, so a tool_result of the same export gets its
         // decision; rejected tools have no result and become rows of their own.
@@ -283,6 +288,7 @@ impl Decoder {
                         session_id: scope.str(Attr::SessionId),
                     };
                     raw.push(&ctx, record, time, observed, event, &self.content);
+                    resources.note(&rendered_resource, time);
 
                     let Some(event) = event else { continue };
                     let is = |list: &[String]| list.iter().any(|n| n == event);
@@ -521,6 +527,7 @@ impl Decoder {
 
     fn metrics(&self, request: &MetricsRequest<'_>, out: &mut TableBuilders) {
         let raw = out.metric_points.get_or_insert_with(raw::MetricPoints::new);
+        let resources = out.resources.get_or_insert_with(raw::Resources::new);
         let stats = &mut out.stats;
         for resource_metrics in &request.resource_metrics {
             let resource = resource_attrs(resource_metrics.resource.as_ref());
@@ -564,6 +571,7 @@ impl Decoder {
                             point.attributes,
                             &self.content,
                         );
+                        resources.note(&rendered_resource, time);
                         // Only sums are usage: counters of cost, tokens, sessions, lines, ...
                         if !is_usage || point.description.kind != "sum" {
                             continue;
@@ -601,6 +609,7 @@ impl Decoder {
         let cfg = &*self.config;
         let spans_cfg = &cfg.spans;
         let raw = out.spans.get_or_insert_with(raw::Spans::new);
+        let resources = out.resources.get_or_insert_with(raw::Resources::new);
         let stats = &mut out.stats;
 
         // Children of Claude Code tool spans carry their success and decision.
@@ -648,6 +657,7 @@ impl Decoder {
                         session_id: scope.str(Attr::SessionId),
                     };
                     raw.push(&ctx, span, start, end, &self.content);
+                    resources.note(&rendered_resource, start);
 
                     let operation =
                         find(&span.attributes, "gen_ai.operation.name").and_then(|v| match v {

@@ -70,9 +70,9 @@ impl DecodeError {
     }
 }
 
-/// The bits of a series id: 63, so that every reader sees the same non-negative number in a
-/// signed 64-bit column (Delta has no unsigned types). Ids stored before had the top bit too;
-/// masking one gives the id the same series has now.
+/// The bits of a hashed id, a series' or a resource's: 63, so that every reader sees the same
+/// non-negative number in a signed 64-bit column (Delta has no unsigned types). Series ids
+/// stored before had the top bit too; masking one gives the id the same series has now.
 pub const SERIES_ID_MASK: u64 = u64::MAX >> 1;
 
 /// Identity of a metric series: its name and the sorted attributes of the point and resource.

@@ -1,5 +1,6 @@
 //! The raw tables: every log record, metric point and span, lossless enough to replay.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::view::KeyValue;
@@ -40,6 +41,7 @@ pub struct LogRecords {
     scope_name: StringBuilder,
     attributes: AttributeMap,
     resource: AttributeMap,
+    resource_id: UInt64Builder,
 }
 
 impl LogRecords {
@@ -58,6 +60,7 @@ impl LogRecords {
             scope_name: strings(),
             attributes: AttributeMap::new(),
             resource: AttributeMap::new(),
+            resource_id: UInt64Builder::with_capacity(INITIAL_ROWS),
         }
     }
 
@@ -84,7 +87,8 @@ impl LogRecords {
         append_hex(&mut self.span_id, record.span_id);
         self.scope_name.append_option(ctx.scope_name);
         self.attributes.append(&record.attributes, content);
-        self.resource.append_rendered(ctx.resource);
+        self.resource.append_null();
+        self.resource_id.append_value(ctx.resource.id());
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
@@ -102,6 +106,7 @@ impl LogRecords {
             Arc::new(self.scope_name.finish()),
             self.attributes.finish(),
             self.resource.finish(),
+            Arc::new(self.resource_id.finish()),
         ];
         RecordBatch::try_new(Table::LogRecords.schema(), columns)
     }
@@ -145,6 +150,7 @@ pub struct MetricPoints {
     scope_name: StringBuilder,
     attributes: AttributeMap,
     resource: AttributeMap,
+    resource_id: UInt64Builder,
 }
 
 impl MetricPoints {
@@ -168,6 +174,7 @@ impl MetricPoints {
             scope_name: strings(),
             attributes: AttributeMap::new(),
             resource: AttributeMap::new(),
+            resource_id: UInt64Builder::with_capacity(INITIAL_ROWS),
         }
     }
 
@@ -200,7 +207,8 @@ impl MetricPoints {
         self.service_name.append_option(ctx.service_name);
         self.scope_name.append_option(ctx.scope_name);
         self.attributes.append(attributes, content);
-        self.resource.append_rendered(ctx.resource);
+        self.resource.append_null();
+        self.resource_id.append_value(ctx.resource.id());
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
@@ -223,6 +231,7 @@ impl MetricPoints {
             Arc::new(self.scope_name.finish()),
             self.attributes.finish(),
             self.resource.finish(),
+            Arc::new(self.resource_id.finish()),
         ];
         RecordBatch::try_new(Table::MetricPoints.schema(), columns)
     }
@@ -244,6 +253,7 @@ pub struct Spans {
     scope_name: StringBuilder,
     attributes: AttributeMap,
     resource: AttributeMap,
+    resource_id: UInt64Builder,
 }
 
 impl Spans {
@@ -264,6 +274,7 @@ impl Spans {
             scope_name: strings(),
             attributes: AttributeMap::new(),
             resource: AttributeMap::new(),
+            resource_id: UInt64Builder::with_capacity(INITIAL_ROWS),
         }
     }
 
@@ -292,7 +303,8 @@ impl Spans {
         self.service_name.append_option(ctx.service_name);
         self.scope_name.append_option(ctx.scope_name);
         self.attributes.append(&span.attributes, content);
-        self.resource.append_rendered(ctx.resource);
+        self.resource.append_null();
+        self.resource_id.append_value(ctx.resource.id());
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
@@ -312,10 +324,70 @@ impl Spans {
             Arc::new(self.scope_name.finish()),
             self.attributes.finish(),
             self.resource.finish(),
+            Arc::new(self.resource_id.finish()),
         ];
         RecordBatch::try_new(Table::Spans.schema(), columns)
     }
 }
+
+/// The `resources` rows of a run: each resource once for every UTC day its rows fall on (rows
+/// without a time count as one more day, as the sink's `unknown` partition does), so that a
+/// day's files name every resource its raw rows do.
+pub struct Resources {
+    time: TimestampNanosecondBuilder,
+    resource_id: UInt64Builder,
+    resource: AttributeMap,
+    seen: HashSet<(u64, Option<i64>)>,
+    /// The last (resource, day) seen: a run's rows come a resource at a time.
+    last: Option<(u64, Option<i64>)>,
+}
+
+impl Resources {
+    pub fn new() -> Self {
+        Resources {
+            time: timestamps(),
+            resource_id: UInt64Builder::with_capacity(INITIAL_ROWS),
+            resource: AttributeMap::new(),
+            seen: HashSet::new(),
+            last: None,
+        }
+    }
+
+    /// Notes that a raw row whose partition time is `time` names `resource`.
+    pub fn note(&mut self, resource: &RenderedAttributes, time: Option<i64>) {
+        let key = (resource.id(), time.map(|t| t.div_euclid(NANOS_PER_DAY)));
+        if self.last == Some(key) {
+            return;
+        }
+        self.last = Some(key);
+        if self.seen.insert(key) {
+            self.time.append_option(time);
+            self.resource_id.append_value(key.0);
+            self.resource.append_rendered(resource);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.resource_id.finish()),
+            self.resource.finish(),
+        ];
+        RecordBatch::try_new(Table::Resources.schema(), columns)
+    }
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 
 /// Wall time of a span in milliseconds; absent when either end is missing or they are reversed.
 pub fn span_duration_ms(start: Option<i64>, end: Option<i64>) -> Option<f64> {

@@ -9,6 +9,7 @@ pub enum Table {
     LogRecords,
     MetricPoints,
     Spans,
+    Resources,
     ApiRequests,
     ToolCalls,
     UsageMetrics,
@@ -19,10 +20,11 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::LogRecords,
         Table::MetricPoints,
         Table::Spans,
+        Table::Resources,
         Table::ApiRequests,
         Table::ToolCalls,
         Table::UsageMetrics,
@@ -37,6 +39,7 @@ impl Table {
             Table::LogRecords => "log_records",
             Table::MetricPoints => "metric_points",
             Table::Spans => "spans",
+            Table::Resources => "resources",
             Table::ApiRequests => "api_requests",
             Table::ToolCalls => "tool_calls",
             Table::UsageMetrics => "usage_metrics",
@@ -45,6 +48,11 @@ impl Table {
             Table::LateEvents => "late_events",
             Table::Anomalies => "anomalies",
         }
+    }
+
+    /// Whether the table's rows name their resource by `resource_id` (the raw tables).
+    pub fn names_resources(self) -> bool {
+        matches!(self, Table::LogRecords | Table::MetricPoints | Table::Spans)
     }
 
     /// The column whose UTC date names the Hive partition (`date=YYYY-MM-DD`).
@@ -62,6 +70,7 @@ impl Table {
             Table::LogRecords => LOG_RECORDS.clone(),
             Table::MetricPoints => METRIC_POINTS.clone(),
             Table::Spans => SPANS.clone(),
+            Table::Resources => RESOURCES.clone(),
             Table::ApiRequests => API_REQUESTS.clone(),
             Table::ToolCalls => TOOL_CALLS.clone(),
             Table::UsageMetrics => USAGE_METRICS.clone(),
@@ -129,6 +138,7 @@ static LOG_RECORDS: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("scope_name"),
         map("attributes"),
         map("resource"),
+        resource_id(),
     ])
 });
 
@@ -152,6 +162,7 @@ static METRIC_POINTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("scope_name"),
         map("attributes"),
         map("resource"),
+        resource_id(),
     ])
 });
 
@@ -171,6 +182,25 @@ static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("service_name"),
         utf8("scope_name"),
         map("attributes"),
+        map("resource"),
+        resource_id(),
+    ])
+});
+
+/// A raw row's resource, by the id of its attributes in `resources`. Rows written before the
+/// `resources` table carry the attributes in `resource` and no id; newer rows the id and a
+/// NULL `resource` (readers see both through the query catalog's views).
+fn resource_id() -> Field {
+    Field::new("resource_id", DataType::UInt64, true)
+}
+
+/// Every resource the raw rows of a day name, once per file: the id (a hash of the rendered
+/// attributes), the attributes, and the time of the first row that named it, whose day
+/// partitions it beside those rows (so retention and compaction keep the two together).
+static RESOURCES: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        ts("time"),
+        Field::new("resource_id", DataType::UInt64, false),
         map("resource"),
     ])
 });

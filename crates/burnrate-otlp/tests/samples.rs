@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{concat_batches, sum};
-use arrow::datatypes::{Float64Type, Int64Type};
+use arrow::datatypes::{Float64Type, Int64Type, TimestampNanosecondType, UInt64Type};
 use burnrate_otlp::{
     CallSource, Decoder, DeltaTracker, Encoding, Export, MappingConfig, PayloadHint, Table,
     decode_export,
@@ -705,7 +705,94 @@ fn exports_decoded_onto_shared_builders_equal_each_decoded_alone() {
         );
         for ((table, batch), (_, batches)) in shared.batches.iter().zip(&alone) {
             let concatenated = concat_batches(&batches[0].schema(), batches).unwrap();
+            if *table == Table::Resources {
+                // Shared builders name a resource once a day for the whole run, each export
+                // alone once for itself.
+                assert_eq!(
+                    resource_days(batch),
+                    resource_days(&concatenated),
+                    "{signal}"
+                );
+                assert!(batch.num_rows() < concatenated.num_rows(), "{signal}");
+                continue;
+            }
             assert_eq!(batch, &concatenated, "{signal}: {table:?}");
         }
     }
+}
+
+/// Each (resource, day) of a `resources` batch, with its attributes as `key=value` lines.
+fn resource_days(batch: &RecordBatch) -> std::collections::BTreeMap<(u64, i64), Vec<String>> {
+    let times = batch.column(0).as_primitive::<TimestampNanosecondType>();
+    let ids = batch.column(1).as_primitive::<UInt64Type>();
+    let maps = batch.column(2).as_map();
+    (0..batch.num_rows())
+        .map(|row| {
+            let entries = maps.value(row);
+            let keys = entries.column(0).as_string::<i32>();
+            let values = entries.column(1).as_string::<i32>();
+            let pairs = (0..entries.len())
+                .map(|i| format!("{}={}", keys.value(i), values.value(i)))
+                .collect();
+            let day = times.value(row).div_euclid(86_400_000_000_000);
+            ((ids.value(row), day), pairs)
+        })
+        .collect()
+}
+
+/// The raw tables carry no resource attributes of their own: each row names its resource by
+/// `resource_id`, and `resources` holds that resource, with its attributes as the export sent
+/// them, for the row's day. The same attributes give the same id in every signal; two
+/// people's exports give two.
+#[test]
+fn every_raw_row_names_a_resource_its_day_holds() {
+    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
+    let mut ids_by_run = Vec::new();
+    for run in ["r01", "r03"] {
+        let mut builders = burnrate_otlp::TableBuilders::default();
+        let files = run_files(run);
+        for (_, bytes) in &files {
+            decoder
+                .decode_into(bytes, PayloadHint::default(), &mut builders)
+                .unwrap();
+        }
+        let decoded = builders.finish().unwrap();
+        let resources = resource_days(decoded.batch(Table::Resources).unwrap());
+        let mut named = std::collections::BTreeSet::new();
+        for table in [Table::LogRecords, Table::MetricPoints, Table::Spans] {
+            let batch = decoded.batch(table).unwrap();
+            assert!(batch.num_rows() > 0, "{run}: {table:?}");
+            assert_eq!(
+                batch.column_by_name("resource").unwrap().null_count(),
+                batch.num_rows(),
+                "{run}: {table:?} carries no attributes of its own"
+            );
+            let ids = batch
+                .column_by_name("resource_id")
+                .unwrap()
+                .as_primitive::<UInt64Type>();
+            let times = batch
+                .column_by_name(table.time_column())
+                .unwrap()
+                .as_primitive::<TimestampNanosecondType>();
+            for row in 0..batch.num_rows() {
+                let day = times.value(row).div_euclid(86_400_000_000_000);
+                assert!(
+                    resources.contains_key(&(ids.value(row), day)),
+                    "{run}: {table:?} row {row} names a resource its day does not hold"
+                );
+                named.insert(ids.value(row));
+            }
+        }
+        // Every signal of a run comes from one client: one resource, as the export sent it.
+        assert_eq!(named.len(), 1, "{run}: {named:?}");
+        let attributes = resources.values().next().unwrap();
+        assert!(
+            attributes.iter().any(|a| a.starts_with("service.name=")),
+            "{run}: {attributes:?}"
+        );
+        assert!(resources.values().all(|a| a == attributes), "{run}");
+        ids_by_run.push(named);
+    }
+    assert_ne!(ids_by_run[0], ids_by_run[1], "two people, two resources");
 }

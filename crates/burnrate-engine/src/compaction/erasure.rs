@@ -2,8 +2,9 @@
 //! that held them leave the disk at once rather than after the vacuum delay.
 //!
 //! Whose rows: those whose `user_id` or `user_email` is the id, or whose attributes or resource
-//! carry it (`user.id`, `user.email`, `user.account_uuid`); then every row of the sessions
-//! found that way, since the raw tables name only the session; anomalies about the person or
+//! carry it (`user.id`, `user.email`, `user.account_uuid`), or that name such a resource of
+//! `resources` by `resource_id`; then every row of the sessions found that way, since the raw
+//! tables name only the session and the resource; anomalies about the person or
 //! one of their sessions; dead letters whose raw bytes hold the id or one of the sessions. A
 //! window row that counts several people keeps its counts and loses the person's sessions from
 //! its `session_ids`.
@@ -24,10 +25,10 @@ use std::time::{Duration, SystemTime};
 use burnrate_otlp::Table;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, ListArray, ListBuilder, RecordBatch, StringArray,
-    StringBuilder,
+    StringBuilder, UInt64Array,
 };
-use datafusion::arrow::compute::{filter_record_batch, not};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::compute::{cast, filter_record_batch, not};
+use datafusion::arrow::datatypes::{DataType, UInt64Type};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -44,12 +45,13 @@ use crate::sink::table_log::{self, DurableFile, LoggedFile, Rewrite, TableFiles}
 const PERSON_KEYS: [&str; 3] = ["user.id", "user.email", "user.account_uuid"];
 
 /// The columns that can tie a row to a person; only these are read to find the rows.
-const WHO_COLUMNS: [&str; 8] = [
+const WHO_COLUMNS: [&str; 9] = [
     "user_id",
     "user_email",
     "session_id",
     "attributes",
     "resource",
+    "resource_id",
     "dimension",
     "payload",
     "session_ids",
@@ -99,10 +101,13 @@ impl Erasure {
     }
 }
 
-/// Who is forgotten: the id as the client reported it, and the sessions found under it.
+/// Who is forgotten: the id as the client reported it, the sessions found under it, and the
+/// resources (in `resources`) whose attributes name either; a raw row naming one of those
+/// resources by `resource_id` is the person's.
 struct Person {
     id: String,
     sessions: HashSet<String>,
+    resources: HashSet<u64>,
 }
 
 /// Removes the rows of the person `id` (their `user.id` or e-mail) from every table under
@@ -118,8 +123,11 @@ pub fn forget(root: &Path, id: &str, kafka_group: &str) -> Result<Erasure, Engin
     let mut person = Person {
         id: id.to_string(),
         sessions: HashSet::new(),
+        resources: HashSet::new(),
     };
-    // First the sessions: the raw tables' rows name only them.
+    // First the resources that name the person, then the sessions: the raw tables' rows name
+    // only those two. Then the resources that name one of the sessions.
+    person.resources = resources_of(root, &person)?;
     let mut sessions = BTreeSet::new();
     for table in Table::ALL {
         for path in table_paths(root, table)? {
@@ -127,6 +135,7 @@ pub fn forget(root: &Path, id: &str, kafka_group: &str) -> Result<Erasure, Engin
         }
     }
     person.sessions = sessions.into_iter().collect();
+    person.resources = resources_of(root, &person)?;
     let mut tables = Vec::new();
     for table in Table::ALL {
         match forget_in_table(root, table, &person, kafka_group) {
@@ -392,6 +401,33 @@ fn sessions_in(path: &Path, person: &Person) -> Result<Vec<String>, EngineError>
     Ok(found)
 }
 
+/// The ids of the rows of `resources`, on disk, that are the person's.
+fn resources_of(root: &Path, person: &Person) -> Result<HashSet<u64>, EngineError> {
+    let mut found = person.resources.clone();
+    for path in table_paths(root, Table::Resources)? {
+        for batch in who_reader(&path)? {
+            let batch = batch?;
+            let mine = person_rows(&batch, person);
+            if let Some(ids) = resource_ids(&batch) {
+                found.extend(
+                    (0..batch.num_rows())
+                        .filter(|&i| mine.value(i) && ids.is_valid(i))
+                        .map(|i| ids.value(i)),
+                );
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `batch`'s `resource_id`s: a file holds them as `Int64` (Delta's type; `stored_types`), all
+/// non-negative.
+fn resource_ids(batch: &RecordBatch) -> Option<UInt64Array> {
+    let column = batch.column_by_name("resource_id")?;
+    let ids = cast(column, &DataType::UInt64).ok()?;
+    ids.as_primitive_opt::<UInt64Type>().cloned()
+}
+
 /// Which rows of `batch` are the person's.
 fn person_rows(batch: &RecordBatch, person: &Person) -> BooleanArray {
     let rows = batch.num_rows();
@@ -414,6 +450,11 @@ fn person_rows(batch: &RecordBatch, person: &Person) -> BooleanArray {
             mine[row] |= (PERSON_KEYS.contains(&key) && value == id)
                 || (key == "session.id" && person.sessions.contains(value));
         });
+    }
+    if let Some(ids) = resource_ids(batch) {
+        for (row, resource) in ids.iter().enumerate() {
+            mine[row] |= resource.is_some_and(|r| person.resources.contains(&r));
+        }
     }
     // An anomaly about the person, or one of their sessions.
     if let (Some(dimensions), Some(values)) = (strings(batch, "dimension"), strings(batch, "value"))
@@ -636,6 +677,7 @@ mod tests {
 
     use super::*;
     use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
+    use crate::sink::table_buffer::decoded_client_records;
 
     /// 2026-01-01T00:00:00Z.
     const NEW_YEAR: i64 = 1_767_225_600_000_000_000;
@@ -658,7 +700,59 @@ mod tests {
         Person {
             id: id.into(),
             sessions: sessions.iter().map(|s| s.to_string()).collect(),
+            resources: HashSet::new(),
         }
+    }
+
+    /// The ids in `resource_id` of every file of `table` on disk.
+    fn resource_ids_on_disk(root: &Path, table: Table) -> Vec<u64> {
+        let mut ids = Vec::new();
+        for path in table_paths(root, table).unwrap() {
+            let file = File::open(&path).unwrap();
+            for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+            {
+                let batch = batch.unwrap();
+                ids.extend(resource_ids(&batch).unwrap().iter().flatten());
+            }
+        }
+        ids
+    }
+
+    /// A person named only in their client's resource attributes: the resource's row in
+    /// `resources` goes, and with it every raw row that names it by `resource_id`; another
+    /// client's rows stay.
+    #[test]
+    fn rows_that_name_the_persons_resource_go_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut tables: BTreeMap<Table, Vec<RecordBatch>> = BTreeMap::new();
+        for user in ["ada", "bob"] {
+            for (table, batches) in
+                decoded_client_records(&[("user.id", user)], NEW_YEAR, &["a", "b"])
+            {
+                tables.entry(table).or_default().extend(batches);
+            }
+        }
+        ParquetSink::new(root)
+            .write_segment("seg-a", &tables)
+            .unwrap();
+        let bob = resource_ids_on_disk(root, Table::Resources)[1];
+
+        let done = forget(root, "ada", "burnrate").unwrap();
+        assert!(done.complete(), "{done:?}");
+        let removed = |name: &str| {
+            done.tables
+                .iter()
+                .find(|t| t.table == name)
+                .map(|t| t.rows_removed)
+        };
+        assert_eq!(removed("log_records"), Some(2), "{done:?}");
+        assert_eq!(removed("resources"), Some(1), "{done:?}");
+        assert_eq!(resource_ids_on_disk(root, Table::Resources), [bob]);
+        assert_eq!(resource_ids_on_disk(root, Table::LogRecords), [bob, bob]);
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub struct CompactionConfig {
     pub interval_hours: f64,
     /// Days a table's rows are kept, by table name (`log_records = 30`): a day (UTC) older than
     /// that leaves the table's log whole, and vacuum deletes its files later. A table not named
-    /// is kept for ever. Default: none named.
+    /// is kept for ever, but for `resources`, which keeps what `log_records`, `metric_points`
+    /// and `spans` keep (named, it may not keep less). Default: none named.
     pub retention_days: BTreeMap<String, u32>,
 }
 
@@ -83,6 +84,27 @@ impl Default for CompactionConfig {
             interval_hours: 6.0,
             retention_days: BTreeMap::new(),
         }
+    }
+}
+
+impl CompactionConfig {
+    /// Days `table` keeps, if it does not keep everything. `resources`, unless named, keeps
+    /// what the raw tables that name its rows keep: the longest of their retentions, and
+    /// everything if one of them does.
+    pub fn retention(&self, table: Table) -> Option<u32> {
+        if let Some(days) = self.retention_days.get(table.name()) {
+            return Some(*days);
+        }
+        if table != Table::Resources {
+            return None;
+        }
+        Table::ALL
+            .into_iter()
+            .filter(|t| t.names_resources())
+            .map(|t| self.retention_days.get(t.name()).copied())
+            .collect::<Option<Vec<u32>>>()?
+            .into_iter()
+            .max()
     }
 }
 
@@ -131,6 +153,24 @@ pub fn compact(
             )));
         }
     }
+    if let Some(days) = config.retention_days.get(Table::Resources.name())
+        && let Some(raw) = Table::ALL.into_iter().find(|t| {
+            t.names_resources()
+                && config
+                    .retention_days
+                    .get(t.name())
+                    .is_none_or(|raw_days| raw_days > days)
+        })
+    {
+        let kept = match config.retention_days.get(raw.name()) {
+            Some(raw_days) => format!("{raw_days} days"),
+            None => "for ever".to_string(),
+        };
+        return Err(EngineError::Config(format!(
+            "compaction.retention_days: resources = {days} is shorter than {} ({kept}), whose rows would lose their resource attributes; leave resources out (it then keeps what the raw tables keep) or keep it as long",
+            raw.name()
+        )));
+    }
     let today = Utc::now().date_naive();
     let newest_day = today - chrono::Days::new(u64::from(config.min_age_days));
     let mut done = Vec::new();
@@ -166,8 +206,8 @@ fn maintain(
         return Ok(None);
     };
     let mut expired = (0, 0);
-    if let Some(days) = config.retention_days.get(table.name()) {
-        let before = today - chrono::Days::new(u64::from(*days));
+    if let Some(days) = config.retention(table) {
+        let before = today - chrono::Days::new(u64::from(days));
         expired = expire(root, &read, before)?;
         if expired.1 > 0 {
             read = table_log::read_table(root, table)?
@@ -418,7 +458,8 @@ fn segment(file: &LoggedFile) -> &str {
 }
 
 /// Reads `inputs` (one day of `table`), sorts their rows by the table's time column and writes
-/// them as files of about `target_file_bytes`, each durable before this returns.
+/// them as files of about `target_file_bytes`, each durable before this returns. `resources`
+/// keeps one row a resource.
 async fn merge(
     table: Table,
     table_dir: &Path,
@@ -440,11 +481,26 @@ async fn merge(
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    let time = Expr::Column(Column::from_name(table.time_column()));
-    let mut rows = ctx
+    let column = |name: &str| Expr::Column(Column::from_name(name));
+    let time = column(table.time_column());
+    let mut frame = ctx
         .read_parquet(paths, ParquetReadOptions::default().schema(&schema))
         .await
-        .map_err(EngineError::from)?
+        .map_err(EngineError::from)?;
+    if table == Table::Resources {
+        // A resource is flushed once a file that names it: a merged day keeps it once, at the
+        // first time it was named.
+        let id = column("resource_id");
+        let every = schema.fields().iter().map(|f| column(f.name())).collect();
+        let first = vec![
+            SortExpr::new(id.clone(), true, false),
+            SortExpr::new(time.clone(), true, false),
+        ];
+        frame = frame
+            .distinct_on(vec![id], every, Some(first))
+            .map_err(EngineError::from)?;
+    }
+    let mut rows = frame
         .sort(vec![SortExpr::new(time, true, false)])
         .map_err(EngineError::from)?
         .execute_stream()
@@ -521,6 +577,7 @@ mod tests {
     use super::*;
     use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
     use crate::sink::parquet_sink::remove_segments;
+    use crate::sink::table_buffer::decoded_client_records;
 
     /// 2026-01-01T00:00:00Z.
     const NEW_YEAR: i64 = 1_767_225_600_000_000_000;
@@ -574,6 +631,91 @@ mod tests {
             days.entry(file.date).or_default().push(file.path);
         }
         days
+    }
+
+    #[test]
+    fn resources_keep_what_the_raw_tables_keep() {
+        let config = |kept: &[(&str, u32)]| CompactionConfig {
+            retention_days: kept
+                .iter()
+                .map(|(t, days)| (t.to_string(), *days))
+                .collect(),
+            ..Default::default()
+        };
+        let raw = [("log_records", 30), ("metric_points", 90), ("spans", 7)];
+        assert_eq!(config(&raw).retention(Table::Resources), Some(90));
+        assert_eq!(
+            config(&raw[..2]).retention(Table::Resources),
+            None,
+            "spans kept for ever"
+        );
+        assert_eq!(config(&raw).retention(Table::ApiRequests), None);
+        let mut named = raw.to_vec();
+        named.push(("resources", 400));
+        assert_eq!(config(&named).retention(Table::Resources), Some(400));
+
+        let dir = tempfile::tempdir().unwrap();
+        named.pop();
+        named.push(("resources", 60));
+        let refused = compact(dir.path(), &config(&named), "burnrate").unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("resources = 60 is shorter than metric_points (90 days)"),
+            "{refused}"
+        );
+    }
+
+    /// A resource flushed in every file that names it is one row of `resources` once its day
+    /// is merged, and the raw rows still read with it.
+    #[tokio::test]
+    async fn a_merged_day_keeps_each_resource_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sink = ParquetSink::new(root);
+        for n in 0..6 {
+            let team = if n % 2 == 0 { "web" } else { "mobile" };
+            let client = [("service.name", "claude-code"), ("team", team)];
+            let time = NEW_YEAR + n * HOUR;
+            let rows = decoded_client_records(&client, time, &["a", "b"]);
+            sink.write_segment(&format!("seg-{n:03}"), &rows).unwrap();
+        }
+        let resources = "SELECT count(*) FROM resources";
+        let count_of =
+            |batches: Vec<RecordBatch>| batches[0].column(0).as_primitive::<Int64Type>().value(0);
+        assert_eq!(count_of(query(root, resources).await), 6);
+
+        let config = CompactionConfig {
+            max_files_per_day: 1,
+            ..Default::default()
+        };
+        let done = compact(root, &config, "burnrate").unwrap();
+        let merged = done.iter().find(|t| t.table == "resources").unwrap();
+        assert_eq!((merged.merged, merged.written), (6, 1), "{merged:?}");
+        let firsts = query(
+            root,
+            "SELECT resource['team'] AS team, date_part('hour', time) AS hour \
+             FROM resources ORDER BY hour",
+        )
+        .await;
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&firsts)
+            .unwrap()
+            .to_string();
+        // Each at the first time it was named: hours 0 and 1 of the day.
+        let expected = "\
++--------+------+
+| team   | hour |
++--------+------+
+| web    | 0    |
+| mobile | 1    |
++--------+------+";
+        assert_eq!(text, expected);
+        let by_team = query(
+            root,
+            "SELECT count(*) FROM log_records WHERE resource['team'] = 'web'",
+        )
+        .await;
+        assert_eq!(count_of(by_team), 6);
     }
 
     #[tokio::test]

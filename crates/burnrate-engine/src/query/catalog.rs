@@ -12,6 +12,7 @@ use std::sync::Arc;
 use burnrate_otlp::Table;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -56,6 +57,7 @@ async fn register_object_tables(ctx: &SessionContext, url: &str) -> Result<(), E
     ))
     .map_err(|e| EngineError::Config(format!("{url}: {e}")))?;
     ctx.register_object_store(&bucket_url, store.clone());
+    let mut providers: BTreeMap<Table, Arc<dyn TableProvider>> = BTreeMap::new();
     for table in Table::ALL {
         let table_prefix = prefix.clone().join(table.name());
         // Already async here: the listing is awaited, not run on a thread of its own.
@@ -80,6 +82,17 @@ async fn register_object_tables(ctx: &SessionContext, url: &str) -> Result<(), E
             listing_table(format!("{bucket}/{table_prefix}/"), table)?
         } else {
             empty_table(table)?
+        };
+        providers.insert(table, provider);
+    }
+    let resources = providers
+        .get(&Table::Resources)
+        .cloned()
+        .ok_or_else(|| EngineError::NotFound("table resources".into()))?;
+    for (table, provider) in providers {
+        let provider = match table.names_resources() {
+            true => with_resources(provider, resources.clone()).await?,
+            false => provider,
         };
         ctx.register_table(table.name(), provider)?;
     }
@@ -130,7 +143,16 @@ impl SchemaProvider for DatasetSchema {
             return Ok(None);
         };
         let provider = opened
-            .get_or_try_init(|| open_table(&self.root, *table))
+            .get_or_try_init(|| async {
+                let stored = open_table(&self.root, *table).await?;
+                if !table.names_resources() {
+                    return Ok(stored);
+                }
+                let resources = Box::pin(self.table(Table::Resources.name()))
+                    .await?
+                    .ok_or_else(|| EngineError::NotFound("table resources".into()))?;
+                with_resources(stored, resources).await
+            })
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(Some(provider.clone()))
@@ -160,6 +182,34 @@ async fn open_table(root: &Path, table: Table) -> Result<Arc<dyn TableProvider>,
     } else {
         empty_table(table)
     }
+}
+
+/// How a raw table's rows meet their resources' attributes (see the file).
+const RAW_RESOURCES_SQL: &str = include_str!("../../../../sql/raw_resources.sql");
+
+/// A raw table as readers see it: its stored rows, each with its resource's attributes in
+/// `resource` whether the row carries them or names them by `resource_id`.
+async fn with_resources(
+    stored: Arc<dyn TableProvider>,
+    resources: Arc<dyn TableProvider>,
+) -> Result<Arc<dyn TableProvider>, EngineError> {
+    let columns = stored
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| match field.name().as_str() {
+            "resource" => "coalesce(stored.resource, named.resource) AS resource".to_string(),
+            name => format!("stored.\"{name}\""),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = RAW_RESOURCES_SQL.replace("${columns}", &columns);
+    // A context of its own to plan in: the plan holds the two tables, not their names.
+    let planner = SessionContext::new();
+    planner.register_table("stored", stored)?;
+    planner.register_table("resources", resources)?;
+    let plan = planner.sql(&sql).await?.into_unoptimized_plan();
+    Ok(Arc::new(ViewTable::new(plan, Some(sql))))
 }
 
 /// Every Parquet file below `url`, with the Hive `date` partition column.
@@ -270,6 +320,10 @@ mod tests {
     use super::*;
     use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
     use crate::sink::parquet_sink::ParquetSink;
+    use crate::sink::table_buffer::decoded_client_records;
+
+    /// 2026-01-01T00:00:00Z.
+    const NEW_YEAR: i64 = 1_767_225_600_000_000_000;
 
     #[tokio::test]
     async fn a_statement_opens_only_the_tables_it_names() {
@@ -313,6 +367,77 @@ mod tests {
             .unwrap()
             .table_names();
         assert_eq!(names.len(), Table::ALL.len(), "{names:?}");
+    }
+
+    /// A raw row reads with its resource's attributes whether it names them by `resource_id`
+    /// (as rows are written now) or carries them in `resource` (as rows written before the
+    /// `resources` table did), and a resource flushed in several files does not repeat a row.
+    #[tokio::test]
+    async fn a_raw_row_reads_with_its_resource_whether_it_names_it_or_carries_it() {
+        use datafusion::arrow::array::{MapBuilder, MapFieldNames, StringBuilder, UInt64Array};
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sink = ParquetSink::new(root);
+        let client = [("service.name", "claude-code"), ("team", "web")];
+        let new = decoded_client_records(&client, NEW_YEAR, &["new 1", "new 2"]);
+        sink.write_segment("seg-a", &new).unwrap();
+        let again = decoded_client_records(&client, NEW_YEAR, &["again 1", "again 2"]);
+        sink.write_segment("seg-b", &again).unwrap();
+        assert_eq!(new[&Table::Resources][0].num_rows(), 1);
+
+        // A row from before: its own attributes, no id.
+        let batch = &new[&Table::LogRecords][0];
+        let names = MapFieldNames {
+            entry: "entries".into(),
+            key: "keys".into(),
+            value: "values".into(),
+        };
+        let mut map = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
+        for _ in 0..batch.num_rows() {
+            map.keys().append_value("service.name");
+            map.values().append_value("an-older-client");
+            map.append(true).unwrap();
+        }
+        let mut columns = batch.columns().to_vec();
+        let schema = batch.schema();
+        columns[schema.index_of("resource").unwrap()] = Arc::new(map.finish());
+        columns[schema.index_of("resource_id").unwrap()] =
+            Arc::new(UInt64Array::new_null(batch.num_rows()));
+        let old = RecordBatch::try_new(schema, columns).unwrap();
+        sink.write_segment("seg-old", &BTreeMap::from([(Table::LogRecords, vec![old])]))
+            .unwrap();
+
+        let ctx = open_dataset(root).await.unwrap();
+        let sql = "SELECT count(*) AS rows, resource['service.name'] AS service, \
+                   resource['team'] AS team FROM log_records GROUP BY 2, 3 ORDER BY 2";
+        let batches = run_sql(&ctx, sql).await.unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        let expected = "\
++------+-----------------+------+
+| rows | service         | team |
++------+-----------------+------+
+| 2    | an-older-client |      |
+| 4    | claude-code     | web  |
++------+-----------------+------+";
+        assert_eq!(text, expected);
+        // The stored rows keep only the id: `resources` holds the attributes, once a file.
+        let resources = run_sql(
+            &ctx,
+            "SELECT count(*), count(DISTINCT resource_id) FROM resources",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            resources[0].column(0).as_primitive::<Int64Type>().value(0),
+            2
+        );
+        assert_eq!(
+            resources[0].column(1).as_primitive::<Int64Type>().value(0),
+            1
+        );
     }
 
     /// `burnrate query` takes every SQL function of DataFusion's defaults, the hashes and

@@ -9,8 +9,9 @@
 //!   already, so nothing is truncated that burnrate compares later);
 //! - `UInt64` as `Int64` and `UInt32` as `Int32`, the same numbers (a value past the signed
 //!   maximum, which no count or size reaches, is stored as that maximum);
-//! - `series_id` as `Int64` with its top bit cleared, which is how the decoder makes it now
-//!   (an id from before, with the bit set, becomes the id the decoder would give it today).
+//! - `series_id` and `resource_id`, hashes, as `Int64` with the top bit cleared, which is how
+//!   the decoder makes them now (a series id from before, with the bit set, becomes the id
+//!   the decoder would give it today).
 //!
 //! burnrate reads every file back in its own types (DataFusion casts each file's columns to the
 //! table's schema), files from before this layout included.
@@ -26,8 +27,8 @@ use datafusion::arrow::datatypes::{
 
 use crate::EngineError;
 
-/// The column that holds a hash, not a quantity: reinterpreted, not saturated.
-const SERIES_ID: &str = "series_id";
+/// The columns that hold a hash, not a quantity: reinterpreted, not saturated.
+const HASH_IDS: [&str; 2] = ["series_id", "resource_id"];
 
 /// The type a column of `data_type` is stored as.
 fn stored_type(data_type: &DataType) -> DataType {
@@ -82,7 +83,7 @@ fn stored_column(
     target: &DataType,
 ) -> Result<ArrayRef, EngineError> {
     Ok(match column.data_type() {
-        DataType::UInt64 if name == SERIES_ID => {
+        DataType::UInt64 if HASH_IDS.contains(&name) => {
             let ids = column.as_primitive::<UInt64Type>();
             Arc::new(Int64Array::from_unary(ids, |id| {
                 (id & SERIES_ID_MASK) as i64

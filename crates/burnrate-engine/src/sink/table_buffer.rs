@@ -214,6 +214,39 @@ pub(crate) fn decoded_log_record(body: &str) -> Decoded {
         .expect("a plain log export decodes")
 }
 
+/// A logs export of one client (its resource's attributes `resource`) with a record per body,
+/// all at `time_nanos`, decoded: rows for the tests of what reads or rewrites the raw tables.
+#[cfg(test)]
+pub(crate) fn decoded_client_records(
+    resource: &[(&str, &str)],
+    time_nanos: i64,
+    bodies: &[&str],
+) -> BTreeMap<Table, Vec<RecordBatch>> {
+    use burnrate_otlp::{Decoder, MappingConfig, PayloadHint};
+    use burnrate_pricing::PriceTable;
+
+    let attributes: Vec<String> = resource
+        .iter()
+        .map(|(k, v)| format!(r#"{{"key":"{k}","value":{{"stringValue":"{v}"}}}}"#))
+        .collect();
+    let records: Vec<String> = bodies
+        .iter()
+        .map(|b| format!(r#"{{"timeUnixNano":"{time_nanos}","body":{{"stringValue":"{b}"}}}}"#))
+        .collect();
+    let export = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{}]}},"scopeLogs":[{{"logRecords":[{}]}}]}}]}}"#,
+        attributes.join(","),
+        records.join(",")
+    );
+    Decoder::new(MappingConfig::default(), PriceTable::embedded())
+        .decode(export.as_bytes(), PayloadHint::default())
+        .expect("a plain log export decodes")
+        .batches
+        .into_iter()
+        .map(|(table, batch)| (table, vec![batch]))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::StringArray;
@@ -250,7 +283,12 @@ mod tests {
             .collect();
         let expected: Vec<String> = (0..exports).map(|i| format!("record {i}")).collect();
         assert_eq!(bodies, expected, "every row, in the order it came");
-        let held: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        let held: usize = buffer
+            .tables
+            .values()
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
         assert_eq!(buffer.memory, held, "memory follows the batches held");
         assert!(
             buffer.memory * 3 < unconcatenated,
