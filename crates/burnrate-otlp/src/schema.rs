@@ -194,9 +194,10 @@ fn resource_id() -> Field {
     Field::new("resource_id", DataType::UInt64, true)
 }
 
-/// Every resource the raw rows of a day name, once per file: the id (a hash of the rendered
-/// attributes), the attributes, and the time of the first row that named it, whose day
-/// partitions it beside those rows (so retention and compaction keep the two together).
+/// Every resource the raw rows of a day name, once a decoded run (up to 256 exports): the id
+/// (a hash of the rendered attributes), the attributes, and the time of the first row that
+/// named it, whose day partitions it beside those rows (so retention and compaction keep the
+/// two together).
 static RESOURCES: LazyLock<SchemaRef> = LazyLock::new(|| {
     schema(vec![
         ts("time"),

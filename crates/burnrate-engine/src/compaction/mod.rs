@@ -488,8 +488,8 @@ async fn merge(
         .await
         .map_err(EngineError::from)?;
     if table == Table::Resources {
-        // A resource is flushed once a file that names it: a merged day keeps it once, at the
-        // first time it was named.
+        // A resource is written once a decoded run that names it: a merged day keeps it once,
+        // at the first time it was named.
         let id = column("resource_id");
         let every = schema.fields().iter().map(|f| column(f.name())).collect();
         let first = vec![
