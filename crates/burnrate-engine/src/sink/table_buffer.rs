@@ -197,21 +197,7 @@ impl TableBuffer {
 /// the Kafka writer's.
 #[cfg(test)]
 pub(crate) fn decoded_log_record(body: &str) -> Decoded {
-    use burnrate_otlp::{Decoder, Encoding, MappingConfig, PayloadHint, Signal};
-    use burnrate_pricing::PriceTable;
-
-    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
-    let hint = PayloadHint {
-        encoding: Some(Encoding::Json),
-        signal: Some(Signal::Logs),
-        ..PayloadHint::default()
-    };
-    let export = format!(
-        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1","body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
-    );
-    decoder
-        .decode(export.as_bytes(), hint)
-        .expect("a plain log export decodes")
+    decode_client_export(&[], 1, &[body])
 }
 
 /// A logs export of one client (its resource's attributes `resource`) with a record per body,
@@ -222,7 +208,16 @@ pub(crate) fn decoded_client_records(
     time_nanos: i64,
     bodies: &[&str],
 ) -> BTreeMap<Table, Vec<RecordBatch>> {
-    use burnrate_otlp::{Decoder, MappingConfig, PayloadHint};
+    decode_client_export(resource, time_nanos, bodies)
+        .batches
+        .into_iter()
+        .map(|(table, batch)| (table, vec![batch]))
+        .collect()
+}
+
+#[cfg(test)]
+fn decode_client_export(resource: &[(&str, &str)], time_nanos: i64, bodies: &[&str]) -> Decoded {
+    use burnrate_otlp::{Decoder, Encoding, MappingConfig, PayloadHint, Signal};
     use burnrate_pricing::PriceTable;
 
     let attributes: Vec<String> = resource
@@ -238,13 +233,14 @@ pub(crate) fn decoded_client_records(
         attributes.join(","),
         records.join(",")
     );
+    let hint = PayloadHint {
+        encoding: Some(Encoding::Json),
+        signal: Some(Signal::Logs),
+        ..PayloadHint::default()
+    };
     Decoder::new(MappingConfig::default(), PriceTable::embedded())
-        .decode(export.as_bytes(), PayloadHint::default())
+        .decode(export.as_bytes(), hint)
         .expect("a plain log export decodes")
-        .batches
-        .into_iter()
-        .map(|(table, batch)| (table, vec![batch]))
-        .collect()
 }
 
 #[cfg(test)]
