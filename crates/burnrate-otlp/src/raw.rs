@@ -355,7 +355,7 @@ impl Resources {
 
     /// Notes that a raw row whose partition time is `time` names `resource`.
     pub fn note(&mut self, resource: &RenderedAttributes, time: Option<i64>) {
-        let key = (resource.id(), time.map(|t| t.div_euclid(NANOS_PER_DAY)));
+        let key = resource_key(resource.id(), time);
         if self.last == Some(key) {
             return;
         }
@@ -388,6 +388,13 @@ impl Default for Resources {
 }
 
 const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+
+/// The `resources` row a raw row needs: its resource's id, and the UTC day of its partition
+/// time in days since the epoch (`None` without a time). Two rows of one key hold the same
+/// attributes and land in the same day's files, so one of them is enough.
+pub fn resource_key(resource_id: u64, time: Option<i64>) -> (u64, Option<i64>) {
+    (resource_id, time.map(|t| t.div_euclid(NANOS_PER_DAY)))
+}
 
 /// Wall time of a span in milliseconds; absent when either end is missing or they are reversed.
 pub fn span_duration_ms(start: Option<i64>, end: Option<i64>) -> Option<f64> {

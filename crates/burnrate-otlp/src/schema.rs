@@ -194,7 +194,8 @@ fn resource_id() -> Field {
     Field::new("resource_id", DataType::UInt64, true)
 }
 
-/// Every resource the raw rows of a day name, once a decoded run (up to 256 exports): the id
+/// Every resource the raw rows of a day name, once in each of the day's files (a decoded run
+/// notes it once, and a flush's buffer keeps it once over all its runs): the id
 /// (a hash of the rendered attributes), the attributes, and the time of the first row that
 /// named it, whose day partitions it beside those rows (so retention and compaction keep the
 /// two together).

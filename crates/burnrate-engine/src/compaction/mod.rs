@@ -488,7 +488,7 @@ async fn merge(
         .await
         .map_err(EngineError::from)?;
     if table == Table::Resources {
-        // A resource is written once a decoded run that names it: a merged day keeps it once,
+        // A resource is written once in each file of its day: a merged day keeps it once,
         // at the first time it was named.
         let id = column("resource_id");
         let every = schema.fields().iter().map(|f| column(f.name())).collect();

@@ -423,7 +423,7 @@ mod tests {
 | 4    | claude-code     | web  |
 +------+-----------------+------+";
         assert_eq!(text, expected);
-        // The stored rows keep only the id: `resources` holds the attributes, once a run.
+        // The stored rows keep only the id: `resources` holds the attributes, once a file.
         let resources = run_sql(
             &ctx,
             "SELECT count(*), count(DISTINCT resource_id) FROM resources",

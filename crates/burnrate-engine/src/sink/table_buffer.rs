@@ -1,10 +1,12 @@
 //! Decoded batches waiting to be flushed as one segment, whatever source they came from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
-use burnrate_otlp::{DecodeStats, Decoded, DeltaStats, DeltaTracker, Table};
-use datafusion::arrow::array::RecordBatch;
+use burnrate_otlp::{DecodeStats, Decoded, DeltaStats, DeltaTracker, Table, resource_key};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{TimestampNanosecondType, UInt64Type};
 
 use crate::EngineError;
 use crate::publish::health::PipelineHealth;
@@ -36,6 +38,10 @@ pub struct TableBuffer {
     /// Per table, how many of its leading batches are concatenations already.
     concatenated: BTreeMap<Table, usize>,
     dead: Vec<DeadLetter>,
+    /// The `resources` rows this segment holds, by [`resource_key`]: a client's resource
+    /// comes with every export (the receiver decodes each request alone, the Kafka source a
+    /// run at a time), and its segment needs it once a day.
+    resources: HashSet<(u64, Option<i64>)>,
     /// Input bytes taken in since the last flush, as decoded (a gzip export counts inflated:
     /// 224 KB of gzip can hold 31 MiB of export).
     pub bytes: usize,
@@ -115,20 +121,52 @@ impl TableBuffer {
         self.bytes += decoded.plain_bytes;
         self.stats.merge(&decoded.stats);
         for (table, batch) in decoded.batches {
-            let batch = if table == Table::UsageMetrics {
-                let (converted, s) = tracker.apply(&batch)?;
-                self.delta.converted += s.converted;
-                self.delta.resets += s.resets;
-                self.delta.stale += s.stale;
-                converted
-            } else {
-                batch
+            let batch = match table {
+                Table::UsageMetrics => {
+                    let (converted, s) = tracker.apply(&batch)?;
+                    self.delta.converted += s.converted;
+                    self.delta.resets += s.resets;
+                    self.delta.stale += s.stale;
+                    converted
+                }
+                Table::Resources => match self.new_resources(batch)? {
+                    Some(new) => new,
+                    None => continue,
+                },
+                _ => batch,
             };
             self.memory += batch.get_array_memory_size();
             self.tables.entry(table).or_default().push(batch);
             self.concat_small_batches(table);
         }
         Ok(())
+    }
+
+    /// The rows of a `resources` batch this segment does not hold yet; `None` when it holds
+    /// them all.
+    fn new_resources(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>, EngineError> {
+        let (Some(time), Some(id)) = (
+            batch
+                .column_by_name("time")
+                .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>()),
+            batch
+                .column_by_name("resource_id")
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+        ) else {
+            return Ok(Some(batch));
+        };
+        let new: BooleanArray = (0..batch.num_rows())
+            .map(|row| {
+                let time = time.is_valid(row).then(|| time.value(row));
+                // A row without an id names nothing a raw row could look up: kept as it came.
+                Some(id.is_null(row) || self.resources.insert(resource_key(id.value(row), time)))
+            })
+            .collect();
+        Ok(match new.true_count() {
+            0 => None,
+            all if all == batch.num_rows() => Some(batch),
+            _ => Some(filter_record_batch(&batch, &new)?),
+        })
     }
 
     /// Concatenates `table`'s batches since its last concatenation once there are
@@ -248,6 +286,84 @@ mod tests {
     use datafusion::arrow::array::StringArray;
 
     use super::*;
+
+    /// Each row's (resource_id, time) in `batches`.
+    fn resource_times(batches: &[RecordBatch]) -> Vec<(u64, i64)> {
+        batches
+            .iter()
+            .flat_map(|batch| {
+                let id = batch.column_by_name("resource_id").unwrap();
+                let time = batch.column_by_name("time").unwrap();
+                let (id, time) = (
+                    id.as_primitive::<UInt64Type>(),
+                    time.as_primitive::<TimestampNanosecondType>(),
+                );
+                (0..batch.num_rows())
+                    .map(|row| (id.value(row), time.value(row)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_segment_holds_each_resource_once_a_day() {
+        const DAY: i64 = 86_400_000_000_000;
+        // 2025-12-05T00:00:00Z and a second after, on two days.
+        const MIDNIGHT: i64 = 20_427 * DAY;
+        const SECOND: i64 = 1_000_000_000;
+        let mut buffer = TableBuffer::default();
+        let mut tracker = DeltaTracker::new();
+        let alice: &[(&str, &str)] = &[("user.email", "alice@example.com")];
+        let bob: &[(&str, &str)] = &[("user.email", "bob@example.com")];
+        let exports = [
+            (alice, MIDNIGHT + SECOND),
+            (alice, MIDNIGHT + 2 * SECOND),
+            (bob, MIDNIGHT + 3 * SECOND),
+            (alice, MIDNIGHT + DAY + SECOND),
+            (bob, MIDNIGHT + 4 * SECOND),
+            (alice, MIDNIGHT + DAY + 2 * SECOND),
+        ];
+        // Past CONCAT_AFTER, so that concatenated batches are checked too.
+        for _ in 0..CONCAT_AFTER {
+            for (resource, time) in exports {
+                let decoded = decode_client_export(resource, time, &["a record"]);
+                buffer.add_decoded(decoded, &mut tracker, None).unwrap();
+            }
+        }
+        let resources = resource_times(&buffer.tables[&Table::Resources]);
+        let ids: Vec<u64> = resources.iter().map(|(id, _)| *id).collect();
+        assert_eq!(
+            ids.len(),
+            3,
+            "alice twice (two days), bob once: {resources:?}"
+        );
+        assert_eq!(ids[0], ids[2], "alice's on both days");
+        assert_ne!(ids[0], ids[1], "alice's and bob's apart");
+        let times: Vec<i64> = resources.iter().map(|(_, time)| *time).collect();
+        let first = [SECOND, 3 * SECOND, DAY + SECOND].map(|t| MIDNIGHT + t);
+        assert_eq!(times, first, "each at the first time it came");
+
+        let records = resource_times(&buffer.tables[&Table::LogRecords]);
+        assert_eq!(
+            records.len(),
+            exports.len() * CONCAT_AFTER,
+            "every record kept"
+        );
+        let day = |time: i64| time.div_euclid(DAY);
+        let named: HashSet<(u64, i64)> = records.iter().map(|&(id, t)| (id, day(t))).collect();
+        let held: HashSet<(u64, i64)> = resources.iter().map(|&(id, t)| (id, day(t))).collect();
+        assert_eq!(
+            named, held,
+            "every record's resource, on its day, and nothing else"
+        );
+        let memory: usize = buffer
+            .tables
+            .values()
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        assert_eq!(buffer.memory, memory, "memory follows the batches held");
+    }
 
     #[test]
     fn small_batches_are_concatenated_in_order_and_take_less_memory() {
