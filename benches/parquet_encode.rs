@@ -1,15 +1,21 @@
-//! Encoding a flush's Parquet files, two ways over the same rows:
+//! Encoding a flush's Parquet files, several ways over the same rows:
 //! - `flush`: [`ParquetSink::flush_properties`], what every flush's files are written with
 //!   (no statistics);
 //! - `rewrite`: [`ParquetSink::rewrite_properties`], what compaction and erasure write the files
-//!   readers keep with (page statistics), the baseline.
+//!   readers keep with (page statistics), the baseline;
+//! - the choices a flush's files could make and do not, each `flush` with one thing changed:
+//!   Snappy or LZ4_RAW instead of zstd (no compression context a column chunk), and no
+//!   dictionaries. Encoded alone, Snappy and LZ4_RAW take about 0.6x the time of `flush`; a
+//!   Kafka catch-up gained nothing measurable from either (`docs/benchmarks.md`), which is
+//!   why they are here and not in [`ParquetSink`].
 //!
 //! The rows are every real export of the Kafka bench's stream (`shared/otlp-samples/`, logs,
 //! metrics and traces), decoded as a Kafka flush holds them: one segment a signal of 36 copies
 //! of its exports in three decoded runs, the size of one partition's segment in
 //! `kafka_throughput` (a flush of its 1,000,008 messages holds about 3,900, over 9 partitions).
+//! (`resources` holds a resource once a run here, once a segment in a flush: a few rows.)
 //! Each table's file is encoded into memory (no disk, no fsync: the encoders' CPU alone),
-//! the two ways in turn, many times, so that a shared machine's swings hit both alike.
+//! every way in turn, many times, so that a shared machine's swings hit them alike.
 //!
 //! `cargo bench -p burnrate --bench parquet_encode`
 
@@ -25,6 +31,7 @@ use burnrate_otlp::{Decoder, MappingConfig, PayloadHint, Table, TableBuilders};
 use burnrate_pricing::PriceTable;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 
 /// Copies of a signal's exports in one partition's segment, and the decoded runs they make.
@@ -68,6 +75,11 @@ fn encode(batches: &[RecordBatch], properties: &WriterProperties) -> usize {
     writer.into_inner().expect("file closes").len()
 }
 
+/// [`ParquetSink::flush_properties`] with one thing changed.
+fn flush_but(change: impl FnOnce(WriterProperties) -> WriterProperties) -> WriterProperties {
+    change(ParquetSink::flush_properties())
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let repeats = if full { 300 } else { 3 };
@@ -75,14 +87,38 @@ fn main() {
     let ways = [
         ("flush", ParquetSink::flush_properties()),
         ("rewrite", ParquetSink::rewrite_properties()),
+        (
+            "flush, Snappy",
+            flush_but(|p| {
+                p.into_builder()
+                    .set_compression(Compression::SNAPPY)
+                    .build()
+            }),
+        ),
+        (
+            "flush, LZ4_RAW",
+            flush_but(|p| {
+                p.into_builder()
+                    .set_compression(Compression::LZ4_RAW)
+                    .build()
+            }),
+        ),
+        (
+            "flush, no dictionaries",
+            flush_but(|p| p.into_builder().set_dictionary_enabled(false).build()),
+        ),
     ];
-    let mut time = [Duration::ZERO; 2];
-    let mut bytes: BTreeMap<&str, [usize; 2]> = BTreeMap::new();
+    const REWRITE: usize = 1;
+    let mut time = vec![Duration::ZERO; ways.len()];
+    let mut bytes: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for _ in 0..repeats {
         for (way, (_, properties)) in ways.iter().enumerate() {
             let started = Instant::now();
             for (table, batches) in &tables {
-                bytes.entry(table.name()).or_default()[way] = encode(batches, properties);
+                let sizes = bytes
+                    .entry(table.name())
+                    .or_insert_with(|| vec![0; ways.len()]);
+                sizes[way] = encode(batches, properties);
             }
             time[way] += started.elapsed();
         }
@@ -96,21 +132,21 @@ fn main() {
         "parquet_encode: {} files of {rows} rows (three partitions' segments, {COPIES} copies each), {repeats} times each way",
         tables.len()
     );
-    for (table, [flush, rewrite]) in &bytes {
-        println!("  {table:14} {flush:8} bytes flushed, {rewrite:8} rewritten");
+    for (table, sizes) in &bytes {
+        println!(
+            "  {table:14} {:8} bytes flushed, {:8} rewritten",
+            sizes[0], sizes[REWRITE]
+        );
     }
     let per_set = |way: usize| time[way].as_secs_f64() * 1e3 / repeats as f64;
     let total = |way: usize| bytes.values().map(|b| b[way]).sum::<usize>();
     for (way, (name, _)) in ways.iter().enumerate() {
         println!(
-            "  {name:8} {:7.2} ms a set of files, {:8} bytes",
+            "  {name:24} {:7.2} ms a set of files, {:8} bytes: {:.2}x the time of rewritten ones, {:.2}x their bytes",
             per_set(way),
-            total(way)
+            total(way),
+            per_set(way) / per_set(REWRITE),
+            total(way) as f64 / total(REWRITE) as f64
         );
     }
-    println!(
-        "  ratio: flush files encode in {:.2}x the time of rewritten ones, at {:.2}x their bytes",
-        per_set(0) / per_set(1),
-        total(0) as f64 / total(1) as f64
-    );
 }
