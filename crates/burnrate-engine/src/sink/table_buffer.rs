@@ -287,6 +287,16 @@ mod tests {
 
     use super::*;
 
+    /// The memory the batches `buffer` holds take.
+    fn held_memory(buffer: &TableBuffer) -> usize {
+        buffer
+            .tables
+            .values()
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum()
+    }
+
     /// Each row's (resource_id, time) in `batches`.
     fn resource_times(batches: &[RecordBatch]) -> Vec<(u64, i64)> {
         batches
@@ -356,13 +366,11 @@ mod tests {
             named, held,
             "every record's resource, on its day, and nothing else"
         );
-        let memory: usize = buffer
-            .tables
-            .values()
-            .flatten()
-            .map(RecordBatch::get_array_memory_size)
-            .sum();
-        assert_eq!(buffer.memory, memory, "memory follows the batches held");
+        assert_eq!(
+            buffer.memory,
+            held_memory(&buffer),
+            "memory follows the batches held"
+        );
     }
 
     #[test]
@@ -395,13 +403,11 @@ mod tests {
             .collect();
         let expected: Vec<String> = (0..exports).map(|i| format!("record {i}")).collect();
         assert_eq!(bodies, expected, "every row, in the order it came");
-        let held: usize = buffer
-            .tables
-            .values()
-            .flatten()
-            .map(RecordBatch::get_array_memory_size)
-            .sum();
-        assert_eq!(buffer.memory, held, "memory follows the batches held");
+        assert_eq!(
+            buffer.memory,
+            held_memory(&buffer),
+            "memory follows the batches held"
+        );
         assert!(
             buffer.memory * 3 < unconcatenated,
             "{} bytes held against {unconcatenated} unconcatenated",
