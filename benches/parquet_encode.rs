@@ -4,7 +4,7 @@
 //! - `rewrite`: [`ParquetSink::rewrite_properties`], what compaction and erasure write the files
 //!   readers keep with (page statistics), the baseline;
 //! - the choices a flush's files could make and do not, each `flush` with one thing changed:
-//!   Snappy or LZ4_RAW instead of zstd (no compression context a column chunk), and no
+//!   Snappy or LZ4_RAW instead of zstd (no zstd context to make for every column chunk), and no
 //!   dictionaries. Encoded alone, Snappy and LZ4_RAW take about 0.6x the time of `flush`; a
 //!   Kafka catch-up gained nothing measurable from either (`docs/benchmarks.md`), which is
 //!   why they are here and not in [`ParquetSink`].
