@@ -34,7 +34,7 @@ pub use delta::{DeltaStats, DeltaTracker};
 pub use payload::{
     DEFAULT_MAX_PAYLOAD_BYTES, Encoding, Export, PayloadHint, Signal, decode_export,
 };
-pub use raw::resource_key;
+pub use raw::{resource_key, utc_day};
 pub use schema::{Table, WINDOW_DIMENSIONS};
 
 /// Re-exported so callers build and inspect exports with the same prost types.

@@ -389,11 +389,17 @@ impl Default for Resources {
 
 const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 
-/// The `resources` row a raw row needs: its resource's id, and the UTC day of its partition
-/// time in days since the epoch (`None` without a time). Two rows of one key hold the same
-/// attributes and land in the same day's files, so one of them is enough.
+/// The UTC day a nanosecond time falls on, in days since the epoch: the day whose `date=`
+/// directory the sink writes a row with this partition time to.
+pub fn utc_day(time_nanos: i64) -> i64 {
+    time_nanos.div_euclid(NANOS_PER_DAY)
+}
+
+/// The `resources` row a raw row needs: its resource's id, and the [`utc_day`] of its
+/// partition time (`None` without a time). Two rows of one key hold the same attributes and
+/// land in the same day's files, so one of them is enough.
 pub fn resource_key(resource_id: u64, time: Option<i64>) -> (u64, Option<i64>) {
-    (resource_id, time.map(|t| t.div_euclid(NANOS_PER_DAY)))
+    (resource_id, time.map(utc_day))
 }
 
 /// Wall time of a span in milliseconds; absent when either end is missing or they are reversed.

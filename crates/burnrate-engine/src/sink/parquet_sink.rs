@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use burnrate_otlp::Table;
+use burnrate_otlp::{Table, utc_day};
 use chrono::DateTime;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
@@ -25,8 +25,6 @@ use crate::sink::table_log::{self, DurableFile, PARTITION_COLUMN};
 
 /// Partition value of rows whose time is unknown or invalid.
 pub const UNKNOWN_DATE: &str = "unknown";
-
-const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 
 #[derive(Clone)]
 pub struct ParquetSink {
@@ -379,9 +377,7 @@ pub fn split_by_day(
         .ok_or_else(|| EngineError::Schema(format!("{time_column} is not a timestamp")))?;
     let mut days: BTreeMap<Option<i64>, Vec<u32>> = BTreeMap::new();
     for i in 0..batch.num_rows() {
-        let day = times
-            .is_valid(i)
-            .then(|| times.value(i).div_euclid(NANOS_PER_DAY));
+        let day = times.is_valid(i).then(|| utc_day(times.value(i)));
         days.entry(day).or_default().push(i as u32);
     }
     if days.len() == 1 {
