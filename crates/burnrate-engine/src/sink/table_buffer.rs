@@ -283,6 +283,7 @@ fn decode_client_export(resource: &[(&str, &str)], time_nanos: i64, bodies: &[&s
 
 #[cfg(test)]
 mod tests {
+    use burnrate_otlp::utc_day;
     use datafusion::arrow::array::StringArray;
 
     use super::*;
@@ -359,9 +360,8 @@ mod tests {
             exports.len() * CONCAT_AFTER,
             "every record kept"
         );
-        let day = |time: i64| time.div_euclid(DAY);
-        let named: HashSet<(u64, i64)> = records.iter().map(|&(id, t)| (id, day(t))).collect();
-        let held: HashSet<(u64, i64)> = resources.iter().map(|&(id, t)| (id, day(t))).collect();
+        let named: HashSet<(u64, i64)> = records.iter().map(|&(id, t)| (id, utc_day(t))).collect();
+        let held: HashSet<(u64, i64)> = resources.iter().map(|&(id, t)| (id, utc_day(t))).collect();
         assert_eq!(
             named, held,
             "every record's resource, on its day, and nothing else"
