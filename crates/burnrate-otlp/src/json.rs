@@ -119,12 +119,52 @@ fn once(seen: &mut u32, field: u32) -> Option<()> {
 }
 
 /// Where the first byte that ends a run of plain characters in a string is: its closing quote,
-/// an escape, a control character. Eight bytes a step (the word tricks of "Bit Twiddling Hacks"),
-/// the tail through [`STRING_STOPS`]: one table lookup a byte was 13% of the decode stage in a
-/// profile of the Kafka bench, half of whose messages are OTLP/JSON; the real JSON exports went
-/// from 1.05× to 1.09× the structs-only baseline (`benches/decode.rs`, paired,
-/// docs/benchmarks.md).
+/// an escape, a control character. Sixteen bytes a step on x86_64 (SSE2, which every x86_64
+/// has), then eight (the word tricks of "Bit Twiddling Hacks"), the tail through
+/// [`STRING_STOPS`]. One table lookup a byte was 13% of the decode stage in a profile of the
+/// Kafka bench, half of whose messages are OTLP/JSON; eight bytes a step took the real JSON
+/// exports from 1.05× to 1.09× the structs-only baseline; sixteen took a string read from 117
+/// to 102 instructions and an export's decoding from 189k to 182k (callgrind;
+/// `benches/decode.rs`, docs/benchmarks.md).
 fn string_stop(bytes: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    let at = {
+        let mut at = 0;
+        while let Some(block) = bytes.get(at..).and_then(<[u8]>::first_chunk::<16>) {
+            let stops = block_stops(block);
+            if stops != 0 {
+                return Some(at + stops.trailing_zeros() as usize);
+            }
+            at += 16;
+        }
+        at
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let at = 0;
+    word_stop(&bytes[at..]).map(|i| at + i)
+}
+
+/// A bit for each byte of `block` that ends a run of plain characters, the first byte lowest.
+#[cfg(target_arch = "x86_64")]
+fn block_stops(block: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of the x86_64 baseline, and the unaligned load reads the 16 bytes
+    // `block` holds.
+    unsafe {
+        let v = _mm_loadu_si128(block.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let escape = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // Unsigned: a byte is a control character where min(byte, 0x1f) is the byte.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, escape), control)) as u32
+    }
+}
+
+/// [`string_stop`] eight bytes a step.
+fn word_stop(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     // A byte of `word - ONES * n & !word & HIGHS` has its high bit set where the word's byte is
@@ -946,7 +986,7 @@ mod tests {
     /// The word-at-a-time scan finds what a table lookup a byte finds, wherever the stop is in
     /// a word and whatever bytes come before and after it.
     #[test]
-    fn the_word_scan_stops_where_the_byte_scan_does() {
+    fn the_block_and_word_scans_stop_where_the_byte_scan_does() {
         let by_byte = |bytes: &[u8]| bytes.iter().position(|b| STRING_STOPS[usize::from(*b)]);
         let plain = [
             b'a', b' ', b'~', 0x7f, 0x80, 0xc3, 0xff, b'!', b'#', b'[', b']', 0x21,
@@ -976,12 +1016,13 @@ mod tests {
                 );
             }
         }
-        // Every byte value, alone at every place in a word.
+        // Every byte value, alone at every place in a block, a word and a tail.
         for value in 0..=255u8 {
-            for at in 0..16 {
-                let mut bytes = vec![b'x'; 16];
+            for at in 0..40 {
+                let mut bytes = vec![b'x'; 40];
                 bytes[at] = value;
                 assert_eq!(string_stop(&bytes), by_byte(&bytes), "{value:#x} at {at}");
+                assert_eq!(word_stop(&bytes), by_byte(&bytes), "{value:#x} at {at}");
             }
         }
     }
