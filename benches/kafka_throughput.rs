@@ -10,10 +10,12 @@
 //! Each side is timed from its first message to its last (for burnrate: to the final commit),
 //! so group joins are not counted against either; the median of three rounds is reported, with
 //! the CPU its process used meanwhile (200% is both cores of this machine), by stage, and for
-//! burnrate the CPU while consuming (first to last message taken in) and its peak RSS. Every
-//! round runs in a process of its own (see [`RoundSpec`]), as a user's burnrate would. A second
-//! burnrate configuration sets librdkafka's own prefetch sizes over burnrate's, so the memory
-//! budget pauses the partitions again and again.
+//! burnrate the CPU while consuming (first to last message taken in) and its peak RSS. The whole
+//! machine's busy time over the same span is printed beside the process's: what the broker and
+//! the kernel took, and what was left idle. Every round runs in a process of its own (see
+//! [`RoundSpec`]), as a user's burnrate would. A second burnrate configuration sets librdkafka's
+//! own prefetch sizes over burnrate's, so the memory budget pauses the partitions again and
+//! again.
 //!
 //! The cost of the Delta logs is measured against burnrate itself: the same pipeline writing
 //! plain Parquet, committed to no log (`table_logs = false`, as burnrate wrote before the logs),
@@ -61,6 +63,9 @@ struct Round {
     /// CPU time of the whole process over `consuming`, as a share of one core: what catching
     /// up uses, the end's idle turn and final flush left out.
     consuming_cpu: f64,
+    /// CPU time the whole machine was busy over `seconds`, every process's (the broker's, the
+    /// kernel's) with this one's, as a share of one core: how much of the machine was left.
+    machine: f64,
     rows: usize,
     /// The pipeline's own account of where time went: flushes, commits, pauses for memory.
     health: Vec<String>,
@@ -77,6 +82,7 @@ impl Round {
         println!("cpu {}", self.cpu);
         println!("consuming {}", self.consuming);
         println!("consuming_cpu {}", self.consuming_cpu);
+        println!("machine {}", self.machine);
         println!("rows {}", self.rows);
         println!("peak_rss {}", self.peak_rss);
         for line in &self.health {
@@ -95,6 +101,7 @@ impl Round {
             cpu: 0.0,
             consuming: 0.0,
             consuming_cpu: 0.0,
+            machine: 0.0,
             rows: 0,
             health: Vec::new(),
             stages: Vec::new(),
@@ -113,6 +120,7 @@ impl Round {
                 "cpu" => round.cpu = number(),
                 "consuming" => round.consuming = number(),
                 "consuming_cpu" => round.consuming_cpu = number(),
+                "machine" => round.machine = number(),
                 "rows" => round.rows = number() as usize,
                 "peak_rss" => round.peak_rss = number() as u64,
                 "health" => round.health.push(value.to_string()),
@@ -313,21 +321,29 @@ fn bare_consumer(broker: &str, group: &str, messages: usize, client: &[(&str, &s
         );
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.unwrap();
-            first.get_or_insert_with(|| (Instant::now(), support::cpu_seconds("self")));
+            first.get_or_insert_with(|| {
+                let now = (Instant::now(), support::cpu_seconds("self"));
+                (now, support::machine_busy_seconds())
+            });
             bytes += message.payload().map_or(0, <[u8]>::len);
             seen += 1;
         }
     }
     std::hint::black_box(bytes);
-    let (seconds, cpu) = first.map_or((0.0, 0.0), |(t, cpu)| {
+    let (seconds, cpu, machine) = first.map_or((0.0, 0.0, 0.0), |((t, cpu), machine)| {
         let seconds = t.elapsed().as_secs_f64();
-        (seconds, (support::cpu_seconds("self") - cpu) / seconds)
+        (
+            seconds,
+            (support::cpu_seconds("self") - cpu) / seconds,
+            (support::machine_busy_seconds() - machine) / seconds,
+        )
     });
     Round {
         seconds,
         cpu,
         consuming: seconds,
         consuming_cpu: cpu,
+        machine,
         rows: 0,
         health: Vec::new(),
         stages: Vec::new(),
@@ -405,10 +421,15 @@ fn burnrate(
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             let first = (Instant::now(), support::cpu_seconds("self"));
+            let machine = support::machine_busy_seconds();
             while watch.messages() < total {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
-            (first, (Instant::now(), support::cpu_seconds("self")))
+            (
+                first,
+                machine,
+                (Instant::now(), support::cpu_seconds("self")),
+            )
         });
         let summary = tokio::time::timeout(STALL, pipeline.run(true, std::future::pending()))
             .await
@@ -420,11 +441,13 @@ fn burnrate(
             })
             .unwrap();
         let ended = (Instant::now(), support::cpu_seconds("self"));
-        let ((first, cpu), (consumed, consumed_cpu)) = first.await.unwrap();
+        let machine_ended = support::machine_busy_seconds();
+        let ((first, cpu), machine, (consumed, consumed_cpu)) = first.await.unwrap();
         let consuming = (consumed - first, consumed_cpu - cpu);
-        Ok((summary, ended.0 - first, ended.1 - cpu, consuming))
+        let machine = machine_ended - machine;
+        Ok((summary, ended.0 - first, ended.1 - cpu, machine, consuming))
     });
-    let (summary, took, cpu, (consuming, consuming_cpu)) = summary?;
+    let (summary, took, cpu, machine, (consuming, consuming_cpu)) = summary?;
     let stages = sampler.stop();
     assert_eq!(summary.messages as usize, messages);
     Ok(Round {
@@ -432,6 +455,7 @@ fn burnrate(
         cpu: cpu / took.as_secs_f64(),
         consuming: consuming.as_secs_f64(),
         consuming_cpu: consuming_cpu / consuming.as_secs_f64(),
+        machine: machine / took.as_secs_f64(),
         rows: summary.written.rows.values().sum(),
         health: health
             .render()
@@ -585,15 +609,17 @@ fn main() {
     let paced: Vec<Round> = paced.into_iter().flatten().collect();
     let refused: Vec<String> = refused.into_iter().filter_map(Result::err).collect();
     let rate = |r: &Round| messages as f64 / r.seconds;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mib = |r: &Round| bytes as f64 / r.seconds / (1 << 20) as f64;
     println!(
         "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x 3 partitions, median of {rounds}"
     );
     println!(
-        "  bare rdkafka consumer, fetch back-off {FETCH_QUEUE_BACKOFF_MS} ms as burnrate: {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU",
+        "  bare rdkafka consumer, fetch back-off {FETCH_QUEUE_BACKOFF_MS} ms as burnrate: {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU (the machine {:.0}% of {cores}00%)",
         rate(&bare),
         mib(&bare),
-        bare.cpu * 100.0
+        bare.cpu * 100.0,
+        bare.machine * 100.0
     );
     println!(
         "  the same, librdkafka's default fetch back-off (1 s): {:>7.0} messages/s {:>4.0}% CPU",
@@ -601,10 +627,11 @@ fn main() {
         bare_defaults.cpu * 100.0
     );
     println!(
-        "  burnrate to Parquet:   {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU {:>10.0} rows/s, peak RSS {:.0} MiB",
+        "  burnrate to Parquet:   {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU (the machine {:.0}% of {cores}00%) {:>10.0} rows/s, peak RSS {:.0} MiB",
         rate(&ours),
         mib(&ours),
         ours.cpu * 100.0,
+        ours.machine * 100.0,
         ours.rows as f64 / ours.seconds,
         ours.peak_rss as f64 / (1 << 20) as f64
     );

@@ -401,6 +401,25 @@ pub fn cpu_seconds(pid: &str) -> f64 {
     stat_cpu_seconds(&stat)
 }
 
+/// CPU time the whole machine has been busy so far, every core's together, in seconds: all of
+/// `/proc/stat`'s first line but idle and iowait, in clock ticks (100 a second).
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal; guest time is inside user already.
+    let busy: f64 = ticks.iter().take(8).sum::<f64>()
+        - ticks.get(3).copied().unwrap_or(0.0)
+        - ticks.get(4).copied().unwrap_or(0.0);
+    busy / 100.0
+}
+
 /// User plus system time from a `stat` line of `/proc`: after the command name (which is in
 /// parentheses), utime and stime are the 12th and 13th fields, in clock ticks (100 a second).
 pub fn stat_cpu_seconds(stat: &str) -> f64 {
