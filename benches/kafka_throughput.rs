@@ -609,13 +609,14 @@ fn main() {
     let paced: Vec<Round> = paced.into_iter().flatten().collect();
     let refused: Vec<String> = refused.into_iter().filter_map(Result::err).collect();
     let rate = |r: &Round| messages as f64 / r.seconds;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // What the machine's busy time is out of: 100% a core.
+    let all_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) * 100;
     let mib = |r: &Round| bytes as f64 / r.seconds / (1 << 20) as f64;
     println!(
         "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x 3 partitions, median of {rounds}"
     );
     println!(
-        "  bare rdkafka consumer, fetch back-off {FETCH_QUEUE_BACKOFF_MS} ms as burnrate: {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU (the machine {:.0}% of {cores}00%)",
+        "  bare rdkafka consumer, fetch back-off {FETCH_QUEUE_BACKOFF_MS} ms as burnrate: {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU (the machine {:.0}% of {all_cores}%)",
         rate(&bare),
         mib(&bare),
         bare.cpu * 100.0,
@@ -627,7 +628,7 @@ fn main() {
         bare_defaults.cpu * 100.0
     );
     println!(
-        "  burnrate to Parquet:   {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU (the machine {:.0}% of {cores}00%) {:>10.0} rows/s, peak RSS {:.0} MiB",
+        "  burnrate to Parquet:   {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU (the machine {:.0}% of {all_cores}%) {:>10.0} rows/s, peak RSS {:.0} MiB",
         rate(&ours),
         mib(&ours),
         ours.cpu * 100.0,

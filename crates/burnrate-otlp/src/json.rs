@@ -983,8 +983,8 @@ fn status<'a>(r: &mut Reader<'a>) -> Option<Status<'a>> {
 mod tests {
     use super::*;
 
-    /// The word-at-a-time scan finds what a table lookup a byte finds, wherever the stop is in
-    /// a word and whatever bytes come before and after it.
+    /// The block-at-a-time and word-at-a-time scans find what a table lookup a byte finds,
+    /// wherever the stop is in a block or a word and whatever bytes come before and after it.
     #[test]
     fn the_block_and_word_scans_stop_where_the_byte_scan_does() {
         let by_byte = |bytes: &[u8]| bytes.iter().position(|b| STRING_STOPS[usize::from(*b)]);
