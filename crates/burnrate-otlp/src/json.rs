@@ -327,6 +327,22 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// At `from`: `head`, a string with no escape, then `tail`, which begins with the string's
+    /// closing quote. The string, and where `tail` ends; `None` for anything else.
+    fn plain_string_between(
+        &self,
+        from: usize,
+        head: &[u8],
+        tail: &[u8],
+    ) -> Option<(&'a str, usize)> {
+        self.bytes.get(from..)?.starts_with(head).then_some(())?;
+        let start = from + head.len();
+        let end = start + string_stop(self.bytes.get(start..)?)?;
+        self.bytes.get(end..)?.starts_with(tail).then_some(())?;
+        // Both ends are ASCII quotes, so the slice falls on character boundaries.
+        Some((self.text.get(start..end)?, end + tail.len()))
+    }
+
     /// The rest of a string with escapes from `start` (just after its opening quote),
     /// unescaped by `serde_json` into the arena.
     fn escaped(&mut self, start: usize) -> Option<&'a str> {
@@ -506,6 +522,27 @@ impl<'a> Reader<'a> {
 }
 
 fn key_value<'a>(r: &mut Reader<'a>, kv: &mut KeyValue<'a>) -> Option<()> {
+    // Exporters write `{"key":"…","value":…}`, so the key and the value's field name are taken
+    // in one go when they are spelled so; anything else is read field by field from the start.
+    r.whitespace();
+    let from = r.at;
+    if r.depth < MAX_DEPTH
+        && let Some((key, value_at)) =
+            r.plain_string_between(from, br#"{"key":""#, br#"","value":"#)
+    {
+        r.at = value_at;
+        r.depth += 1;
+        // What fails here fails field by field too: the same bytes, read the same way.
+        let value = if r.null()? { None } else { Some(any_value(r)?) };
+        r.depth -= 1;
+        if r.bytes.get(r.at) == Some(&b'}') {
+            r.at += 1;
+            kv.key = key;
+            kv.value = value;
+            return Some(());
+        }
+        r.at = from;
+    }
     let (mut seen, mut key) = (0, None);
     r.object(|r, field| match field {
         "key" => {
@@ -535,6 +572,16 @@ fn key_value<'a>(r: &mut Reader<'a>, kv: &mut KeyValue<'a>) -> Option<()> {
 /// An `AnyValue` with at most one of its value fields (serde keeps the last of several, and
 /// skips unknown ones without reading them: both left to it).
 fn any_value<'a>(r: &mut Reader<'a>) -> Option<AnyValue<'a>> {
+    // Four in five values are `{"stringValue":"…"}` as exporters write it: read in one go.
+    r.whitespace();
+    if r.depth < MAX_DEPTH
+        && let Some((text, end)) = r.plain_string_between(r.at, br#"{"stringValue":""#, br#""}"#)
+    {
+        r.at = end;
+        return Some(AnyValue {
+            value: Some(Value::StringValue(text)),
+        });
+    }
     let mut value = None;
     r.object(|r, field| {
         if value.is_some() {

@@ -477,6 +477,22 @@ fn json_edge_cases_are_answered_as_the_reference_answers_them() {
         (attr(r#"{"kvlistValue":{"values":[{"key":"in","value":{"boolValue":true}}]}}"#), true),
         (r#""timeUnixNano":1795536505716000000,"body":null,"traceId":"ABCDEF0123456789ABCDEF0123456789","spanId":"""#.into(), true),
         (r#""timeUnixNano":"1795536505716000000","severityNumber":9,"severityText":"INFO","eventName":"claude_code.api_request","flags":1,"droppedAttributesCount":0,"unknownField":{"a":[1,true,"x"]}"#.into(), true),
+        // Near misses of the attribute and string value read in one go (`{"key":"…","value":`,
+        // `{"stringValue":"…"}`), read field by field instead.
+        (r#""attributes":[{"key":"k","value":{"stringValue":"v"},"keyStrindex":0}]"#.into(), true),
+        (r#""attributes":[{"value":{"stringValue":"v"},"key":"k"}]"#.into(), true),
+        (r#""attributes":[{ "key":"k","value":{ "stringValue":"v" } }]"#.into(), true),
+        (r#""attributes":[{"key":"k","value":{"stringValue":"v"} }]"#.into(), true),
+        (r#""attributes":[{"key":"k\u0041","value":{"stringValue":"v\u0042"}}]"#.into(), true),
+        (r#""attributes":[{"key":"k","value":null},{"key":"","value":{"stringValue":""}}]"#.into(), true),
+        (r#""body":{"stringValue":"b"},"attributes":[{"key":"k","value":{"intValue":"7"}}]"#.into(), true),
+        (r#""attributes":[{"key":"k","value":{"stringValue":"v"},"key":"k2"}]"#.into(), false),
+        (r#""attributes":[{"key":"k","value":{"stringValue":"v"},"value":null}]"#.into(), false),
+        (r#""attributes":[{"key":"k","value":{"stringValue":"v","stringValue":"w"}}]"#.into(), false),
+        (r#""attributes":[{"key":"k","value":{"stringValue":"v","intValue":1}}]"#.into(), false),
+        (r#""attributes":[{"key":"k","value":{"stringValue":null}}]"#.into(), false),
+        ("\"attributes\":[{\"key\":\"k\u{1}\",\"value\":{\"stringValue\":\"v\"}}]".into(), false),
+        ("\"attributes\":[{\"key\":\"k\",\"value\":{\"stringValue\":\"v\u{1f}\"}}]".into(), false),
         // Left to serde: it reads these in its own ways, or fails them.
         (attr(r#"{"intValue":-0}"#), false),
         (attr(r#"{"intValue":1.0}"#), false),
@@ -539,6 +555,36 @@ fn json_edge_cases_are_answered_as_the_reference_answers_them() {
     let arena = bumpalo::Bump::new();
     assert!(json::read(export.as_bytes(), Some(Signal::Logs), &arena).is_none());
     same_answer(&decoder, "deep", export.as_bytes(), Some(Signal::Logs));
+    // The attribute and string value read in one go stop at the same depth as the field by
+    // field read: nestings of every depth around the limit (an `arrayValue` nests three deep, a
+    // `kvlistValue` four), read as written and with spaces that defeat the one-go read.
+    for arrays in (json::MAX_DEPTH as usize / 3 - 7)..=(json::MAX_DEPTH as usize / 3) {
+        let innermost = [r#"{"stringValue":"x"}"#, "null"];
+        for (lists, innermost) in (0..4).flat_map(|l| innermost.map(|value| (l, value))) {
+            let mut value = innermost.to_string();
+            for _ in 0..lists {
+                value =
+                    format!(r#"{{"kvlistValue":{{"values":[{{"key":"k","value":{value}}}]}}}}"#);
+            }
+            for _ in 0..arrays {
+                value = format!(r#"{{"arrayValue":{{"values":[{value}]}}}}"#);
+            }
+            let export = json_record(&attr(&value));
+            let spaced = export
+                .replace(r#"{"key""#, r#"{ "key""#)
+                .replace(r#"{"stringValue""#, r#"{ "stringValue""#);
+            let read = |text: &str| {
+                let arena = bumpalo::Bump::new();
+                json::read(text.as_bytes(), Some(Signal::Logs), &arena).is_some()
+            };
+            assert_eq!(
+                read(&export),
+                read(&spaced),
+                "{arrays} arrays, {lists} lists, {innermost}"
+            );
+            same_answer(&decoder, &export, export.as_bytes(), Some(Signal::Logs));
+        }
+    }
     // Trailing bytes after the export, and an export of another signal.
     for bad in [
         format!("{} x", json_record("")),
