@@ -3,7 +3,7 @@
 //! totals as the files and Kafka paths; protocol errors get the OTLP answers; a SIGKILL after
 //! the 200s loses nothing.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -49,6 +49,29 @@ impl Receiver {
         shell_limits: &[&str],
         env: &[(&str, &str)],
     ) -> Receiver {
+        // A port found free can be taken before the receiver binds it (by a connection another
+        // test opens, say): the receiver then exits, and starts again on other ports.
+        let mut attempt = 1;
+        loop {
+            match Self::spawn(data, config, flags, shell_limits, env) {
+                Ok(receiver) => return receiver,
+                Err(reason) if attempt < 3 && reason.contains("Address already in use") => {
+                    eprintln!("the receiver's ports were taken, starting it again: {reason}");
+                    attempt += 1;
+                }
+                Err(reason) => panic!("the receiver never became ready: {reason}"),
+            }
+        }
+    }
+
+    /// One start on ports found free: the receiver once ready, or why it is not.
+    fn spawn(
+        data: &Path,
+        config: &Path,
+        flags: &[&str],
+        shell_limits: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Receiver, String> {
         let (http, grpc, health) = (free_port(), free_port(), free_port());
         let addr = |port: u16| format!("127.0.0.1:{port}");
         let mut args = vec![
@@ -81,14 +104,33 @@ impl Receiver {
                 .spawn()
                 .unwrap()
         };
-        let receiver = Receiver {
+        let mut receiver = Receiver {
             child,
             http,
             grpc,
             health,
         };
-        receiver.wait_ready("the receiver never became ready");
-        receiver
+        receiver.ready().map(|()| receiver)
+    }
+
+    /// Waits up to 30 s for `/readyz` to answer 200; if it does not, why: the receiver exited
+    /// (its status and what it wrote to stderr), or the time ran out.
+    fn ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.get_health("/readyz").0 != 200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                return Err(format!("it exited ({status}): {stderr}"));
+            }
+            if Instant::now() >= deadline {
+                return Err("/readyz did not answer 200 within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// Waits up to 30 s for `/readyz` to answer 200, failing with `why` after.
