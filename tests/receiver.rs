@@ -133,12 +133,10 @@ impl Receiver {
         Ok(())
     }
 
-    /// Waits up to 30 s for `/readyz` to answer 200, failing with `why` after.
-    pub(crate) fn wait_ready(&self, why: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.get_health("/readyz").0 != 200 {
-            assert!(Instant::now() < deadline, "{why}");
-            std::thread::sleep(Duration::from_millis(50));
+    /// Waits up to 30 s for `/readyz` to answer 200, failing with `why` and the reason after.
+    pub(crate) fn wait_ready(&mut self, why: &str) {
+        if let Err(reason) = self.ready() {
+            panic!("{why}: {reason}");
         }
     }
 
@@ -869,7 +867,7 @@ fn a_receiver_whose_log_cannot_be_written_answers_503_says_why_and_resumes() {
     let data = tmp.path().join("data");
     let config = tmp.path().join("burnrate.toml");
     std::fs::write(&config, "[receiver]\nflush_interval_ms = 200\n").unwrap();
-    let receiver = Receiver::start(&data, &config);
+    let mut receiver = Receiver::start(&data, &config);
     let post = |i: usize| {
         receiver.post(
             "/v1/logs",

@@ -625,7 +625,7 @@ fn a_full_disk_answers_503_stays_up_and_resumes_when_space_returns() {
         tmp.path(),
         "[receiver]\nflush_interval_ms = 300\ndisk_reserve_bytes = 2097152\n",
     );
-    let receiver = Receiver::start(&data, &config);
+    let mut receiver = Receiver::start(&data, &config);
     let post = |i: usize| {
         receiver
             .post(
