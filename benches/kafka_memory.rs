@@ -1,10 +1,11 @@
 //! Peak RSS of `burnrate run --source kafka --drain` (the release binary, with its default
 //! `memory_limit` of 512 MiB) catching up on backlogs of 0.25, 1 and 2 GiB of real Claude Code
-//! exports on 9 partitions (3 topics × 3), from two brokers: Tansu (in memory, on loopback),
-//! and librdkafka's mock cluster (in this process), which, unlike Tansu, keeps to the fetch
-//! sizes the consumer asks for but keeps only the newest 5 MiB (compressed) of each partition,
-//! so of the larger backlogs it holds only part. Each backlog is read from the start by a new
-//! consumer group, so each run catches up on all the broker holds. RSS is the kernel's
+//! exports on 9 partitions (3 topics × 3), each copy of the samples a second later than the one
+//! before and in sessions of its own (`support::stream`), from two brokers: Tansu (in memory,
+//! on loopback), and librdkafka's mock cluster (in this process), which, unlike Tansu, keeps to
+//! the fetch sizes the consumer asks for but keeps only the newest 5 MiB (compressed) of each
+//! partition, so of the larger backlogs it holds only part. Each backlog is read from the start
+//! by a new consumer group, so each run catches up on all the broker holds. RSS is the kernel's
 //! high-water mark of the process's own memory (`VmHWM`, see
 //! `tests/support::wait_with_peak_rss`).
 //!
@@ -17,7 +18,8 @@ mod support;
 use std::time::Instant;
 
 use rdkafka::mocking::MockCluster;
-use support::broker::{Broker, listed_messages, produce_samples};
+use support::broker::{Broker, listed_messages, produce_later_copies};
+use support::stream::COPY_STEP;
 use support::{free_port, sample_exports, spawn_burnrate, wait_with_peak_rss};
 
 const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
@@ -91,7 +93,7 @@ fn main() {
     ];
     let exports = sample_exports();
     let per_copy: usize = exports.iter().map(|e| e.bytes.len()).sum();
-    let (mut bytes, mut messages) = (0usize, 0usize);
+    let (mut bytes, mut messages, mut produced) = (0usize, 0usize, 0usize);
     println!(
         "kafka_memory: burnrate run --source kafka --drain, memory_limit {MEMORY_LIMIT}, 9 partitions"
     );
@@ -102,9 +104,11 @@ fn main() {
     for (i, gib) in backlogs_gib.iter().enumerate() {
         let want = (gib * 1024.0 * MIB) as usize;
         let copies = want.saturating_sub(bytes).div_ceil(per_copy);
+        // Each backlog continues the last: later copies, in sessions of their own.
         for (_, bootstrap) in &brokers {
-            produce_samples(bootstrap, &exports, copies);
+            produce_later_copies(bootstrap, &exports, produced..produced + copies, COPY_STEP);
         }
+        produced += copies;
         messages += copies * exports.len();
         bytes += copies * per_copy;
         for (name, bootstrap) in &brokers {

@@ -6,7 +6,10 @@
 //!
 //! `cargo bench -p burnrate --bench kafka_throughput` (needs `BURNRATE_TANSU`, which
 //! `scripts/test.sh` sets up) streams 1,000,008 messages (the 36 real sample exports × 27,778,
-//! 4.4 GB); under `cargo test` it runs once on a small stream as a smoke test.
+//! 4.4 GB), each copy a second later than the one before and in sessions of its own, so event
+//! time moves on over 7.7 hours as a backlog's does (`support::stream`;
+//! `BURNRATE_BENCH_STREAM=identical` replays the samples as they are); under `cargo test` it
+//! runs once on a small stream as a smoke test.
 //! Each side is timed from its first message to its last (for burnrate: to the final commit),
 //! so group joins are not counted against either; the median of three rounds is reported, with
 //! the CPU its process used meanwhile (200% is both cores of this machine), by stage, and for
@@ -43,6 +46,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use support::broker::Broker;
 use support::sample_exports;
+use support::stream::COPY_STEP;
 
 const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
 const PARTITIONS: i32 = 3;
@@ -466,6 +470,7 @@ fn burnrate(
                     "_count",
                     "burnrate_source_pauses_total",
                     "burnrate_source_paused_seconds_total",
+                    "burnrate_delta_series",
                 ]
                 .iter()
                 .any(|w| l.split_whitespace().next().is_some_and(|m| m.ends_with(w)))
@@ -567,7 +572,18 @@ fn main() {
     let broker = Broker::start();
     broker.create_topics(&TOPICS, PARTITIONS);
     let exports = sample_exports();
-    let messages = broker.produce_samples(&exports, copies);
+    let stream = std::env::var("BURNRATE_BENCH_STREAM").unwrap_or_else(|_| "later".into());
+    let (messages, stream) = match stream.as_str() {
+        "identical" => (
+            broker.produce_samples(&exports, copies),
+            "every copy the samples as they are".to_string(),
+        ),
+        "later" => (
+            broker.produce_later_copies(&exports, 0..copies, COPY_STEP),
+            format!("each copy {COPY_STEP:?} later, in sessions of its own"),
+        ),
+        other => panic!("BURNRATE_BENCH_STREAM={other}: `later` or `identical`"),
+    };
     let bytes: usize = exports.iter().map(|e| e.bytes.len()).sum::<usize>() * copies;
 
     // The baseline gets the fetch back-off burnrate gives itself. With librdkafka's default
@@ -613,7 +629,7 @@ fn main() {
     let all_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) * 100;
     let mib = |r: &Round| bytes as f64 / r.seconds / (1 << 20) as f64;
     println!(
-        "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x 3 partitions, median of {rounds}"
+        "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x 3 partitions, median of {rounds}; {stream}"
     );
     println!(
         "  bare rdkafka consumer, fetch back-off {FETCH_QUEUE_BACKOFF_MS} ms as burnrate: {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU (the machine {:.0}% of {all_cores}%)",

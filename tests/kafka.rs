@@ -902,3 +902,138 @@ fn catching_up_on_a_backlog_larger_than_memory_stays_within_the_memory_limit() {
         "peak RSS {peak_mib:.0} MiB is over the {LIMIT_MIB} MiB memory limit by more than 10%"
     );
 }
+
+/// The benches' stream of later copies (`support::stream`) changes what a later session would
+/// and nothing else: every sample export of both releases, copy 0 byte for byte the export,
+/// copy 5 decoded into the same rows with every time 5 steps later and the session's id its
+/// own wherever it was written (columns and attribute maps).
+#[test]
+fn later_copies_move_every_time_and_the_session_and_nothing_else() {
+    use burnrate_otlp::{Decoder, MappingConfig, PayloadHint};
+    use burnrate_pricing::PriceTable;
+    use datafusion::arrow::array::{Array, ArrayRef, AsArray, MapArray};
+    use datafusion::arrow::datatypes::{DataType, TimestampNanosecondType};
+
+    use crate::support::stream::LaterCopies;
+
+    const STEP: Duration = Duration::from_millis(1_500);
+    const COPY: u64 = 5;
+    let shift = (STEP.as_nanos() * u128::from(COPY)) as i64;
+    let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
+    let strings = |array: &ArrayRef| -> Vec<Option<String>> {
+        array
+            .as_string::<i32>()
+            .iter()
+            .map(|s| s.map(str::to_string))
+            .collect()
+    };
+    let exports = sample_exports().into_iter().chain(sample_exports_2_1_332());
+    for export in exports {
+        let (mut times, mut sessions) = (0, 0);
+        let later = LaterCopies::new(&export);
+        assert_eq!(later.copy(0, STEP), export.bytes, "{}", export.name);
+        let copy = later.copy(COPY, STEP);
+        let original = decoder
+            .decode(&export.bytes, PayloadHint::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", export.name));
+        let moved = decoder
+            .decode(&copy, PayloadHint::default())
+            .unwrap_or_else(|e| panic!("{} copy {COPY}: {e}", export.name));
+        assert_eq!(moved.stats.rows_with_errors, 0, "{}", export.name);
+        assert_eq!(
+            original.batches.len(),
+            moved.batches.len(),
+            "{}",
+            export.name
+        );
+        // The copy's session id, from its rows; every place the original's was holds it.
+        let mut renamed: Option<(String, String)> = None;
+        for ((table, before), (_, after)) in original.batches.iter().zip(&moved.batches) {
+            if let (Some(a), Some(b)) = (
+                before.column_by_name("session_id"),
+                after.column_by_name("session_id"),
+            ) {
+                for (a, b) in strings(a).into_iter().zip(strings(b)) {
+                    if let (Some(a), Some(b)) = (a, b) {
+                        assert_ne!(
+                            a, b,
+                            "{} {table:?}: the session id did not change",
+                            export.name
+                        );
+                        assert_eq!(a.len(), b.len());
+                        renamed = Some((a, b));
+                    }
+                }
+            }
+        }
+        let rename = |s: Option<String>| match (&renamed, s) {
+            (Some((from, to)), Some(s)) => Some(s.replace(from.as_str(), to)),
+            (_, s) => s,
+        };
+        for ((table, before), (_, after)) in original.batches.iter().zip(&moved.batches) {
+            assert_eq!(
+                before.num_rows(),
+                after.num_rows(),
+                "{} {table:?}",
+                export.name
+            );
+            for (field, (a, b)) in before
+                .schema()
+                .fields()
+                .iter()
+                .zip(before.columns().iter().zip(after.columns()))
+            {
+                let at = format!("{} {table:?}.{}", export.name, field.name());
+                match field.data_type() {
+                    DataType::Timestamp(..) => {
+                        let (a, b) = (
+                            a.as_primitive::<TimestampNanosecondType>(),
+                            b.as_primitive::<TimestampNanosecondType>(),
+                        );
+                        for (a, b) in a.iter().zip(b.iter()) {
+                            assert_eq!(a.map(|a| a + shift), b, "{at}");
+                            times += usize::from(a.is_some());
+                        }
+                    }
+                    DataType::Utf8 => {
+                        let b = strings(b);
+                        sessions += strings(a).iter().zip(&b).filter(|(a, b)| a != b).count();
+                        assert_eq!(
+                            strings(a).into_iter().map(rename).collect::<Vec<_>>(),
+                            b,
+                            "{at}"
+                        );
+                    }
+                    DataType::Map(..) => {
+                        let (a, b): (&MapArray, &MapArray) = (a.as_map(), b.as_map());
+                        assert_eq!(a.offsets(), b.offsets(), "{at}");
+                        assert_eq!(strings(a.keys()), strings(b.keys()), "{at}");
+                        let b = strings(b.values());
+                        sessions += strings(a.values())
+                            .iter()
+                            .zip(&b)
+                            .filter(|(a, b)| a != b)
+                            .count();
+                        assert_eq!(
+                            strings(a.values())
+                                .into_iter()
+                                .map(rename)
+                                .collect::<Vec<_>>(),
+                            b,
+                            "{at}"
+                        );
+                    }
+                    // A metric's series is its attributes', the session's among them: a new one.
+                    _ if field.name() == "series_id" => {}
+                    _ => assert_eq!(a.to_data(), b.to_data(), "{at}"),
+                }
+            }
+        }
+        // Every export of the captures has times and names its session.
+        assert!(
+            times > 0 && sessions > 0,
+            "{}: {times} times and {sessions} session ids moved",
+            export.name
+        );
+    }
+}

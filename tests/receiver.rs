@@ -366,6 +366,9 @@ fn http_and_grpc_requests_land_with_the_sample_totals() {
         metrics.contains("burnrate_receiver_requests_total{status=\"too_large\"} 2"),
         "{metrics}"
     );
+    // The captures' two cumulative runs (r04, r12), ten series each: each one's last point is
+    // kept for the next.
+    assert!(metrics.contains("burnrate_delta_series 20\n"), "{metrics}");
     assert!(metrics.contains("burnrate_ready 1"), "{metrics}");
 
     let (status, log) = receiver.stop();

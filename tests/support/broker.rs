@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::ops::Range;
 use std::process::{Child, Command};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+use super::stream::LaterCopies;
 use super::{SampleExport, free_port, wait_for_port};
 
 pub struct Broker {
@@ -86,6 +88,15 @@ impl Broker {
     pub fn produce_samples(&self, exports: &[SampleExport], copies: usize) -> usize {
         produce_samples(&self.address, exports, copies)
     }
+
+    pub fn produce_later_copies(
+        &self,
+        exports: &[SampleExport],
+        copies: Range<usize>,
+        step: Duration,
+    ) -> usize {
+        produce_later_copies(&self.address, exports, copies, step)
+    }
 }
 
 /// Keeps every failed delivery: `flush` succeeds even when the broker refused a message, so
@@ -141,6 +152,31 @@ fn producer(bootstrap: &str, compression: &str) -> BaseProducer<DeliveryCheck> {
 /// each; a Kafka test saw 18 of 1,440 messages never consumed). The messages are all there
 /// from offset 0; only the broker's answer is wrong.
 pub fn produce_samples(bootstrap: &str, exports: &[SampleExport], copies: usize) -> usize {
+    produce_copies(bootstrap, exports, 0..copies, None)
+}
+
+/// [`produce_samples`] for copies `copies` (a stream may be produced in parts), each copy
+/// `step` later than the one before and in sessions of its own ([`LaterCopies`]): a stream
+/// whose event time moves on, as a backlog's does.
+pub fn produce_later_copies(
+    bootstrap: &str,
+    exports: &[SampleExport],
+    copies: Range<usize>,
+    step: Duration,
+) -> usize {
+    produce_copies(bootstrap, exports, copies, Some(step))
+}
+
+fn produce_copies(
+    bootstrap: &str,
+    exports: &[SampleExport],
+    copies: Range<usize>,
+    step: Option<Duration>,
+) -> usize {
+    let later: Vec<LaterCopies> = match step {
+        Some(_) => exports.iter().map(LaterCopies::new).collect(),
+        None => Vec::new(),
+    };
     let producers: Vec<BaseProducer<DeliveryCheck>> = ["gzip", "snappy", "lz4", "zstd"]
         .iter()
         .map(|codec| producer(bootstrap, codec))
@@ -148,7 +184,7 @@ pub fn produce_samples(bootstrap: &str, exports: &[SampleExport], copies: usize)
     let mut partitions: HashMap<String, i32> = HashMap::new();
     let mut started: HashSet<(String, i32)> = HashSet::new();
     let mut produced = 0;
-    for copy in 0..copies {
+    for copy in copies {
         for (i, export) in exports.iter().enumerate() {
             let key = format!("{}-{copy}", export.run);
             let producer = &producers[(copy + i) % producers.len()];
@@ -159,10 +195,14 @@ pub fn produce_samples(bootstrap: &str, exports: &[SampleExport], copies: usize)
             let mut hasher = std::hash::DefaultHasher::new();
             key.hash(&mut hasher);
             let partition = (hasher.finish() % count as u64) as i32;
+            let payload = match step {
+                Some(step) => std::borrow::Cow::Owned(later[i].copy(copy as u64, step)),
+                None => std::borrow::Cow::Borrowed(&export.bytes),
+            };
             let mut record = BaseRecord::to(topic)
                 .key(&key)
                 .partition(partition)
-                .payload(&export.bytes);
+                .payload(payload.as_ref());
             loop {
                 match producer.send(record) {
                     Ok(()) => break,

@@ -8,6 +8,7 @@ pub mod chromium;
 pub mod grpc;
 pub mod pushgateway;
 pub mod s3;
+pub mod stream;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

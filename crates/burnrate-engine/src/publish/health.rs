@@ -69,6 +69,9 @@ pub struct PipelineHealth {
     paused_since: Mutex<Option<Instant>>,
     paused_nanos: AtomicU64,
     dropped_after_revoke: AtomicU64,
+    /// Cumulative series whose last point the cumulative-to-delta state holds: one for each
+    /// series ever seen, so it grows with the sessions a source has read.
+    delta_series: AtomicU64,
     flush: Timing,
     commit: Timing,
 }
@@ -197,6 +200,11 @@ impl PipelineHealth {
         self.memory_in_flight
             .store(in_flight as u64, Ordering::Relaxed);
         self.memory_budget.store(limit as u64, Ordering::Relaxed);
+    }
+
+    /// How many cumulative series the cumulative-to-delta state holds now.
+    pub fn set_delta_series(&self, series: usize) {
+        self.delta_series.store(series as u64, Ordering::Relaxed);
     }
 
     /// The source stopped (or started again) taking input to stay within the memory budget.
@@ -362,6 +370,11 @@ impl PipelineHealth {
             load(&self.memory_in_flight),
             load(&self.memory_budget)
         );
+        let _ = writeln!(
+            out,
+            "# HELP burnrate_delta_series Cumulative metric series the cumulative-to-delta state holds (one per series ever read).\n# TYPE burnrate_delta_series gauge\nburnrate_delta_series {}",
+            load(&self.delta_series)
+        );
         for (name, help, timing) in [
             (
                 "burnrate_sink_flush_seconds",
@@ -503,8 +516,13 @@ mod tests {
         let rows = BTreeMap::from([("api_requests", 4usize)]);
         health.flushed(&rows, 1, 2);
         health.wrote(Duration::from_millis(1500));
+        health.set_delta_series(42);
         let text = health.render();
         assert!(text.contains("burnrate_messages_total 2\n"), "{text}");
+        assert!(
+            text.contains("# TYPE burnrate_delta_series gauge\nburnrate_delta_series 42\n"),
+            "{text}"
+        );
         assert!(text.contains("burnrate_bytes_total 150\n"), "{text}");
         assert!(text.contains("burnrate_dead_letters_total 1\n"), "{text}");
         assert!(text.contains("burnrate_rows_total{table=\"api_requests\"} 4\n"));

@@ -310,6 +310,7 @@ impl FilePipeline {
             segment
                 .buffer
                 .add_decoded(decoded, &mut self.tracker, None)?;
+            self.durable.health().set_delta_series(self.tracker.len());
         }
         for Undecodable { error, bytes, .. } in decoding.undecodable {
             let error = error.to_string();

@@ -863,6 +863,7 @@ impl KafkaPipeline {
             budget: budget.clone(),
             flush_bytes: config.flush_bytes,
             failure: failure.clone(),
+            health: health.clone(),
         });
         let sink = std::thread::Builder::new()
             .name("burnrate-kafka-sink".into())

@@ -23,6 +23,7 @@ use super::{KafkaRunSummary, PartitionKey, window_origin};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::decode::{Pending, Undecodable};
+use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::DeadLetter;
 use crate::sink::table_buffer::TableBuffer;
 use crate::source::durable::DurablePath;
@@ -102,6 +103,8 @@ pub struct SinkSetup {
     /// Where the sink's (or the writer's) first error is left for the consuming task, which
     /// stops on it.
     pub failure: Arc<OnceLock<SinkFailure>>,
+    /// Where the cumulative-to-delta state's size is reported.
+    pub health: Arc<PipelineHealth>,
 }
 
 pub struct KafkaSink {
@@ -110,6 +113,7 @@ pub struct KafkaSink {
     budget: Arc<MemoryBudget>,
     flush_bytes: usize,
     failure: Arc<OnceLock<SinkFailure>>,
+    health: Arc<PipelineHealth>,
     /// The windows' position for each origin once the writer has the flushes handed to it:
     /// the windows are fed by this sink alone, through the writer, in order.
     windows_fed: BTreeMap<String, i64>,
@@ -135,6 +139,7 @@ impl KafkaSink {
             budget: setup.budget,
             flush_bytes: setup.flush_bytes,
             failure: setup.failure,
+            health: setup.health,
             windows_fed: setup.windows_fed,
             tracker: DeltaTracker::new(),
             segments: BTreeMap::new(),
@@ -199,7 +204,10 @@ impl KafkaSink {
                 }
                 let _ = done.send(positions);
             }
-            Step::Tracker(tracker) => self.tracker = tracker,
+            Step::Tracker(tracker) => {
+                self.health.set_delta_series(tracker.len());
+                self.tracker = tracker;
+            }
             Step::Finish {
                 close_windows,
                 done,
@@ -316,6 +324,7 @@ impl KafkaSink {
             segment
                 .buffer
                 .add_decoded(decoded, &mut self.tracker, None)?;
+            self.health.set_delta_series(self.tracker.len());
         }
         for Undecodable { id, error, bytes } in decoding.undecodable {
             let offset = id;

@@ -755,6 +755,7 @@ impl Writer {
             let rows_with_errors = decoded.stats.rows_with_errors;
             let overrides_before = buffer.team_overrides;
             buffer.add_decoded(decoded, &mut self.tracker, frame.team.as_deref())?;
+            self.health.set_delta_series(self.tracker.len());
             self.health
                 .team_overridden(buffer.team_overrides - overrides_before);
             return Ok(Outcome::Accepted { rows_with_errors });
