@@ -80,6 +80,17 @@ pub(crate) fn pipeline(
     data: &std::path::Path,
     health: &std::sync::Arc<PipelineHealth>,
 ) -> KafkaPipeline {
+    pipeline_flushing_every(bootstrap, group, data, health, 100)
+}
+
+/// [`pipeline`] flushing at least every `flush_interval_ms`.
+fn pipeline_flushing_every(
+    bootstrap: &str,
+    group: &str,
+    data: &std::path::Path,
+    health: &std::sync::Arc<PipelineHealth>,
+    flush_interval_ms: u64,
+) -> KafkaPipeline {
     let config = KafkaSourceConfig {
         brokers: bootstrap.to_string(),
         group_id: group.into(),
@@ -87,7 +98,7 @@ pub(crate) fn pipeline(
             .iter()
             .map(|t| KafkaTopic::named(t))
             .collect(),
-        flush_interval_ms: 100,
+        flush_interval_ms,
         ..KafkaSourceConfig::default()
     };
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
@@ -136,6 +147,39 @@ async fn failed_commits_and_a_slow_broker_are_retried_until_committed() {
         .await
         .unwrap();
     assert_eq!(again.messages, 0);
+}
+
+/// A drain whose only commit is its last (a small backlog, read before any flush was due) still
+/// ends committed when the broker refuses that commit twice: the end tries again, where a run
+/// going on would leave it to the next flush (a CI run on 2026-12-05 failed the test above when
+/// its drain made three commits, all refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drains_last_commit_is_retried_when_the_broker_refuses_it() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    for topic in ["otlp_logs", "otlp_metrics", "otlp_spans"] {
+        cluster.create_topic(topic, 2, 1).unwrap();
+    }
+    let produced = produce_samples(&bootstrap, &sample_exports(), 1);
+    cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE; 2],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let health = PipelineHealth::new();
+    let summary = pipeline_flushing_every(&bootstrap, "last", &data, &health, 600_000)
+        .run(true, std::future::pending())
+        .await
+        .expect("the last commit is tried again until it succeeds");
+    assert_eq!(summary.messages, produced as u64);
+    assert_eq!(metric(&health, "burnrate_commit_failures_total"), 2.0);
+    assert_eq!(metric(&health, "burnrate_commit_seconds_count"), 1.0);
+    let again = pipeline(&bootstrap, "last", &data, &PipelineHealth::new())
+        .run(true, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(again.messages, 0, "everything was committed");
 }
 
 /// A group whose committed offsets are gone (expired after `offsets.retention.minutes`, or

@@ -178,6 +178,11 @@ pub struct PartitionEnd {
     pub end: i64,
 }
 
+/// Attempts at a run's last offset commit, the first included, and the wait before the
+/// second (doubling after): up to 1.5 s in all, well within the shutdown grace.
+const FINAL_COMMIT_ATTEMPTS: u32 = 5;
+const FINAL_COMMIT_BACKOFF: Duration = Duration::from_millis(100);
+
 pub(crate) type PartitionKey = (String, i32);
 
 fn kafka(e: rdkafka::error::KafkaError) -> EngineError {
@@ -1196,7 +1201,18 @@ impl KafkaPipeline {
             self.windows = sink.join().ok().flatten();
         }
         let mut summary = finished.map_err(|_| self.sink_stopped())?;
-        commit_offsets(&self.commits, &self.consumer, &self.health)?;
+        // While a run goes on, a failed commit is kept for the next flush's; the end has no
+        // next flush, so it tries again here. A drain of a small backlog makes only a few
+        // commits, and one broker error at the last would otherwise fail the whole run.
+        let mut wait = FINAL_COMMIT_BACKOFF;
+        for attempt in 1..=FINAL_COMMIT_ATTEMPTS {
+            commit_offsets(&self.commits, &self.consumer, &self.health)?;
+            if self.commits.is_empty() || attempt == FINAL_COMMIT_ATTEMPTS {
+                break;
+            }
+            std::thread::sleep(wait);
+            wait *= 2;
+        }
         if !self.commits.is_empty() {
             return Err(EngineError::Kafka(
                 "offsets could not be committed; the data is written and a restart replays it idempotently".into(),
