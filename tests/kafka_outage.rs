@@ -15,17 +15,13 @@ use burnrate_pricing::PriceTable;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_is_waited_out_and_nothing_is_lost() {
-    let cluster = MockCluster::new(1).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
-    for topic in ["otlp_logs", "otlp_metrics", "otlp_spans"] {
-        cluster.create_topic(topic, 2, 1).unwrap();
-    }
     let copies = 2;
-    let produced = produce_samples(&bootstrap, &sample_exports(), copies);
+    let (cluster, bootstrap, produced) = cluster_with_samples(copies);
 
     cluster.broker_down(1).unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -114,14 +110,23 @@ fn pipeline_flushing_every(
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_commits_and_a_slow_broker_are_retried_until_committed() {
+/// A mock cluster holding `copies` copies of the samples on two partitions a topic: it, its
+/// address, and how many messages it holds.
+fn cluster_with_samples(
+    copies: usize,
+) -> (MockCluster<'static, DefaultProducerContext>, String, usize) {
     let cluster = MockCluster::new(1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     for topic in ["otlp_logs", "otlp_metrics", "otlp_spans"] {
         cluster.create_topic(topic, 2, 1).unwrap();
     }
-    let produced = produce_samples(&bootstrap, &sample_exports(), 2);
+    let produced = produce_samples(&bootstrap, &sample_exports(), copies);
+    (cluster, bootstrap, produced)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_commits_and_a_slow_broker_are_retried_until_committed() {
+    let (cluster, bootstrap, produced) = cluster_with_samples(2);
     cluster
         .broker_round_trip_time(1, Duration::from_millis(50))
         .unwrap();
@@ -155,12 +160,7 @@ async fn failed_commits_and_a_slow_broker_are_retried_until_committed() {
 /// its drain made three commits, all refused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drains_last_commit_is_retried_when_the_broker_refuses_it() {
-    let cluster = MockCluster::new(1).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
-    for topic in ["otlp_logs", "otlp_metrics", "otlp_spans"] {
-        cluster.create_topic(topic, 2, 1).unwrap();
-    }
-    let produced = produce_samples(&bootstrap, &sample_exports(), 1);
+    let (cluster, bootstrap, produced) = cluster_with_samples(1);
     cluster.request_errors(
         RDKafkaApiKey::OffsetCommit,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE; 2],
@@ -203,12 +203,8 @@ async fn a_group_that_lost_its_offsets_resumes_from_the_log() {
     let mut produced = 0;
     let mut first = None;
     for round in 0..2 {
-        let cluster = MockCluster::new(1).unwrap();
-        let bootstrap = cluster.bootstrap_servers();
-        for topic in ["otlp_logs", "otlp_metrics", "otlp_spans"] {
-            cluster.create_topic(topic, 2, 1).unwrap();
-        }
-        produced = produce_samples(&bootstrap, &sample_exports(), 2);
+        let (_cluster, bootstrap, held) = cluster_with_samples(2);
+        produced = held;
         let summary = pipeline(&bootstrap, "lost", &data, &PipelineHealth::new())
             .run(true, std::future::pending())
             .await
