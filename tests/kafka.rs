@@ -996,32 +996,17 @@ fn later_copies_move_every_time_and_the_session_and_nothing_else() {
                         }
                     }
                     DataType::Utf8 => {
-                        let b = strings(b);
-                        sessions += strings(a).iter().zip(&b).filter(|(a, b)| a != b).count();
-                        assert_eq!(
-                            strings(a).into_iter().map(rename).collect::<Vec<_>>(),
-                            b,
-                            "{at}"
-                        );
+                        let (a, b) = (strings(a), strings(b));
+                        sessions += a.iter().zip(&b).filter(|(a, b)| a != b).count();
+                        assert_eq!(a.into_iter().map(rename).collect::<Vec<_>>(), b, "{at}");
                     }
                     DataType::Map(..) => {
                         let (a, b): (&MapArray, &MapArray) = (a.as_map(), b.as_map());
                         assert_eq!(a.offsets(), b.offsets(), "{at}");
                         assert_eq!(strings(a.keys()), strings(b.keys()), "{at}");
-                        let b = strings(b.values());
-                        sessions += strings(a.values())
-                            .iter()
-                            .zip(&b)
-                            .filter(|(a, b)| a != b)
-                            .count();
-                        assert_eq!(
-                            strings(a.values())
-                                .into_iter()
-                                .map(rename)
-                                .collect::<Vec<_>>(),
-                            b,
-                            "{at}"
-                        );
+                        let (a, b) = (strings(a.values()), strings(b.values()));
+                        sessions += a.iter().zip(&b).filter(|(a, b)| a != b).count();
+                        assert_eq!(a.into_iter().map(rename).collect::<Vec<_>>(), b, "{at}");
                     }
                     // A metric's series is its attributes', the session's among them: a new one.
                     _ if field.name() == "series_id" => {}
