@@ -471,6 +471,8 @@ fn burnrate(
                     "burnrate_source_pauses_total",
                     "burnrate_source_paused_seconds_total",
                     "burnrate_delta_series",
+                    "burnrate_delta_forgotten_total",
+                    "burnrate_delta_read_back_total",
                 ]
                 .iter()
                 .any(|w| l.split_whitespace().next().is_some_and(|m| m.ends_with(w)))

@@ -190,6 +190,55 @@ fn cumulative_metric_state_survives_a_restart() {
     assert!(num(&m, "min_delta") >= 0.0, "no negative deltas: {m:?}");
 }
 
+/// A cumulative series unseen for longer than `--cumulative-staleness` leaves memory and is
+/// read back from `metric_points` when it comes back: r04's session, quiet while another
+/// session reports two hours later, converts as in a run that keeps every series, and was read
+/// back.
+#[test]
+fn a_cumulative_series_forgotten_and_back_converts_as_if_never_forgotten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for (i, export) in session_away_and_back().iter().enumerate() {
+        std::fs::write(input.join(format!("{i}.pb")), export).unwrap();
+    }
+    let rows = "SELECT metric, type, model, time, value FROM usage_metrics
+                ORDER BY metric, type, model, time, value";
+    let mut runs = Vec::new();
+    for staleness in ["1m", "0s"] {
+        let data = tmp.path().join(format!("data-{staleness}"));
+        let out = burnrate_command(&[
+            "run",
+            "--source",
+            "files",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            data.to_str().unwrap(),
+            "--drain",
+            "--cumulative-staleness",
+            staleness,
+        ])
+        // A segment a file, so each file's points are written before the next is read.
+        .env("BURNRATE__FILES__SEGMENT_FILES", "1")
+        .env("BURNRATE_LOG", "burnrate_engine::stream::delta_state=debug")
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        runs.push((query(&data, rows), stderr(&out), data));
+    }
+    let (forgetting, forgetting_log, data) = &runs[0];
+    let (keeping, keeping_log, _) = &runs[1];
+    assert!(!keeping.is_empty());
+    assert_eq!(forgetting, keeping);
+    assert!(
+        forgetting_log.contains(SESSION_READ_BACK),
+        "{forgetting_log}"
+    );
+    assert!(!keeping_log.contains("read back"), "{keeping_log}");
+    assert_session_away_and_back_totals(data);
+}
+
 /// A Claude Code api_request event as OTLP/JSON with the given extra attributes and times.
 fn api_request_json(time_nanos: &str, extra: &str) -> String {
     format!(

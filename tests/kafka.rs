@@ -137,6 +137,52 @@ fn samples_through_a_real_broker_match_the_readme_totals() {
     assert_pushed_totals(&pushgateway, &data);
 }
 
+/// A cumulative series forgotten across restarts is read back from `metric_points` when it
+/// comes back: r04's session, another two hours later, then r04's again, each drained by a
+/// process of its own with a staleness of a minute. The third starts with only the second
+/// session's series, as their last points are the newest stored.
+#[test]
+fn a_session_forgotten_between_drains_is_read_back_when_it_comes_back() {
+    let broker = Broker::start();
+    broker.create_topics(&["otlp_metrics"], 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut logs = Vec::new();
+    for export in session_away_and_back() {
+        broker.produce_raw("otlp_metrics", &export);
+        let (mut args, _) = kafka_args(&broker, "forgetting", &data, None);
+        args.extend(
+            [
+                "--drain",
+                "--topics",
+                "otlp_metrics",
+                "--cumulative-staleness",
+                "1m",
+            ]
+            .map(String::from),
+        );
+        let out = spawn_burnrate(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[(
+                "BURNRATE_LOG",
+                "warn,burnrate_engine::stream::delta_state=debug",
+            )],
+        )
+        .wait_with_output()
+        .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(summary_messages(&stderr(&out)), 1, "{}", stderr(&out));
+        logs.push(stderr(&out));
+    }
+    assert!(!logs[1].contains("read back"), "{}", logs[1]);
+    assert!(
+        logs[2].contains(SESSION_READ_BACK_AFTER_RESTART),
+        "{}",
+        logs[2]
+    );
+    assert_session_away_and_back_totals(&data);
+}
+
 /// Tansu lists a partition's end as the base offset of its last batch plus one, short of the
 /// batch's other records. A drain reads to the end its fetches report instead: every message,
 /// whether or not a fetch was slow enough to leave a quiet second before the last batch.

@@ -547,3 +547,39 @@ pub fn generated_dataset_with(dir: &Path, spec: &[&str], run_extra: &[&str]) -> 
     assert!(run.status.success(), "{}", stderr(&run));
     data
 }
+
+/// r04's first metric export, another session's copy of it two hours later, then r04's second
+/// metric export: a cumulative session quiet for longer than a short staleness, then back.
+pub fn session_away_and_back() -> Vec<Vec<u8>> {
+    let metrics: Vec<SampleExport> = sample_exports()
+        .into_iter()
+        .filter(|e| e.run == "r04" && e.signal == "metrics")
+        .collect();
+    assert_eq!(metrics.len(), 2, "r04 has two metric exports");
+    let later = stream::LaterCopies::new(&metrics[0]).copy(1, Duration::from_secs(7200));
+    vec![metrics[0].bytes.clone(), later, metrics[1].bytes.clone()]
+}
+
+/// What the log says when r04's session comes back forgotten: the nine series of its second
+/// export that were in its first are looked up and found (the tenth is new, in no filter).
+pub const SESSION_READ_BACK: &str = "forgotten cumulative series read back wanted=9 found=9";
+
+/// The same after a restart in between, which left no filters: the tenth is looked up too.
+pub const SESSION_READ_BACK_AFTER_RESTART: &str =
+    "forgotten cumulative series read back wanted=10 found=9";
+
+/// r04's session adds up to what it reported (as in `cumulative_metric_state_survives_a_restart`),
+/// the later one to less: its first export's totals.
+pub fn assert_session_away_and_back_totals(data: &Path) {
+    let sessions = query(
+        data,
+        "SELECT session_id,
+                sum(value) FILTER (WHERE metric = 'claude_code.cost.usage') AS cost,
+                sum(value) FILTER (WHERE metric = 'claude_code.token.usage' AND type = 'cacheRead') AS cache_read
+         FROM usage_metrics GROUP BY session_id ORDER BY min(time)",
+    );
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert!(close(num(&sessions[0], "cost"), 0.215259), "{sessions:?}");
+    assert_eq!(num(&sessions[0], "cache_read"), 13538.0);
+    assert!(num(&sessions[1], "cost") < num(&sessions[0], "cost"));
+}

@@ -47,7 +47,7 @@ pub use source::kafka::{
 };
 pub use source::receiver::{AuthTokens, OtlpReceiver, ReceiverConfig, ReceiverSummary};
 pub use stream::anomalies::{AnomalyConfig, Budget};
-pub use stream::delta_state::rebuild_delta_tracker;
+pub use stream::delta_state::DEFAULT_STALENESS as DEFAULT_CUMULATIVE_STALENESS;
 pub use stream::totals::PushTotals;
 pub use stream::windows::{WindowProgress, WindowSpec, WindowSql, WindowStage};
 

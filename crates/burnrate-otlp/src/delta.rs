@@ -5,13 +5,22 @@
 //! (the client restarted): the delta is the new total. A point no newer than the last one seen
 //! is a replayed or reordered duplicate and is dropped. No delta is ever negative.
 //!
-//! The state is small (one entry per live series) and can be rebuilt from the raw
-//! `metric_points` table with [`DeltaTracker::observe`]: the engine owns where it comes from.
+//! The state is one entry per live series. A series unseen for a while can be forgotten
+//! ([`DeltaTracker::forget`]) once its last point is written: a point that may belong to a
+//! forgotten series is [`DeltaTracker::unknown`] until its series' last point is read back
+//! from the raw `metric_points` table with [`DeltaTracker::observe`], as after a restart. The
+//! engine owns where that table is and when points are written.
+//!
+//! What was forgotten is remembered in Bloom filters of series ids, about 1.3 bytes a series
+//! against the 33 of an entry, so that the new series of a long session (a first commit, a
+//! new model, hours after the process started) need nothing read back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, AsArray, BooleanArray, Float64Array, PrimitiveArray, RecordBatch, StringArray,
+};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Float64Type, TimestampNanosecondType, UInt64Type};
 use arrow::error::ArrowError;
@@ -21,11 +30,89 @@ struct Last {
     start_time: i64,
     time: i64,
     value: f64,
+    /// The caller's generation when this point was taken: it may be forgotten once that
+    /// generation is written.
+    generation: u64,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct DeltaTracker {
     series: HashMap<u64, Last>,
+    /// Points taken from now on belong to this generation.
+    generation: u64,
+    /// The newest event time seen in any row, in nanoseconds.
+    latest: i64,
+    /// Every forgotten point is older than this (event time, nanoseconds): a series whose
+    /// point starts at or after it cannot have been forgotten.
+    forgotten_before: i64,
+    /// The series forgotten since `remembered_since`, oldest filter first.
+    forgotten: VecDeque<ForgottenSeries>,
+    /// Series forgotten with points older than this are in no filter (dropped, or forgotten
+    /// before a restart): a point starting before it may belong to one.
+    remembered_since: i64,
+}
+
+impl Default for DeltaTracker {
+    fn default() -> Self {
+        DeltaTracker {
+            series: HashMap::new(),
+            generation: 0,
+            latest: i64::MIN,
+            forgotten_before: i64::MIN,
+            forgotten: VecDeque::new(),
+            remembered_since: i64::MIN,
+        }
+    }
+}
+
+/// A Bloom filter of forgotten series ids: 128 KiB for 100,000 series, one in about 150 of
+/// the series it never held taken for one it holds (and read back for nothing).
+#[derive(Debug, Clone)]
+struct ForgottenSeries {
+    bits: Vec<u64>,
+    series: usize,
+    /// The newest last point among them.
+    newest: i64,
+}
+
+const FILTER_BITS: u64 = 1 << 20;
+const FILTER_SERIES: usize = 100_000;
+const FILTER_PROBES: u64 = 7;
+
+impl ForgottenSeries {
+    fn new() -> Self {
+        ForgottenSeries {
+            bits: vec![0; (FILTER_BITS / 64) as usize],
+            series: 0,
+            newest: i64::MIN,
+        }
+    }
+
+    /// The bits of `series_id`: a series id is already a hash, so two of its halves make
+    /// the probes (Kirsch and Mitzenmacher's double hashing).
+    fn probes(series_id: u64) -> impl Iterator<Item = (usize, u64)> {
+        let first = series_id;
+        let second = series_id
+            .rotate_left(32)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            | 1;
+        (0..FILTER_PROBES).map(move |i| {
+            let bit = first.wrapping_add(i.wrapping_mul(second)) % FILTER_BITS;
+            ((bit / 64) as usize, 1 << (bit % 64))
+        })
+    }
+
+    fn insert(&mut self, series_id: u64, time: i64) {
+        for (word, bit) in Self::probes(series_id) {
+            self.bits[word] |= bit;
+        }
+        self.series += 1;
+        self.newest = self.newest.max(time);
+    }
+
+    fn contains(&self, series_id: u64) -> bool {
+        Self::probes(series_id).all(|(word, bit)| self.bits[word] & bit != 0)
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +136,117 @@ impl DeltaTracker {
         self.series.is_empty()
     }
 
-    /// Records a cumulative point already accounted for (rebuilding state after a restart).
+    /// The newest event time seen in any row (nanoseconds), if any.
+    pub fn latest(&self) -> Option<i64> {
+        (self.latest != i64::MIN).then_some(self.latest)
+    }
+
+    /// Points taken from now on belong to `generation` (the caller's count of what it hands
+    /// on to be written; never smaller than the last).
+    pub fn set_generation(&mut self, generation: u64) {
+        self.generation = self.generation.max(generation);
+    }
+
+    /// A tracker that holds only what it is shown and counts every point older than
+    /// `forgotten_before` as possibly forgotten: the state after a restart that read back
+    /// only the points since then.
+    pub fn forgetting_before(forgotten_before: i64) -> Self {
+        DeltaTracker {
+            forgotten_before,
+            remembered_since: forgotten_before,
+            ..Self::default()
+        }
+    }
+
+    /// Forgets the series whose last point is older than `horizon` and belongs to a generation
+    /// no newer than `written` (so it can be read back); returns how many.
+    pub fn forget(&mut self, horizon: i64, written: u64) -> usize {
+        let before = self.series.len();
+        let forgotten = &mut self.forgotten;
+        self.series.retain(|&series_id, last| {
+            let keep = last.time >= horizon || last.generation > written;
+            if !keep {
+                if forgotten
+                    .back()
+                    .is_none_or(|filter| filter.series >= FILTER_SERIES)
+                {
+                    forgotten.push_back(ForgottenSeries::new());
+                }
+                if let Some(filter) = forgotten.back_mut() {
+                    filter.insert(series_id, last.time);
+                }
+            }
+            keep
+        });
+        let forgotten = before - self.series.len();
+        if forgotten > 0 {
+            self.forgotten_before = self.forgotten_before.max(horizon);
+            // A table emptied by most of its entries gives its memory back.
+            if self.series.capacity() > 4 * self.series.len().max(1024) {
+                self.series.shrink_to(2 * self.series.len());
+            }
+        }
+        forgotten
+    }
+
+    /// Drops the filters of series forgotten with points older than `before` (so memory
+    /// stays bounded): a point starting before then that the tracker does not hold is read
+    /// back.
+    pub fn forget_remembered(&mut self, before: i64) {
+        while let Some(oldest) = self.forgotten.front()
+            && oldest.newest < before
+            // The filter being filled stays.
+            && self.forgotten.len() > 1
+        {
+            self.remembered_since = self.remembered_since.max(oldest.newest.saturating_add(1));
+            self.forgotten.pop_front();
+        }
+    }
+
+    /// Bytes the filters of forgotten series take.
+    pub fn remembered_bytes(&self) -> usize {
+        self.forgotten.len() * (FILTER_BITS / 8) as usize
+    }
+
+    /// The series of `batch`'s cumulative points that may have been forgotten, with the
+    /// earliest start time each is wanted from: read their last points back with
+    /// [`DeltaTracker::observe`] before [`DeltaTracker::apply`], which takes any series it does
+    /// not hold as new.
+    pub fn unknown(&self, batch: &RecordBatch) -> Result<Vec<(u64, i64)>, ArrowError> {
+        let columns = UsageColumns::of(batch)?;
+        let mut wanted: HashMap<u64, i64> = HashMap::new();
+        for i in 0..batch.num_rows() {
+            let Some((series_id, point)) = columns.cumulative_point(i, self.generation) else {
+                continue;
+            };
+            // Every forgotten point is older than `forgotten_before`, so a point that starts
+            // at or after it is new, or a reset of whatever was forgotten; the same holds for
+            // `remembered_since` and a series no filter holds.
+            if point.start_time >= self.forgotten_before
+                || self.series.contains_key(&series_id)
+                || (point.start_time >= self.remembered_since
+                    && !self.forgotten.iter().any(|f| f.contains(series_id)))
+            {
+                continue;
+            }
+            wanted
+                .entry(series_id)
+                .and_modify(|start| *start = (*start).min(point.start_time))
+                .or_insert(point.start_time);
+        }
+        let mut wanted: Vec<(u64, i64)> = wanted.into_iter().collect();
+        wanted.sort_unstable();
+        Ok(wanted)
+    }
+
+    /// Records a cumulative point already accounted for (rebuilding state after a restart,
+    /// or reading back a forgotten series).
     pub fn observe(&mut self, series_id: u64, start_time: i64, time: i64, value: f64) {
         let point = Last {
             start_time,
             time,
             value,
+            generation: self.generation,
         };
         self.series
             .entry(series_id)
@@ -70,33 +262,23 @@ impl DeltaTracker {
     /// Rows are taken in time order so that a batch holding several points of one series
     /// converts the same way whatever order they arrived in.
     pub fn apply(&mut self, batch: &RecordBatch) -> Result<(RecordBatch, DeltaStats), ArrowError> {
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| ArrowError::SchemaError(format!("usage_metrics has no {name}")))
-        };
-        let time = column("time")?.as_primitive::<TimestampNanosecondType>();
-        let start = column("start_time")?.as_primitive::<TimestampNanosecondType>();
-        let value = column("value")?.as_primitive::<Float64Type>();
-        let series = column("series_id")?.as_primitive::<UInt64Type>();
-        let temporality = column("temporality")?.as_string::<i32>();
+        let columns = UsageColumns::of(batch)?;
+        let time = columns.time;
+        if let Some(newest) = arrow::compute::max(time) {
+            self.latest = self.latest.max(newest);
+        }
 
         let mut order: Vec<usize> = (0..batch.num_rows()).collect();
         order.sort_by_key(|&i| (time.is_valid(i).then(|| time.value(i)), i));
 
-        let mut values: Vec<Option<f64>> = value.iter().collect();
+        let mut values: Vec<Option<f64>> = columns.value.iter().collect();
         let mut keep = vec![true; batch.num_rows()];
         let mut stats = DeltaStats::default();
         for i in order {
-            if !is_cumulative(temporality, i) || value.is_null(i) || time.is_null(i) {
+            let Some((series_id, point)) = columns.cumulative_point(i, self.generation) else {
                 continue;
-            }
-            let point = Last {
-                start_time: if start.is_valid(i) { start.value(i) } else { 0 },
-                time: time.value(i),
-                value: value.value(i),
             };
-            match self.step(series.value(i), point) {
+            match self.step(series_id, point) {
                 Step::Delta(delta) => {
                     stats.converted += 1;
                     values[i] = Some(delta);
@@ -146,8 +328,49 @@ enum Step {
     Stale,
 }
 
-fn is_cumulative(temporality: &StringArray, i: usize) -> bool {
-    temporality.is_valid(i) && temporality.value(i) == "cumulative"
+/// The columns of a `usage_metrics` batch the conversion reads.
+struct UsageColumns<'a> {
+    time: &'a PrimitiveArray<TimestampNanosecondType>,
+    start: &'a PrimitiveArray<TimestampNanosecondType>,
+    value: &'a PrimitiveArray<Float64Type>,
+    series: &'a PrimitiveArray<UInt64Type>,
+    temporality: &'a StringArray,
+}
+
+impl<'a> UsageColumns<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<Self, ArrowError> {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| ArrowError::SchemaError(format!("usage_metrics has no {name}")))
+        };
+        Ok(UsageColumns {
+            time: column("time")?.as_primitive::<TimestampNanosecondType>(),
+            start: column("start_time")?.as_primitive::<TimestampNanosecondType>(),
+            value: column("value")?.as_primitive::<Float64Type>(),
+            series: column("series_id")?.as_primitive::<UInt64Type>(),
+            temporality: column("temporality")?.as_string::<i32>(),
+        })
+    }
+
+    /// Row `i` as a cumulative point of its series, if it is one with a value and a time.
+    fn cumulative_point(&self, i: usize, generation: u64) -> Option<(u64, Last)> {
+        let cumulative = self.temporality.is_valid(i) && self.temporality.value(i) == "cumulative";
+        if !cumulative || self.value.is_null(i) || self.time.is_null(i) {
+            return None;
+        }
+        let point = Last {
+            start_time: if self.start.is_valid(i) {
+                self.start.value(i)
+            } else {
+                0
+            },
+            time: self.time.value(i),
+            value: self.value.value(i),
+            generation,
+        };
+        Some((self.series.value(i), point))
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +384,7 @@ mod tests {
                 start_time: start,
                 time,
                 value,
+                generation: 0,
             },
         ) {
             Step::Delta(d) | Step::Reset(d) => Some(d),
@@ -195,6 +419,159 @@ mod tests {
             "old start after a new one is stale"
         );
         assert_eq!(step(&mut t, 200, 220, 1.0), Some(0.0));
+    }
+
+    /// A `usage_metrics`-shaped batch of cumulative points (series, start, time, value).
+    fn points(rows: &[(u64, i64, i64, f64)]) -> RecordBatch {
+        use arrow::array::{ArrayRef, TimestampNanosecondArray, UInt64Array};
+        let column = |f: fn(&(u64, i64, i64, f64)) -> i64| {
+            Arc::new(TimestampNanosecondArray::from_iter_values(
+                rows.iter().map(f),
+            )) as ArrayRef
+        };
+        RecordBatch::try_from_iter([
+            (
+                "series_id",
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+            ),
+            ("start_time", column(|r| r.1)),
+            ("time", column(|r| r.2)),
+            (
+                "value",
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            ),
+            (
+                "temporality",
+                Arc::new(StringArray::from(vec!["cumulative"; rows.len()])),
+            ),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn only_written_series_past_the_horizon_are_forgotten() {
+        let mut t = DeltaTracker::new();
+        t.set_generation(1);
+        t.apply(&points(&[(1, 0, 100, 1.0), (2, 0, 200, 1.0)]))
+            .unwrap();
+        t.set_generation(2);
+        t.apply(&points(&[(3, 0, 100, 1.0)])).unwrap();
+        assert_eq!(t.latest(), Some(200));
+
+        // Series 3 is as old as series 1 but its generation is not written yet.
+        assert_eq!(t.forget(150, 1), 1);
+        assert_eq!(t.len(), 2);
+        assert!(t.unknown(&points(&[(2, 0, 300, 2.0)])).unwrap().is_empty());
+        assert!(t.unknown(&points(&[(3, 0, 300, 2.0)])).unwrap().is_empty());
+        // Series 1 started before the horizon: it may have been forgotten.
+        assert_eq!(
+            t.unknown(&points(&[(1, 50, 300, 2.0), (1, 0, 310, 3.0)]))
+                .unwrap(),
+            vec![(1, 0)]
+        );
+        // A series starting at or after the horizon cannot have been; one that was never
+        // forgotten is in no filter, however old its start.
+        assert!(
+            t.unknown(&points(&[(9, 150, 300, 2.0)]))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(t.unknown(&points(&[(9, 0, 300, 2.0)])).unwrap().is_empty());
+        assert_eq!(t.forget(150, 2), 1);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn what_the_filters_no_longer_remember_and_a_restart_are_read_back() {
+        let mut t = DeltaTracker::new();
+        t.apply(&points(&[(1, 0, 100, 1.0)])).unwrap();
+        t.forget(150, 0);
+        t.apply(&points(&[(2, 0, 1_000, 1.0)])).unwrap();
+        t.forget(1_100, 0);
+        assert_eq!(t.remembered_bytes(), 128 << 10);
+        // The filter being filled stays, whatever its age.
+        t.forget_remembered(2_000);
+        assert!(
+            t.unknown(&points(&[(9, 0, 3_000, 1.0)]))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            t.unknown(&points(&[(1, 0, 3_000, 1.0)])).unwrap(),
+            vec![(1, 0)]
+        );
+
+        let mut full = DeltaTracker::new();
+        let many: Vec<_> = (0..FILTER_SERIES as u64 + 1)
+            .map(|id| (id + 10, 0, 100, 1.0))
+            .collect();
+        full.apply(&points(&many)).unwrap();
+        full.forget(150, 0);
+        assert_eq!(full.remembered_bytes(), 2 * (128 << 10));
+        full.forget_remembered(101);
+        assert_eq!(full.remembered_bytes(), 128 << 10);
+        // A point starting before what the filters remember may be anyone's.
+        assert_eq!(
+            full.unknown(&points(&[(9, 100, 3_000, 1.0)])).unwrap(),
+            vec![(9, 100)]
+        );
+        assert!(
+            full.unknown(&points(&[(9, 101, 3_000, 1.0)]))
+                .unwrap()
+                .is_empty()
+        );
+
+        // After a restart nothing before its horizon is remembered.
+        let restarted = DeltaTracker::forgetting_before(500);
+        assert_eq!(
+            restarted.unknown(&points(&[(9, 0, 600, 1.0)])).unwrap(),
+            vec![(9, 0)]
+        );
+        assert!(
+            restarted
+                .unknown(&points(&[(9, 500, 600, 1.0)]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_filters_hold_every_series_they_were_given_and_few_others() {
+        let mut filter = ForgottenSeries::new();
+        let mut id: u64 = 0x853c_49e6_748f_ea9b;
+        let mut next = || {
+            id ^= id << 13;
+            id ^= id >> 7;
+            id ^= id << 17;
+            id & crate::SERIES_ID_MASK
+        };
+        let held: Vec<u64> = (0..FILTER_SERIES).map(|_| next()).collect();
+        for &series in &held {
+            filter.insert(series, 0);
+        }
+        assert!(held.iter().all(|&series| filter.contains(series)));
+        let others = 100_000;
+        let false_positives = (0..others).filter(|_| filter.contains(next())).count();
+        assert!(
+            false_positives < others / 100,
+            "{false_positives} of {others}"
+        );
+    }
+
+    #[test]
+    fn a_series_read_back_converts_as_if_never_forgotten() {
+        let mut t = DeltaTracker::new();
+        t.apply(&points(&[(1, 0, 100, 5.0)])).unwrap();
+        t.forget(150, 0);
+        assert_eq!(
+            t.unknown(&points(&[(1, 0, 200, 8.0)])).unwrap(),
+            vec![(1, 0)]
+        );
+        t.observe(1, 0, 100, 5.0);
+        let (converted, stats) = t.apply(&points(&[(1, 0, 200, 8.0)])).unwrap();
+        let value = converted.column_by_name("value").unwrap();
+        assert_eq!(value.as_primitive::<Float64Type>().value(0), 3.0);
+        assert_eq!(stats.resets, 0);
     }
 
     #[test]

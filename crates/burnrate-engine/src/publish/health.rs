@@ -69,9 +69,13 @@ pub struct PipelineHealth {
     paused_since: Mutex<Option<Instant>>,
     paused_nanos: AtomicU64,
     dropped_after_revoke: AtomicU64,
-    /// Cumulative series whose last point the cumulative-to-delta state holds: one for each
-    /// series ever seen, so it grows with the sessions a source has read.
+    /// Cumulative series whose last point the cumulative-to-delta state holds: those seen
+    /// within `cumulative_staleness_seconds` of event time, or not yet written.
     delta_series: AtomicU64,
+    /// Series the state forgot, and series it looked up in `metric_points` as possibly
+    /// forgotten.
+    delta_forgotten: AtomicU64,
+    delta_read_back: AtomicU64,
     flush: Timing,
     commit: Timing,
 }
@@ -205,6 +209,18 @@ impl PipelineHealth {
     /// How many cumulative series the cumulative-to-delta state holds now.
     pub fn set_delta_series(&self, series: usize) {
         self.delta_series.store(series as u64, Ordering::Relaxed);
+    }
+
+    /// The cumulative-to-delta state forgot `series` series.
+    pub fn delta_forgotten(&self, series: usize) {
+        self.delta_forgotten
+            .fetch_add(series as u64, Ordering::Relaxed);
+    }
+
+    /// `series` series that may have been forgotten were looked up in `metric_points`.
+    pub fn delta_read_back(&self, series: usize) {
+        self.delta_read_back
+            .fetch_add(series as u64, Ordering::Relaxed);
     }
 
     /// The source stopped (or started again) taking input to stay within the memory budget.
@@ -372,8 +388,10 @@ impl PipelineHealth {
         );
         let _ = writeln!(
             out,
-            "# HELP burnrate_delta_series Cumulative metric series the cumulative-to-delta state holds (one per series ever read).\n# TYPE burnrate_delta_series gauge\nburnrate_delta_series {}",
-            load(&self.delta_series)
+            "# HELP burnrate_delta_series Cumulative metric series the cumulative-to-delta state holds (those seen within cumulative_staleness_seconds).\n# TYPE burnrate_delta_series gauge\nburnrate_delta_series {}\n# HELP burnrate_delta_forgotten_total Cumulative series the cumulative-to-delta state forgot, unseen for cumulative_staleness_seconds of event time.\n# TYPE burnrate_delta_forgotten_total counter\nburnrate_delta_forgotten_total {}\n# HELP burnrate_delta_read_back_total Cumulative series looked up in metric_points as possibly forgotten.\n# TYPE burnrate_delta_read_back_total counter\nburnrate_delta_read_back_total {}",
+            load(&self.delta_series),
+            load(&self.delta_forgotten),
+            load(&self.delta_read_back)
         );
         for (name, help, timing) in [
             (
@@ -517,10 +535,15 @@ mod tests {
         health.flushed(&rows, 1, 2);
         health.wrote(Duration::from_millis(1500));
         health.set_delta_series(42);
+        health.delta_forgotten(7);
+        health.delta_forgotten(2);
+        health.delta_read_back(3);
         let text = health.render();
         assert!(text.contains("burnrate_messages_total 2\n"), "{text}");
         assert!(
-            text.contains("# TYPE burnrate_delta_series gauge\nburnrate_delta_series 42\n"),
+            text.contains("# TYPE burnrate_delta_series gauge\nburnrate_delta_series 42\n")
+                && text.contains("burnrate_delta_forgotten_total 9\n")
+                && text.contains("burnrate_delta_read_back_total 3\n"),
             "{text}"
         );
         assert!(text.contains("burnrate_bytes_total 150\n"), "{text}");

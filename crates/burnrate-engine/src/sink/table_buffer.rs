@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
-use burnrate_otlp::{DecodeStats, Decoded, DeltaStats, DeltaTracker, Table, resource_key};
+use burnrate_otlp::{DecodeStats, Decoded, DeltaStats, Table, resource_key};
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{TimestampNanosecondType, UInt64Type};
@@ -12,6 +12,7 @@ use crate::EngineError;
 use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::{DeadLetter, dead_letter_batch};
 use crate::sink::parquet_sink::ParquetSink;
+use crate::stream::delta_state::DeltaState;
 
 /// What the segments a run flushed add up to, whatever source they came from.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -107,12 +108,12 @@ impl TableBuffer {
     }
 
     /// Takes in an export (or a run of exports) from the decode stage, in its order: cumulative
-    /// metrics are converted with `tracker`, which depends on the order points arrive in; every
+    /// metrics are converted with `delta`, which depends on the order points arrive in; every
     /// row is booked to `team` when there is one.
     pub fn add_decoded(
         &mut self,
         mut decoded: Decoded,
-        tracker: &mut DeltaTracker,
+        delta: &mut DeltaState,
         team: Option<&str>,
     ) -> Result<(), EngineError> {
         if let Some(team) = team {
@@ -123,7 +124,7 @@ impl TableBuffer {
         for (table, batch) in decoded.batches {
             let batch = match table {
                 Table::UsageMetrics => {
-                    let (converted, s) = tracker.apply(&batch)?;
+                    let (converted, s) = delta.convert(&batch)?;
                     self.delta.converted += s.converted;
                     self.delta.resets += s.resets;
                     self.delta.stale += s.stale;
@@ -323,7 +324,7 @@ mod tests {
         const MIDNIGHT: i64 = 20_427 * DAY;
         const SECOND: i64 = 1_000_000_000;
         let mut buffer = TableBuffer::default();
-        let mut tracker = DeltaTracker::new();
+        let mut delta = DeltaState::in_memory();
         let alice: &[(&str, &str)] = &[("user.email", "alice@example.com")];
         let bob: &[(&str, &str)] = &[("user.email", "bob@example.com")];
         let exports = [
@@ -338,7 +339,7 @@ mod tests {
         for _ in 0..CONCAT_AFTER {
             for (resource, time) in exports {
                 let decoded = decode_client_export(resource, time, &["a record"]);
-                buffer.add_decoded(decoded, &mut tracker, None).unwrap();
+                buffer.add_decoded(decoded, &mut delta, None).unwrap();
             }
         }
         let resources = resource_times(&buffer.tables[&Table::Resources]);
@@ -376,7 +377,7 @@ mod tests {
     #[test]
     fn small_batches_are_concatenated_in_order_and_take_less_memory() {
         let mut buffer = TableBuffer::default();
-        let mut tracker = DeltaTracker::new();
+        let mut delta = DeltaState::in_memory();
         let mut unconcatenated = 0;
         let exports = 3 * CONCAT_AFTER + 5;
         for i in 0..exports {
@@ -386,7 +387,7 @@ mod tests {
                 .iter()
                 .map(|(_, b)| b.get_array_memory_size())
                 .sum::<usize>();
-            buffer.add_decoded(decoded, &mut tracker, None).unwrap();
+            buffer.add_decoded(decoded, &mut delta, None).unwrap();
         }
         let batches = &buffer.tables[&Table::LogRecords];
         // Three concatenations of CONCAT_AFTER batches, then the 5 since.

@@ -13,9 +13,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use burnrate_otlp::{Decoder, DeltaTracker, Encoding, PayloadHint};
+use burnrate_otlp::{Decoder, Encoding, PayloadHint};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
@@ -29,7 +29,7 @@ use crate::source::durable::{DurablePath, SegmentFlush};
 use crate::source::ledger::{
     FILES_SEGMENT_PREFIX, FileLedger, InputId, STATE_DIR, position_commits,
 };
-use crate::stream::delta_state::rebuild_delta_tracker;
+use crate::stream::delta_state::DeltaState;
 use crate::stream::windows::WindowStage;
 
 /// The files source's origin in the window stage.
@@ -52,6 +52,10 @@ pub struct FileSourceConfig {
     pub max_payload_bytes: usize,
     /// Threads decoding files; 0 means one per core. Default: 0.
     pub decode_threads: usize,
+    /// How long (seconds of event time) a cumulative metric series may go unseen before its
+    /// last point leaves memory; one that comes back later is read back from `metric_points`.
+    /// 0 keeps every series, and memory grows with every session. Default: 3600.
+    pub cumulative_staleness_seconds: u64,
 }
 
 impl Default for FileSourceConfig {
@@ -61,6 +65,7 @@ impl Default for FileSourceConfig {
             segment_files: 2_000,
             max_payload_bytes: burnrate_otlp::DEFAULT_MAX_PAYLOAD_BYTES,
             decode_threads: 0,
+            cumulative_staleness_seconds: 3600,
         }
     }
 }
@@ -171,7 +176,7 @@ pub struct FilePipeline {
     input: PathBuf,
     config: FileSourceConfig,
     ledger: FileLedger,
-    tracker: DeltaTracker,
+    delta: DeltaState,
     /// (path, size, mtime) of files this process already handled, so a watching run does not
     /// re-read and re-hash the whole directory on every pass.
     seen: HashSet<(PathBuf, u64, Option<SystemTime>)>,
@@ -196,7 +201,12 @@ impl FilePipeline {
         }
         std::fs::create_dir_all(output).map_err(|e| EngineError::io(output, e))?;
         let (ledger, orphans_removed) = FileLedger::open(output)?;
-        let tracker = rebuild_delta_tracker(output).await?;
+        let delta = DeltaState::open(
+            output,
+            Duration::from_secs(config.cumulative_staleness_seconds),
+            health.clone(),
+        )
+        .await?;
         let decode = DecodePool::new(decoder, config.decode_threads)
             .map_err(|e| EngineError::Config(format!("starting the decode workers: {e}")))?;
         Ok(FilePipeline {
@@ -205,7 +215,7 @@ impl FilePipeline {
             input: input.to_path_buf(),
             config,
             ledger,
-            tracker,
+            delta,
             seen: HashSet::new(),
             orphans_removed,
             durable: DurablePath::new(
@@ -307,10 +317,7 @@ impl FilePipeline {
             .wait()
             .ok_or_else(|| EngineError::Config("the decode workers stopped".into()))?;
         if let Some(decoded) = decoding.decoded {
-            segment
-                .buffer
-                .add_decoded(decoded, &mut self.tracker, None)?;
-            self.durable.health().set_delta_series(self.tracker.len());
+            segment.buffer.add_decoded(decoded, &mut self.delta, None)?;
         }
         for Undecodable { error, bytes, .. } in decoding.undecodable {
             let error = error.to_string();
@@ -346,6 +353,7 @@ impl FilePipeline {
         // its commit gets the same number and is not windowed twice.
         let intent = self.ledger.intend(&name, &segment.inputs)?;
         let position = i64::try_from(intent.seq()).unwrap_or(i64::MAX);
+        let sealed = self.delta.seal();
         self.durable.flush(&[SegmentFlush {
             name,
             segment: buffer.into_segment()?,
@@ -354,6 +362,7 @@ impl FilePipeline {
             key: (),
             position,
         }])?;
+        sealed.written();
         // A failed commit fails the run: the next one drops the line and reads the inputs again.
         self.durable.commit()?;
         self.ledger.commit(intent)?;

@@ -1,44 +1,298 @@
-//! Rebuilds the cumulative-to-delta state from the committed `metric_points` table, so a
-//! restarted process converts the next cumulative point exactly as the old one would have.
+//! The cumulative-to-delta state of a running source: a [`DeltaTracker`] kept to the series
+//! seen within `cumulative_staleness_seconds` of event time, rebuilt from the written
+//! `metric_points` table after a restart, and a forgotten series read back from that table
+//! when it comes back, so every point converts exactly as with the whole history in memory.
+//!
+//! A series is forgotten only once its last point is written: a source numbers what it hands
+//! on to be written ([`DeltaState::seal`]) and its writer marks that generation written
+//! ([`SealedPoints::written`]). A point of a series not held is looked up only when it starts
+//! before the newest forgotten point and its series is in the filters of forgotten series
+//! (kept for a week of event time), or it starts before what those remember (as after a
+//! restart); every other one is new, or a reset of what was forgotten, so a backlog of new
+//! sessions, and the new series of a long one, read nothing back. (Such a point, when it is a
+//! reset of a forgotten series, converts the same but counts as a new series, not a reset.)
+//!
+//! Must not know: which source feeds it, how rows are buffered or written.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use burnrate_otlp::{DeltaTracker, SERIES_ID_MASK};
-use datafusion::arrow::array::{Array, AsArray};
+use burnrate_otlp::{DeltaStats, DeltaTracker, SERIES_ID_MASK};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, TimestampNanosecondType, UInt64Type};
+use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
 
 use crate::EngineError;
+use crate::publish::health::PipelineHealth;
 use crate::query::catalog::open_dataset;
 
-const LAST_CUMULATIVE_POINTS: &str = "
-    SELECT series_id,
-           last_value(start_time ORDER BY start_time, time) AS start_time,
-           last_value(time ORDER BY start_time, time) AS time,
-           last_value(value ORDER BY start_time, time) AS value
-    FROM metric_points
-    WHERE temporality = 'cumulative' AND kind = 'sum' AND value IS NOT NULL AND time IS NOT NULL
-    GROUP BY series_id";
+/// How long (event time) a cumulative series may go unseen before its last point leaves
+/// memory: an hour, sixty of Claude Code's one-minute exports.
+pub const DEFAULT_STALENESS: Duration = Duration::from_secs(3600);
 
-pub async fn rebuild_delta_tracker(data_dir: &Path) -> Result<DeltaTracker, EngineError> {
-    let mut tracker = DeltaTracker::new();
-    if !data_dir.join("metric_points").is_dir() {
-        return Ok(tracker);
+/// How long (event time) the state remembers which series it forgot, in filters of about 1.3
+/// bytes a series: a point that starts earlier and belongs to no series held is read back.
+const REMEMBERED_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Event times further ahead of this machine's clock do not move the horizon: a client with
+/// a wrong clock must not make the state forget every live series.
+const CLOCK_SKEW: Duration = Duration::from_secs(3600);
+
+const NEWEST_CUMULATIVE_POINT: &str = "
+    SELECT max(time) FROM metric_points WHERE temporality = 'cumulative' AND kind = 'sum'";
+
+pub struct DeltaState {
+    tracker: DeltaTracker,
+    /// The dataset forgotten series are read back from; `None` keeps every series.
+    output: Option<PathBuf>,
+    /// Nanoseconds; 0 keeps every series.
+    staleness: i64,
+    /// The generation points taken now belong to.
+    generation: u64,
+    /// The newest generation its writer marked written.
+    written: Arc<AtomicU64>,
+    /// The horizon of the last look for series to forget.
+    horizon: i64,
+    health: Arc<PipelineHealth>,
+}
+
+/// The points a source hands on to be written, as one generation of the state.
+#[derive(Debug)]
+pub struct SealedPoints {
+    generation: u64,
+    written: Arc<AtomicU64>,
+}
+
+impl SealedPoints {
+    /// Its points are in `metric_points` now: the state may forget their series.
+    pub fn written(&self) {
+        self.written.fetch_max(self.generation, Ordering::Release);
     }
-    let ctx = open_dataset(data_dir).await?;
-    let batches = ctx.sql(LAST_CUMULATIVE_POINTS).await?.collect().await?;
-    for batch in batches {
+}
+
+impl DeltaState {
+    /// The state for the dataset under `output`: the last point of every cumulative series
+    /// seen within `staleness` of the newest stored one (all of them when `staleness` is zero).
+    pub async fn open(
+        output: &Path,
+        staleness: Duration,
+        health: Arc<PipelineHealth>,
+    ) -> Result<Self, EngineError> {
+        let staleness = i64::try_from(staleness.as_nanos()).unwrap_or(i64::MAX);
+        let mut tracker = DeltaTracker::new();
+        if output.join("metric_points").is_dir() {
+            let ctx = open_dataset(output).await?;
+            let since = if staleness > 0 {
+                newest_cumulative_point(&ctx)
+                    .await?
+                    .map(|newest| newest.saturating_sub(staleness))
+            } else {
+                None
+            };
+            if let Some(since) = since {
+                tracker = DeltaTracker::forgetting_before(since);
+            }
+            for (series_id, start_time, time, value) in last_points(&ctx, since, None).await? {
+                tracker.observe(series_id, start_time, time, value);
+            }
+        }
+        health.set_delta_series(tracker.len());
+        let mut state = DeltaState {
+            tracker,
+            output: Some(output.to_path_buf()),
+            staleness,
+            generation: 1,
+            written: Arc::default(),
+            horizon: i64::MIN,
+            health,
+        };
+        state.tracker.set_generation(state.generation);
+        Ok(state)
+    }
+
+    /// A state with no dataset behind it, which keeps every series: for a buffer's tests.
+    pub fn in_memory() -> Self {
+        DeltaState {
+            tracker: DeltaTracker::new(),
+            output: None,
+            staleness: 0,
+            generation: 1,
+            written: Arc::default(),
+            horizon: i64::MIN,
+            health: PipelineHealth::new(),
+        }
+    }
+
+    /// Converts the cumulative rows of a `usage_metrics` batch and drops stale ones, first
+    /// reading back the last point of any forgotten series among them.
+    pub fn convert(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<(RecordBatch, DeltaStats), EngineError> {
+        let unknown = self.tracker.unknown(batch)?;
+        if let (false, Some(output)) = (unknown.is_empty(), &self.output) {
+            let points = read_back(output, &unknown)?;
+            for &(series_id, start_time, time, value) in &points {
+                self.tracker.observe(series_id, start_time, time, value);
+            }
+            tracing::debug!(
+                wanted = unknown.len(),
+                found = points.len(),
+                "forgotten cumulative series read back"
+            );
+            self.health.delta_read_back(unknown.len());
+        }
+        let converted = self.tracker.apply(batch)?;
+        self.health.set_delta_series(self.tracker.len());
+        Ok(converted)
+    }
+
+    /// Closes the generation of the points taken so far, for the writer to mark once they
+    /// are written, and forgets the series unseen for the staleness whose points are written.
+    pub fn seal(&mut self) -> SealedPoints {
+        let sealed = SealedPoints {
+            generation: self.generation,
+            written: self.written.clone(),
+        };
+        self.forget_stale();
+        self.generation += 1;
+        self.tracker.set_generation(self.generation);
+        sealed
+    }
+
+    fn forget_stale(&mut self) {
+        if self.staleness == 0 || self.output.is_none() {
+            return;
+        }
+        let Some(latest) = self.tracker.latest() else {
+            return;
+        };
+        let clock = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|now| i64::try_from((now + CLOCK_SKEW).as_nanos()).ok())
+            .unwrap_or(i64::MAX);
+        let horizon = latest.min(clock).saturating_sub(self.staleness);
+        // Looked at again once the horizon has moved by a sixteenth of the staleness: the
+        // look goes over every series.
+        if horizon < self.horizon.saturating_add(self.staleness / 16) {
+            return;
+        }
+        self.horizon = horizon;
+        let forgotten = self
+            .tracker
+            .forget(horizon, self.written.load(Ordering::Acquire));
+        let remembered = i64::try_from(REMEMBERED_FOR.as_nanos()).unwrap_or(i64::MAX);
+        self.tracker
+            .forget_remembered(horizon.saturating_sub(remembered));
+        if forgotten > 0 {
+            self.health.delta_forgotten(forgotten);
+            self.health.set_delta_series(self.tracker.len());
+        }
+    }
+}
+
+/// The last stored points of the series `wanted` (id, earliest start time wanted), from a
+/// query of its own: the caller is a source's thread, inside or outside the runtime.
+fn read_back(
+    output: &Path,
+    wanted: &[(u64, i64)],
+) -> Result<Vec<(u64, i64, i64, f64)>, EngineError> {
+    if !output.join("metric_points").is_dir() {
+        return Ok(Vec::new());
+    }
+    // A point of the same start is no older than it, and one of an older start is a reset
+    // either way: nothing before the earliest start wanted matters.
+    let since = wanted.iter().map(|&(_, start)| start).min();
+    let ids: Vec<u64> = wanted.iter().map(|&(id, _)| id).collect();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| EngineError::io(output, e))?;
+                runtime.block_on(async {
+                    let ctx = open_dataset(output).await?;
+                    last_points(&ctx, since, Some(&ids)).await
+                })
+            })
+            .join()
+            .map_err(|_| {
+                EngineError::Config("reading back forgotten cumulative series panicked".into())
+            })?
+    })
+}
+
+/// The newest cumulative point's time, if the table holds one.
+async fn newest_cumulative_point(ctx: &SessionContext) -> Result<Option<i64>, EngineError> {
+    let batches = ctx.sql(NEWEST_CUMULATIVE_POINT).await?.collect().await?;
+    Ok(batches.iter().find_map(|batch| {
+        let time = batch.column(0).as_primitive::<TimestampNanosecondType>();
+        (batch.num_rows() > 0 && time.is_valid(0)).then(|| time.value(0))
+    }))
+}
+
+/// The last point (series id, start time, time, value) of each cumulative series with points
+/// at or after `since`, of the series `ids` only if given.
+async fn last_points(
+    ctx: &SessionContext,
+    since: Option<i64>,
+    ids: Option<&[u64]>,
+) -> Result<Vec<(u64, i64, i64, f64)>, EngineError> {
+    let mut wanted = ctx.table("metric_points").await?.filter(
+        col("temporality")
+            .eq(lit("cumulative"))
+            .and(col("kind").eq(lit("sum")))
+            .and(col("value").is_not_null())
+            .and(col("time").is_not_null()),
+    )?;
+    if let Some(since) = since {
+        let since = ScalarValue::TimestampNanosecond(Some(since), Some("UTC".into()));
+        wanted = wanted.filter(col("time").gt_eq(lit(since)))?;
+    }
+    if let Some(ids) = ids {
+        // A series stored before ids had 63 bits has its top bit set on disk.
+        let list = ids
+            .iter()
+            .flat_map(|&id| [lit(id), lit(id | !SERIES_ID_MASK)])
+            .collect();
+        wanted = wanted.filter(col("series_id").in_list(list, false))?;
+    }
+    let mut stream = wanted
+        .select_columns(&["series_id", "start_time", "time", "value"])?
+        .execute_stream()
+        .await?;
+    // Folded as they stream by: only the last point of each series is kept.
+    let mut last: HashMap<u64, (i64, i64, f64)> = HashMap::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
         let series = batch.column(0).as_primitive::<UInt64Type>();
         let start = batch.column(1).as_primitive::<TimestampNanosecondType>();
         let time = batch.column(2).as_primitive::<TimestampNanosecondType>();
         let value = batch.column(3).as_primitive::<Float64Type>();
         for i in 0..batch.num_rows() {
             let start_time = if start.is_valid(i) { start.value(i) } else { 0 };
+            let point = (start_time, time.value(i), value.value(i));
             // A series stored before ids had 63 bits is the same series now.
-            let series_id = series.value(i) & SERIES_ID_MASK;
-            tracker.observe(series_id, start_time, time.value(i), value.value(i));
+            last.entry(series.value(i) & SERIES_ID_MASK)
+                .and_modify(|newest| {
+                    if (point.0, point.1) > (newest.0, newest.1) {
+                        *newest = point;
+                    }
+                })
+                .or_insert(point);
         }
     }
-    Ok(tracker)
+    Ok(last
+        .into_iter()
+        .map(|(series_id, (start_time, time, value))| (series_id, start_time, time, value))
+        .collect())
 }
 
 #[cfg(test)]
@@ -61,8 +315,19 @@ mod tests {
     /// A series whose id has the top bit set, as burnrate stored it before ids had 63 bits.
     const OLD_ID: u64 = 18_397_761_719_065_401_570;
 
-    /// One cumulative sum point, every other column null.
+    /// One cumulative sum point started at `START`, every other column null.
     fn point(schema: &SchemaRef, series_id: u64, time: i64, value: f64) -> RecordBatch {
+        started(schema, series_id, START, time, value)
+    }
+
+    /// One cumulative sum point, every other column null.
+    fn started(
+        schema: &SchemaRef,
+        series_id: u64,
+        start: i64,
+        time: i64,
+        value: f64,
+    ) -> RecordBatch {
         let columns: Vec<ArrayRef> = schema
             .fields()
             .iter()
@@ -72,7 +337,7 @@ mod tests {
                         Arc::new(TimestampNanosecondArray::from(vec![time]).with_timezone("UTC"))
                     }
                     "start_time" => {
-                        Arc::new(TimestampNanosecondArray::from(vec![START]).with_timezone("UTC"))
+                        Arc::new(TimestampNanosecondArray::from(vec![start]).with_timezone("UTC"))
                     }
                     "kind" => Arc::new(StringArray::from(vec!["sum"])),
                     "temporality" => Arc::new(StringArray::from(vec!["cumulative"])),
@@ -122,10 +387,235 @@ mod tests {
         assert_eq!(times.values().to_vec(), vec![START + SECOND; 2]);
 
         // The decoder names the same series OLD_ID with its top bit cleared.
-        let mut tracker = rebuild_delta_tracker(dir.path()).await.unwrap();
+        let mut state = DeltaState::open(dir.path(), DEFAULT_STALENESS, PipelineHealth::new())
+            .await
+            .unwrap();
         let next = point(&schema, OLD_ID & SERIES_ID_MASK, START + 2 * SECOND, 15.0);
-        let (converted, _) = tracker.apply(&next).unwrap();
+        let (converted, _) = state.convert(&next).unwrap();
         let value = converted.column_by_name("value").unwrap();
         assert_eq!(value.as_primitive::<Float64Type>().value(0), 5.0);
+    }
+
+    /// The value of a counter in the health metrics' text.
+    fn counter(health: &PipelineHealth, name: &str) -> u64 {
+        let text = health.render();
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        line[name.len() + 1..].parse().unwrap()
+    }
+
+    /// The batches taken since the last flush, handed on at each flush and written to
+    /// `metric_points` as one file at the next, as a source's writer does on a thread of its
+    /// own: then their generation is marked written.
+    struct Flushes {
+        day: std::path::PathBuf,
+        unwritten: Vec<RecordBatch>,
+        /// The flush handed on and not written yet.
+        writing: Option<(SealedPoints, Vec<RecordBatch>)>,
+        files: usize,
+    }
+
+    impl Flushes {
+        fn new(data: &Path) -> Self {
+            let day = data.join("metric_points").join("date=2026-01-01");
+            std::fs::create_dir_all(&day).unwrap();
+            Flushes {
+                day,
+                unwritten: Vec::new(),
+                writing: None,
+                files: 0,
+            }
+        }
+
+        fn flush(&mut self, state: &mut DeltaState) {
+            let handed = (state.seal(), std::mem::take(&mut self.unwritten));
+            if let Some((sealed, batches)) = self.writing.replace(handed) {
+                self.write(sealed, &batches);
+            }
+        }
+
+        /// Every flush written, as before a restart.
+        fn drain(&mut self, state: &mut DeltaState) {
+            self.flush(state);
+            if let Some((sealed, batches)) = self.writing.take() {
+                self.write(sealed, &batches);
+            }
+        }
+
+        fn write(&mut self, sealed: SealedPoints, batches: &[RecordBatch]) {
+            let schema = Table::MetricPoints.schema();
+            let batch = datafusion::arrow::compute::concat_batches(&schema, batches).unwrap();
+            self.files += 1;
+            write_atomically(
+                &self.day.join(format!("{:04}.parquet", self.files)),
+                stored_schema(&schema),
+                &[to_stored(&batch).unwrap()],
+                Default::default(),
+            )
+            .unwrap();
+            sealed.written();
+        }
+    }
+
+    /// A stream of cumulative points over six series of one session, three of them quiet for
+    /// hours at a time, and three more appearing hours into it, with resets of both kinds and
+    /// late replays, through a state that forgets (and restarts halfway, from what is written)
+    /// and through a tracker that keeps everything: every point converts the same, and
+    /// forgotten series were read back.
+    #[tokio::test]
+    async fn a_state_that_forgets_converts_every_point_as_one_that_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Table::MetricPoints.schema();
+        let health = PipelineHealth::new();
+        let staleness = Duration::from_secs(3600);
+        let mut state = DeltaState::open(dir.path(), staleness, health.clone())
+            .await
+            .unwrap();
+        let mut whole = DeltaTracker::new();
+        let mut flushes = Flushes::new(dir.path());
+        let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |below: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % below
+        };
+        // (start, value, last time) of each series.
+        let mut series = [(START, 0.0, START); 9];
+        let mut clock = START;
+        let mut converted = 0;
+        let mut resets_unseen = 0;
+        let mut revisit: Vec<usize> = Vec::new();
+        let mut restarted = false;
+        for step in 0..800 {
+            clock += next(600) as i64 * SECOND;
+            // Series 3 to 5 report a quarter as often: about every two hours; 6 to 8 only from
+            // step 200 on. Right after the restart, each series reports once, the quiet ones
+            // from before the state's horizon.
+            let id = match revisit.pop() {
+                Some(id) => id,
+                None => match next(9) as usize {
+                    id if (3..6).contains(&id) && next(4) != 0 => continue,
+                    id if id >= 6 && step < 200 => continue,
+                    id => id,
+                },
+            };
+            let (start, value, last) = &mut series[id];
+            let time = match next(20) {
+                0 => {
+                    *start = clock - SECOND;
+                    *value = next(3) as f64;
+                    clock
+                }
+                1 => {
+                    *value = (*value / 2.0).floor();
+                    clock
+                }
+                // A replay of an older point, stale for both.
+                2 => *last - SECOND,
+                _ => {
+                    *value += next(5) as f64;
+                    clock
+                }
+            };
+            *last = (*last).max(time);
+            let batch = started(&schema, id as u64 + 1, *start, time, *value);
+            let (forgetting, forgetting_stats) = state.convert(&batch).unwrap();
+            let (keeping, keeping_stats) = whole.apply(&batch).unwrap();
+            assert_eq!(forgetting, keeping, "step {step}");
+            // A reset of a forgotten series is counted as a new series: the same delta.
+            assert_eq!(
+                (forgetting_stats.converted, forgetting_stats.stale),
+                (keeping_stats.converted, keeping_stats.stale),
+                "step {step}"
+            );
+            assert!(forgetting_stats.resets <= keeping_stats.resets);
+            resets_unseen += keeping_stats.resets - forgetting_stats.resets;
+            converted += keeping_stats.converted;
+            flushes.unwritten.push(batch);
+            // Mostly every few steps; now and then a flush that holds hours.
+            if next(6) == 0 {
+                flushes.flush(&mut state);
+            }
+            if step >= 400 && !restarted {
+                restarted = true;
+                flushes.drain(&mut state);
+                state = DeltaState::open(dir.path(), staleness, health.clone())
+                    .await
+                    .unwrap();
+                revisit = (0..9).collect();
+            }
+        }
+        assert!(converted > 150, "{converted} points converted");
+        assert!(
+            resets_unseen < 5,
+            "{resets_unseen} resets counted as new series"
+        );
+        assert!(counter(&health, "burnrate_delta_forgotten_total") > 10);
+        assert!(counter(&health, "burnrate_delta_read_back_total") > 10);
+    }
+
+    /// The new series of a long session (its start hours before the horizon) are not looked
+    /// up; a series of it that was forgotten is, once, and goes on where it stopped.
+    #[tokio::test]
+    async fn only_a_series_that_was_forgotten_is_looked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Table::MetricPoints.schema();
+        let health = PipelineHealth::new();
+        let mut state = DeltaState::open(dir.path(), Duration::from_secs(60), health.clone())
+            .await
+            .unwrap();
+        let mut flushes = Flushes::new(dir.path());
+        let mut take = |state: &mut DeltaState, series: u64, time: i64, value: f64| {
+            let batch = point(&schema, series, START + time * SECOND, value);
+            let (converted, _) = state.convert(&batch).unwrap();
+            flushes.unwritten.push(batch);
+            flushes.drain(state);
+            let value = converted.column_by_name("value").unwrap();
+            value.as_primitive::<Float64Type>().value(0)
+        };
+        assert_eq!(take(&mut state, 1, 10, 4.0), 4.0);
+        // Series 2 moves event time on: series 1 is forgotten at the next flush.
+        take(&mut state, 2, 7_200, 1.0);
+        take(&mut state, 2, 7_300, 2.0);
+        assert_eq!(counter(&health, "burnrate_delta_forgotten_total"), 1);
+        for new in 3..20 {
+            assert_eq!(take(&mut state, new, 7_400, 5.0), 5.0);
+        }
+        assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 0);
+        assert_eq!(take(&mut state, 1, 7_500, 6.5), 2.5);
+        assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 1);
+    }
+
+    /// A backlog of sessions one second apart, each reporting once: the state holds about a
+    /// staleness' worth of them, and reads nothing back.
+    #[tokio::test]
+    async fn a_backlog_of_new_sessions_keeps_a_staleness_worth_of_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Table::MetricPoints.schema();
+        let health = PipelineHealth::new();
+        let mut state = DeltaState::open(dir.path(), Duration::from_secs(60), health.clone())
+            .await
+            .unwrap();
+        let mut flushes = Flushes::new(dir.path());
+        let mut most = 0;
+        for session in 0..3_000 {
+            let time = START + session * SECOND;
+            let batch = started(&schema, session as u64 + 1, time - 30 * SECOND, time, 1.0);
+            let (converted, _) = state.convert(&batch).unwrap();
+            assert_eq!(converted.num_rows(), 1);
+            flushes.unwritten.push(batch);
+            if session % 50 == 49 {
+                flushes.flush(&mut state);
+            }
+            most = most.max(state.tracker.len());
+        }
+        // 60 s of sessions, the 50 of the generation not yet written when the last look
+        // ran, the 50 taken since, the horizon's step between looks.
+        assert!(most <= 60 + 50 + 50 + 4, "held {most} series at most");
+        assert!(counter(&health, "burnrate_delta_forgotten_total") > 2_700);
+        assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 0);
     }
 }

@@ -99,3 +99,35 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     Ok(Duration::from_secs_f64(seconds))
 }
+
+/// A duration as [`parse_duration`] reads it, or zero (`0`, `0s`): a setting that turns
+/// something off.
+pub(crate) fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    let number = text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    match number.parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => parse_duration(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit_and_zero_only_where_it_turns_something_off() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+        for zero in ["0", "0s", "0ms", "0.0h"] {
+            assert_eq!(parse_duration_or_zero(zero), Ok(Duration::ZERO), "{zero}");
+        }
+        assert_eq!(parse_duration_or_zero("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration_or_zero("-1s").is_err());
+        assert!(parse_duration_or_zero("soon").is_err());
+    }
+}

@@ -88,6 +88,11 @@ pub(crate) struct RunArgs {
     /// Address of /healthz, /readyz and /metrics [default: 127.0.0.1:9464].
     #[arg(long, env = "BURNRATE_HEALTH_LISTEN")]
     health_listen: Option<SocketAddr>,
+    /// How long (event time) a cumulative metric series may go unseen before its last point
+    /// leaves memory, e.g. 1h; 0s keeps every series [default: 1h, or
+    /// cumulative_staleness_seconds from the source's config section].
+    #[arg(long, env = "BURNRATE_CUMULATIVE_STALENESS", value_parser = parse_duration_or_zero)]
+    cumulative_staleness: Option<Duration>,
     /// How long shutdown may take to flush and commit [default: 25s].
     #[arg(long, env = "BURNRATE_SHUTDOWN_GRACE", value_parser = parse_duration)]
     shutdown_grace: Option<Duration>,
@@ -234,6 +239,17 @@ fn apply_run_flags(config: &mut Config, args: &RunArgs) {
     }
     if let Some(limit) = args.memory_limit {
         config.memory_limit = limit;
+    }
+    if let Some(staleness) = args.cumulative_staleness {
+        // Under a second is a second: zero is the setting that keeps every series.
+        let seconds = if staleness.is_zero() {
+            0
+        } else {
+            staleness.as_secs().max(1)
+        };
+        config.files.cumulative_staleness_seconds = seconds;
+        config.kafka.cumulative_staleness_seconds = seconds;
+        config.receiver.cumulative_staleness_seconds = seconds;
     }
     if let Some(grace) = args.shutdown_grace {
         config.shutdown_grace_seconds = grace.as_secs_f64();

@@ -68,7 +68,7 @@ use crate::publish::health::PipelineHealth;
 use crate::sink::parquet_sink::{ParquetSink, remove_segments};
 use crate::sink::table_buffer::FlushTotals;
 use crate::source::durable::DurablePath;
-use crate::stream::delta_state::rebuild_delta_tracker;
+use crate::stream::delta_state::DeltaState;
 use crate::stream::windows::WindowStage;
 
 pub const KAFKA_SEGMENT_PREFIX: &str = "kafka-";
@@ -130,6 +130,10 @@ pub struct KafkaSourceConfig {
     pub max_payload_bytes: usize,
     /// Threads decoding messages; 0 (the default) means one per core.
     pub decode_threads: usize,
+    /// How long (seconds of event time) a cumulative metric series may go unseen before its
+    /// last point leaves memory; one that comes back later is read back from `metric_points`.
+    /// 0 keeps every series, and memory grows with every session. Default: 3600.
+    pub cumulative_staleness_seconds: u64,
 }
 
 impl Default for KafkaSourceConfig {
@@ -154,6 +158,7 @@ impl Default for KafkaSourceConfig {
             flush_bytes: 32 << 20,
             max_payload_bytes: burnrate_otlp::DEFAULT_MAX_PAYLOAD_BYTES,
             decode_threads: 0,
+            cumulative_staleness_seconds: 3600,
         }
     }
 }
@@ -868,7 +873,6 @@ impl KafkaPipeline {
             budget: budget.clone(),
             flush_bytes: config.flush_bytes,
             failure: failure.clone(),
-            health: health.clone(),
         });
         let sink = std::thread::Builder::new()
             .name("burnrate-kafka-sink".into())
@@ -1298,8 +1302,13 @@ impl KafkaPipeline {
         }
         self.orphans_removed += removed as u64;
         if removed > 0 || !self.tracker_loaded {
-            let tracker = rebuild_delta_tracker(&self.output).await?;
-            self.send(Step::Tracker(tracker))?;
+            let delta = DeltaState::open(
+                &self.output,
+                Duration::from_secs(self.config.cumulative_staleness_seconds),
+                self.health.clone(),
+            )
+            .await?;
+            self.send(Step::DeltaState(delta))?;
             self.tracker_loaded = true;
         }
         if self.paused {

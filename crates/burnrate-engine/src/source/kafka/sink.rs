@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
-use burnrate_otlp::DeltaTracker;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::writer::{BufferedSegment, Job, Synced};
@@ -23,10 +22,10 @@ use super::{KafkaRunSummary, PartitionKey, window_origin};
 use crate::EngineError;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::decode::{Pending, Undecodable};
-use crate::publish::health::PipelineHealth;
 use crate::sink::dead_letters::DeadLetter;
 use crate::sink::table_buffer::TableBuffer;
 use crate::source::durable::DurablePath;
+use crate::stream::delta_state::DeltaState;
 use crate::stream::windows::WindowStage;
 
 /// What the consuming task sends the sink, in consumption order.
@@ -52,7 +51,7 @@ pub enum Step {
         done: Sender<Result<BTreeMap<String, i64>, String>>,
     },
     /// The cumulative-metric state rebuilt from disk, for the messages that follow.
-    Tracker(DeltaTracker),
+    DeltaState(DeltaState),
     /// Write everything, close the windows if the input ended, answer with the run's totals,
     /// and stop.
     Finish {
@@ -103,8 +102,6 @@ pub struct SinkSetup {
     /// Where the sink's (or the writer's) first error is left for the consuming task, which
     /// stops on it.
     pub failure: Arc<OnceLock<SinkFailure>>,
-    /// Where the cumulative-to-delta state's size is reported.
-    pub health: Arc<PipelineHealth>,
 }
 
 pub struct KafkaSink {
@@ -113,11 +110,10 @@ pub struct KafkaSink {
     budget: Arc<MemoryBudget>,
     flush_bytes: usize,
     failure: Arc<OnceLock<SinkFailure>>,
-    health: Arc<PipelineHealth>,
     /// The windows' position for each origin once the writer has the flushes handed to it:
     /// the windows are fed by this sink alone, through the writer, in order.
     windows_fed: BTreeMap<String, i64>,
-    tracker: DeltaTracker,
+    delta: DeltaState,
     segments: BTreeMap<PartitionKey, PartitionSegment>,
     /// The buffered rows' memory, held against the budget.
     buffered: Reservation,
@@ -139,9 +135,9 @@ impl KafkaSink {
             budget: setup.budget,
             flush_bytes: setup.flush_bytes,
             failure: setup.failure,
-            health: setup.health,
             windows_fed: setup.windows_fed,
-            tracker: DeltaTracker::new(),
+            // Replaced by the state rebuilt from disk before the first message.
+            delta: DeltaState::in_memory(),
             segments: BTreeMap::new(),
             flush_memory,
             summary: KafkaRunSummary::default(),
@@ -204,10 +200,7 @@ impl KafkaSink {
                 }
                 let _ = done.send(positions);
             }
-            Step::Tracker(tracker) => {
-                self.health.set_delta_series(tracker.len());
-                self.tracker = tracker;
-            }
+            Step::DeltaState(delta) => self.delta = delta,
             Step::Finish {
                 close_windows,
                 done,
@@ -321,10 +314,7 @@ impl KafkaSink {
             });
         segment.last = last;
         if let Some(decoded) = decoding.decoded {
-            segment
-                .buffer
-                .add_decoded(decoded, &mut self.tracker, None)?;
-            self.health.set_delta_series(self.tracker.len());
+            segment.buffer.add_decoded(decoded, &mut self.delta, None)?;
         }
         for Undecodable { id, error, bytes } in decoding.undecodable {
             let offset = id;
@@ -360,6 +350,7 @@ impl KafkaSink {
     /// memory held until the windows have them. Waits only while the writer already holds a
     /// flush besides the one it writes.
     fn flush(&mut self, keys: Option<&[PartitionKey]>) -> Result<(), EngineError> {
+        let everything = keys.is_none();
         let keys: Vec<PartitionKey> = match keys {
             Some(keys) => keys.to_vec(),
             None => self.segments.keys().cloned().collect(),
@@ -386,12 +377,18 @@ impl KafkaSink {
         }
         // Held by the flush now: the rest stays with the segments still buffered.
         self.buffered.resize(self.buffered_size().1);
-        self.send(Job::Flush { segments, held })
-            .map_err(|message| EngineError::Sink {
-                message,
-                // The writer is gone: it failed (and the consuming task reports its error,
-                // retryable or not), or it panicked, which the same input would do again.
-                retryable: false,
-            })
+        // Only a flush of every segment holds every cumulative point taken so far.
+        let sealed = everything.then(|| self.delta.seal());
+        self.send(Job::Flush {
+            segments,
+            held,
+            sealed,
+        })
+        .map_err(|message| EngineError::Sink {
+            message,
+            // The writer is gone: it failed (and the consuming task reports its error,
+            // retryable or not), or it panicked, which the same input would do again.
+            retryable: false,
+        })
     }
 }

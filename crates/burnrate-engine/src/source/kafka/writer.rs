@@ -28,6 +28,7 @@ use crate::EngineError;
 use crate::budget::Reservation;
 use crate::sink::table_buffer::{FlushTotals, TableBuffer};
 use crate::source::durable::{DurablePath, SegmentFlush, SegmentWrites, Settlement};
+use crate::stream::delta_state::SealedPoints;
 use crate::stream::windows::WINDOW_INPUTS;
 
 /// Flushes the writer may hold besides the one it writes: one, so the sink waits (and with it
@@ -57,6 +58,9 @@ pub enum Job {
     Flush {
         segments: Vec<BufferedSegment>,
         held: Reservation,
+        /// The cumulative points taken up to this flush, when it holds all of them: marked
+        /// written once it is.
+        sealed: Option<SealedPoints>,
     },
     /// Answer once every flush sent before is durable, with the windows' positions (origin →
     /// last offset fed).
@@ -128,7 +132,11 @@ impl Writer {
     pub fn run(mut self, jobs: Receiver<Job>) -> DurablePath<PartitionKey> {
         for job in jobs {
             match job {
-                Job::Flush { segments, held } => {
+                Job::Flush {
+                    segments,
+                    held,
+                    sealed,
+                } => {
                     // The windows' thread failed: nothing after it will be committed.
                     if self.failed.is_none()
                         && let Some(failure) = self.failure.get()
@@ -139,6 +147,9 @@ impl Writer {
                         && let Err(error) = self.flush(segments, held)
                     {
                         self.fail(error);
+                    }
+                    if let (None, Some(sealed)) = (&self.failed, sealed) {
+                        sealed.written();
                     }
                 }
                 Job::Sync { done } => match &self.failed {
@@ -320,7 +331,7 @@ fn leave_failure(failure: &OnceLock<SinkFailure>, error: &EngineError, stage: &s
 mod tests {
     use std::path::Path;
 
-    use burnrate_otlp::DeltaTracker;
+    use crate::stream::delta_state::DeltaState;
 
     use super::super::commit::{OffsetCommits, offset_commits};
     use super::*;
@@ -335,10 +346,10 @@ mod tests {
     /// A partition's messages `first..=last`, one log record each.
     fn segment(first: i64, last: i64) -> BufferedSegment {
         let mut buffer = TableBuffer::default();
-        let mut tracker = DeltaTracker::new();
+        let mut delta = DeltaState::in_memory();
         for offset in first..=last {
             let decoded = decoded_log_record(&format!("message {offset}"));
-            buffer.add_decoded(decoded, &mut tracker, None).unwrap();
+            buffer.add_decoded(decoded, &mut delta, None).unwrap();
         }
         BufferedSegment {
             key: (TOPIC.to_string(), 0),
@@ -384,6 +395,7 @@ mod tests {
         Job::Flush {
             segments: vec![segment],
             held,
+            sealed: None,
         }
     }
 

@@ -53,7 +53,7 @@ use burnrate_otlp::proto::collector::metrics::v1::{
 use burnrate_otlp::proto::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
-use burnrate_otlp::{DecodeError, Decoder, DeltaTracker, Encoding, PayloadHint, Signal};
+use burnrate_otlp::{DecodeError, Decoder, Encoding, PayloadHint, Signal};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tower::ServiceExt;
@@ -68,7 +68,7 @@ use crate::sink::table_buffer::{FlushTotals, TableBuffer};
 use crate::source::commit::CommitCoordinator;
 use crate::source::durable::{DurablePath, SegmentFlush};
 use crate::source::ledger::STATE_DIR;
-use crate::stream::delta_state::rebuild_delta_tracker;
+use crate::stream::delta_state::{DeltaState, SealedPoints};
 use crate::stream::windows::WindowStage;
 use connections::{ConnectionLimits, Gate, Protocol};
 use wal::{Wal, WalFrame, list_wals, read_wal, wal_path};
@@ -132,6 +132,10 @@ pub struct ReceiverConfig {
     pub insecure: bool,
     /// Threads decoding requests; 0 means one per core. Default: 0.
     pub decode_threads: usize,
+    /// How long (seconds of event time) a cumulative metric series may go unseen before its
+    /// last point leaves memory; one that comes back later is read back from `metric_points`.
+    /// 0 keeps every series, and memory grows with every session. Default: 3600.
+    pub cumulative_staleness_seconds: u64,
 }
 
 impl Default for ReceiverConfig {
@@ -154,6 +158,7 @@ impl Default for ReceiverConfig {
             disk_reserve_bytes: 64 << 20,
             insecure: false,
             decode_threads: 0,
+            cumulative_staleness_seconds: 3600,
         }
     }
 }
@@ -408,7 +413,12 @@ impl OtlpReceiver {
                 && (temporary || receiver_seq(segment).is_some_and(|seq| pending.contains(&seq)))
         })?;
         let replica = windows.replica().to_string();
-        let tracker = rebuild_delta_tracker(output).await?;
+        let delta = DeltaState::open(
+            output,
+            Duration::from_secs(config.cumulative_staleness_seconds),
+            health.clone(),
+        )
+        .await?;
         let disk = Arc::new(DiskTrouble::default());
         let decode = DecodePool::new(decoder, config.decode_threads).map_err(|e| {
             EngineError::Config(format!("starting the receiver's decode workers: {e}"))
@@ -416,7 +426,7 @@ impl OtlpReceiver {
         let writer = Writer {
             replica,
             decode,
-            tracker,
+            delta,
             health: health.clone(),
             wal_dir: wal_dir.clone(),
             output: output.to_path_buf(),
@@ -689,6 +699,8 @@ fn free_bytes(path: &Path) -> Option<u64> {
 struct FlushJob {
     buffer: TableBuffer,
     seq: u64,
+    /// Its cumulative points, marked written once the segment is.
+    sealed: SealedPoints,
     _memory: Reservation,
 }
 
@@ -697,7 +709,7 @@ struct Writer {
     /// This process's name among replicas: in its segments' names.
     replica: String,
     decode: DecodePool,
-    tracker: DeltaTracker,
+    delta: DeltaState,
     health: Arc<PipelineHealth>,
     wal_dir: PathBuf,
     output: PathBuf,
@@ -754,8 +766,7 @@ impl Writer {
         if let Some(decoded) = decoding.decoded {
             let rows_with_errors = decoded.stats.rows_with_errors;
             let overrides_before = buffer.team_overrides;
-            buffer.add_decoded(decoded, &mut self.tracker, frame.team.as_deref())?;
-            self.health.set_delta_series(self.tracker.len());
+            buffer.add_decoded(decoded, &mut self.delta, frame.team.as_deref())?;
             self.health
                 .team_overridden(buffer.team_overrides - overrides_before);
             return Ok(Outcome::Accepted { rows_with_errors });
@@ -795,6 +806,7 @@ impl Writer {
         let job = FlushJob {
             buffer,
             seq,
+            sealed: self.delta.seal(),
             _memory: memory,
         };
         segments
@@ -959,6 +971,9 @@ impl Writer {
             let job = FlushJob {
                 buffer: std::mem::take(&mut open.buffer),
                 seq: wal.seq(),
+                // A job the flusher cannot take yet comes back, and is sealed again with
+                // what it gathers meanwhile.
+                sealed: self.delta.seal(),
                 _memory: std::mem::replace(&mut open.memory, self.budget.reservation()),
             };
             // At shutdown the last segment waits for the flusher; before, a busy flusher
@@ -1067,6 +1082,7 @@ impl Flusher {
         for job in jobs {
             // The job's memory stays reserved until its rows are written and windowed.
             self.flush(job.seq, job.buffer, stopping)?;
+            job.sealed.written();
         }
         // Open windows stay open in the checkpoint; the next start carries on with them.
         if !self.durable.windows_mut().finish(PUSH_GRACE) {
@@ -1119,7 +1135,7 @@ impl Flusher {
 
 #[cfg(test)]
 mod tests {
-    use burnrate_otlp::DeltaTracker;
+    use crate::stream::delta_state::DeltaState;
     use datafusion::arrow::array::{Array, Int64Array};
 
     use super::*;
@@ -1182,7 +1198,7 @@ mod tests {
         let mut buffer = TableBuffer::default();
         let decoded = decoded_log_record(body);
         buffer
-            .add_decoded(decoded, &mut DeltaTracker::new(), None)
+            .add_decoded(decoded, &mut DeltaState::in_memory(), None)
             .unwrap();
         buffer
     }
