@@ -32,16 +32,23 @@ struct Last {
     value: f64,
     /// The caller's generation when this point was taken: it may be forgotten once that
     /// generation is written.
-    generation: u64,
+    generation: u32,
+    /// Where it came from (a Kafka partition, say): it is forgotten by that origin's clock.
+    origin: u32,
 }
+
+/// The origin of a point read back or rebuilt: forgotten once every origin's clock has passed.
+const ANY_ORIGIN: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
 pub struct DeltaTracker {
     series: HashMap<u64, Last>,
     /// Points taken from now on belong to this generation.
-    generation: u64,
-    /// The newest event time seen in any row, in nanoseconds.
-    latest: i64,
+    generation: u32,
+    /// The newest event time seen in any row of each origin, in nanoseconds: in a catch-up one
+    /// partition runs hours of event time ahead of another, and a series of the one behind is
+    /// not stale for that.
+    latest: HashMap<u32, i64>,
     /// Every forgotten point is older than this (event time, nanoseconds): a series whose
     /// point starts at or after it cannot have been forgotten.
     forgotten_before: i64,
@@ -57,7 +64,7 @@ impl Default for DeltaTracker {
         DeltaTracker {
             series: HashMap::new(),
             generation: 0,
-            latest: i64::MIN,
+            latest: HashMap::new(),
             forgotten_before: i64::MIN,
             forgotten: VecDeque::new(),
             remembered_since: i64::MIN,
@@ -136,14 +143,14 @@ impl DeltaTracker {
         self.series.is_empty()
     }
 
-    /// The newest event time seen in any row (nanoseconds), if any.
-    pub fn latest(&self) -> Option<i64> {
-        (self.latest != i64::MIN).then_some(self.latest)
+    /// The newest event time seen in any row of any origin (nanoseconds), if any.
+    pub fn newest(&self) -> Option<i64> {
+        self.latest.values().copied().max()
     }
 
     /// Points taken from now on belong to `generation` (the caller's count of what it hands
     /// on to be written; never smaller than the last).
-    pub fn set_generation(&mut self, generation: u64) {
+    pub fn set_generation(&mut self, generation: u32) {
         self.generation = self.generation.max(generation);
     }
 
@@ -158,14 +165,30 @@ impl DeltaTracker {
         }
     }
 
-    /// Forgets the series whose last point is older than `horizon` and belongs to a generation
+    /// Forgets the series whose last point is more than `staleness` older than the newest
+    /// point of its origin (or than `ceiling`, if that is earlier) and belongs to a generation
     /// no newer than `written` (so it can be read back); returns how many.
-    pub fn forget(&mut self, horizon: i64, written: u64) -> usize {
+    pub fn forget(&mut self, staleness: i64, ceiling: i64, written: u32) -> usize {
+        let horizons: HashMap<u32, i64> = self
+            .latest
+            .iter()
+            .map(|(&origin, &newest)| (origin, newest.min(ceiling).saturating_sub(staleness)))
+            .collect();
+        let slowest = horizons.values().copied().min();
         let before = self.series.len();
         let forgotten = &mut self.forgotten;
+        let mut forgotten_before = self.forgotten_before;
         self.series.retain(|&series_id, last| {
+            let horizon = match last.origin {
+                ANY_ORIGIN => slowest,
+                origin => horizons.get(&origin).copied(),
+            };
+            let Some(horizon) = horizon else {
+                return true;
+            };
             let keep = last.time >= horizon || last.generation > written;
             if !keep {
+                forgotten_before = forgotten_before.max(horizon);
                 if forgotten
                     .back()
                     .is_none_or(|filter| filter.series >= FILTER_SERIES)
@@ -178,9 +201,9 @@ impl DeltaTracker {
             }
             keep
         });
+        self.forgotten_before = forgotten_before;
         let forgotten = before - self.series.len();
         if forgotten > 0 {
-            self.forgotten_before = self.forgotten_before.max(horizon);
             // A table emptied by most of its entries gives its memory back.
             if self.series.capacity() > 4 * self.series.len().max(1024) {
                 self.series.shrink_to(2 * self.series.len());
@@ -216,7 +239,8 @@ impl DeltaTracker {
         let columns = UsageColumns::of(batch)?;
         let mut wanted: HashMap<u64, i64> = HashMap::new();
         for i in 0..batch.num_rows() {
-            let Some((series_id, point)) = columns.cumulative_point(i, self.generation) else {
+            let Some((series_id, point)) = columns.cumulative_point(i, self.generation, ANY_ORIGIN)
+            else {
                 continue;
             };
             // Every forgotten point is older than `forgotten_before`, so a point that starts
@@ -247,6 +271,7 @@ impl DeltaTracker {
             time,
             value,
             generation: self.generation,
+            origin: ANY_ORIGIN,
         };
         self.series
             .entry(series_id)
@@ -260,12 +285,18 @@ impl DeltaTracker {
 
     /// Converts the cumulative rows of a `usage_metrics` batch in place and drops stale ones.
     /// Rows are taken in time order so that a batch holding several points of one series
-    /// converts the same way whatever order they arrived in.
-    pub fn apply(&mut self, batch: &RecordBatch) -> Result<(RecordBatch, DeltaStats), ArrowError> {
+    /// converts the same way whatever order they arrived in. `origin` is where the batch came
+    /// from (any number the caller keeps for it).
+    pub fn apply(
+        &mut self,
+        batch: &RecordBatch,
+        origin: u32,
+    ) -> Result<(RecordBatch, DeltaStats), ArrowError> {
         let columns = UsageColumns::of(batch)?;
         let time = columns.time;
         if let Some(newest) = arrow::compute::max(time) {
-            self.latest = self.latest.max(newest);
+            let latest = self.latest.entry(origin).or_insert(newest);
+            *latest = (*latest).max(newest);
         }
 
         let mut order: Vec<usize> = (0..batch.num_rows()).collect();
@@ -275,7 +306,8 @@ impl DeltaTracker {
         let mut keep = vec![true; batch.num_rows()];
         let mut stats = DeltaStats::default();
         for i in order {
-            let Some((series_id, point)) = columns.cumulative_point(i, self.generation) else {
+            let Some((series_id, point)) = columns.cumulative_point(i, self.generation, origin)
+            else {
                 continue;
             };
             match self.step(series_id, point) {
@@ -354,7 +386,7 @@ impl<'a> UsageColumns<'a> {
     }
 
     /// Row `i` as a cumulative point of its series, if it is one with a value and a time.
-    fn cumulative_point(&self, i: usize, generation: u64) -> Option<(u64, Last)> {
+    fn cumulative_point(&self, i: usize, generation: u32, origin: u32) -> Option<(u64, Last)> {
         let cumulative = self.temporality.is_valid(i) && self.temporality.value(i) == "cumulative";
         if !cumulative || self.value.is_null(i) || self.time.is_null(i) {
             return None;
@@ -368,6 +400,7 @@ impl<'a> UsageColumns<'a> {
             time: self.time.value(i),
             value: self.value.value(i),
             generation,
+            origin,
         };
         Some((self.series.value(i), point))
     }
@@ -385,6 +418,7 @@ mod tests {
                 time,
                 value,
                 generation: 0,
+                origin: 0,
             },
         ) {
             Step::Delta(d) | Step::Reset(d) => Some(d),
@@ -452,14 +486,14 @@ mod tests {
     fn only_written_series_past_the_horizon_are_forgotten() {
         let mut t = DeltaTracker::new();
         t.set_generation(1);
-        t.apply(&points(&[(1, 0, 100, 1.0), (2, 0, 200, 1.0)]))
+        t.apply(&points(&[(1, 0, 100, 1.0), (2, 0, 200, 1.0)]), 0)
             .unwrap();
         t.set_generation(2);
-        t.apply(&points(&[(3, 0, 100, 1.0)])).unwrap();
-        assert_eq!(t.latest(), Some(200));
+        t.apply(&points(&[(3, 0, 100, 1.0)]), 0).unwrap();
+        assert_eq!(t.newest(), Some(200));
 
         // Series 3 is as old as series 1 but its generation is not written yet.
-        assert_eq!(t.forget(150, 1), 1);
+        assert_eq!(t.forget(50, i64::MAX, 1), 1);
         assert_eq!(t.len(), 2);
         assert!(t.unknown(&points(&[(2, 0, 300, 2.0)])).unwrap().is_empty());
         assert!(t.unknown(&points(&[(3, 0, 300, 2.0)])).unwrap().is_empty());
@@ -477,17 +511,44 @@ mod tests {
                 .is_empty()
         );
         assert!(t.unknown(&points(&[(9, 0, 300, 2.0)])).unwrap().is_empty());
-        assert_eq!(t.forget(150, 2), 1);
+        assert_eq!(t.forget(50, i64::MAX, 2), 1);
         assert_eq!(t.len(), 1);
+        // The ceiling (a clock) holds the horizon back from points far ahead of it.
+        t.apply(&points(&[(2, 0, 10_000, 3.0)]), 0).unwrap();
+        assert_eq!(t.forget(50, 200, 2), 0);
+        assert_eq!(t.forget(50, 10_000, 2), 0);
+    }
+
+    #[test]
+    fn each_origin_forgets_by_its_own_clock() {
+        let mut t = DeltaTracker::new();
+        // Origin 0 is hours ahead of origin 1, as one partition can be in a catch-up.
+        t.apply(&points(&[(1, 0, 10_000, 1.0)]), 0).unwrap();
+        t.apply(&points(&[(2, 0, 100, 1.0), (3, 0, 30, 1.0)]), 1)
+            .unwrap();
+        t.observe(4, 0, 60, 1.0);
+        assert_eq!(
+            t.forget(50, i64::MAX, 0),
+            1,
+            "only series 3, behind origin 1"
+        );
+        assert!(t.unknown(&points(&[(2, 0, 110, 2.0)])).unwrap().is_empty());
+        // A point read back or rebuilt waits for the slowest origin.
+        t.apply(&points(&[(2, 0, 200, 2.0)]), 1).unwrap();
+        assert_eq!(
+            t.forget(50, i64::MAX, 0),
+            1,
+            "series 4, behind every origin"
+        );
+        assert_eq!(t.len(), 2);
     }
 
     #[test]
     fn what_the_filters_no_longer_remember_and_a_restart_are_read_back() {
         let mut t = DeltaTracker::new();
-        t.apply(&points(&[(1, 0, 100, 1.0)])).unwrap();
-        t.forget(150, 0);
-        t.apply(&points(&[(2, 0, 1_000, 1.0)])).unwrap();
-        t.forget(1_100, 0);
+        t.apply(&points(&[(1, 0, 100, 1.0), (2, 0, 1_000, 1.0)]), 0)
+            .unwrap();
+        assert_eq!(t.forget(500, i64::MAX, 0), 1);
         assert_eq!(t.remembered_bytes(), 128 << 10);
         // The filter being filled stays, whatever its age.
         t.forget_remembered(2_000);
@@ -502,11 +563,12 @@ mod tests {
         );
 
         let mut full = DeltaTracker::new();
-        let many: Vec<_> = (0..FILTER_SERIES as u64 + 1)
+        let mut many: Vec<_> = (0..FILTER_SERIES as u64 + 1)
             .map(|id| (id + 10, 0, 100, 1.0))
             .collect();
-        full.apply(&points(&many)).unwrap();
-        full.forget(150, 0);
+        many.push((5, 0, 1_000, 1.0));
+        full.apply(&points(&many), 0).unwrap();
+        full.forget(500, i64::MAX, 0);
         assert_eq!(full.remembered_bytes(), 2 * (128 << 10));
         full.forget_remembered(101);
         assert_eq!(full.remembered_bytes(), 128 << 10);
@@ -561,14 +623,15 @@ mod tests {
     #[test]
     fn a_series_read_back_converts_as_if_never_forgotten() {
         let mut t = DeltaTracker::new();
-        t.apply(&points(&[(1, 0, 100, 5.0)])).unwrap();
-        t.forget(150, 0);
+        t.apply(&points(&[(1, 0, 100, 5.0), (7, 0, 1_000, 1.0)]), 0)
+            .unwrap();
+        t.forget(500, i64::MAX, 0);
         assert_eq!(
             t.unknown(&points(&[(1, 0, 200, 8.0)])).unwrap(),
             vec![(1, 0)]
         );
         t.observe(1, 0, 100, 5.0);
-        let (converted, stats) = t.apply(&points(&[(1, 0, 200, 8.0)])).unwrap();
+        let (converted, stats) = t.apply(&points(&[(1, 0, 200, 8.0)]), 0).unwrap();
         let value = converted.column_by_name("value").unwrap();
         assert_eq!(value.as_primitive::<Float64Type>().value(0), 3.0);
         assert_eq!(stats.resets, 0);

@@ -77,7 +77,7 @@ impl Run {
             assert_eq!(decoded.stats.rows_with_errors, 0, "{run}/{name}");
             for (table, batch) in decoded.batches {
                 let batch = if table == Table::UsageMetrics {
-                    tracker.apply(&batch).unwrap().0
+                    tracker.apply(&batch, 0).unwrap().0
                 } else {
                     batch
                 };

@@ -108,12 +108,14 @@ impl TableBuffer {
     }
 
     /// Takes in an export (or a run of exports) from the decode stage, in its order: cumulative
-    /// metrics are converted with `delta`, which depends on the order points arrive in; every
-    /// row is booked to `team` when there is one.
+    /// metrics are converted with `delta`, which depends on the order points arrive in, as
+    /// points of `origin` (see [`DeltaState::origin`]); every row is booked to `team` when
+    /// there is one.
     pub fn add_decoded(
         &mut self,
         mut decoded: Decoded,
         delta: &mut DeltaState,
+        origin: u32,
         team: Option<&str>,
     ) -> Result<(), EngineError> {
         if let Some(team) = team {
@@ -124,7 +126,7 @@ impl TableBuffer {
         for (table, batch) in decoded.batches {
             let batch = match table {
                 Table::UsageMetrics => {
-                    let (converted, s) = delta.convert(&batch)?;
+                    let (converted, s) = delta.convert(&batch, origin)?;
                     self.delta.converted += s.converted;
                     self.delta.resets += s.resets;
                     self.delta.stale += s.stale;
@@ -339,7 +341,7 @@ mod tests {
         for _ in 0..CONCAT_AFTER {
             for (resource, time) in exports {
                 let decoded = decode_client_export(resource, time, &["a record"]);
-                buffer.add_decoded(decoded, &mut delta, None).unwrap();
+                buffer.add_decoded(decoded, &mut delta, 0, None).unwrap();
             }
         }
         let resources = resource_times(&buffer.tables[&Table::Resources]);
@@ -387,7 +389,7 @@ mod tests {
                 .iter()
                 .map(|(_, b)| b.get_array_memory_size())
                 .sum::<usize>();
-            buffer.add_decoded(decoded, &mut delta, None).unwrap();
+            buffer.add_decoded(decoded, &mut delta, 0, None).unwrap();
         }
         let batches = &buffer.tables[&Table::LogRecords];
         // Three concatenations of CONCAT_AFTER batches, then the 5 since.

@@ -317,7 +317,10 @@ impl FilePipeline {
             .wait()
             .ok_or_else(|| EngineError::Config("the decode workers stopped".into()))?;
         if let Some(decoded) = decoding.decoded {
-            segment.buffer.add_decoded(decoded, &mut self.delta, None)?;
+            let origin = self.delta.origin(FILES_ORIGIN);
+            segment
+                .buffer
+                .add_decoded(decoded, &mut self.delta, origin, None)?;
         }
         for Undecodable { error, bytes, .. } in decoding.undecodable {
             let error = error.to_string();

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use burnrate_otlp::{DeltaStats, DeltaTracker, SERIES_ID_MASK};
@@ -53,19 +53,19 @@ pub struct DeltaState {
     /// Nanoseconds; 0 keeps every series.
     staleness: i64,
     /// The generation points taken now belong to.
-    generation: u64,
+    generation: u32,
     /// The newest generation its writer marked written.
-    written: Arc<AtomicU64>,
-    /// The horizon of the last look for series to forget.
-    horizon: i64,
+    written: Arc<AtomicU32>,
+    /// The number of each origin the source named.
+    origins: HashMap<String, u32>,
     health: Arc<PipelineHealth>,
 }
 
 /// The points a source hands on to be written, as one generation of the state.
 #[derive(Debug)]
 pub struct SealedPoints {
-    generation: u64,
-    written: Arc<AtomicU64>,
+    generation: u32,
+    written: Arc<AtomicU32>,
 }
 
 impl SealedPoints {
@@ -108,7 +108,7 @@ impl DeltaState {
             staleness,
             generation: 1,
             written: Arc::default(),
-            horizon: i64::MIN,
+            origins: HashMap::new(),
             health,
         };
         state.tracker.set_generation(state.generation);
@@ -123,16 +123,28 @@ impl DeltaState {
             staleness: 0,
             generation: 1,
             written: Arc::default(),
-            horizon: i64::MIN,
+            origins: HashMap::new(),
             health: PipelineHealth::new(),
         }
     }
 
-    /// Converts the cumulative rows of a `usage_metrics` batch and drops stale ones, first
-    /// reading back the last point of any forgotten series among them.
+    /// The number of the origin `name` (a Kafka partition, say): each origin's series are
+    /// forgotten by its own event time.
+    pub fn origin(&mut self, name: &str) -> u32 {
+        if let Some(&origin) = self.origins.get(name) {
+            return origin;
+        }
+        let origin = u32::try_from(self.origins.len()).unwrap_or(u32::MAX - 1);
+        self.origins.insert(name.to_string(), origin);
+        origin
+    }
+
+    /// Converts the cumulative rows of a `usage_metrics` batch from `origin` and drops stale
+    /// ones, first reading back the last point of any forgotten series among them.
     pub fn convert(
         &mut self,
         batch: &RecordBatch,
+        origin: u32,
     ) -> Result<(RecordBatch, DeltaStats), EngineError> {
         let unknown = self.tracker.unknown(batch)?;
         if let (false, Some(output)) = (unknown.is_empty(), &self.output) {
@@ -147,7 +159,7 @@ impl DeltaState {
             );
             self.health.delta_read_back(unknown.len());
         }
-        let converted = self.tracker.apply(batch)?;
+        let converted = self.tracker.apply(batch, origin)?;
         self.health.set_delta_series(self.tracker.len());
         Ok(converted)
     }
@@ -169,7 +181,7 @@ impl DeltaState {
         if self.staleness == 0 || self.output.is_none() {
             return;
         }
-        let Some(latest) = self.tracker.latest() else {
+        let Some(newest) = self.tracker.newest() else {
             return;
         };
         let clock = SystemTime::now()
@@ -177,19 +189,17 @@ impl DeltaState {
             .ok()
             .and_then(|now| i64::try_from((now + CLOCK_SKEW).as_nanos()).ok())
             .unwrap_or(i64::MAX);
-        let horizon = latest.min(clock).saturating_sub(self.staleness);
-        // Looked at again once the horizon has moved by a sixteenth of the staleness: the
-        // look goes over every series.
-        if horizon < self.horizon.saturating_add(self.staleness / 16) {
-            return;
-        }
-        self.horizon = horizon;
-        let forgotten = self
-            .tracker
-            .forget(horizon, self.written.load(Ordering::Acquire));
+        // A look over every series at each flush, a few hundred flushes a million messages.
+        let forgotten =
+            self.tracker
+                .forget(self.staleness, clock, self.written.load(Ordering::Acquire));
         let remembered = i64::try_from(REMEMBERED_FOR.as_nanos()).unwrap_or(i64::MAX);
-        self.tracker
-            .forget_remembered(horizon.saturating_sub(remembered));
+        self.tracker.forget_remembered(
+            newest
+                .min(clock)
+                .saturating_sub(self.staleness)
+                .saturating_sub(remembered),
+        );
         if forgotten > 0 {
             self.health.delta_forgotten(forgotten);
             self.health.set_delta_series(self.tracker.len());
@@ -391,7 +401,7 @@ mod tests {
             .await
             .unwrap();
         let next = point(&schema, OLD_ID & SERIES_ID_MASK, START + 2 * SECOND, 15.0);
-        let (converted, _) = state.convert(&next).unwrap();
+        let (converted, _) = state.convert(&next, 0).unwrap();
         let value = converted.column_by_name("value").unwrap();
         assert_eq!(value.as_primitive::<Float64Type>().value(0), 5.0);
     }
@@ -522,8 +532,8 @@ mod tests {
             };
             *last = (*last).max(time);
             let batch = started(&schema, id as u64 + 1, *start, time, *value);
-            let (forgetting, forgetting_stats) = state.convert(&batch).unwrap();
-            let (keeping, keeping_stats) = whole.apply(&batch).unwrap();
+            let (forgetting, forgetting_stats) = state.convert(&batch, 0).unwrap();
+            let (keeping, keeping_stats) = whole.apply(&batch, 0).unwrap();
             assert_eq!(forgetting, keeping, "step {step}");
             // A reset of a forgotten series is counted as a new series: the same delta.
             assert_eq!(
@@ -570,7 +580,7 @@ mod tests {
         let mut flushes = Flushes::new(dir.path());
         let mut take = |state: &mut DeltaState, series: u64, time: i64, value: f64| {
             let batch = point(&schema, series, START + time * SECOND, value);
-            let (converted, _) = state.convert(&batch).unwrap();
+            let (converted, _) = state.convert(&batch, 0).unwrap();
             flushes.unwritten.push(batch);
             flushes.drain(state);
             let value = converted.column_by_name("value").unwrap();
@@ -604,7 +614,7 @@ mod tests {
         for session in 0..3_000 {
             let time = START + session * SECOND;
             let batch = started(&schema, session as u64 + 1, time - 30 * SECOND, time, 1.0);
-            let (converted, _) = state.convert(&batch).unwrap();
+            let (converted, _) = state.convert(&batch, 0).unwrap();
             assert_eq!(converted.num_rows(), 1);
             flushes.unwritten.push(batch);
             if session % 50 == 49 {

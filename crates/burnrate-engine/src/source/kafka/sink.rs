@@ -314,7 +314,10 @@ impl KafkaSink {
             });
         segment.last = last;
         if let Some(decoded) = decoding.decoded {
-            segment.buffer.add_decoded(decoded, &mut self.delta, None)?;
+            let origin = self.delta.origin(&window_origin(&key.0, key.1));
+            segment
+                .buffer
+                .add_decoded(decoded, &mut self.delta, origin, None)?;
         }
         for Undecodable { id, error, bytes } in decoding.undecodable {
             let offset = id;

@@ -349,7 +349,7 @@ mod tests {
         let mut delta = DeltaState::in_memory();
         for offset in first..=last {
             let decoded = decoded_log_record(&format!("message {offset}"));
-            buffer.add_decoded(decoded, &mut delta, None).unwrap();
+            buffer.add_decoded(decoded, &mut delta, 0, None).unwrap();
         }
         BufferedSegment {
             key: (TOPIC.to_string(), 0),

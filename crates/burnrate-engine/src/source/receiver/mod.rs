@@ -766,7 +766,8 @@ impl Writer {
         if let Some(decoded) = decoding.decoded {
             let rows_with_errors = decoded.stats.rows_with_errors;
             let overrides_before = buffer.team_overrides;
-            buffer.add_decoded(decoded, &mut self.delta, frame.team.as_deref())?;
+            let origin = self.delta.origin(RECEIVER_ORIGIN);
+            buffer.add_decoded(decoded, &mut self.delta, origin, frame.team.as_deref())?;
             self.health
                 .team_overridden(buffer.team_overrides - overrides_before);
             return Ok(Outcome::Accepted { rows_with_errors });
@@ -1198,7 +1199,7 @@ mod tests {
         let mut buffer = TableBuffer::default();
         let decoded = decoded_log_record(body);
         buffer
-            .add_decoded(decoded, &mut DeltaState::in_memory(), None)
+            .add_decoded(decoded, &mut DeltaState::in_memory(), 0, None)
             .unwrap();
         buffer
     }
