@@ -207,23 +207,12 @@ fn a_cumulative_series_forgotten_and_back_converts_as_if_never_forgotten() {
     let mut runs = Vec::new();
     for staleness in ["1m", "0s"] {
         let data = tmp.path().join(format!("data-{staleness}"));
-        let out = burnrate_command(&[
-            "run",
-            "--source",
-            "files",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            data.to_str().unwrap(),
-            "--drain",
-            "--cumulative-staleness",
-            staleness,
-        ])
-        // A segment a file, so each file's points are written before the next is read.
-        .env("BURNRATE__FILES__SEGMENT_FILES", "1")
-        .env("BURNRATE_LOG", "burnrate_engine::stream::delta_state=debug")
-        .output()
-        .unwrap();
+        let out = run_files_command(&input, &data, &["--cumulative-staleness", staleness])
+            // A segment a file, so each file's points are written before the next is read.
+            .env("BURNRATE__FILES__SEGMENT_FILES", "1")
+            .env("BURNRATE_LOG", "burnrate_engine::stream::delta_state=debug")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
         runs.push((query(&data, rows), stderr(&out), data));
     }

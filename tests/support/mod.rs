@@ -139,6 +139,13 @@ pub fn run_files(input: &Path, data: &Path) -> Output {
 
 /// `run --source files --drain` with `extra` arguments (a `--config FILE`, say).
 pub fn run_files_with(input: &Path, data: &Path, extra: &[&str]) -> Output {
+    run_files_command(input, data, extra)
+        .output()
+        .expect("burnrate runs")
+}
+
+/// The command [`run_files_with`] runs, for a test to add to (its environment, say).
+pub fn run_files_command(input: &Path, data: &Path, extra: &[&str]) -> Command {
     let mut args = vec![
         "run",
         "--source",
@@ -150,7 +157,7 @@ pub fn run_files_with(input: &Path, data: &Path, extra: &[&str]) -> Output {
         "--drain",
     ];
     args.extend(extra);
-    burnrate(&args)
+    burnrate_command(&args)
 }
 
 pub fn stderr(out: &Output) -> String {

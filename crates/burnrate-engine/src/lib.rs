@@ -47,7 +47,6 @@ pub use source::kafka::{
 };
 pub use source::receiver::{AuthTokens, OtlpReceiver, ReceiverConfig, ReceiverSummary};
 pub use stream::anomalies::{AnomalyConfig, Budget};
-pub use stream::delta_state::DEFAULT_STALENESS as DEFAULT_CUMULATIVE_STALENESS;
 pub use stream::totals::PushTotals;
 pub use stream::windows::{WindowProgress, WindowSpec, WindowSql, WindowStage};
 

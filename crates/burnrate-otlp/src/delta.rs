@@ -236,6 +236,10 @@ impl DeltaTracker {
     /// [`DeltaTracker::observe`] before [`DeltaTracker::apply`], which takes any series it does
     /// not hold as new.
     pub fn unknown(&self, batch: &RecordBatch) -> Result<Vec<(u64, i64)>, ArrowError> {
+        if self.forgotten_before == i64::MIN {
+            // Nothing forgotten, nothing rebuilt short: the state holds every series.
+            return Ok(Vec::new());
+        }
         let columns = UsageColumns::of(batch)?;
         let mut wanted: HashMap<u64, i64> = HashMap::new();
         for i in 0..batch.num_rows() {

@@ -31,10 +31,6 @@ use crate::EngineError;
 use crate::publish::health::PipelineHealth;
 use crate::query::catalog::open_dataset;
 
-/// How long (event time) a cumulative series may go unseen before its last point leaves
-/// memory: an hour, sixty of Claude Code's one-minute exports.
-pub const DEFAULT_STALENESS: Duration = Duration::from_secs(3600);
-
 /// How long (event time) the state remembers which series it forgot, in filters of about 1.3
 /// bytes a series: a point that starts earlier and belongs to no series held is read back.
 const REMEMBERED_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -397,9 +393,10 @@ mod tests {
         assert_eq!(times.values().to_vec(), vec![START + SECOND; 2]);
 
         // The decoder names the same series OLD_ID with its top bit cleared.
-        let mut state = DeltaState::open(dir.path(), DEFAULT_STALENESS, PipelineHealth::new())
-            .await
-            .unwrap();
+        let mut state =
+            DeltaState::open(dir.path(), Duration::from_secs(3600), PipelineHealth::new())
+                .await
+                .unwrap();
         let next = point(&schema, OLD_ID & SERIES_ID_MASK, START + 2 * SECOND, 15.0);
         let (converted, _) = state.convert(&next, 0).unwrap();
         let value = converted.column_by_name("value").unwrap();
@@ -567,17 +564,23 @@ mod tests {
         assert!(counter(&health, "burnrate_delta_read_back_total") > 10);
     }
 
+    /// A state over an empty dataset that forgets series unseen for a minute, its health, and
+    /// the flushes that write what it takes.
+    async fn a_minute_of_staleness(dir: &Path) -> (DeltaState, Arc<PipelineHealth>, Flushes) {
+        let health = PipelineHealth::new();
+        let state = DeltaState::open(dir, Duration::from_secs(60), health.clone())
+            .await
+            .unwrap();
+        (state, health, Flushes::new(dir))
+    }
+
     /// The new series of a long session (its start hours before the horizon) are not looked
     /// up; a series of it that was forgotten is, once, and goes on where it stopped.
     #[tokio::test]
     async fn only_a_series_that_was_forgotten_is_looked_up() {
         let dir = tempfile::tempdir().unwrap();
         let schema = Table::MetricPoints.schema();
-        let health = PipelineHealth::new();
-        let mut state = DeltaState::open(dir.path(), Duration::from_secs(60), health.clone())
-            .await
-            .unwrap();
-        let mut flushes = Flushes::new(dir.path());
+        let (mut state, health, mut flushes) = a_minute_of_staleness(dir.path()).await;
         let mut take = |state: &mut DeltaState, series: u64, time: i64, value: f64| {
             let batch = point(&schema, series, START + time * SECOND, value);
             let (converted, _) = state.convert(&batch, 0).unwrap();
@@ -605,11 +608,7 @@ mod tests {
     async fn a_backlog_of_new_sessions_keeps_a_staleness_worth_of_series() {
         let dir = tempfile::tempdir().unwrap();
         let schema = Table::MetricPoints.schema();
-        let health = PipelineHealth::new();
-        let mut state = DeltaState::open(dir.path(), Duration::from_secs(60), health.clone())
-            .await
-            .unwrap();
-        let mut flushes = Flushes::new(dir.path());
+        let (mut state, health, mut flushes) = a_minute_of_staleness(dir.path()).await;
         let mut most = 0;
         for session in 0..3_000 {
             let time = START + session * SECOND;
@@ -622,9 +621,10 @@ mod tests {
             }
             most = most.max(state.tracker.len());
         }
-        // 60 s of sessions, the 50 of the generation not yet written when the last look
-        // ran, the 50 taken since, the horizon's step between looks.
-        assert!(most <= 60 + 50 + 50 + 4, "held {most} series at most");
+        // When a flush looks, the sessions of the last two flushes are not written yet (one is
+        // still with the writer), 100 seconds' worth, more than the minute of staleness; then
+        // 50 more are taken before the next look.
+        assert!(most <= 100 + 50, "held {most} series at most");
         assert!(counter(&health, "burnrate_delta_forgotten_total") > 2_700);
         assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 0);
     }
