@@ -12,7 +12,7 @@
 //! engine owns where that table is and when points are written.
 //!
 //! What was forgotten is remembered in Bloom filters of series ids, about 1.3 bytes a series
-//! against the 33 of an entry, so that the new series of a long session (a first commit, a
+//! against the 40 of an entry, so that the new series of a long session (a first commit, a
 //! new model, hours after the process started) need nothing read back.
 
 use std::collections::{HashMap, VecDeque};

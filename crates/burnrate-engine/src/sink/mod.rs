@@ -1,6 +1,7 @@
 //! Sinks: rows made durable.
 //!
-//! Owns: buffering decoded rows per table, Parquet segments (Hive-partitioned, written to a
+//! Owns: buffering decoded rows per table (cumulative metrics converted as they are buffered,
+//! through the state [`crate::stream`] keeps), Parquet segments (Hive-partitioned, written to a
 //! temporary name, fsynced and renamed, idempotent on replay) in Delta's column types, each
 //! table's Delta log (the files a reader counts), dead letters, and the mirror of every file to
 //! object storage.

@@ -1,7 +1,8 @@
-//! The cumulative-to-delta state of a running source: a [`DeltaTracker`] kept to the series
-//! seen within `cumulative_staleness_seconds` of event time, rebuilt from the written
-//! `metric_points` table after a restart, and a forgotten series read back from that table
-//! when it comes back, so every point converts exactly as with the whole history in memory.
+//! The cumulative-to-delta state of a running source: a [`DeltaTracker`] rebuilt from the
+//! written `metric_points` table after a restart and, when `cumulative_staleness_seconds` is
+//! set (it is off by default), kept to the series seen within it of event time, a forgotten
+//! series read back from that table when it comes back, so every point converts exactly as
+//! with the whole history in memory.
 //!
 //! A series is forgotten only once its last point is written: a source numbers what it hands
 //! on to be written ([`DeltaState::seal`]) and its writer marks that generation written
