@@ -94,9 +94,7 @@ impl DeltaState {
             if let Some(since) = since {
                 tracker = DeltaTracker::forgetting_before(since);
             }
-            for (series_id, start_time, time, value) in last_points(&ctx, since, None).await? {
-                tracker.observe(series_id, start_time, time, value);
-            }
+            observe_last_points(&ctx, since, None, &mut tracker).await?;
         }
         health.set_delta_series(tracker.len());
         let mut state = DeltaState {
@@ -145,13 +143,12 @@ impl DeltaState {
     ) -> Result<(RecordBatch, DeltaStats), EngineError> {
         let unknown = self.tracker.unknown(batch)?;
         if let (false, Some(output)) = (unknown.is_empty(), &self.output) {
-            let points = read_back(output, &unknown)?;
-            for &(series_id, start_time, time, value) in &points {
-                self.tracker.observe(series_id, start_time, time, value);
-            }
+            // None of them is held: the series held now that were not are the ones found.
+            let held = self.tracker.len();
+            read_back(output, &unknown, &mut self.tracker)?;
             tracing::debug!(
                 wanted = unknown.len(),
-                found = points.len(),
+                found = self.tracker.len() - held,
                 "forgotten cumulative series read back"
             );
             self.health.delta_read_back(unknown.len());
@@ -204,14 +201,15 @@ impl DeltaState {
     }
 }
 
-/// The last stored points of the series `wanted` (id, earliest start time wanted), from a
-/// query of its own: the caller is a source's thread, inside or outside the runtime.
+/// Observes the last stored points of the series `wanted` (id, earliest start time wanted),
+/// from a query of its own: the caller is a source's thread, inside or outside the runtime.
 fn read_back(
     output: &Path,
     wanted: &[(u64, i64)],
-) -> Result<Vec<(u64, i64, i64, f64)>, EngineError> {
+    tracker: &mut DeltaTracker,
+) -> Result<(), EngineError> {
     if !output.join("metric_points").is_dir() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     // A point of the same start is no older than it, and one of an older start is a reset
     // either way: nothing before the earliest start wanted matters.
@@ -226,7 +224,7 @@ fn read_back(
                     .map_err(|e| EngineError::io(output, e))?;
                 runtime.block_on(async {
                     let ctx = open_dataset(output).await?;
-                    last_points(&ctx, since, Some(&ids)).await
+                    observe_last_points(&ctx, since, Some(&ids), tracker).await
                 })
             })
             .join()
@@ -245,13 +243,14 @@ async fn newest_cumulative_point(ctx: &SessionContext) -> Result<Option<i64>, En
     }))
 }
 
-/// The last point (series id, start time, time, value) of each cumulative series with points
-/// at or after `since`, of the series `ids` only if given.
-async fn last_points(
+/// Shows `tracker` the cumulative points stored at or after `since`, of the series `ids` only
+/// if given, as they stream by: it keeps each series' last.
+async fn observe_last_points(
     ctx: &SessionContext,
     since: Option<i64>,
     ids: Option<&[u64]>,
-) -> Result<Vec<(u64, i64, i64, f64)>, EngineError> {
+    tracker: &mut DeltaTracker,
+) -> Result<(), EngineError> {
     let mut wanted = ctx.table("metric_points").await?.filter(
         col("temporality")
             .eq(lit("cumulative"))
@@ -275,8 +274,6 @@ async fn last_points(
         .select_columns(&["series_id", "start_time", "time", "value"])?
         .execute_stream()
         .await?;
-    // Folded as they stream by: only the last point of each series is kept.
-    let mut last: HashMap<u64, (i64, i64, f64)> = HashMap::new();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         let series = batch.column(0).as_primitive::<UInt64Type>();
@@ -285,21 +282,12 @@ async fn last_points(
         let value = batch.column(3).as_primitive::<Float64Type>();
         for i in 0..batch.num_rows() {
             let start_time = if start.is_valid(i) { start.value(i) } else { 0 };
-            let point = (start_time, time.value(i), value.value(i));
             // A series stored before ids had 63 bits is the same series now.
-            last.entry(series.value(i) & SERIES_ID_MASK)
-                .and_modify(|newest| {
-                    if (point.0, point.1) > (newest.0, newest.1) {
-                        *newest = point;
-                    }
-                })
-                .or_insert(point);
+            let series_id = series.value(i) & SERIES_ID_MASK;
+            tracker.observe(series_id, start_time, time.value(i), value.value(i));
         }
     }
-    Ok(last
-        .into_iter()
-        .map(|(series_id, (start_time, time, value))| (series_id, start_time, time, value))
-        .collect())
+    Ok(())
 }
 
 #[cfg(test)]
