@@ -8,8 +8,9 @@
 //! `scripts/test.sh` sets up) streams 1,000,008 messages (the 36 real sample exports × 27,778,
 //! 4.4 GB), each copy a second later than the one before and in sessions of its own, so event
 //! time moves on over 7.7 hours as a backlog's does (`support::stream`;
-//! `BURNRATE_BENCH_STREAM=identical` replays the samples as they are); under `cargo test` it
-//! runs once on a small stream as a smoke test.
+//! `BURNRATE_BENCH_STREAM=identical` replays the samples as they are;
+//! `BURNRATE_BENCH_STALENESS` sets `cumulative_staleness_seconds`); under `cargo test` it runs
+//! once on a small stream as a smoke test.
 //! Each side is timed from its first message to its last (for burnrate: to the final commit),
 //! so group joins are not counted against either; the median of three rounds is reported, with
 //! the CPU its process used meanwhile (200% is both cores of this machine), by stage, and for
@@ -373,6 +374,15 @@ fn memory_limit() -> u64 {
         << 20
 }
 
+/// burnrate's default `cumulative_staleness_seconds`; `BURNRATE_BENCH_STALENESS` (seconds)
+/// sets another, to see what letting series go and reading them back costs.
+fn cumulative_staleness() -> u64 {
+    std::env::var("BURNRATE_BENCH_STALENESS")
+        .ok()
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or(KafkaSourceConfig::default().cumulative_staleness_seconds)
+}
+
 /// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit, with
 /// `client` properties set over burnrate's; with the Delta logs, or plain Parquet without.
 fn burnrate(
@@ -395,6 +405,7 @@ fn burnrate(
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        cumulative_staleness_seconds: cumulative_staleness(),
         ..KafkaSourceConfig::default()
     };
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
@@ -631,7 +642,8 @@ fn main() {
     let all_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) * 100;
     let mib = |r: &Round| bytes as f64 / r.seconds / (1 << 20) as f64;
     println!(
-        "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x 3 partitions, median of {rounds}; {stream}"
+        "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x 3 partitions, median of {rounds}; {stream}; cumulative staleness {} s",
+        cumulative_staleness()
     );
     println!(
         "  bare rdkafka consumer, fetch back-off {FETCH_QUEUE_BACKOFF_MS} ms as burnrate: {:>10.0} messages/s {:>8.1} MiB/s {:>4.0}% CPU (the machine {:.0}% of {all_cores}%)",

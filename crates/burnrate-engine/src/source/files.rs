@@ -55,8 +55,7 @@ pub struct FileSourceConfig {
     /// How long (seconds of event time) a cumulative metric series may go unseen before its
     /// last point leaves memory; one that comes back later is read back from `metric_points`,
     /// a query each time. 0 keeps every series, and memory grows with every session. Default:
-    /// 0 (see docs/benchmarks.md: on the Kafka bench's stream an hour cost 0.03× for the
-    /// look-ups); 3600 keeps an hour's series.
+    /// 3600.
     pub cumulative_staleness_seconds: u64,
 }
 
@@ -67,7 +66,7 @@ impl Default for FileSourceConfig {
             segment_files: 2_000,
             max_payload_bytes: burnrate_otlp::DEFAULT_MAX_PAYLOAD_BYTES,
             decode_threads: 0,
-            cumulative_staleness_seconds: 0,
+            cumulative_staleness_seconds: 3600,
         }
     }
 }

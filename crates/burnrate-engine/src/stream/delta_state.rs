@@ -1,8 +1,8 @@
 //! The cumulative-to-delta state of a running source: a [`DeltaTracker`] rebuilt from the
-//! written `metric_points` table after a restart and, when `cumulative_staleness_seconds` is
-//! set (it is off by default), kept to the series seen within it of event time, a forgotten
-//! series read back from that table when it comes back, so every point converts exactly as
-//! with the whole history in memory.
+//! written `metric_points` table after a restart and kept to the series seen within
+//! `cumulative_staleness_seconds` of event time (an hour by default; 0 keeps every series), a
+//! forgotten series read back from that table when it comes back, so every point converts
+//! exactly as with the whole history in memory.
 //!
 //! A series is forgotten only once its last point is written: a source numbers what it hands
 //! on to be written ([`DeltaState::seal`]) and its writer marks that generation written
@@ -35,10 +35,6 @@ use crate::query::catalog::open_dataset;
 /// How long (event time) the state remembers which series it forgot, in filters of about 1.3
 /// bytes a series: a point that starts earlier and belongs to no series held is read back.
 const REMEMBERED_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Event times further ahead of this machine's clock do not move the horizon: a client with
-/// a wrong clock must not make the state forget every live series.
-const CLOCK_SKEW: Duration = Duration::from_secs(3600);
 
 const NEWEST_CUMULATIVE_POINT: &str = "
     SELECT max(time) FROM metric_points WHERE temporality = 'cumulative' AND kind = 'sum'";
@@ -178,10 +174,12 @@ impl DeltaState {
         let Some(newest) = self.tracker.newest() else {
             return;
         };
+        // Event time ahead of this machine's clock does not move the horizon: a client whose
+        // clock runs fast must not make the state forget every live series.
         let clock = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .ok()
-            .and_then(|now| i64::try_from((now + CLOCK_SKEW).as_nanos()).ok())
+            .and_then(|now| i64::try_from(now.as_nanos()).ok())
             .unwrap_or(i64::MAX);
         // A look over every series at each flush, a few hundred flushes a million messages.
         let forgotten =
@@ -589,6 +587,35 @@ mod tests {
         assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 0);
         assert_eq!(take(&mut state, 1, 7_500, 6.5), 2.5);
         assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 1);
+    }
+
+    /// A client whose clock runs two hours fast reports beside one whose clock is right,
+    /// through the same origin (as through the receiver): the live series stays held.
+    #[tokio::test]
+    async fn a_client_ahead_of_the_clock_does_not_make_live_series_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Table::MetricPoints.schema();
+        let health = PipelineHealth::new();
+        let mut state = DeltaState::open(dir.path(), Duration::from_secs(3600), health.clone())
+            .await
+            .unwrap();
+        let mut flushes = Flushes::new(dir.path());
+        let now = i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        )
+        .unwrap();
+        for (series, time) in [(1, now - 60 * SECOND), (2, now + 2 * 3600 * SECOND)] {
+            let batch = started(&schema, series, time - 600 * SECOND, time, 1.0);
+            state.convert(&batch, 0).unwrap();
+            flushes.unwritten.push(batch);
+        }
+        flushes.drain(&mut state);
+        flushes.drain(&mut state);
+        assert_eq!(counter(&health, "burnrate_delta_forgotten_total"), 0);
+        assert_eq!(state.tracker.len(), 2);
     }
 
     /// A backlog of sessions one second apart, each reporting once: the state holds about a

@@ -89,7 +89,7 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "BURNRATE_HEALTH_LISTEN")]
     health_listen: Option<SocketAddr>,
     /// How long (event time) a cumulative metric series may go unseen before its last point
-    /// leaves memory, e.g. 1h; 0s keeps every series [default: 0s, or
+    /// leaves memory, e.g. 1h; 0s keeps every series [default: 1h, or
     /// cumulative_staleness_seconds from the source's config section].
     #[arg(long, env = "BURNRATE_CUMULATIVE_STALENESS", value_parser = parse_duration_or_zero)]
     cumulative_staleness: Option<Duration>,

@@ -135,8 +135,7 @@ pub struct ReceiverConfig {
     /// How long (seconds of event time) a cumulative metric series may go unseen before its
     /// last point leaves memory; one that comes back later is read back from `metric_points`,
     /// a query each time. 0 keeps every series, and memory grows with every session. Default:
-    /// 0 (see docs/benchmarks.md: on the Kafka bench's stream an hour cost 0.03× for the
-    /// look-ups); 3600 keeps an hour's series.
+    /// 3600.
     pub cumulative_staleness_seconds: u64,
 }
 
@@ -160,7 +159,7 @@ impl Default for ReceiverConfig {
             disk_reserve_bytes: 64 << 20,
             insecure: false,
             decode_threads: 0,
-            cumulative_staleness_seconds: 0,
+            cumulative_staleness_seconds: 3600,
         }
     }
 }
