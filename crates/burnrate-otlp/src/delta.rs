@@ -466,6 +466,17 @@ mod tests {
         assert_eq!(step(&mut t, 200, 220, 1.0), Some(0.0));
     }
 
+    /// Series ids as the decoder's hash spreads them (xorshift from `seed`), 63 bits.
+    fn series_ids(seed: u64) -> impl FnMut() -> u64 {
+        let mut id = seed;
+        move || {
+            id ^= id << 13;
+            id ^= id >> 7;
+            id ^= id << 17;
+            id & crate::SERIES_ID_MASK
+        }
+    }
+
     /// A `usage_metrics`-shaped batch of cumulative points (series, start, time, value).
     fn points(rows: &[(u64, i64, i64, f64)]) -> RecordBatch {
         use arrow::array::{ArrayRef, TimestampNanosecondArray, UInt64Array};
@@ -560,13 +571,7 @@ mod tests {
     #[test]
     fn a_partition_behind_has_few_of_its_new_series_looked_up() {
         const SECOND: i64 = 1_000_000_000;
-        let mut id: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            id ^= id << 13;
-            id ^= id >> 7;
-            id ^= id << 17;
-            id & crate::SERIES_ID_MASK
-        };
+        let mut next = series_ids(0x2545_f491_4f6c_dd1d);
         let mut t = DeltaTracker::new();
         // Origin 0: three hours of sessions, one series each 36 ms, each seen once.
         for chunk in 0..30 {
@@ -652,13 +657,7 @@ mod tests {
     #[test]
     fn the_filters_hold_every_series_they_were_given_and_few_others() {
         let mut filter = ForgottenSeries::new();
-        let mut id: u64 = 0x853c_49e6_748f_ea9b;
-        let mut next = || {
-            id ^= id << 13;
-            id ^= id >> 7;
-            id ^= id << 17;
-            id & crate::SERIES_ID_MASK
-        };
+        let mut next = series_ids(0x853c_49e6_748f_ea9b);
         let held: Vec<u64> = (0..FILTER_SERIES).map(|_| next()).collect();
         for &series in &held {
             filter.insert(series, 0);
