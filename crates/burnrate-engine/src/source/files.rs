@@ -29,7 +29,7 @@ use crate::source::durable::{DurablePath, SegmentFlush};
 use crate::source::ledger::{
     FILES_SEGMENT_PREFIX, FileLedger, InputId, STATE_DIR, position_commits,
 };
-use crate::stream::delta_state::DeltaState;
+use crate::stream::delta_state::{DEFAULT_STALENESS, DeltaState};
 use crate::stream::windows::WindowStage;
 
 /// The files source's origin in the window stage.
@@ -66,7 +66,7 @@ impl Default for FileSourceConfig {
             segment_files: 2_000,
             max_payload_bytes: burnrate_otlp::DEFAULT_MAX_PAYLOAD_BYTES,
             decode_threads: 0,
-            cumulative_staleness_seconds: 3600,
+            cumulative_staleness_seconds: DEFAULT_STALENESS.as_secs(),
         }
     }
 }

@@ -32,6 +32,10 @@ use crate::EngineError;
 use crate::publish::health::PipelineHealth;
 use crate::query::catalog::open_dataset;
 
+/// How long (event time) a cumulative series may go unseen before its last point leaves
+/// memory, in every source's default: an hour, sixty of Claude Code's one-minute exports.
+pub const DEFAULT_STALENESS: Duration = Duration::from_secs(3600);
+
 /// How long (event time) the state remembers which series it forgot, in filters of about 2.6
 /// bytes a series: a point that starts earlier and belongs to no series held is read back.
 const REMEMBERED_FOR: Duration = Duration::from_secs(7 * 24 * 3600);

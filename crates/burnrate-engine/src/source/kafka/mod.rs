@@ -68,7 +68,7 @@ use crate::publish::health::PipelineHealth;
 use crate::sink::parquet_sink::{ParquetSink, remove_segments};
 use crate::sink::table_buffer::FlushTotals;
 use crate::source::durable::DurablePath;
-use crate::stream::delta_state::DeltaState;
+use crate::stream::delta_state::{DEFAULT_STALENESS, DeltaState};
 use crate::stream::windows::WindowStage;
 
 pub const KAFKA_SEGMENT_PREFIX: &str = "kafka-";
@@ -159,7 +159,7 @@ impl Default for KafkaSourceConfig {
             flush_bytes: 32 << 20,
             max_payload_bytes: burnrate_otlp::DEFAULT_MAX_PAYLOAD_BYTES,
             decode_threads: 0,
-            cumulative_staleness_seconds: 3600,
+            cumulative_staleness_seconds: DEFAULT_STALENESS.as_secs(),
         }
     }
 }

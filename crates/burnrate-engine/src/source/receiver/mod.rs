@@ -68,7 +68,7 @@ use crate::sink::table_buffer::{FlushTotals, TableBuffer};
 use crate::source::commit::CommitCoordinator;
 use crate::source::durable::{DurablePath, SegmentFlush};
 use crate::source::ledger::STATE_DIR;
-use crate::stream::delta_state::{DeltaState, SealedPoints};
+use crate::stream::delta_state::{DEFAULT_STALENESS, DeltaState, SealedPoints};
 use crate::stream::windows::WindowStage;
 use connections::{ConnectionLimits, Gate, Protocol};
 use wal::{Wal, WalFrame, list_wals, read_wal, wal_path};
@@ -159,7 +159,7 @@ impl Default for ReceiverConfig {
             disk_reserve_bytes: 64 << 20,
             insecure: false,
             decode_threads: 0,
-            cumulative_staleness_seconds: 3600,
+            cumulative_staleness_seconds: DEFAULT_STALENESS.as_secs(),
         }
     }
 }
