@@ -13,13 +13,20 @@
 //! sessions, and the new series of a long one, read nothing back. (Such a point, when it is a
 //! reset of a forgotten series, converts the same but counts as a new series, not a reset.)
 //!
+//! A source whose clients send as they go (the receiver) also holds every series sent within
+//! the staleness of this machine's clock ([`DeltaState::holding_arrivals_within`]): one
+//! origin's event time is every client's, and a client whose clock runs hours behind the
+//! others would otherwise have each of its live series forgotten at every flush and read back
+//! at its next export. A backlog (Kafka, files) arrives all at once, so there it would hold
+//! the whole backlog: event time alone decides.
+//!
 //! Must not know: which source feeds it, how rows are buffered or written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use burnrate_otlp::{DeltaStats, DeltaTracker, SERIES_ID_MASK};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -55,7 +62,43 @@ pub struct DeltaState {
     written: Arc<AtomicU32>,
     /// The number of each origin the source named.
     origins: HashMap<String, u32>,
+    /// For a source whose clients send as they go: when recent generations were sealed.
+    arrivals: Option<Box<Arrivals>>,
     health: Arc<PipelineHealth>,
+}
+
+/// When each recent generation was sealed, so that a series sent within `within` of this
+/// machine's clock is held whatever its event time says.
+#[derive(Debug)]
+struct Arrivals {
+    within: Duration,
+    /// (generation, when it was sealed), oldest first; only the first may be older than
+    /// `within`.
+    sealed: VecDeque<(u32, Instant)>,
+}
+
+impl Arrivals {
+    fn sealed(&mut self, generation: u32, now: Instant) {
+        self.sealed.push_back((generation, now));
+        while self
+            .sealed
+            .get(1)
+            .is_some_and(|&(_, at)| now.saturating_duration_since(at) >= self.within)
+        {
+            self.sealed.pop_front();
+        }
+    }
+
+    /// The newest generation sealed at least `within` ago (0 if none): a series whose last
+    /// point was taken in it or before was last sent before then.
+    fn sent_before_window(&self, now: Instant) -> u32 {
+        match self.sealed.front() {
+            Some(&(generation, at)) if now.saturating_duration_since(at) >= self.within => {
+                generation
+            }
+            _ => 0,
+        }
+    }
 }
 
 /// The points a source hands on to be written, as one generation of the state.
@@ -104,10 +147,21 @@ impl DeltaState {
             generation: 1,
             written: Arc::default(),
             origins: HashMap::new(),
+            arrivals: None,
             health,
         };
         state.tracker.set_generation(state.generation);
         Ok(state)
+    }
+
+    /// Also holds every series sent within `within` of this machine's clock, whatever its
+    /// event time: for a source whose clients send as they go (the receiver), not a backlog.
+    pub fn holding_arrivals_within(mut self, within: Duration) -> Self {
+        self.arrivals = Some(Box::new(Arrivals {
+            within,
+            sealed: VecDeque::new(),
+        }));
+        self
     }
 
     /// A state with no dataset behind it, which keeps every series: for a buffer's tests.
@@ -119,6 +173,7 @@ impl DeltaState {
             generation: 1,
             written: Arc::default(),
             origins: HashMap::new(),
+            arrivals: None,
             health: PipelineHealth::new(),
         }
     }
@@ -165,6 +220,9 @@ impl DeltaState {
             generation: self.generation,
             written: self.written.clone(),
         };
+        if let Some(arrivals) = &mut self.arrivals {
+            arrivals.sealed(self.generation, Instant::now());
+        }
         self.forget_stale();
         self.generation += 1;
         self.tracker.set_generation(self.generation);
@@ -185,10 +243,14 @@ impl DeltaState {
             .ok()
             .and_then(|now| i64::try_from(now.as_nanos()).ok())
             .unwrap_or(i64::MAX);
+        // Only points written may go, and with arrivals held, only those sent before the
+        // window.
+        let mut forgettable = self.written.load(Ordering::Acquire);
+        if let Some(arrivals) = &self.arrivals {
+            forgettable = forgettable.min(arrivals.sent_before_window(Instant::now()));
+        }
         // A look over every series at each flush, a few hundred flushes a million messages.
-        let forgotten =
-            self.tracker
-                .forget(self.staleness, clock, self.written.load(Ordering::Acquire));
+        let forgotten = self.tracker.forget(self.staleness, clock, forgettable);
         let remembered = i64::try_from(REMEMBERED_FOR.as_nanos()).unwrap_or(i64::MAX);
         self.tracker.forget_remembered(
             newest
@@ -620,6 +682,93 @@ mod tests {
         flushes.drain(&mut state);
         assert_eq!(counter(&health, "burnrate_delta_forgotten_total"), 0);
         assert_eq!(state.tracker.len(), 2);
+    }
+
+    /// This machine's clock, to the microsecond as the decoder keeps event times.
+    fn clock_now() -> i64 {
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        i64::try_from(since_epoch.as_micros()).unwrap() * 1_000
+    }
+
+    /// Two clients export a point of their series every third flush through one origin (as
+    /// through the receiver), one with its clock right, one two hours behind; returns the
+    /// series held.
+    fn two_clocks(state: &mut DeltaState, flushes: &mut Flushes, rounds: i64) -> usize {
+        let schema = Table::MetricPoints.schema();
+        let now = clock_now();
+        for round in 0..rounds {
+            for (series, first) in [(1, now), (2, now - 2 * 3600 * SECOND)] {
+                let time = first + round * 60 * SECOND;
+                let batch = started(&schema, series, first - 600 * SECOND, time, round as f64);
+                let (converted, _) = state.convert(&batch, 0).unwrap();
+                let value = converted.column_by_name("value").unwrap();
+                let expected = if round == 0 { 0.0 } else { 1.0 };
+                assert_eq!(
+                    value.as_primitive::<Float64Type>().value(0),
+                    expected,
+                    "series {series}, round {round}"
+                );
+                flushes.unwritten.push(batch);
+            }
+            // Claude Code exports once a minute, the receiver flushes every ten seconds.
+            for _ in 0..3 {
+                flushes.flush(state);
+            }
+        }
+        state.tracker.len()
+    }
+
+    /// A client whose clock runs two hours behind another's, through one origin: by event
+    /// time its series is stale at every flush, so a state that holds what was just sent
+    /// keeps it, where one that goes by event time alone reads it back at every export.
+    #[tokio::test]
+    async fn a_client_behind_the_clock_keeps_its_live_series_when_arrivals_are_held() {
+        let staleness = Duration::from_secs(3600);
+        let by_event_time = tempfile::tempdir().unwrap();
+        let health = PipelineHealth::new();
+        let mut state = DeltaState::open(by_event_time.path(), staleness, health.clone())
+            .await
+            .unwrap();
+        let mut flushes = Flushes::new(by_event_time.path());
+        two_clocks(&mut state, &mut flushes, 6);
+        // Forgotten once written, then read back at each export after.
+        assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 5);
+
+        let held = tempfile::tempdir().unwrap();
+        let health = PipelineHealth::new();
+        let mut state = DeltaState::open(held.path(), staleness, health.clone())
+            .await
+            .unwrap()
+            .holding_arrivals_within(staleness);
+        let mut flushes = Flushes::new(held.path());
+        assert_eq!(two_clocks(&mut state, &mut flushes, 6), 2);
+        assert_eq!(counter(&health, "burnrate_delta_forgotten_total"), 0);
+        assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 0);
+    }
+
+    /// Held arrivals still go: once the client behind stops sending for the window, its
+    /// series is forgotten at the next flush, and the one whose clock is right stays.
+    #[tokio::test]
+    async fn a_series_no_longer_sent_goes_once_the_arrival_window_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let health = PipelineHealth::new();
+        let window = Duration::from_millis(300);
+        let mut state = DeltaState::open(dir.path(), Duration::from_secs(3600), health.clone())
+            .await
+            .unwrap()
+            .holding_arrivals_within(window);
+        let mut flushes = Flushes::new(dir.path());
+        assert_eq!(two_clocks(&mut state, &mut flushes, 2), 2);
+        flushes.flush(&mut state);
+        assert_eq!(state.tracker.len(), 2, "sent within the window");
+        std::thread::sleep(window);
+        flushes.flush(&mut state);
+        assert_eq!(
+            state.tracker.len(),
+            1,
+            "only the series of the clock that is right"
+        );
+        assert_eq!(counter(&health, "burnrate_delta_forgotten_total"), 1);
     }
 
     /// A backlog of sessions one second apart, each reporting once: the state holds about a

@@ -134,8 +134,9 @@ pub struct ReceiverConfig {
     pub decode_threads: usize,
     /// How long (seconds of event time) a cumulative metric series may go unseen before its
     /// last point leaves memory; one that comes back later is read back from `metric_points`,
-    /// a query each time. 0 keeps every series, and memory grows with every session. Default:
-    /// 3600.
+    /// a query each time. A series sent within as long of this machine's clock stays too,
+    /// whatever its client's clock says. 0 keeps every series, and memory grows with every
+    /// session. Default: 3600.
     pub cumulative_staleness_seconds: u64,
 }
 
@@ -414,12 +415,11 @@ impl OtlpReceiver {
                 && (temporary || receiver_seq(segment).is_some_and(|seq| pending.contains(&seq)))
         })?;
         let replica = windows.replica().to_string();
-        let delta = DeltaState::open(
-            output,
-            Duration::from_secs(config.cumulative_staleness_seconds),
-            health.clone(),
-        )
-        .await?;
+        let staleness = Duration::from_secs(config.cumulative_staleness_seconds);
+        // Clients send as they go: one whose clock runs behind keeps its live series.
+        let delta = DeltaState::open(output, staleness, health.clone())
+            .await?
+            .holding_arrivals_within(staleness);
         let disk = Arc::new(DiskTrouble::default());
         let decode = DecodePool::new(decoder, config.decode_threads).map_err(|e| {
             EngineError::Config(format!("starting the receiver's decode workers: {e}"))
