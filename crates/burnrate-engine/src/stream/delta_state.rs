@@ -216,20 +216,25 @@ impl DeltaState {
     /// Closes the generation of the points taken so far, for the writer to mark once they
     /// are written, and forgets the series unseen for the staleness whose points are written.
     pub fn seal(&mut self) -> SealedPoints {
+        self.seal_at(Instant::now())
+    }
+
+    /// [`Self::seal`] at `now` on the monotonic clock (a test's own).
+    fn seal_at(&mut self, now: Instant) -> SealedPoints {
         let sealed = SealedPoints {
             generation: self.generation,
             written: self.written.clone(),
         };
         if let Some(arrivals) = &mut self.arrivals {
-            arrivals.sealed(self.generation, Instant::now());
+            arrivals.sealed(self.generation, now);
         }
-        self.forget_stale();
+        self.forget_stale(now);
         self.generation += 1;
         self.tracker.set_generation(self.generation);
         sealed
     }
 
-    fn forget_stale(&mut self) {
+    fn forget_stale(&mut self, now: Instant) {
         if self.staleness == 0 || self.output.is_none() {
             return;
         }
@@ -247,7 +252,7 @@ impl DeltaState {
         // window.
         let mut forgettable = self.written.load(Ordering::Acquire);
         if let Some(arrivals) = &self.arrivals {
-            forgettable = forgettable.min(arrivals.sent_before_window(Instant::now()));
+            forgettable = forgettable.min(arrivals.sent_before_window(now));
         }
         // A look over every series at each flush, a few hundred flushes a million messages.
         let forgotten = self.tracker.forget(self.staleness, clock, forgettable);
@@ -475,6 +480,9 @@ mod tests {
         /// The flush handed on and not written yet.
         writing: Option<(SealedPoints, Vec<RecordBatch>)>,
         files: usize,
+        /// When set, each flush seals at this instant and moves it ten seconds on (the
+        /// receiver's flush interval) instead of reading the clock.
+        clock: Option<Instant>,
     }
 
     impl Flushes {
@@ -486,11 +494,20 @@ mod tests {
                 unwritten: Vec::new(),
                 writing: None,
                 files: 0,
+                clock: None,
             }
         }
 
         fn flush(&mut self, state: &mut DeltaState) {
-            let handed = (state.seal(), std::mem::take(&mut self.unwritten));
+            let sealed = match &mut self.clock {
+                Some(now) => {
+                    let sealed = state.seal_at(*now);
+                    *now += Duration::from_secs(10);
+                    sealed
+                }
+                None => state.seal(),
+            };
+            let handed = (sealed, std::mem::take(&mut self.unwritten));
             if let Some((sealed, batches)) = self.writing.replace(handed) {
                 self.write(sealed, &batches);
             }
@@ -747,26 +764,29 @@ mod tests {
     }
 
     /// Held arrivals still go: once the client behind stops sending for the window, its
-    /// series is forgotten at the next flush, and the one whose clock is right stays.
+    /// series is forgotten at the next flush, and the one whose clock is right stays. Flushes
+    /// ten seconds apart on a clock of the test's own, a window of 45 seconds.
     #[tokio::test]
     async fn a_series_no_longer_sent_goes_once_the_arrival_window_passes() {
         let dir = tempfile::tempdir().unwrap();
         let health = PipelineHealth::new();
-        let window = Duration::from_millis(300);
         let mut state = DeltaState::open(dir.path(), Duration::from_secs(3600), health.clone())
             .await
             .unwrap()
-            .holding_arrivals_within(window);
+            .holding_arrivals_within(Duration::from_secs(45));
         let mut flushes = Flushes::new(dir.path());
+        flushes.clock = Some(Instant::now());
+        // Flushes at 0 to 50 s; the last points were taken before the one at 30 s.
         assert_eq!(two_clocks(&mut state, &mut flushes, 2), 2);
-        flushes.flush(&mut state);
-        assert_eq!(state.tracker.len(), 2, "sent within the window");
-        std::thread::sleep(window);
+        for at in [60, 70] {
+            flushes.flush(&mut state);
+            assert_eq!(state.tracker.len(), 2, "sent {} s before", at - 30);
+        }
         flushes.flush(&mut state);
         assert_eq!(
             state.tracker.len(),
             1,
-            "only the series of the clock that is right"
+            "only the series whose clock is right"
         );
         assert_eq!(counter(&health, "burnrate_delta_forgotten_total"), 1);
     }
