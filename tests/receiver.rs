@@ -199,6 +199,14 @@ pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
+/// A receiver writing `dir/data` (returned with it) that flushes every 200 ms.
+fn flushing_often(dir: &Path) -> (std::path::PathBuf, Receiver) {
+    let (data, config) = (dir.join("data"), dir.join("burnrate.toml"));
+    std::fs::write(&config, "[receiver]\nflush_interval_ms = 200\n").unwrap();
+    let receiver = Receiver::start(&data, &config);
+    (data, receiver)
+}
+
 fn small_limits(dir: &Path) -> std::path::PathBuf {
     let config = dir.join("burnrate.toml");
     std::fs::write(&config, "[receiver]\nmax_body_bytes = 1048576\n").unwrap();
@@ -471,10 +479,7 @@ fn both_releases_over_http_and_grpc_cost_exactly_per_model() {
 #[test]
 fn a_live_day_reports_latency_before_its_windows_close() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let config = tmp.path().join("burnrate.toml");
-    std::fs::write(&config, "[receiver]\nflush_interval_ms = 200\n").unwrap();
-    let receiver = Receiver::start(&data, &config);
+    let (data, receiver) = flushing_often(tmp.path());
     for export in sample_exports_2_1_332() {
         let content_type = if export.is_json() {
             "application/json"
@@ -867,10 +872,7 @@ fn a_receiver_killed_after_answering_200_loses_nothing() {
 #[test]
 fn a_receiver_whose_log_cannot_be_written_answers_503_says_why_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let config = tmp.path().join("burnrate.toml");
-    std::fs::write(&config, "[receiver]\nflush_interval_ms = 200\n").unwrap();
-    let mut receiver = Receiver::start(&data, &config);
+    let (data, mut receiver) = flushing_often(tmp.path());
     let post = |i: usize| {
         receiver.post(
             "/v1/logs",
@@ -979,10 +981,7 @@ fn two_receivers_mirroring_to_one_bucket_keep_apart() {
 #[test]
 fn a_client_whose_clock_runs_behind_keeps_its_series_between_exports() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let config = tmp.path().join("burnrate.toml");
-    std::fs::write(&config, "[receiver]\nflush_interval_ms = 200\n").unwrap();
-    let receiver = Receiver::start(&data, &config);
+    let (data, receiver) = flushing_often(tmp.path());
     let exports = sample_exports();
     let r04: Vec<&SampleExport> = exports
         .iter()
