@@ -27,8 +27,9 @@
 //! Memory stays within the budget whatever the lag: librdkafka's prefetch is sized from the
 //! budget and reserved in it (more with each partition assigned, or what its queue holds if
 //! that is more), every message is reserved until its rows are written, and when the budget is
-//! full (or the process nears `memory_limit`) the source stops taking messages and the sink
-//! flushes, which brings it down. What librdkafka prefetched meanwhile waits in its queue, so
+//! full (or the process nears `memory_limit`; looked at once a turn of the consuming loop,
+//! which takes up to [`BURST_BYTES`] of what librdkafka holds) the source stops taking messages
+//! and the sink flushes, which brings it down. What librdkafka prefetched meanwhile waits in its queue, so
 //! taking messages again is immediate; a hold that lasts [`HOLD_BEFORE_PAUSE`] pauses the
 //! assigned partitions, so that the loop polls again. Broker outages are retried by librdkafka;
 //! the loop reports itself unready meanwhile and resumes by itself.
@@ -47,6 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use burnrate_otlp::{Decoder, Encoding, PayloadHint, Signal};
+use futures::FutureExt;
 use rdkafka::client::Client;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer,
@@ -86,6 +88,9 @@ const ASSIGNMENT_CHECK: Duration = Duration::from_secs(10);
 const DRAIN_SETTLE: Duration = Duration::from_secs(1);
 /// Longest pause between retries while the broker is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Bytes of messages librdkafka already holds that one turn of the consuming loop takes.
+const BURST_BYTES: usize = 1 << 20;
 
 /// One topic, and what its messages hold when known; what is not given is read from each
 /// payload.
@@ -1017,11 +1022,30 @@ impl KafkaPipeline {
                     if !self.health.is_ready() {
                         self.health.set_ready();
                     }
-                    self.take_assignments(&mut targets).await?;
-                    if self.dispatch(key.clone(), offset, payload)?
-                        && let Some(target) = targets.get_mut(&key)
-                    {
-                        target.next = target.next.max(offset + 1);
+                    let mut burst = payload.len();
+                    self.take(&mut targets, key, offset, payload).await?;
+                    // What librdkafka already holds is taken in this turn, up to BURST_BYTES:
+                    // one timer, budget look and commit look for many messages, not one each.
+                    while burst < BURST_BYTES {
+                        let next = self.consumer.recv().now_or_never().map(|message| {
+                            message.map(|m| {
+                                let key = (m.topic().to_string(), m.partition());
+                                (key, m.offset(), m.payload().unwrap_or_default().to_vec())
+                            })
+                        });
+                        match next {
+                            Some(Ok((key, offset, payload))) => {
+                                burst += payload.len();
+                                self.take(&mut targets, key, offset, payload).await?;
+                            }
+                            Some(Err(e)) => {
+                                // Said here; the next turn waits as the loop does for errors.
+                                self.health.source_error();
+                                tracing::warn!(error = %e, "kafka consume error");
+                                break;
+                            }
+                            None => break,
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -1053,6 +1077,24 @@ impl KafkaPipeline {
         let mut summary = self.finish(drain)?;
         summary.drained = drained;
         Ok(summary)
+    }
+
+    /// Takes a message received: the assignments its `recv` may have brought first, then the
+    /// message itself, and moves its partition's drain target past it.
+    async fn take(
+        &mut self,
+        targets: &mut BTreeMap<PartitionKey, DrainTarget>,
+        key: PartitionKey,
+        offset: i64,
+        payload: Vec<u8>,
+    ) -> Result<(), EngineError> {
+        self.take_assignments(targets).await?;
+        if self.dispatch(key.clone(), offset, payload)?
+            && let Some(target) = targets.get_mut(&key)
+        {
+            target.next = target.next.max(offset + 1);
+        }
+        Ok(())
     }
 
     /// Hands a message on to be decoded and written; whether it was taken (a message of a
