@@ -29,9 +29,9 @@
 //! that is more), every message is reserved until its rows are written, and when the budget is
 //! full (or the process nears `memory_limit`; looked at once a turn of the consuming loop,
 //! which takes up to [`BURST_BYTES`] of what librdkafka holds) the source stops taking messages
-//! and the sink flushes, which brings it down. What librdkafka prefetched meanwhile waits in its queue, so
-//! taking messages again is immediate; a hold that lasts [`HOLD_BEFORE_PAUSE`] pauses the
-//! assigned partitions, so that the loop polls again. Broker outages are retried by librdkafka;
+//! and the sink flushes, which brings it down. What librdkafka prefetched meanwhile waits in its
+//! queue, so taking messages again is immediate; a hold that lasts [`HOLD_BEFORE_PAUSE`] pauses
+//! the assigned partitions, so that the loop polls again. Broker outages are retried by librdkafka;
 //! the loop reports itself unready meanwhile and resumes by itself.
 //!
 //! Cumulative metrics need every point of a series in one consumer: configure the Collector's
@@ -53,7 +53,7 @@ use rdkafka::client::Client;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer,
 };
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
@@ -1007,10 +1007,7 @@ impl KafkaPipeline {
                 }
             } else {
                 tokio::select! {
-                    message = self.consumer.recv() => Some(message.map(|m| {
-                        let key = (m.topic().to_string(), m.partition());
-                        (key, m.offset(), m.payload().unwrap_or_default().to_vec())
-                    })),
+                    message = self.consumer.recv() => Some(message.map(|m| owned(&m))),
                     _ = tokio::time::sleep(tick) => None,
                     _ = &mut stop => break,
                 }
@@ -1027,19 +1024,15 @@ impl KafkaPipeline {
                     // What librdkafka already holds is taken in this turn, up to BURST_BYTES:
                     // one timer, budget look and commit look for many messages, not one each.
                     while burst < BURST_BYTES {
-                        let next = self.consumer.recv().now_or_never().map(|message| {
-                            message.map(|m| {
-                                let key = (m.topic().to_string(), m.partition());
-                                (key, m.offset(), m.payload().unwrap_or_default().to_vec())
-                            })
-                        });
-                        match next {
+                        let next = self.consumer.recv().now_or_never();
+                        match next.map(|message| message.map(|m| owned(&m))) {
                             Some(Ok((key, offset, payload))) => {
                                 burst += payload.len();
                                 self.take(&mut targets, key, offset, payload).await?;
                             }
                             Some(Err(e)) => {
-                                // Said here; the next turn waits as the loop does for errors.
+                                // Counted and logged as the loop's own arm does; one that lasts
+                                // meets that arm, and its back-off, at the next turn's `recv`.
                                 self.health.source_error();
                                 tracing::warn!(error = %e, "kafka consume error");
                                 break;
@@ -1390,6 +1383,14 @@ fn catch_up_with_broker(
 }
 
 /// Messages librdkafka holds in the consumer's queue, fetched and not yet taken.
+/// A message's partition, offset and payload, owned: the payload outlives librdkafka's buffer
+/// in the decode stage.
+fn owned(message: &BorrowedMessage<'_>) -> (PartitionKey, i64, Vec<u8>) {
+    let key = (message.topic().to_string(), message.partition());
+    let payload = message.payload().unwrap_or_default().to_vec();
+    (key, message.offset(), payload)
+}
+
 fn queued_messages(consumer: &StreamConsumer<SourceContext>) -> usize {
     // SAFETY: the client handle lives as long as `consumer`, which this borrows; the queue
     // handle librdkafka returns is a new reference to the consumer's queue, released here.
