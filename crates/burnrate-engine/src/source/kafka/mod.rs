@@ -1382,7 +1382,6 @@ fn catch_up_with_broker(
     }
 }
 
-/// Messages librdkafka holds in the consumer's queue, fetched and not yet taken.
 /// A message's partition, offset and payload, owned: the payload outlives librdkafka's buffer
 /// in the decode stage.
 fn owned(message: &BorrowedMessage<'_>) -> (PartitionKey, i64, Vec<u8>) {
@@ -1391,6 +1390,7 @@ fn owned(message: &BorrowedMessage<'_>) -> (PartitionKey, i64, Vec<u8>) {
     (key, message.offset(), payload)
 }
 
+/// Messages librdkafka holds in the consumer's queue, fetched and not yet taken.
 fn queued_messages(consumer: &StreamConsumer<SourceContext>) -> usize {
     // SAFETY: the client handle lives as long as `consumer`, which this borrows; the queue
     // handle librdkafka returns is a new reference to the consumer's queue, released here.
