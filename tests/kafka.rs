@@ -617,11 +617,26 @@ impl Consumer {
 
     /// `burnrate_messages_total` as the process reports it.
     fn messages(&self) -> u64 {
+        self.metric("burnrate_messages_total") as u64
+    }
+
+    /// A metric without labels as the process reports it, 0 if it does not.
+    fn metric(&self, name: &str) -> f64 {
         self.metrics()
             .lines()
-            .find_map(|l| l.strip_prefix("burnrate_messages_total "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+            .unwrap_or(0.0)
+    }
+
+    /// Whether a segment of `topic` through `offset` is written, by the member's log.
+    fn wrote(&self, topic: &str, offset: i64) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .lines()
+            .filter_map(written_segments)
+            .any(|(t, _, first, last)| t == topic && (first..=last).contains(&offset))
     }
 
     /// SIGTERM, and the exit; its stderr is the whole log.
@@ -1067,4 +1082,54 @@ fn later_copies_move_every_time_and_the_session_and_nothing_else() {
             export.name
         );
     }
+}
+
+/// A client whose clock runs two hours behind another's, both on the one partition of a live
+/// topic: once the source has caught up with its partitions' ends, the client behind keeps its
+/// nine cumulative series between exports (nothing let go, nothing read back from
+/// `metric_points`, where a state going by event time alone lets them go once written and
+/// looks each up at the client's next export), and both sessions add up to what they reported.
+#[test]
+fn a_client_whose_clock_runs_behind_keeps_its_series_while_the_source_is_caught_up() {
+    let broker = Broker::start();
+    broker.create_topics(&TOPICS, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("burnrate.toml");
+    std::fs::write(&config, "[kafka]\nflush_interval_ms = 200\n").unwrap();
+    let consumer = Consumer::start(&broker, "burnrate-clocks", &data, &config, "clocks");
+    wait_until("every topic's partition is assigned", || {
+        consumer.assigned().len() == TOPICS.len()
+    });
+    let exports = sample_exports();
+    let clocks = TwoClocks::of(&exports);
+    // Offsets in the one partition of each topic, as produced.
+    let (mut metrics, mut logs) = (-1, -1);
+    let mut send_metrics = |bodies: [&[u8]; 2]| {
+        for body in bodies {
+            broker.produce_raw("otlp_metrics", body);
+            metrics += 1;
+        }
+        wait_until("the metric exports are written", || {
+            consumer.wrote("otlp_metrics", metrics)
+        });
+    };
+    send_metrics([&clocks.behind[0].bytes, &clocks.right(0)]);
+    // Two flushes more, each written: the first exports' points are written, then a flush
+    // lets go what is stale and written.
+    for _ in 0..2 {
+        broker.produce_raw("otlp_logs", &clocks.filler.bytes);
+        logs += 1;
+        wait_until("the filler is written", || {
+            consumer.wrote("otlp_logs", logs)
+        });
+    }
+    send_metrics([&clocks.behind[1].bytes, &clocks.right(1)]);
+    let forgotten = consumer.metric("burnrate_delta_forgotten_total");
+    let read_back = consumer.metric("burnrate_delta_read_back_total");
+    let out = consumer.stop();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("caught_up=true"), "{}", stderr(&out));
+    assert_eq!((forgotten, read_back), (0.0, 0.0), "{}", stderr(&out));
+    TwoClocks::assert_totals(&data);
 }

@@ -983,17 +983,7 @@ fn a_client_whose_clock_runs_behind_keeps_its_series_between_exports() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, receiver) = flushing_often(tmp.path());
     let exports = sample_exports();
-    let r04: Vec<&SampleExport> = exports
-        .iter()
-        .filter(|e| e.run == "r04" && e.signal == "metrics")
-        .collect();
-    let filler = exports
-        .iter()
-        .find(|e| e.run == "r01" && e.signal == "logs")
-        .unwrap();
-    // The client behind sends r04 as it was; the other, a session of its own two hours later.
-    let later =
-        |export: &SampleExport| stream::LaterCopies::new(export).copy(1, Duration::from_secs(7200));
+    let clocks = TwoClocks::of(&exports);
     let send = |signal: &str, body: &[u8]| {
         let headers = [("Content-Type", "application/x-protobuf")];
         let (status, response) = receiver.post(&format!("/v1/{signal}"), &headers, body);
@@ -1008,34 +998,22 @@ fn a_client_whose_clock_runs_behind_keeps_its_series_between_exports() {
         }
     };
 
-    send("metrics", &r04[0].bytes);
-    send("metrics", &later(r04[0]));
+    send("metrics", &clocks.behind[0].bytes);
+    send("metrics", &clocks.right(0));
     flushed(1.0);
     // Two flushes more: the first exports' points are written, then a flush lets go what is
     // stale and written.
     for flushes in [2.0, 3.0] {
-        send("logs", &filler.bytes);
+        send("logs", &clocks.filler.bytes);
         flushed(flushes);
     }
-    send("metrics", &r04[1].bytes);
-    send("metrics", &later(r04[1]));
+    send("metrics", &clocks.behind[1].bytes);
+    send("metrics", &clocks.right(1));
     flushed(4.0);
     let forgotten = crate::receiver_gate::metric(&receiver, "burnrate_delta_forgotten_total");
     let read_back = crate::receiver_gate::metric(&receiver, "burnrate_delta_read_back_total");
     let (status, log) = receiver.stop();
     assert!(status.success(), "{log}");
     assert_eq!((forgotten, read_back), (0.0, 0.0), "{log}");
-
-    let sessions = query(
-        &data,
-        "SELECT session_id,
-                sum(value) FILTER (WHERE metric = 'claude_code.cost.usage') AS cost,
-                sum(value) FILTER (WHERE metric = 'claude_code.token.usage' AND type = 'cacheRead') AS cache_read
-         FROM usage_metrics GROUP BY session_id ORDER BY min(time)",
-    );
-    assert_eq!(sessions.len(), 2, "{sessions:?}");
-    for session in &sessions {
-        assert!(close(num(session, "cost"), 0.215259), "{sessions:?}");
-        assert_eq!(num(session, "cache_read"), 13538.0);
-    }
+    TwoClocks::assert_totals(&data);
 }

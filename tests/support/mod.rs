@@ -356,6 +356,45 @@ pub fn assert_metric_cost(data: &Path, copies: f64) {
     assert!(num(&m, "min_delta") >= 0.0, "{m:?}");
 }
 
+/// Two clients of one origin for the clock tests: the one behind sends r04's metric exports as
+/// they were, the other a session of its own two hours later; an r01 log export makes a flush
+/// with no cumulative points in it.
+pub struct TwoClocks<'a> {
+    pub behind: [&'a SampleExport; 2],
+    pub filler: &'a SampleExport,
+}
+
+impl<'a> TwoClocks<'a> {
+    pub fn of(exports: &'a [SampleExport]) -> Self {
+        let r04: Vec<&SampleExport> = exports
+            .iter()
+            .filter(|e| e.run == "r04" && e.signal == "metrics")
+            .collect();
+        TwoClocks {
+            behind: [r04[0], r04[1]],
+            filler: exports
+                .iter()
+                .find(|e| e.run == "r01" && e.signal == "logs")
+                .unwrap(),
+        }
+    }
+
+    /// The `n`th export of the client whose clock is right.
+    pub fn right(&self, n: usize) -> Vec<u8> {
+        stream::LaterCopies::new(self.behind[n]).copy(1, Duration::from_secs(7200))
+    }
+
+    /// Both sessions add up to what r04 reported: $0.215259 and 13,538 cache-read tokens each.
+    pub fn assert_totals(data: &Path) {
+        let sessions = sessions_by_start(data);
+        assert_eq!(sessions.len(), 2, "{sessions:?}");
+        for session in &sessions {
+            assert!(close(num(session, "cost"), 0.215259), "{sessions:?}");
+            assert_eq!(num(session, "cache_read"), 13538.0);
+        }
+    }
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -575,16 +614,21 @@ pub const SESSION_READ_BACK: &str = "forgotten cumulative series read back wante
 pub const SESSION_READ_BACK_AFTER_RESTART: &str =
     "forgotten cumulative series read back wanted=10 found=9";
 
-/// r04's session adds up to what it reported (as in `cumulative_metric_state_survives_a_restart`),
-/// the later one to less: its first export's totals.
-pub fn assert_session_away_and_back_totals(data: &Path) {
-    let sessions = query(
+/// Each session's cost and cache-read tokens by its metrics, in the order the sessions started.
+fn sessions_by_start(data: &Path) -> Vec<serde_json::Map<String, Value>> {
+    query(
         data,
         "SELECT session_id,
                 sum(value) FILTER (WHERE metric = 'claude_code.cost.usage') AS cost,
                 sum(value) FILTER (WHERE metric = 'claude_code.token.usage' AND type = 'cacheRead') AS cache_read
          FROM usage_metrics GROUP BY session_id ORDER BY min(time)",
-    );
+    )
+}
+
+/// r04's session adds up to what it reported (as in `cumulative_metric_state_survives_a_restart`),
+/// the later one to less: its first export's totals.
+pub fn assert_session_away_and_back_totals(data: &Path) {
+    let sessions = sessions_by_start(data);
     assert_eq!(sessions.len(), 2, "{sessions:?}");
     assert!(close(num(&sessions[0], "cost"), 0.215259), "{sessions:?}");
     assert_eq!(num(&sessions[0], "cache_read"), 13538.0);

@@ -13,12 +13,14 @@
 //! sessions, and the new series of a long one, read nothing back. (Such a point, when it is a
 //! reset of a forgotten series, converts the same but counts as a new series, not a reset.)
 //!
-//! A source whose clients send as they go (the receiver) also holds every series sent within
-//! the staleness of this machine's clock ([`DeltaState::holding_arrivals_within`]): one
-//! origin's event time is every client's, and a client whose clock runs hours behind the
-//! others would otherwise have each of its live series forgotten at every flush and read back
-//! at its next export. A backlog (Kafka, files) arrives all at once, so there it would hold
-//! the whole backlog: event time alone decides.
+//! A source whose clients send as they go (the receiver, and Kafka once it has caught up with
+//! its partitions' ends) also holds every series sent within the staleness of this machine's
+//! clock ([`DeltaState::holding_arrivals_within`]): one origin's event time is every client's,
+//! and a client whose clock runs hours behind the others would otherwise have each of its live
+//! series forgotten at every flush and read back at its next export. A backlog arrives all at
+//! once, and holding what arrived within the hour would hold all of it: what a source seals as
+//! a backlog ([`DeltaState::seal_backlog`]: Kafka behind its ends; the files source holds no
+//! arrivals) is held by event time alone.
 //!
 //! Must not know: which source feeds it, how rows are buffered or written.
 
@@ -75,6 +77,9 @@ struct Arrivals {
     /// (generation, when it was sealed), oldest first; only the first may be older than
     /// `within`.
     sealed: VecDeque<(u32, Instant)>,
+    /// The newest generation sealed as a backlog's: it and every one before count as sent
+    /// before the window.
+    backlog: u32,
 }
 
 impl Arrivals {
@@ -89,15 +94,22 @@ impl Arrivals {
         }
     }
 
-    /// The newest generation sealed at least `within` ago (0 if none): a series whose last
-    /// point was taken in it or before was last sent before then.
+    /// A backlog's generation: it arrived all at once, so when says nothing of its clients.
+    fn sealed_backlog(&mut self, generation: u32) {
+        self.backlog = generation;
+        self.sealed.clear();
+    }
+
+    /// The newest generation sealed at least `within` ago, or as a backlog's (0 if none): a
+    /// series whose last point was taken in it or before was last sent before the window.
     fn sent_before_window(&self, now: Instant) -> u32 {
-        match self.sealed.front() {
+        let sent_before = match self.sealed.front() {
             Some(&(generation, at)) if now.saturating_duration_since(at) >= self.within => {
                 generation
             }
             _ => 0,
-        }
+        };
+        sent_before.max(self.backlog)
     }
 }
 
@@ -160,6 +172,7 @@ impl DeltaState {
         self.arrivals = Some(Box::new(Arrivals {
             within,
             sealed: VecDeque::new(),
+            backlog: 0,
         }));
         self
     }
@@ -216,17 +229,26 @@ impl DeltaState {
     /// Closes the generation of the points taken so far, for the writer to mark once they
     /// are written, and forgets the series unseen for the staleness whose points are written.
     pub fn seal(&mut self) -> SealedPoints {
-        self.seal_at(Instant::now())
+        self.seal_at(Instant::now(), false)
+    }
+
+    /// [`Self::seal`] for points taken from a backlog (a Kafka consumer behind its partitions'
+    /// ends): they arrived all at once, so only their event time holds their series, and what
+    /// arrivals held before is let go by event time too.
+    pub fn seal_backlog(&mut self) -> SealedPoints {
+        self.seal_at(Instant::now(), true)
     }
 
     /// [`Self::seal`] at `now` on the monotonic clock (a test's own).
-    fn seal_at(&mut self, now: Instant) -> SealedPoints {
+    fn seal_at(&mut self, now: Instant, backlog: bool) -> SealedPoints {
         let sealed = SealedPoints {
             generation: self.generation,
             written: self.written.clone(),
         };
-        if let Some(arrivals) = &mut self.arrivals {
-            arrivals.sealed(self.generation, now);
+        match &mut self.arrivals {
+            Some(arrivals) if backlog => arrivals.sealed_backlog(self.generation),
+            Some(arrivals) => arrivals.sealed(self.generation, now),
+            None => {}
         }
         self.forget_stale(now);
         self.generation += 1;
@@ -483,6 +505,8 @@ mod tests {
         /// When set, each flush seals at this instant and moves it ten seconds on (the
         /// receiver's flush interval) instead of reading the clock.
         clock: Option<Instant>,
+        /// Each flush seals a backlog's points, as a Kafka source behind its partitions' ends.
+        backlog: bool,
     }
 
     impl Flushes {
@@ -495,18 +519,16 @@ mod tests {
                 writing: None,
                 files: 0,
                 clock: None,
+                backlog: false,
             }
         }
 
         fn flush(&mut self, state: &mut DeltaState) {
-            let sealed = match &mut self.clock {
-                Some(now) => {
-                    let sealed = state.seal_at(*now);
-                    *now += Duration::from_secs(10);
-                    sealed
-                }
-                None => state.seal(),
+            let now = match &mut self.clock {
+                Some(now) => std::mem::replace(now, *now + Duration::from_secs(10)),
+                None => Instant::now(),
             };
+            let sealed = state.seal_at(now, self.backlog);
             let handed = (sealed, std::mem::take(&mut self.unwritten));
             if let Some((sealed, batches)) = self.writing.replace(handed) {
                 self.write(sealed, &batches);
@@ -708,13 +730,18 @@ mod tests {
     }
 
     /// Two clients export a point of their series every third flush through one origin (as
-    /// through the receiver), one with its clock right, one two hours behind; returns the
-    /// series held.
-    fn two_clocks(state: &mut DeltaState, flushes: &mut Flushes, rounds: i64) -> usize {
+    /// through the receiver), one (series `right`) with its clock right, one (`behind`) two
+    /// hours behind; returns the series held.
+    fn two_clocks(
+        state: &mut DeltaState,
+        flushes: &mut Flushes,
+        (right, behind): (u64, u64),
+        rounds: i64,
+    ) -> usize {
         let schema = Table::MetricPoints.schema();
         let now = clock_now();
         for round in 0..rounds {
-            for (series, first) in [(1, now), (2, now - 2 * 3600 * SECOND)] {
+            for (series, first) in [(right, now), (behind, now - 2 * 3600 * SECOND)] {
                 let time = first + round * 60 * SECOND;
                 let batch = started(&schema, series, first - 600 * SECOND, time, round as f64);
                 let (converted, _) = state.convert(&batch, 0).unwrap();
@@ -735,6 +762,20 @@ mod tests {
         state.tracker.len()
     }
 
+    /// A state of an hour's staleness over `data` that holds what arrived `within`, its
+    /// health, and its flushes.
+    async fn holding_arrivals(
+        data: &Path,
+        within: Duration,
+    ) -> (DeltaState, Arc<PipelineHealth>, Flushes) {
+        let health = PipelineHealth::new();
+        let state = DeltaState::open(data, Duration::from_secs(3600), health.clone())
+            .await
+            .unwrap()
+            .holding_arrivals_within(within);
+        (state, health, Flushes::new(data))
+    }
+
     /// A client whose clock runs two hours behind another's, through one origin: by event
     /// time its series is stale at every flush, so a state that holds what was just sent
     /// keeps it, where one that goes by event time alone reads it back at every export.
@@ -747,20 +788,36 @@ mod tests {
             .await
             .unwrap();
         let mut flushes = Flushes::new(by_event_time.path());
-        two_clocks(&mut state, &mut flushes, 6);
+        two_clocks(&mut state, &mut flushes, (1, 2), 6);
         // Forgotten once written, then read back at each export after.
         assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 5);
 
         let held = tempfile::tempdir().unwrap();
-        let health = PipelineHealth::new();
-        let mut state = DeltaState::open(held.path(), staleness, health.clone())
-            .await
-            .unwrap()
-            .holding_arrivals_within(staleness);
-        let mut flushes = Flushes::new(held.path());
-        assert_eq!(two_clocks(&mut state, &mut flushes, 6), 2);
+        let (mut state, health, mut flushes) = holding_arrivals(held.path(), staleness).await;
+        assert_eq!(two_clocks(&mut state, &mut flushes, (1, 2), 6), 2);
         assert_eq!(counter(&health, "burnrate_delta_forgotten_total"), 0);
         assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 0);
+    }
+
+    /// What a Kafka source takes while behind its partitions' ends is a backlog's, held by
+    /// event time alone whatever its arrival: the client behind the clock is read back at each
+    /// export as without arrivals held. Once the source has caught up, arrivals hold that
+    /// client's series again (two new sessions from then on): nothing more is read back.
+    #[tokio::test]
+    async fn a_backlog_is_held_by_event_time_alone_until_the_source_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut state, health, mut flushes) =
+            holding_arrivals(dir.path(), Duration::from_secs(3600)).await;
+        flushes.backlog = true;
+        two_clocks(&mut state, &mut flushes, (1, 2), 6);
+        assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 5);
+
+        flushes.backlog = false;
+        two_clocks(&mut state, &mut flushes, (3, 4), 6);
+        assert_eq!(counter(&health, "burnrate_delta_read_back_total"), 5);
+        // The first client's series, and both of the new sessions'; the backlog's client
+        // behind the clock went at its last flush.
+        assert_eq!(state.tracker.len(), 3);
     }
 
     /// Held arrivals still go: once the client behind stops sending for the window, its
@@ -769,15 +826,11 @@ mod tests {
     #[tokio::test]
     async fn a_series_no_longer_sent_goes_once_the_arrival_window_passes() {
         let dir = tempfile::tempdir().unwrap();
-        let health = PipelineHealth::new();
-        let mut state = DeltaState::open(dir.path(), Duration::from_secs(3600), health.clone())
-            .await
-            .unwrap()
-            .holding_arrivals_within(Duration::from_secs(45));
-        let mut flushes = Flushes::new(dir.path());
+        let (mut state, health, mut flushes) =
+            holding_arrivals(dir.path(), Duration::from_secs(45)).await;
         flushes.clock = Some(Instant::now());
         // Flushes at 0 to 50 s; the last points were taken before the one at 30 s.
-        assert_eq!(two_clocks(&mut state, &mut flushes, 2), 2);
+        assert_eq!(two_clocks(&mut state, &mut flushes, (1, 2), 2), 2);
         for at in [60, 70] {
             flushes.flush(&mut state);
             assert_eq!(state.tracker.len(), 2, "sent {} s before", at - 30);

@@ -36,6 +36,13 @@
 //!
 //! Cumulative metrics need every point of a series in one consumer: configure the Collector's
 //! kafka exporter to partition metrics by resource attributes when running several replicas.
+//! Each flush says whether the source has caught up with its partitions' ends (what is left to
+//! read is at most [`CAUGHT_UP_WITHIN`] at the pace since the last flush, or a thousand
+//! messages): only then does the
+//! metric state hold the series sent within the staleness by when they arrived, as the
+//! receiver does, so that a client whose clock runs behind the others of its partition keeps
+//! its series between exports; a backlog is held by event time alone
+//! ([`crate::stream::delta_state`]).
 
 mod commit;
 mod dispatch;
@@ -91,6 +98,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Bytes of messages librdkafka already holds that one turn of the consuming loop takes.
 const BURST_BYTES: usize = 1 << 20;
+/// The source has caught up when what is left to read of its partitions would take at most
+/// this long at the pace since the last flush,
+const CAUGHT_UP_WITHIN: Duration = Duration::from_secs(1);
+/// or is at most this many messages: a live stream's flush may look between a fetch and the
+/// turn that takes it, and a backlog is far more.
+const CAUGHT_UP_MESSAGES: u128 = 1_000;
 
 /// One topic, and what its messages hold when known; what is not given is read from each
 /// payload.
@@ -809,6 +822,10 @@ pub struct KafkaPipeline {
     output: PathBuf,
     /// The longest a rebalance may take before the group hands partitions out.
     rebalance_bound: Duration,
+    /// Messages taken since the last flush.
+    taken_since_flush: u64,
+    /// Whether the last flush found the source caught up with its partitions' ends.
+    caught_up: bool,
 }
 
 impl KafkaPipeline {
@@ -925,6 +942,8 @@ impl KafkaPipeline {
             config,
             output: output.to_path_buf(),
             rebalance_bound,
+            taken_since_flush: 0,
+            caught_up: false,
         })
     }
 
@@ -983,7 +1002,7 @@ impl KafkaPipeline {
                 // Waiting for the interval left the source held for up to that long whenever
                 // the prefetch held more than half the budget (many partitions, a larger
                 // `queued.max.messages.kbytes`): the sink's own threshold was never reached.
-                self.send(Step::Flush)?;
+                self.flush(&targets, last_flush.elapsed())?;
                 last_flush = Instant::now();
             }
             let waiting = lock(&self.dispatch).run_waiting();
@@ -1062,7 +1081,7 @@ impl KafkaPipeline {
                 }
             }
             if last_flush.elapsed() >= flush_every {
-                self.send(Step::Flush)?;
+                self.flush(&targets, last_flush.elapsed())?;
                 last_flush = Instant::now();
             }
             commit_offsets(&self.commits, &self.consumer, &self.health)?;
@@ -1082,12 +1101,42 @@ impl KafkaPipeline {
         payload: Vec<u8>,
     ) -> Result<(), EngineError> {
         self.take_assignments(targets).await?;
-        if self.dispatch(key.clone(), offset, payload)?
-            && let Some(target) = targets.get_mut(&key)
-        {
-            target.next = target.next.max(offset + 1);
+        if self.dispatch(key.clone(), offset, payload)? {
+            self.taken_since_flush += 1;
+            if let Some(target) = targets.get_mut(&key) {
+                target.next = target.next.max(offset + 1);
+            }
         }
         Ok(())
+    }
+
+    /// Asks the sink to write every segment, telling it whether the source has caught up with
+    /// its partitions' ends over the `since` since the last flush.
+    fn flush(
+        &mut self,
+        targets: &BTreeMap<PartitionKey, DrainTarget>,
+        since: Duration,
+    ) -> Result<(), EngineError> {
+        let left = messages_left(&self.consumer, targets);
+        let taken = std::mem::take(&mut self.taken_since_flush);
+        // With no partition held (before the first assignment, or in a rebalance) there is
+        // nothing to be caught up with: the last word stands.
+        let caught_up = if targets.is_empty() {
+            self.caught_up
+        } else {
+            caught_up(left, taken, since)
+        };
+        if caught_up != self.caught_up {
+            self.caught_up = caught_up;
+            tracing::info!(
+                caught_up,
+                messages_left = left,
+                messages_taken = taken,
+                since_ms = since.as_millis() as u64,
+                "kafka source caught up with its partitions' ends, or fell behind them"
+            );
+        }
+        self.send(Step::Flush { caught_up })
     }
 
     /// Hands a message on to be decoded and written; whether it was taken (a message of a
@@ -1338,12 +1387,10 @@ impl KafkaPipeline {
         }
         self.orphans_removed += removed as u64;
         if removed > 0 || !self.tracker_loaded {
-            let delta = DeltaState::open(
-                &self.output,
-                Duration::from_secs(self.config.cumulative_staleness_seconds),
-                self.health.clone(),
-            )
-            .await?;
+            let staleness = Duration::from_secs(self.config.cumulative_staleness_seconds);
+            let delta = DeltaState::open(&self.output, staleness, self.health.clone())
+                .await?
+                .holding_arrivals_within(staleness);
             self.send(Step::DeltaState(delta))?;
             self.tracker_loaded = true;
         }
@@ -1380,6 +1427,46 @@ fn catch_up_with_broker(
             target.fetched_to(high);
         }
     }
+}
+
+/// Messages left to read of the partitions held: past each one's next offset (librdkafka's
+/// position, which also steps over the transaction markers no message carries), up to the
+/// larger of its end listed at assignment and the high watermark of its latest fetch. Local
+/// reads of what librdkafka knows; nothing is asked of the broker.
+fn messages_left(
+    consumer: &StreamConsumer<SourceContext>,
+    targets: &BTreeMap<PartitionKey, DrainTarget>,
+) -> i64 {
+    let mut next: BTreeMap<PartitionKey, i64> = targets
+        .iter()
+        .map(|(key, t)| (key.clone(), t.next))
+        .collect();
+    if let Ok(positions) = consumer.position() {
+        for element in positions.elements() {
+            let key = (element.topic().to_string(), element.partition());
+            if let (Some(next), Offset::Offset(position)) = (next.get_mut(&key), element.offset()) {
+                *next = (*next).max(position);
+            }
+        }
+    }
+    targets
+        .iter()
+        .map(|((topic, partition), target)| {
+            let fetched = fetched_high_watermark(consumer.client(), topic, *partition);
+            let end = fetched.map_or(target.end, |high| high.max(target.end));
+            let next = next.get(&(topic.clone(), *partition)).copied();
+            (end - next.unwrap_or(target.next)).max(0)
+        })
+        .sum()
+}
+
+/// Whether `left` messages are at most [`CAUGHT_UP_MESSAGES`], or [`CAUGHT_UP_WITHIN`]'s
+/// worth at the pace of `taken` over `since`: a source that took nothing with more left (held
+/// for memory, or stalled) is behind.
+fn caught_up(left: i64, taken: u64, since: Duration) -> bool {
+    let left = u128::try_from(left).unwrap_or(0);
+    left <= CAUGHT_UP_MESSAGES
+        || left * since.as_millis().max(1) <= u128::from(taken) * CAUGHT_UP_WITHIN.as_millis()
 }
 
 /// A message's partition, offset and payload, owned: the payload outlives librdkafka's buffer
@@ -1491,6 +1578,31 @@ mod tests {
         listed.fetched_to(80);
         listed.next = 80;
         assert!(!listed.reached(DRAIN_SETTLE));
+    }
+
+    #[test]
+    fn a_source_is_caught_up_within_a_second_of_its_ends_at_its_own_pace() {
+        let five = Duration::from_secs(5);
+        assert!(caught_up(0, 0, five), "nothing left, nothing taken");
+        assert!(caught_up(1_000, 0, five), "a fetch not yet taken");
+        assert!(!caught_up(1_001, 0, five), "held or stalled with more left");
+        assert!(
+            caught_up(3_000, 15_000, five),
+            "a second's worth at 3,000 a second"
+        );
+        assert!(!caught_up(3_001, 15_000, five));
+        assert!(
+            caught_up(2_000, 400, Duration::from_millis(200)),
+            "2,000 a second"
+        );
+        assert!(
+            !caught_up(900_000, 250_000, five),
+            "a backlog at 50,000 a second"
+        );
+        assert!(
+            caught_up(-4, 0, five),
+            "librdkafka's position past a stale end"
+        );
     }
 
     #[test]

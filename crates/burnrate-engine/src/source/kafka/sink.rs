@@ -37,8 +37,11 @@ pub enum Step {
         last: i64,
         decoding: Pending,
     },
-    /// The flush interval passed: write every segment.
-    Flush,
+    /// The flush interval passed (or the source is held for memory): write every segment.
+    /// `caught_up`: whether the source had caught up with its partitions' ends (see
+    /// `caught_up` in the source), which decides how the metric state holds what was taken
+    /// since the last flush.
+    Flush { caught_up: bool },
     /// Write these partitions' segments (they are being revoked), then answer.
     Revoke {
         keys: Vec<PartitionKey>,
@@ -121,6 +124,9 @@ pub struct KafkaSink {
     /// rest is free for messages in flight and for the flushes being written.
     flush_memory: usize,
     summary: KafkaRunSummary,
+    /// Whether the source had caught up with its partitions' ends at its last word: a flush
+    /// then seals what it took as sent within the arrival window, not as a backlog's.
+    caught_up: bool,
     /// The first error: everything after it is dropped (not committed), and replayed on restart.
     failed: Option<String>,
 }
@@ -141,6 +147,7 @@ impl KafkaSink {
             segments: BTreeMap::new(),
             flush_memory,
             summary: KafkaRunSummary::default(),
+            caught_up: false,
             failed: None,
         }
     }
@@ -181,7 +188,8 @@ impl KafkaSink {
                     self.fail(error);
                 }
             }
-            Step::Flush => {
+            Step::Flush { caught_up } => {
+                self.caught_up = caught_up;
                 if self.failed.is_none()
                     && let Err(error) = self.flush(None)
                 {
@@ -381,7 +389,13 @@ impl KafkaSink {
         // Held by the flush now: the rest stays with the segments still buffered.
         self.buffered.resize(self.buffered_size().1);
         // Only a flush of every segment holds every cumulative point taken so far.
-        let sealed = everything.then(|| self.delta.seal());
+        let sealed = everything.then(|| {
+            if self.caught_up {
+                self.delta.seal()
+            } else {
+                self.delta.seal_backlog()
+            }
+        });
         self.send(Job::Flush {
             segments,
             held,
