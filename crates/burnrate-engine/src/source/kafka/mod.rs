@@ -37,12 +37,11 @@
 //! Cumulative metrics need every point of a series in one consumer: configure the Collector's
 //! kafka exporter to partition metrics by resource attributes when running several replicas.
 //! Each flush says whether the source has caught up with its partitions' ends (what is left to
-//! read is at most [`CAUGHT_UP_WITHIN`] at the pace since the last flush, or a thousand
-//! messages): only then does the
-//! metric state hold the series sent within the staleness by when they arrived, as the
-//! receiver does, so that a client whose clock runs behind the others of its partition keeps
-//! its series between exports; a backlog is held by event time alone
-//! ([`crate::stream::delta_state`]).
+//! read is at most [`CAUGHT_UP_WITHIN`] at the pace since the last flush, or at most
+//! [`CAUGHT_UP_MESSAGES`]): only then does the metric state hold the series sent within the
+//! staleness by when they arrived, as the receiver does, so that a client whose clock runs
+//! behind the others of its partition keeps its series between exports; a backlog is held by
+//! event time alone ([`crate::stream::delta_state`]).
 
 mod commit;
 mod dispatch;
@@ -99,10 +98,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Bytes of messages librdkafka already holds that one turn of the consuming loop takes.
 const BURST_BYTES: usize = 1 << 20;
 /// The source has caught up when what is left to read of its partitions would take at most
-/// this long at the pace since the last flush,
+/// this long at the pace since the last flush, or is at most [`CAUGHT_UP_MESSAGES`].
 const CAUGHT_UP_WITHIN: Duration = Duration::from_secs(1);
-/// or is at most this many messages: a live stream's flush may look between a fetch and the
-/// turn that takes it, and a backlog is far more.
+/// Messages left that count as caught up whatever the pace: a live stream's flush may look
+/// between a fetch and the turn that takes it, and a backlog is far more.
 const CAUGHT_UP_MESSAGES: u128 = 1_000;
 
 /// One topic, and what its messages hold when known; what is not given is read from each
@@ -1429,35 +1428,16 @@ fn catch_up_with_broker(
     }
 }
 
-/// Messages left to read of the partitions held: past each one's next offset (librdkafka's
-/// position, which also steps over the transaction markers no message carries), up to the
-/// larger of its end listed at assignment and the high watermark of its latest fetch. Local
-/// reads of what librdkafka knows; nothing is asked of the broker.
+/// Messages left to read of the partitions held, by what librdkafka knows of them now (see
+/// [`catch_up_with_broker`]: its position, and the high watermark of its latest fetch); nothing
+/// is asked of the broker, and the targets a drain stops at stay as they are.
 fn messages_left(
     consumer: &StreamConsumer<SourceContext>,
     targets: &BTreeMap<PartitionKey, DrainTarget>,
 ) -> i64 {
-    let mut next: BTreeMap<PartitionKey, i64> = targets
-        .iter()
-        .map(|(key, t)| (key.clone(), t.next))
-        .collect();
-    if let Ok(positions) = consumer.position() {
-        for element in positions.elements() {
-            let key = (element.topic().to_string(), element.partition());
-            if let (Some(next), Offset::Offset(position)) = (next.get_mut(&key), element.offset()) {
-                *next = (*next).max(position);
-            }
-        }
-    }
-    targets
-        .iter()
-        .map(|((topic, partition), target)| {
-            let fetched = fetched_high_watermark(consumer.client(), topic, *partition);
-            let end = fetched.map_or(target.end, |high| high.max(target.end));
-            let next = next.get(&(topic.clone(), *partition)).copied();
-            (end - next.unwrap_or(target.next)).max(0)
-        })
-        .sum()
+    let mut known = targets.clone();
+    catch_up_with_broker(consumer, &mut known);
+    known.values().map(|t| (t.end - t.next).max(0)).sum()
 }
 
 /// Whether `left` messages are at most [`CAUGHT_UP_MESSAGES`], or [`CAUGHT_UP_WITHIN`]'s
