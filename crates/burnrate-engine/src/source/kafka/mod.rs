@@ -1116,26 +1116,26 @@ impl KafkaPipeline {
         targets: &BTreeMap<PartitionKey, DrainTarget>,
         since: Duration,
     ) -> Result<(), EngineError> {
-        let left = messages_left(&self.consumer, targets);
         let taken = std::mem::take(&mut self.taken_since_flush);
         // With no partition held (before the first assignment, or in a rebalance) there is
         // nothing to be caught up with: the last word stands.
-        let caught_up = if targets.is_empty() {
-            self.caught_up
-        } else {
-            caught_up(left, taken, since)
-        };
-        if caught_up != self.caught_up {
-            self.caught_up = caught_up;
-            tracing::info!(
-                caught_up,
-                messages_left = left,
-                messages_taken = taken,
-                since_ms = since.as_millis() as u64,
-                "kafka source caught up with its partitions' ends, or fell behind them"
-            );
+        if !targets.is_empty() {
+            let left = messages_left(&self.consumer, targets);
+            let caught_up = caught_up(left, taken, since);
+            if caught_up != self.caught_up {
+                self.caught_up = caught_up;
+                tracing::info!(
+                    caught_up,
+                    messages_left = left,
+                    messages_taken = taken,
+                    since_ms = since.as_millis() as u64,
+                    "kafka source caught up with its partitions' ends, or fell behind them"
+                );
+            }
         }
-        self.send(Step::Flush { caught_up })
+        self.send(Step::Flush {
+            caught_up: self.caught_up,
+        })
     }
 
     /// Hands a message on to be decoded and written; whether it was taken (a message of a
