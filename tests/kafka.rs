@@ -622,11 +622,7 @@ impl Consumer {
 
     /// A metric without labels as the process reports it, 0 if it does not.
     fn metric(&self, name: &str) -> f64 {
-        self.metrics()
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
+        metric_value(&self.metrics(), name).unwrap_or(0.0)
     }
 
     /// Whether a segment of `topic` through `offset` is written, by the member's log.

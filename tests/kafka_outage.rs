@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::broker::produce_samples;
-use crate::support::sample_exports;
+use crate::support::{metric_value, sample_exports};
 use burnrate_engine::{
     KafkaPipeline, KafkaSourceConfig, KafkaTopic, MemoryBudget, PipelineHealth, WindowSpec,
     WindowStage, open_dataset,
@@ -64,10 +64,7 @@ async fn a_broker_outage_is_waited_out_and_nothing_is_lost() {
 
 fn metric(health: &PipelineHealth, name: &str) -> f64 {
     let text = health.render();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
+    metric_value(&text, name).unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 pub(crate) fn pipeline(

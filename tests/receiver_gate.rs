@@ -46,11 +46,9 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     config
 }
 
-pub(crate) fn metric(receiver: &Receiver, line_start: &str) -> f64 {
+pub(crate) fn metric(receiver: &Receiver, name: &str) -> f64 {
     let (_, text) = receiver.get_health("/metrics");
-    text.lines()
-        .find_map(|line| line.strip_prefix(line_start)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    metric_value(&text, name).unwrap_or(0.0)
 }
 
 fn grpc_export(port: u16, token: Option<&str>, body: Vec<u8>) -> Result<(), tonic::Status> {
