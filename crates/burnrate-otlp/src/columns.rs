@@ -37,7 +37,9 @@ pub fn event_time(nanos: u64) -> Result<Option<i64>, String> {
 /// Rows a column builder has room for before it grows. Arrow's default (1,024 rows and 1 KiB of
 /// string data per column) costs ~300 KB of allocation per export across the tables' columns,
 /// which dominated decoding the few-KB exports Claude Code sends; builders double as they fill,
-/// so large exports pay a few reallocations instead.
+/// so large exports pay a few reallocations instead. Room for a Kafka run's rows from the start
+/// (1,024) made a catch-up 14% slower, not faster: fresh memory for every column of every
+/// table costs more than growing the columns that fill (docs/benchmarks.md, 2026-12-06).
 pub const INITIAL_ROWS: usize = 16;
 
 pub fn strings() -> StringBuilder {
