@@ -93,7 +93,10 @@ fn length_bit(key: &str) -> u128 {
     1 << key.len().min(127)
 }
 
-/// A `Map<Utf8, Utf8>` column of attributes.
+/// A `Map<Utf8, Utf8>` column of attributes. View-typed strings (`Utf8View`) were slower, even
+/// pointing into the export's bytes instead of copying: the large export 3.58 ms against 3.34,
+/// the real exports as a run 334 µs against 303 (`benches/decode.rs`, `docs/benchmarks.md`,
+/// 2026-12-06). These strings are short, and a view is 16 bytes a value.
 pub struct AttributeMap {
     builder: MapBuilder<StringBuilder, StringBuilder>,
     /// Where a value that is not a string is spelled out, reused from row to row.

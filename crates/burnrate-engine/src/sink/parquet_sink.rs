@@ -72,6 +72,9 @@ impl ParquetSink {
     /// column by column: with any column's own setting, `parquet` 59 looks it up in a hash map
     /// at every batch of values (7% more). Dictionaries stay: without them the encoders'
     /// buffers hold every value, and a Kafka catch-up took 45% more page faults and ran slower.
+    /// A 4 KiB dictionary page limit (plain pages once a column's distinct values pass it) was
+    /// no faster: 49,097 against 49,895 messages/s at 1,000,008 (`docs/benchmarks.md`,
+    /// 2026-12-06).
     pub fn flush_properties() -> WriterProperties {
         Self::rewrite_properties()
             .into_builder()
