@@ -9,7 +9,8 @@
 //! 4.4 GB), each copy a second later than the one before and in sessions of its own, so event
 //! time moves on over 7.7 hours as a backlog's does (`support::stream`;
 //! `BURNRATE_BENCH_STREAM=identical` replays the samples as they are;
-//! `BURNRATE_BENCH_STALENESS` sets `cumulative_staleness_seconds`); under `cargo test` it runs
+//! `BURNRATE_BENCH_STALENESS` sets `cumulative_staleness_seconds`, `BURNRATE_BENCH_PARTITIONS`
+//! the partitions a topic, 3 by default); under `cargo test` it runs
 //! once on a small stream as a smoke test.
 //! Each side is timed from its first message to its last (for burnrate: to the final commit),
 //! so group joins are not counted against either; the median of three rounds is reported, with
@@ -50,7 +51,15 @@ use support::sample_exports;
 use support::stream::COPY_STEP;
 
 const TOPICS: [&str; 3] = ["otlp_logs", "otlp_metrics", "otlp_spans"];
-const PARTITIONS: i32 = 3;
+/// Partitions a topic; `BURNRATE_BENCH_PARTITIONS` sets another, to see what a partition's
+/// segment costs (every flush writes a file a table for each partition that has rows).
+fn partition_count() -> i32 {
+    std::env::var("BURNRATE_BENCH_PARTITIONS")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .filter(|count| *count > 0)
+        .unwrap_or(3)
+}
 /// A round that takes longer has stalled: a full one takes about a minute on this machine.
 const STALL: Duration = Duration::from_secs(300);
 
@@ -307,7 +316,7 @@ fn bare_consumer(broker: &str, group: &str, messages: usize, client: &[(&str, &s
     let consumer: BaseConsumer = config.create().unwrap();
     let mut partitions = TopicPartitionList::new();
     for topic in TOPICS {
-        for partition in 0..PARTITIONS {
+        for partition in 0..partition_count() {
             partitions
                 .add_partition_offset(topic, partition, Offset::Beginning)
                 .unwrap();
@@ -583,7 +592,7 @@ fn main() {
         .and_then(|c| c.parse().ok())
         .unwrap_or(copies);
     let broker = Broker::start();
-    broker.create_topics(&TOPICS, PARTITIONS);
+    broker.create_topics(&TOPICS, partition_count());
     let exports = sample_exports();
     let stream = std::env::var("BURNRATE_BENCH_STREAM").unwrap_or_else(|_| "later".into());
     let (messages, stream) = match stream.as_str() {
@@ -642,7 +651,8 @@ fn main() {
     let all_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) * 100;
     let mib = |r: &Round| bytes as f64 / r.seconds / (1 << 20) as f64;
     println!(
-        "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x 3 partitions, median of {rounds}; {stream}; cumulative staleness {} s",
+        "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x {} partitions, median of {rounds}; {stream}; cumulative staleness {} s",
+        partition_count(),
         cumulative_staleness()
     );
     println!(
