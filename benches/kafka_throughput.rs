@@ -10,8 +10,8 @@
 //! time moves on over 7.7 hours as a backlog's does (`support::stream`;
 //! `BURNRATE_BENCH_STREAM=identical` replays the samples as they are;
 //! `BURNRATE_BENCH_STALENESS` sets `cumulative_staleness_seconds`, `BURNRATE_BENCH_PARTITIONS`
-//! the partitions a topic, 3 by default); under `cargo test` it runs
-//! once on a small stream as a smoke test.
+//! the partitions a topic, 3 by default); under `cargo test` it runs once on a small stream as a
+//! smoke test.
 //! Each side is timed from its first message to its last (for burnrate: to the final commit),
 //! so group joins are not counted against either; the median of three rounds is reported, with
 //! the CPU its process used meanwhile (200% is both cores of this machine), by stage, and for
@@ -60,6 +60,7 @@ fn partition_count() -> i32 {
         .filter(|count| *count > 0)
         .unwrap_or(3)
 }
+
 /// A round that takes longer has stalled: a full one takes about a minute on this machine.
 const STALL: Duration = Duration::from_secs(300);
 
