@@ -12,15 +12,14 @@
 //! `BURNRATE_BENCH_STALENESS` sets `cumulative_staleness_seconds`, `BURNRATE_BENCH_PARTITIONS`
 //! the partitions a topic, 3 by default); under `cargo test` it runs once on a small stream as a
 //! smoke test.
-//! Each side is timed from its first message to its last (for burnrate: to the final commit),
-//! so group joins are not counted against either; the median of three rounds is reported, with
-//! the CPU its process used meanwhile (200% is both cores of this machine), by stage, and for
-//! burnrate the CPU while consuming (first to last message taken in) and its peak RSS. The whole
-//! machine's busy time over the same span is printed beside the process's: what the broker and
-//! the kernel took, and what was left idle. Every round runs in a process of its own (see
+//! Each side is timed from its first message to its last (for burnrate: to the final commit), so
+//! group joins are not counted against either; the median of three rounds is reported, with the CPU
+//! its process used meanwhile (200% is both cores of this machine), by stage, and for burnrate its
+//! CPU a message, the CPU while consuming (first to last message taken in) and its peak RSS. The
+//! whole machine's busy time over the same span is printed beside the process's: what the broker
+//! and the kernel took, and what was left idle. Every round runs in a process of its own (see
 //! [`RoundSpec`]), as a user's burnrate would. A second burnrate configuration sets librdkafka's
-//! own prefetch sizes over burnrate's, so the memory budget pauses the partitions again and
-//! again.
+//! own prefetch sizes over burnrate's, so the memory budget pauses the partitions again and again.
 //!
 //! The cost of the Delta logs is measured against burnrate itself: the same pipeline writing
 //! plain Parquet, committed to no log (`table_logs = false`, as burnrate wrote before the logs),
