@@ -88,15 +88,20 @@ pub fn timestamp() -> DataType {
 
 /// `Map<Utf8, Utf8>` as arrow's `MapBuilder` makes it.
 pub fn string_map() -> DataType {
-    let entries = Field::new(
-        "entries",
-        DataType::Struct(Fields::from(vec![
-            Field::new("keys", DataType::Utf8, false),
-            Field::new("values", DataType::Utf8, true),
-        ])),
-        false,
-    );
-    DataType::Map(Arc::new(entries), false)
+    DataType::Map(Arc::new(string_map_entries()), false)
+}
+
+/// The entries of [`string_map`]: a struct of a non-null `keys` and a nullable `values`.
+pub fn string_map_entries() -> Field {
+    Field::new("entries", DataType::Struct(string_map_fields()), false)
+}
+
+/// The fields of [`string_map_entries`]' struct.
+pub fn string_map_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("keys", DataType::Utf8, false),
+        Field::new("values", DataType::Utf8, true),
+    ])
 }
 
 fn utf8(name: &str) -> Field {
