@@ -9,7 +9,8 @@ use arrow::array::{
     ArrayRef, MapArray, NullBufferBuilder, StringArray, StringBuilder, StructArray,
     TimestampNanosecondBuilder,
 };
-use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow::buffer::Buffer;
+use arrow_buffer::OffsetBufferBuilder;
 
 use crate::SERIES_ID_MASK;
 use crate::attributes::{keys_equal, render, render_into};
@@ -103,8 +104,8 @@ fn length_bit(key: &str) -> u128 {
 pub struct AttributeMap {
     keys: TextColumn,
     values: TextColumn,
-    /// Where each row's entries end, after a leading 0.
-    ends: Vec<i32>,
+    /// Where each row's entries end.
+    ends: OffsetBufferBuilder<i32>,
     rows: NullBufferBuilder,
     /// Where a value that is not a string is spelled out, reused from row to row.
     scratch: String,
@@ -112,12 +113,10 @@ pub struct AttributeMap {
 
 impl AttributeMap {
     pub fn new() -> Self {
-        let mut ends = Vec::with_capacity(INITIAL_ROWS + 1);
-        ends.push(0);
         AttributeMap {
             keys: TextColumn::new(),
             values: TextColumn::new(),
-            ends,
+            ends: OffsetBufferBuilder::new(INITIAL_ROWS),
             rows: NullBufferBuilder::new(INITIAL_ROWS),
             scratch: String::new(),
         }
@@ -147,7 +146,9 @@ impl AttributeMap {
     }
 
     fn end_row(&mut self, valid: bool) {
-        self.ends.push(offset(self.keys.len()));
+        // The builder's offsets start at 0 and never go below it.
+        let start = self.ends.last().map_or(0, |&end| end as usize);
+        self.ends.push_length(self.keys.len() - start);
         self.rows.append(valid);
     }
 
@@ -160,10 +161,10 @@ impl AttributeMap {
             ],
             None,
         );
-        let ends = std::mem::replace(&mut self.ends, vec![0]);
+        let ends = std::mem::replace(&mut self.ends, OffsetBufferBuilder::new(INITIAL_ROWS));
         Arc::new(MapArray::new(
             Arc::new(string_map_entries()),
-            OffsetBuffer::new(ScalarBuffer::from(ends)),
+            ends.finish(),
             entries,
             self.rows.finish(),
             false,
@@ -176,18 +177,20 @@ impl AttributeMap {
 /// assembled once at `finish` instead of through `MapBuilder`, real exports decoded one by one
 /// took 11-13% less time, runs of them 0-3% (`benches/decode.rs`, docs/benchmarks.md,
 /// 2026-12-06).
+///
+/// A column passes 2 GiB, where the offsets' `finish` panics as arrow's own builders do, only far
+/// past any input burnrate takes: a Kafka run is at most 1 MiB of exports, a request at most
+/// the receiver's body limit.
 struct TextColumn {
-    /// Where each string ends, after a leading 0.
-    ends: Vec<i32>,
+    /// Where each string ends.
+    ends: OffsetBufferBuilder<i32>,
     bytes: Vec<u8>,
 }
 
 impl TextColumn {
     fn new() -> Self {
-        let mut ends = Vec::with_capacity(INITIAL_ROWS + 1);
-        ends.push(0);
         TextColumn {
-            ends,
+            ends: OffsetBufferBuilder::new(INITIAL_ROWS),
             bytes: Vec::with_capacity(INITIAL_ROWS * 16),
         }
     }
@@ -199,7 +202,7 @@ impl TextColumn {
     #[inline(always)]
     fn push(&mut self, text: &str) {
         copy_short(&mut self.bytes, text.as_bytes());
-        self.ends.push(offset(self.bytes.len()));
+        self.ends.push_length(text.len());
     }
 
     /// Appends every string of `column`, which has no nulls.
@@ -208,29 +211,24 @@ impl TextColumn {
         let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
             return;
         };
-        let shift = offset(self.bytes.len()) - first;
         self.bytes
             .extend_from_slice(&column.value_data()[first as usize..last as usize]);
-        self.ends.extend(offsets[1..].iter().map(|end| end + shift));
+        self.ends.reserve(offsets.len() - 1);
+        for pair in offsets.windows(2) {
+            self.ends.push_length((pair[1] - pair[0]) as usize);
+        }
     }
 
     fn finish(&mut self) -> StringArray {
-        let ends = std::mem::replace(&mut self.ends, vec![0]);
+        let ends = std::mem::replace(&mut self.ends, OffsetBufferBuilder::new(INITIAL_ROWS));
         let bytes = std::mem::take(&mut self.bytes);
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(ends));
         // SAFETY: every string appended was a whole `&str` (or a whole string of a
         // `StringArray`), so the bytes are UTF-8 and each offset is on a character boundary;
-        // `OffsetBuffer::new` checked that the offsets start at 0 and never fall, and the last
-        // is the bytes' length.
-        unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(bytes), None) }
+        // each length pushed is the bytes appended with it, so the offsets start at 0, never
+        // fall, and the last is the bytes' length; `finish` panics rather than hand over
+        // offsets past `i32::MAX`.
+        unsafe { StringArray::new_unchecked(ends.finish(), Buffer::from_vec(bytes), None) }
     }
-}
-
-/// A column's byte length as an Arrow offset. A map column passes 2 GiB only far past any
-/// input burnrate takes (a Kafka run is at most 1 MiB of exports, a request at most the
-/// receiver's body limit), where arrow's own builders panic too.
-fn offset(len: usize) -> i32 {
-    i32::try_from(len).expect("an attribute column under 2 GiB")
 }
 
 /// Appends `src` to `out`; up to 32 bytes with two overlapping fixed-width moves instead of a
