@@ -32,6 +32,9 @@ pub struct Undecodable {
 pub struct Decoding {
     pub decoded: Option<Decoded>,
     pub undecodable: Vec<Undecodable>,
+    /// Per export, in submission order: its rows written with an unparsable value (0 for an
+    /// undecodable one). A receiver answers each request with its own count.
+    pub rows_with_errors: Vec<u64>,
     /// Exports in the run, and their size as received.
     pub exports: usize,
     pub bytes: usize,
@@ -121,7 +124,7 @@ impl Job {
     fn run(mut self, decoder: &Decoder) {
         let exports = self.exports.len();
         let bytes = self.exports.iter().map(|(_, b)| b.len()).sum();
-        let (decoded, undecodable) = decode_run(decoder, self.exports, self.hint);
+        let (decoded, undecodable, rows_with_errors) = decode_run(decoder, self.exports, self.hint);
         self.held.resize(
             decoded.as_ref().map_or(0, |d| {
                 d.batches
@@ -134,6 +137,7 @@ impl Job {
         let _ = self.reply.send(Decoding {
             decoded,
             undecodable,
+            rows_with_errors,
             exports,
             bytes,
             held: self.held,
@@ -143,41 +147,50 @@ impl Job {
 
 /// Decodes every export onto one set of builders. Should the batches not build (a bug, not
 /// bad input: appending cannot fail), each export is decoded alone so only the one at fault
-/// becomes a dead letter.
+/// becomes a dead letter. Returns each export's rows with errors too, in submission order.
 fn decode_run(
     decoder: &Decoder,
     exports: Vec<(i64, Vec<u8>)>,
     hint: PayloadHint,
-) -> (Option<Decoded>, Vec<Undecodable>) {
+) -> (Option<Decoded>, Vec<Undecodable>, Vec<u64>) {
     let mut builders = TableBuilders::default();
     let mut undecodable = Vec::new();
+    let mut rows_with_errors = vec![0; exports.len()];
     let mut decoded_exports = Vec::with_capacity(exports.len());
-    for (id, bytes) in exports {
+    for (position, (id, bytes)) in exports.into_iter().enumerate() {
+        let before = builders.stats().rows_with_errors;
         match decoder.decode_into(&bytes, hint, &mut builders) {
-            Ok(()) => decoded_exports.push((id, bytes)),
+            Ok(()) => {
+                rows_with_errors[position] = builders.stats().rows_with_errors - before;
+                decoded_exports.push((position, id, bytes));
+            }
             Err(error) => undecodable.push(Undecodable { id, error, bytes }),
         }
     }
     if builders.is_empty() {
-        return (None, undecodable);
+        return (None, undecodable, rows_with_errors);
     }
     match builders.finish() {
-        Ok(decoded) => (Some(decoded), undecodable),
+        Ok(decoded) => (Some(decoded), undecodable, rows_with_errors),
         Err(error) => {
             tracing::warn!(error = %error, "a run of exports did not build; decoding them one by one");
             let mut alone = Decoded::default();
-            for (id, bytes) in decoded_exports {
+            for (position, id, bytes) in decoded_exports {
                 match decoder.decode(&bytes, hint) {
                     Ok(decoded) => {
+                        rows_with_errors[position] = decoded.stats.rows_with_errors;
                         alone.batches.extend(decoded.batches);
                         alone.stats.merge(&decoded.stats);
                         alone.plain_bytes += decoded.plain_bytes;
                     }
-                    Err(error) => undecodable.push(Undecodable { id, error, bytes }),
+                    Err(error) => {
+                        rows_with_errors[position] = 0;
+                        undecodable.push(Undecodable { id, error, bytes });
+                    }
                 }
             }
             undecodable.sort_by_key(|u| u.id);
-            (Some(alone), undecodable)
+            (Some(alone), undecodable, rows_with_errors)
         }
     }
 }

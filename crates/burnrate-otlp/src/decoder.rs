@@ -116,6 +116,12 @@ impl TableBuilders {
         self.log_records.is_none() && self.metric_points.is_none() && self.spans.is_none()
     }
 
+    /// What went wrong row by row in the exports decoded so far: read between two exports, the
+    /// difference is the second one's.
+    pub fn stats(&self) -> &DecodeStats {
+        &self.stats
+    }
+
     /// One batch per table: the raw table of every signal seen (even with no rows, as a
     /// single export gives), and the canonical tables that have rows.
     pub fn finish(self) -> Result<Decoded, arrow::error::ArrowError> {

@@ -8,8 +8,10 @@
 //! - **The writer thread** (the acknowledging path): request handlers pass each export to it
 //!   through a bounded queue (a full queue answers 503, which OTLP clients retry). It appends
 //!   the raw bytes to a write-ahead log, hands them to the decode stage ([`crate::decode`], one
-//!   worker per core) and fsyncs once for every request waiting while they decode. It takes the
-//!   decoded rows in the order the requests were logged and only then answers. A log write that
+//!   worker per core) in runs of one signal, encoding and team, and fsyncs once for every
+//!   request waiting while they decode. It takes the decoded rows in the order the requests
+//!   were logged (a client's requests keep theirs) and only then answers each request as it
+//!   would be answered alone: its own partial-success count or dead letter. A log write that
 //!   fails (a full disk) is cut back and its requests answered 503, so 503 always means "not
 //!   stored"; the receiver stays up, reports not-ready with the reason, and takes requests
 //!   again once a write succeeds.
@@ -76,6 +78,11 @@ use wal::{Wal, WalFrame, list_wals, read_wal, wal_path};
 pub const RECEIVER_SEGMENT_PREFIX: &str = "receiver-";
 /// Most requests one fsync acknowledges.
 const GROUP_COMMIT: usize = 256;
+/// Most requests, and bytes of them, decoded as one run: a run costs one set of table builders
+/// (a request alone spent half its decoding in the allocator), and a group of one kind still
+/// spreads over the workers.
+const RUN_REQUESTS: usize = 32;
+const RUN_BYTES: usize = 1 << 20;
 /// The window stage's name for this source; positions are log sequence numbers.
 const RECEIVER_ORIGIN: &str = "receiver";
 /// How long a shutdown lets open client connections finish before it closes them.
@@ -726,6 +733,12 @@ struct Writer {
     rotate: bool,
 }
 
+/// Requests decoding as one run: their places in the group the writer logged.
+struct Run {
+    members: Vec<usize>,
+    decoding: Pending,
+}
+
 /// The segment the writer is filling: its log, rows and memory.
 struct OpenSegment {
     wal: Option<Wal>,
@@ -742,53 +755,98 @@ impl Writer {
         }
     }
 
-    /// Hands a logged request's export to the decode stage; its bytes go with it (a dead
-    /// letter gets them back).
-    fn submit(&self, frame: &mut WalFrame) -> Pending {
-        let hint = self.hint(frame);
-        let payload = std::mem::take(&mut frame.payload);
-        let mut held = self.budget.reservation();
-        held.force(payload.len());
-        self.decode.submit(vec![(0, payload)], hint, held)
+    /// Hands logged requests' exports to the decode stage in runs, their bytes with them (a
+    /// dead letter gets them back). A run holds requests of one signal, encoding and team, in
+    /// the order they were logged; runs are in the order of their first request, so a client's
+    /// requests keep their order (its cumulative metrics depend on it).
+    fn submit(&self, frames: &mut [WalFrame]) -> Vec<Run> {
+        struct Forming {
+            members: Vec<usize>,
+            bytes: usize,
+            full: bool,
+        }
+        fn kind(frame: &WalFrame) -> (Signal, Option<Encoding>, Option<&str>) {
+            (frame.signal, frame.encoding, frame.team.as_deref())
+        }
+        let mut runs: Vec<Forming> = Vec::new();
+        for (at, frame) in frames.iter().enumerate() {
+            let taking = runs
+                .iter()
+                .rposition(|run| !run.full && kind(&frames[run.members[0]]) == kind(frame));
+            let run = taking.unwrap_or_else(|| {
+                runs.push(Forming {
+                    members: Vec::new(),
+                    bytes: 0,
+                    full: false,
+                });
+                runs.len() - 1
+            });
+            let run = &mut runs[run];
+            run.members.push(at);
+            run.bytes += frame.payload.len();
+            run.full = run.members.len() >= RUN_REQUESTS || run.bytes >= RUN_BYTES;
+        }
+        runs.into_iter()
+            .map(|Forming { members, bytes, .. }| {
+                let hint = self.hint(&frames[members[0]]);
+                let exports = members
+                    .iter()
+                    .map(|&at| (at as i64, std::mem::take(&mut frames[at].payload)))
+                    .collect();
+                let mut held = self.budget.reservation();
+                held.force(bytes);
+                let decoding = self.decode.submit(exports, hint, held);
+                Run { members, decoding }
+            })
+            .collect()
     }
 
-    /// Takes a decoded request into `buffer`, in the order it was logged, returning the answer
-    /// it deserves.
+    /// Takes a decoded run into `buffer` (runs are taken in the order they were submitted),
+    /// setting each of its requests' answer in `answers`, which `frames` index.
     fn collect(
         &mut self,
         buffer: &mut TableBuffer,
-        frame: &WalFrame,
-        decoding: Pending,
+        frames: &[WalFrame],
+        run: Run,
         seq: u64,
-    ) -> Result<Outcome, EngineError> {
-        let decoding = decoding
+        answers: &mut [Option<Outcome>],
+    ) -> Result<(), EngineError> {
+        let decoding = run
+            .decoding
             .wait()
             .ok_or_else(|| EngineError::Config("the receiver's decode workers stopped".into()))?;
         if let Some(decoded) = decoding.decoded {
-            let rows_with_errors = decoded.stats.rows_with_errors;
             let overrides_before = buffer.team_overrides;
             let origin = self.delta.origin(RECEIVER_ORIGIN);
-            buffer.add_decoded(decoded, &mut self.delta, origin, frame.team.as_deref())?;
+            let team = frames[run.members[0]].team.as_deref();
+            buffer.add_decoded(decoded, &mut self.delta, origin, team)?;
             self.health
                 .team_overridden(buffer.team_overrides - overrides_before);
-            return Ok(Outcome::Accepted { rows_with_errors });
         }
-        let Some(Undecodable { error, bytes, .. }) = decoding.undecodable.into_iter().next() else {
-            // An export with no records: nothing to keep.
-            return Ok(Outcome::Accepted {
-                rows_with_errors: 0,
-            });
-        };
-        let origin = format!(
-            "receiver/{}/{}",
-            frame.signal.as_str(),
-            segment_name(&self.replica, seq)
-        );
-        buffer.add_dead(DeadLetter::now(origin, error.to_string(), bytes));
-        Ok(Outcome::Rejected {
-            too_large: matches!(error, DecodeError::TooLarge { .. }),
-            message: error.to_string(),
-        })
+        // An export with no records is accepted too: nothing to keep.
+        for (&at, rows_with_errors) in run.members.iter().zip(decoding.rows_with_errors) {
+            answers[at] = Some(Outcome::Accepted { rows_with_errors });
+        }
+        for Undecodable { id, error, bytes } in decoding.undecodable {
+            let (at, frame) = usize::try_from(id)
+                .ok()
+                .and_then(|at| Some((at, frames.get(at)?)))
+                .ok_or_else(|| {
+                    EngineError::Config(format!("the decode stage named an unknown request {id}"))
+                })?;
+            let origin = format!(
+                "receiver/{}/{}",
+                frame.signal.as_str(),
+                segment_name(&self.replica, seq)
+            );
+            let outcome = Outcome::Rejected {
+                too_large: matches!(error, DecodeError::TooLarge { .. }),
+                message: error.to_string(),
+            };
+            buffer.add_dead(DeadLetter::now(origin, error.to_string(), bytes));
+            answers[at] = Some(outcome);
+        }
+        Ok(())
     }
 
     /// A log an interrupted run left: decoded and handed to the flusher under its own number.
@@ -798,10 +856,11 @@ impl Writer {
         if torn {
             tracing::warn!(log = %path.display(), "torn tail of the receiver log ignored: it was never acknowledged");
         }
-        let decoding: Vec<Pending> = frames.iter_mut().map(|f| self.submit(f)).collect();
+        let runs = self.submit(&mut frames);
         let mut buffer = TableBuffer::default();
-        for (frame, decoding) in frames.iter().zip(decoding) {
-            self.collect(&mut buffer, frame, decoding, seq)?;
+        let mut answers = vec![None; frames.len()];
+        for run in runs {
+            self.collect(&mut buffer, &frames, run, seq, &mut answers)?;
         }
         let mut memory = self.budget.reservation();
         memory.force(buffer.memory);
@@ -822,12 +881,12 @@ impl Writer {
     fn log_group(
         &mut self,
         open: &mut OpenSegment,
-        batch: &mut [Submission],
+        frames: &mut [WalFrame],
         seq: u64,
     ) -> Result<Vec<Outcome>, EngineError> {
-        let incoming: u64 = batch
+        let incoming: u64 = frames
             .iter()
-            .map(|s| s.frame.payload.len() as u64 + 64)
+            .map(|frame| frame.payload.len() as u64 + 64)
             .sum();
         if let Some(free) = free_bytes(&self.output)
             && free < incoming + self.disk_reserve
@@ -836,49 +895,54 @@ impl Writer {
                 "disk nearly full: {free} bytes free, {} kept for segments",
                 self.disk_reserve
             ));
-            return Ok(self.unavailable(batch.len(), &full));
+            return Ok(self.unavailable(frames.len(), &full));
         }
         let wal = match open.wal.as_mut() {
             Some(wal) => wal,
             None => match Wal::create(&self.wal_dir, seq) {
                 Ok(wal) => open.wal.insert(wal),
-                Err(error) => return Ok(self.unavailable(batch.len(), &error)),
+                Err(error) => return Ok(self.unavailable(frames.len(), &error)),
             },
         };
-        let appended = batch
-            .iter()
-            .try_for_each(|submission| wal.append(&submission.frame));
+        let appended = frames.iter().try_for_each(|frame| wal.append(frame));
         if let Err(error) = appended {
             // 503 means "not stored": nothing of the group may stay in the log to be replayed.
             wal.discard_unsynced()?;
-            return Ok(self.unavailable(batch.len(), &error));
+            return Ok(self.unavailable(frames.len(), &error));
         }
-        let sizes: Vec<usize> = batch.iter().map(|s| s.frame.payload.len()).collect();
+        let sizes: Vec<usize> = frames.iter().map(|frame| frame.payload.len()).collect();
         // The exports decode on the workers while the log syncs; a request is answered only
         // once both are done.
-        let decoding: Vec<Pending> = batch
-            .iter_mut()
-            .map(|submission| self.submit(&mut submission.frame))
-            .collect();
+        let runs = self.submit(frames);
         if let Err(error) = wal.sync() {
             wal.discard_unsynced()?;
-            return Ok(self.unavailable(batch.len(), &error));
+            return Ok(self.unavailable(frames.len(), &error));
         }
         self.disk.set(&self.disk.log, None, &self.health);
         let seq = wal.seq();
-        let mut answers = Vec::with_capacity(batch.len());
-        for ((submission, decoding), size) in batch.iter().zip(decoding).zip(sizes) {
+        for size in sizes {
             self.health.message(size);
             self.summary.requests += 1;
             self.summary.bytes += size as u64;
-            let outcome = self.collect(&mut open.buffer, &submission.frame, decoding, seq)?;
+        }
+        let mut answers = vec![None; frames.len()];
+        for run in runs {
+            self.collect(&mut open.buffer, frames, run, seq, &mut answers)?;
             // Less than before, too, when the buffer concatenated its small batches.
             open.memory.resize(open.buffer.memory);
-            if matches!(outcome, Outcome::Rejected { .. }) {
-                self.summary.rejected += 1;
-            }
-            answers.push(outcome);
         }
+        let answers: Vec<Outcome> = answers
+            .into_iter()
+            .map(|answer| {
+                answer.ok_or_else(|| {
+                    EngineError::Config("the decode stage left a request unanswered".into())
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        self.summary.rejected += answers
+            .iter()
+            .filter(|outcome| matches!(outcome, Outcome::Rejected { .. }))
+            .count() as u64;
         Ok(answers)
     }
 
@@ -940,16 +1004,18 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => taking = false,
             }
             if !batch.is_empty() {
+                let (mut frames, replies): (Vec<WalFrame>, Vec<_>) =
+                    batch.into_iter().map(|s| (s.frame, s.reply)).unzip();
                 let answers = if held_back && self.over_threshold(&open.buffer, 2) {
                     let message = "segments are not being written fast enough; retry later";
-                    self.summary.unavailable += batch.len() as u64;
-                    vec![Outcome::Unavailable(message.into()); batch.len()]
+                    self.summary.unavailable += frames.len() as u64;
+                    vec![Outcome::Unavailable(message.into()); frames.len()]
                 } else {
-                    self.log_group(&mut open, &mut batch, seq)?
+                    self.log_group(&mut open, &mut frames, seq)?
                 };
-                for (submission, outcome) in batch.into_iter().zip(answers) {
+                for (reply, outcome) in replies.into_iter().zip(answers) {
                     // A client that hung up still had its export made durable.
-                    let _ = submission.reply.send(outcome);
+                    let _ = reply.send(outcome);
                 }
             }
             self.health
@@ -1143,6 +1209,7 @@ mod tests {
     use super::*;
     use crate::sink::table_buffer::decoded_log_record;
     use crate::stream::windows::WindowSpec;
+    use burnrate_otlp::Table;
 
     #[test]
     fn listening_beyond_loopback_needs_authentication_or_insecure() {
@@ -1216,6 +1283,208 @@ mod tests {
         let counts = counts.as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(counts.len(), 1);
         counts.value(0)
+    }
+
+    fn writer(root: &Path, decoder: Decoder) -> Writer {
+        let budget = MemoryBudget::for_memory_limit(1 << 30);
+        Writer {
+            replica: REPLICA.into(),
+            decode: DecodePool::new(decoder, 2).unwrap(),
+            delta: DeltaState::in_memory(),
+            health: PipelineHealth::new(),
+            wal_dir: wal_dir(root),
+            output: root.to_path_buf(),
+            max_payload_bytes: 4096,
+            flush_bytes: 1 << 30,
+            flush_every: Duration::from_secs(60),
+            summary: ReceiverSummary::default(),
+            budget,
+            disk: Arc::default(),
+            disk_reserve: 0,
+            rotate: false,
+        }
+    }
+
+    /// A Claude Code `api_request` event of `session` as OTLP/JSON, with `tokens` as its input
+    /// tokens.
+    fn api_request(session: &str, tokens: &str) -> Vec<u8> {
+        format!(
+            r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"team","value":{{"stringValue":"qa"}}}}]}},
+            "scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1795536575568000000","body":{{"stringValue":"claude_code.api_request"}},
+            "attributes":[{{"key":"event.name","value":{{"stringValue":"api_request"}}}},
+              {{"key":"session.id","value":{{"stringValue":"{session}"}}}},
+              {{"key":"model","value":{{"stringValue":"claude-haiku-4-5"}}}},
+              {{"key":"input_tokens","value":{{"stringValue":"{tokens}"}}}},
+              {{"key":"output_tokens","value":{{"intValue":"12"}}}}]}}]}}]}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    /// A cumulative cost counter at `value` dollars, `value` seconds after a fixed time.
+    fn metrics_json(value: u64) -> Vec<u8> {
+        let time = 1_795_536_575_000_000_000 + value * 1_000_000_000;
+        format!(
+            r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"claude_code.cost.usage","sum":{{"aggregationTemporality":2,"isMonotonic":true,
+            "dataPoints":[{{"startTimeUnixNano":"1795536575000000000","timeUnixNano":"{time}","asDouble":{value},"attributes":[{{"key":"model","value":{{"stringValue":"claude-haiku-4-5"}}}}]}}]}}}}]}}]}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    fn logs_proto(body: &str) -> Vec<u8> {
+        use burnrate_otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
+        use burnrate_otlp::proto::common::v1::{AnyValue, any_value};
+        use burnrate_otlp::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        use prost::Message;
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord {
+                        time_unix_nano: 1_795_536_575_568_000_000,
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(body.into())),
+                        }),
+                        ..LogRecord::default()
+                    }],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn a_group_decodes_in_runs_and_each_request_hears_what_it_would_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(wal_dir(root)).unwrap();
+        let decoder = Decoder::new(Default::default(), burnrate_pricing::PriceTable::embedded());
+        let mut writer = writer(root, decoder.clone());
+        // Requests of tokens bound to a team (red, blue) and of one that is not (their rows
+        // say qa).
+        let team_of = |i: usize| ["qa", "qa", "red", "qa", "blue"][i % 5];
+        let frame = |signal, encoding, team: Option<&str>, payload| WalFrame {
+            signal,
+            encoding: Some(encoding),
+            team: team.map(Arc::from),
+            payload,
+        };
+        // More requests of one kind than a run holds, other kinds between them, requests
+        // that cannot be read and requests whose rows keep unparsable values.
+        let mut frames = Vec::new();
+        for i in 0..70 {
+            let tokens = if i % 9 == 4 { "NaN" } else { "100" };
+            let team = Some(team_of(i)).filter(|team| *team != "qa");
+            frames.push(frame(
+                Signal::Logs,
+                Encoding::Json,
+                team,
+                api_request(&format!("request {i}"), tokens),
+            ));
+            match i % 10 {
+                3 => frames.push(frame(
+                    Signal::Logs,
+                    Encoding::Json,
+                    None,
+                    b"{not json".to_vec(),
+                )),
+                5 => frames.push(frame(
+                    Signal::Metrics,
+                    Encoding::Json,
+                    None,
+                    metrics_json(i as u64),
+                )),
+                6 => frames.push(frame(
+                    Signal::Logs,
+                    Encoding::Proto,
+                    None,
+                    logs_proto(&format!("proto {i}")),
+                )),
+                8 => frames.push(frame(Signal::Logs, Encoding::Json, None, vec![b' '; 5000])),
+                _ => {}
+            }
+        }
+        let alone: Vec<Outcome> = frames
+            .iter()
+            .map(|frame| {
+                let hint = writer.hint(frame);
+                match decoder.decode(&frame.payload, hint) {
+                    Ok(decoded) => Outcome::Accepted {
+                        rows_with_errors: decoded.stats.rows_with_errors,
+                    },
+                    Err(error) => Outcome::Rejected {
+                        too_large: matches!(error, DecodeError::TooLarge { .. }),
+                        message: error.to_string(),
+                    },
+                }
+            })
+            .collect();
+
+        let mut open = OpenSegment {
+            wal: None,
+            buffer: TableBuffer::default(),
+            memory: writer.budget.reservation(),
+        };
+        let answers = writer.log_group(&mut open, &mut frames, 1).unwrap();
+        assert_eq!(answers, alone);
+        let partial = |o: &Outcome| matches!(o, Outcome::Accepted { rows_with_errors } if *rows_with_errors > 0);
+        assert_eq!(answers.iter().filter(|o| partial(o)).count(), 8);
+        let rejected = |too_large: bool| {
+            answers
+                .iter()
+                .filter(|o| matches!(o, Outcome::Rejected { too_large: t, .. } if *t == too_large))
+                .count()
+        };
+        assert_eq!((rejected(false), rejected(true)), (7, 7));
+        assert_eq!(writer.summary.requests, frames.len() as u64);
+        assert_eq!(writer.summary.rejected, 14);
+
+        // Every rejected request is a dead letter; every row is booked to its own request's
+        // team, and one client's requests stay in the order they came.
+        assert_eq!(open.buffer.dead_letters(), 14);
+        assert_eq!(
+            open.buffer.delta.resets, 0,
+            "the counter's points in the order sent"
+        );
+        let tables = std::mem::take(&mut open.buffer).into_tables().unwrap();
+        let rows = |table: Table| tables[&table].iter().map(|b| b.num_rows()).sum::<usize>();
+        assert_eq!(
+            rows(Table::LogRecords),
+            70 + 7,
+            "api requests and protobuf logs"
+        );
+        assert_eq!(rows(Table::UsageMetrics), 7);
+        let calls = datafusion::arrow::compute::concat_batches(
+            &tables[&Table::ApiRequests][0].schema(),
+            &tables[&Table::ApiRequests],
+        )
+        .unwrap();
+        let column = |name: &str| {
+            calls
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .unwrap()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let (sessions, teams) = (column("session_id"), column("team"));
+        assert_eq!(sessions.len(), 70);
+        for team in ["qa", "red", "blue"] {
+            let booked: Vec<usize> = sessions
+                .iter()
+                .zip(&teams)
+                .filter(|(_, t)| *t == team)
+                .map(|(session, _)| session["request ".len()..].parse().unwrap())
+                .collect();
+            let sent: Vec<usize> = (0..70).filter(|i| team_of(*i) == team).collect();
+            assert_eq!(
+                booked, sent,
+                "{team}: each row its request's team, in order"
+            );
+        }
     }
 
     #[test]
