@@ -13,7 +13,11 @@
 //! Delta log (`--no-table-logs`): the logged receiver's ratio to it is what the logs cost.
 //!
 //! `cargo bench -p burnrate --bench receiver_load` posts 64 × 3,000 requests to each server;
-//! under `cargo test` it runs once with 64 × 20 as a smoke test.
+//! under `cargo test` it runs once with 64 × 20 as a smoke test. With
+//! `BURNRATE_BENCH_RATE=<requests/s>` the clients post at that rate together instead of as fast
+//! as they are answered, so two builds' latencies compare at the same load; each latency is then
+//! counted from when its request was due, not sent (a stalled server is not hidden by clients
+//! that waited for it).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -48,9 +52,12 @@ struct Post {
     body: Vec<u8>,
 }
 
-/// Posts every export in turn from `CLIENTS` threads, `per_client` requests each.
-fn load(port: u16, posts: &Arc<Vec<Post>>, per_client: usize) -> Load {
+/// Posts every export in turn from `CLIENTS` threads, `per_client` requests each: as fast as
+/// they are answered, or `rate` requests/s together.
+fn load(port: u16, posts: &Arc<Vec<Post>>, per_client: usize, rate: Option<f64>) -> Load {
     let started = Instant::now();
+    // A client's requests are due every `CLIENTS / rate` seconds, the clients staggered.
+    let every = rate.map(|rate| Duration::from_secs_f64(CLIENTS as f64 / rate));
     let threads: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let posts = posts.clone();
@@ -64,7 +71,15 @@ fn load(port: u16, posts: &Arc<Vec<Post>>, per_client: usize) -> Load {
                 let mut failures = Vec::new();
                 for i in 0..per_client {
                     let post = &posts[(client * 7 + i) % posts.len()];
-                    let sent = Instant::now();
+                    let sent = match every {
+                        Some(every) => {
+                            let due =
+                                started + every.mul_f64(i as f64 + client as f64 / CLIENTS as f64);
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                            due
+                        }
+                        None => Instant::now(),
+                    };
                     let answer = agent
                         .post(&format!("http://127.0.0.1:{port}{}", post.path))
                         .header("Content-Type", post.content_type)
@@ -147,6 +162,7 @@ fn measure(
     start: impl FnOnce(u16) -> Child,
     posts: &Arc<Vec<Post>>,
     per_client: usize,
+    rate: Option<f64>,
 ) -> (Measured, String) {
     let port = free_port();
     let child = start(port);
@@ -154,7 +170,7 @@ fn measure(
     let pid = child.id();
     let waiter = std::thread::spawn(move || wait_with_peak_rss(child));
     let (server_before, client_before) = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
-    let load = load(port, posts, per_client);
+    let load = load(port, posts, per_client, rate);
     let server_cpu = (cpu_seconds(&pid.to_string()) - server_before) / load.seconds;
     let client_cpu = (cpu_seconds("self") - client_before) / load.seconds;
     // Stopped the way Kubernetes stops a pod: SIGTERM, then a graceful drain.
@@ -188,6 +204,10 @@ fn main() {
     }
     let full = args.iter().any(|a| a == "--bench");
     let per_client = if full { 3_000 } else { 20 };
+    let rate: Option<f64> = std::env::var("BURNRATE_BENCH_RATE").ok().map(|rate| {
+        rate.parse()
+            .expect("BURNRATE_BENCH_RATE: requests a second")
+    });
 
     let posts: Arc<Vec<Post>> = Arc::new(
         sample_exports()
@@ -222,6 +242,7 @@ fn main() {
         },
         &posts,
         per_client,
+        rate,
     );
 
     let data = tempfile::tempdir().unwrap();
@@ -253,13 +274,26 @@ fn main() {
     // Second, or first with `BURNRATE_BENCH_PLAIN_FIRST=1`: two runs see both orders.
     let plain_first = std::env::var_os("BURNRATE_BENCH_PLAIN_FIRST").is_some_and(|v| v == "1");
     let ((ours, log), (plain, plain_log)) = if plain_first {
-        let plain = measure(receiver("plain", &["--no-table-logs"]), &posts, per_client);
-        (measure(receiver("data", &[]), &posts, per_client), plain)
+        let plain = measure(
+            receiver("plain", &["--no-table-logs"]),
+            &posts,
+            per_client,
+            rate,
+        );
+        (
+            measure(receiver("data", &[]), &posts, per_client, rate),
+            plain,
+        )
     } else {
-        let ours = measure(receiver("data", &[]), &posts, per_client);
+        let ours = measure(receiver("data", &[]), &posts, per_client, rate);
         (
             ours,
-            measure(receiver("plain", &["--no-table-logs"]), &posts, per_client),
+            measure(
+                receiver("plain", &["--no-table-logs"]),
+                &posts,
+                per_client,
+                rate,
+            ),
         )
     };
     // Every request was answered 200 and is in the receiver's own count.
@@ -292,8 +326,11 @@ fn main() {
         "--no-table-logs wrote a log"
     );
 
+    let pace = rate.map_or("as fast as answered".to_string(), |rate| {
+        format!("{rate:.0} requests/s together, latency from when each was due")
+    });
     println!(
-        "receiver_load: {CLIENTS} clients × {per_client} posts of the real exports ({bytes_per_request:.0} bytes on average), bearer token, keep-alive"
+        "receiver_load: {CLIENTS} clients × {per_client} posts of the real exports ({bytes_per_request:.0} bytes on average), bearer token, keep-alive, {pace}"
     );
     for (name, m) in [
         ("bare axum server", &bare),
