@@ -212,7 +212,7 @@ fn build(data: &Path, files: usize, days: i64, rows: usize) {
     let step_ns = days * DAY_NS / rows as i64;
     let rows_per_file = rows.div_ceil(files);
     let table_dir = data.join(Table::ApiRequests.name());
-    let properties = ParquetSink::flush_properties();
+    let properties = ParquetSink::flush_properties(Table::ApiRequests);
     let mut stage =
         WindowStage::open(data, &WindowSpec::default(), "bench", 500).expect("window stage");
     let mut pending: Vec<DurableFile> = Vec::new();

@@ -17,6 +17,7 @@ use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::EngineError;
 use crate::sink::mirror::{ObjectMirror, mirror_of};
@@ -29,7 +30,8 @@ pub const UNKNOWN_DATE: &str = "unknown";
 #[derive(Clone)]
 pub struct ParquetSink {
     root: PathBuf,
-    properties: WriterProperties,
+    /// Each table's [`Self::flush_properties`], made once.
+    properties: BTreeMap<Table, WriterProperties>,
     /// Where each file goes once it is durable locally, when the dataset is mirrored.
     mirror: Option<(PathBuf, Arc<ObjectMirror>)>,
 }
@@ -56,11 +58,15 @@ impl ParquetSink {
         ParquetSink {
             mirror: mirror_of(&root),
             root,
-            properties: Self::flush_properties(),
+            properties: Table::ALL
+                .into_iter()
+                .map(|table| (table, Self::flush_properties(table)))
+                .collect(),
         }
     }
 
-    /// How a flush's files are encoded: [`Self::rewrite_properties`] without statistics.
+    /// How a flush's files of `table` are encoded: [`Self::rewrite_properties`] without
+    /// statistics, and without dictionaries for its numbers and times.
     ///
     /// A flush's file holds one segment's rows of one table and day, a few hundred to a few
     /// thousand rows, and compaction rewrites it with [`Self::rewrite_properties`] once its day
@@ -68,20 +74,32 @@ impl ParquetSink {
     /// a reader opens its footer either way, and the rows behind the footer are a few KB. They
     /// cost a fifth of its encoding: every string's min and max, map keys and values included,
     /// a comparison a value (0.79x the time without them, and 0.82x the bytes, on the real
-    /// exports: `benches/parquet_encode.rs`, `docs/benchmarks.md`). Off for the whole file, not
-    /// column by column: with any column's own setting, `parquet` 59 looks it up in a hash map
-    /// at every batch of values (7% more). Dictionaries stay: without them the encoders'
-    /// buffers hold every value, and a Kafka catch-up took 45% more page faults and ran slower.
-    /// A 4 KiB dictionary page limit (plain pages once a column's distinct values pass it) was
-    /// no faster: 49,097 against 49,895 messages/s at 1,000,008 (`docs/benchmarks.md`,
-    /// 2026-12-06). zstd stays though `parquet` makes two zstd contexts a column chunk, each
-    /// with a `cpuid` (3.6 µs on a VM): LZ4_RAW took the encoders 5 points of a core less and
-    /// the catch-up no faster (+0.9%, the same evening).
-    pub fn flush_properties() -> WriterProperties {
-        Self::rewrite_properties()
+    /// exports: `benches/parquet_encode.rs`, `docs/benchmarks.md`). Off for the whole file:
+    /// `parquet` 59 looks a column's own settings up in a hash map at every batch of values,
+    /// which cost 7% when statistics were set column by column. Dictionaries stay for strings,
+    /// binaries and maps: without them the encoders' buffers hold every value, and a Kafka
+    /// catch-up took 45% more page faults and ran slower. A 4 KiB dictionary page limit (plain
+    /// pages once a column's distinct values pass it) was no faster: 49,097 against 49,895
+    /// messages/s at 1,000,008 (`docs/benchmarks.md`, 2026-12-06). zstd stays though `parquet`
+    /// makes two zstd contexts a column chunk, each with a `cpuid` (3.6 µs on a VM): LZ4_RAW
+    /// took the encoders 5 points of a core less and the catch-up no faster (+0.9%, the same
+    /// evening).
+    ///
+    /// Numbers and times ([`plain_columns`]) are written plain: event times, token counts,
+    /// costs and durations hardly repeat within a file, so a dictionary interns every value (a
+    /// hash and a probe each) to end up as large as the values, and zstd compresses them plain
+    /// as well. That takes column-by-column settings, lookups included in what was measured
+    /// (2026-12-07): `parquet_encode` 0.84x and 0.96x the time in two runs and 0.85x the bytes;
+    /// a Kafka catch-up of 360,000 messages 3.8% and 5.8% less CPU a message, 3.0% and 4.2%
+    /// more messages a second.
+    pub fn flush_properties(table: Table) -> WriterProperties {
+        let mut properties = Self::rewrite_properties()
             .into_builder()
-            .set_statistics_enabled(EnabledStatistics::None)
-            .build()
+            .set_statistics_enabled(EnabledStatistics::None);
+        for column in plain_columns(table) {
+            properties = properties.set_column_dictionary_enabled(column, false);
+        }
+        properties.build()
     }
 
     /// How the files readers keep are encoded, the ones compaction merges days into and
@@ -175,12 +193,7 @@ impl ParquetSink {
                                 else {
                                     return Ok(());
                                 };
-                                self.write_file(
-                                    &file.dir,
-                                    &file.path,
-                                    &file.table.schema(),
-                                    &file.parts,
-                                )?;
+                                self.write_file(&file.dir, &file.path, file.table, &file.parts)?;
                             }
                         })
                 })
@@ -217,7 +230,7 @@ impl ParquetSink {
         &self,
         dir: &Path,
         path: &Path,
-        schema: &SchemaRef,
+        table: Table,
         batches: &[RecordBatch],
     ) -> Result<(), EngineError> {
         fs::create_dir_all(dir).map_err(|e| EngineError::io(path, e))?;
@@ -227,9 +240,13 @@ impl ParquetSink {
             .collect::<Result<Vec<_>, _>>()?;
         write_atomically(
             path,
-            stored_types::stored_schema(schema),
+            stored_types::stored_schema(&table.schema()),
             &stored,
-            self.properties.clone(),
+            // Every table has its entry (`new`); the fallback only makes the same properties.
+            self.properties
+                .get(&table)
+                .cloned()
+                .unwrap_or_else(|| Self::flush_properties(table)),
         )?;
         // Durable on the store before the caller commits anything that counts on the file.
         if let Some((root, mirror)) = &self.mirror {
@@ -241,6 +258,17 @@ impl ParquetSink {
 }
 
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// The columns of `table`'s files that hold fixed-width values (integers, floats, times): the
+/// ones a flush writes without a dictionary.
+pub fn plain_columns(table: Table) -> Vec<ColumnPath> {
+    stored_types::stored_schema(&table.schema())
+        .fields()
+        .iter()
+        .filter(|field| field.data_type().is_primitive())
+        .map(|field| ColumnPath::from(field.name().as_str()))
+        .collect()
+}
 
 /// One file of a durable step, waiting for an encoder.
 struct FileToWrite {
@@ -401,4 +429,87 @@ fn day_name(day: Option<i64>) -> String {
     day.and_then(|d| DateTime::from_timestamp(d * 86_400, 0))
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| UNKNOWN_DATE.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, new_null_array};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    /// `rows` rows of `table`: two models' worth of repeating strings, numbers and times that
+    /// differ on every row, no maps.
+    fn rows(table: Table, rows: usize) -> RecordBatch {
+        let schema = table.schema();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|field| match field.data_type() {
+                DataType::Utf8 => Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|row| ["claude-opus-4-5", "claude-haiku-4-5"][row % 2]),
+                )) as ArrayRef,
+                DataType::Map(..) => new_null_array(field.data_type(), rows),
+                other => {
+                    let base = match other {
+                        DataType::Timestamp(..) => 1_764_547_200_000_000_000,
+                        _ => 0,
+                    };
+                    let distinct = (0..rows as i64).map(|row| base + row * 7_919);
+                    cast(&Int64Array::from_iter_values(distinct), other).unwrap()
+                }
+            })
+            .collect();
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    /// A flush writes numbers and times plain and strings with a dictionary, and the file reads
+    /// back as it was given.
+    #[test]
+    fn a_flush_writes_numbers_plain_and_strings_with_a_dictionary() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = ParquetSink::new(dir.path());
+        let batch = rows(Table::ApiRequests, 3_000);
+        let tables = BTreeMap::from([(Table::ApiRequests, vec![batch.clone()])]);
+        let written = sink.write_segment("kafka-0000", &tables).unwrap();
+        let [path] = written.files.as_slice() else {
+            panic!("one file: {:?}", written.files);
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+        let plain: Vec<String> = plain_columns(Table::ApiRequests)
+            .iter()
+            .map(|column| column.string())
+            .collect();
+        assert!(plain.iter().any(|c| c == "time") && plain.iter().any(|c| c == "cost_usd"));
+        assert!(!plain.iter().any(|c| c == "model"), "{plain:?}");
+        let strings: Vec<&str> = batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .filter(|f| f.data_type() == &DataType::Utf8)
+            .map(|f| f.name().as_str())
+            .collect();
+        let mut checked = 0;
+        for chunk in reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .flat_map(|g| g.columns())
+        {
+            let column = chunk.column_path().string();
+            let dictionary = chunk.dictionary_page_offset().is_some();
+            if plain.contains(&column) {
+                assert!(!dictionary, "{column} has a dictionary");
+                checked += 1;
+            } else if strings.contains(&column.as_str()) {
+                assert!(dictionary, "{column} has no dictionary");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, plain.len() + strings.len());
+        let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+        let read = datafusion::arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
+        assert_eq!(read, stored_types::to_stored(&batch).unwrap());
+    }
 }
