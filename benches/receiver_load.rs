@@ -273,28 +273,21 @@ fn main() {
     // The same receiver writing plain Parquet, committed to no Delta log: what the logs cost.
     // Second, or first with `BURNRATE_BENCH_PLAIN_FIRST=1`: two runs see both orders.
     let plain_first = std::env::var_os("BURNRATE_BENCH_PLAIN_FIRST").is_some_and(|v| v == "1");
-    let ((ours, log), (plain, plain_log)) = if plain_first {
-        let plain = measure(
+    let logged = || measure(receiver("data", &[]), &posts, per_client, rate);
+    let plain = || {
+        measure(
             receiver("plain", &["--no-table-logs"]),
             &posts,
             per_client,
             rate,
-        );
-        (
-            measure(receiver("data", &[]), &posts, per_client, rate),
-            plain,
         )
+    };
+    let ((ours, log), (plain, plain_log)) = if plain_first {
+        let plain = plain();
+        (logged(), plain)
     } else {
-        let ours = measure(receiver("data", &[]), &posts, per_client, rate);
-        (
-            ours,
-            measure(
-                receiver("plain", &["--no-table-logs"]),
-                &posts,
-                per_client,
-                rate,
-            ),
-        )
+        let ours = logged();
+        (ours, plain())
     };
     // Every request was answered 200 and is in the receiver's own count.
     assert!(
