@@ -9,9 +9,9 @@
 //! 4.4 GB), each copy a second later than the one before and in sessions of its own, so event
 //! time moves on over 7.7 hours as a backlog's does (`support::stream`;
 //! `BURNRATE_BENCH_STREAM=identical` replays the samples as they are;
-//! `BURNRATE_BENCH_STALENESS` sets `cumulative_staleness_seconds`, `BURNRATE_BENCH_PARTITIONS`
-//! the partitions a topic, 3 by default); under `cargo test` it runs once on a small stream as a
-//! smoke test.
+//! `BURNRATE_BENCH_STALENESS` sets `cumulative_staleness_seconds`, `BURNRATE_BENCH_FLUSH_MIB`
+//! `flush_bytes`, `BURNRATE_BENCH_PARTITIONS` the partitions a topic, 3 by default); under
+//! `cargo test` it runs once on a small stream as a smoke test.
 //! Each side is timed from its first message to its last (for burnrate: to the final commit), so
 //! group joins are not counted against either; the median of three rounds is reported, with the CPU
 //! its process used meanwhile (200% is both cores of this machine), by stage, and for burnrate its
@@ -392,6 +392,15 @@ fn cumulative_staleness() -> u64 {
         .unwrap_or(KafkaSourceConfig::default().cumulative_staleness_seconds)
 }
 
+/// burnrate's default `flush_bytes`; `BURNRATE_BENCH_FLUSH_MIB` sets another, to see what a
+/// flush's fixed costs (a file a table a partition, a step of the windows) come to.
+fn flush_bytes() -> usize {
+    std::env::var("BURNRATE_BENCH_FLUSH_MIB")
+        .ok()
+        .and_then(|mib| mib.parse::<usize>().ok())
+        .map_or(KafkaSourceConfig::default().flush_bytes, |mib| mib << 20)
+}
+
 /// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit, with
 /// `client` properties set over burnrate's; with the Delta logs, or plain Parquet without.
 fn burnrate(
@@ -415,6 +424,7 @@ fn burnrate(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         cumulative_staleness_seconds: cumulative_staleness(),
+        flush_bytes: flush_bytes(),
         ..KafkaSourceConfig::default()
     };
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
