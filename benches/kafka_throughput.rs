@@ -392,8 +392,9 @@ fn cumulative_staleness() -> u64 {
         .unwrap_or(KafkaSourceConfig::default().cumulative_staleness_seconds)
 }
 
-/// burnrate's default `flush_bytes`; `BURNRATE_BENCH_FLUSH_MIB` sets another, to see what a
-/// flush's fixed costs (a file a table a partition, a step of the windows) come to.
+/// burnrate's default `flush_bytes`; `BURNRATE_BENCH_FLUSH_MIB` sets another. Under about 23
+/// MiB it cuts the flushes; at the default and over, the budget's quarter in buffered rows
+/// does (68 flushes at 32 and at 64 MiB for 360,000 messages, docs/benchmarks.md).
 fn flush_bytes() -> usize {
     std::env::var("BURNRATE_BENCH_FLUSH_MIB")
         .ok()
