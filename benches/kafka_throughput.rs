@@ -661,6 +661,7 @@ fn main() {
     // What the machine's busy time is out of: 100% a core.
     let all_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) * 100;
     let mib = |r: &Round| bytes as f64 / r.seconds / (1 << 20) as f64;
+    let cpu_a_message = |r: &Round| r.cpu * r.seconds / messages as f64 * 1e6;
     println!(
         "kafka_throughput: {messages} messages, {bytes} bytes, 3 topics x {} partitions, median of {rounds}; {stream}; cumulative staleness {} s",
         partition_count(),
@@ -685,23 +686,31 @@ fn main() {
         ours.cpu * 100.0,
         ours.machine * 100.0,
         // The figure docs/benchmarks.md compares builds by, worked out by hand before.
-        ours.cpu * ours.seconds / messages as f64 * 1e6,
+        cpu_a_message(&ours),
         ours.rows as f64 / ours.seconds,
         ours.peak_rss as f64 / (1 << 20) as f64
     );
-    let stages: Vec<String> = ours
-        .stages
-        .iter()
-        .map(|(stage, seconds)| format!("{stage} {:.0}%", seconds / ours.seconds * 100.0))
-        .collect();
-    println!("  burnrate CPU by thread: {}", stages.join(", "));
+    let stages = |r: &Round| {
+        let stages: Vec<String> = r
+            .stages
+            .iter()
+            .map(|(stage, seconds)| format!("{stage} {:.0}%", seconds / r.seconds * 100.0))
+            .collect();
+        stages.join(", ")
+    };
+    println!("  burnrate CPU by thread: {}", stages(&ours));
     println!("  burnrate's own metrics: {}", ours.health.join(", "));
+    // Side by side with the logged round's lines above: where the logs' cost lands.
     println!(
-        "  burnrate, plain Parquet (no Delta logs): {:>7.0} messages/s {:>4.0}% CPU; with the logs {:.3}x its throughput",
+        "  burnrate, plain Parquet (no Delta logs): {:>7.0} messages/s {:>4.0}% CPU ({:.1} µs of CPU a message), peak RSS {:.0} MiB; with the logs {:.3}x its throughput",
         rate(&plain),
         plain.cpu * 100.0,
+        cpu_a_message(&plain),
+        plain.peak_rss as f64 / (1 << 20) as f64,
         rate(&ours) / rate(&plain)
     );
+    println!("  plain Parquet CPU by thread: {}", stages(&plain));
+    println!("  plain Parquet's own metrics: {}", plain.health.join(", "));
     let consuming = messages as f64 / ours.consuming;
     println!(
         "  burnrate while consuming: {consuming:>7.0} messages/s {:>4.0}% CPU (without the drain's last idle turn and final flush)",
