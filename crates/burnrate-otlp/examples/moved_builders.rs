@@ -3,8 +3,8 @@
 //! 1.95.0 at opt-level 2 or 3 (`cargo run --release -p burnrate-otlp --example moved_builders`)
 //! the second run writes into a buffer the first run's batches freed (valgrind: "Invalid write
 //! of size 8 ... inside a block of size 2,048 free'd", in `PrimitiveBuilder::append_value` of
-//! `LogRecords::push`), and the process dies of SIGSEGV or an abort, or hangs, from as few as 8
-//! exports (23 KB). It runs clean built with opt-level 1 for this crate, with a nightly rustc
+//! `LogRecords::push`), and the process dies of SIGSEGV or an abort, or hangs, from a run of
+//! two exports (5 KB) up. It runs clean built with opt-level 1 for this crate, with a nightly rustc
 //! 1.97 (2026-05-19), and when the closure makes its builders itself, as the decode stage
 //! (`burnrate-engine/src/decode.rs`) does; with burnrate's three `unsafe` blocks on this path
 //! made safe it still fails (2026-12-07). See docs/benchmarks.md, "A stable-rustc hazard".
