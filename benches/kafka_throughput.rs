@@ -23,7 +23,8 @@
 //!
 //! The cost of the Delta logs is measured against burnrate itself: the same pipeline writing
 //! plain Parquet, committed to no log (`table_logs = false`, as burnrate wrote before the logs),
-//! its rounds interleaved with the logged ones so that drift on the machine hits both alike.
+//! its rounds interleaved with the logged ones so that drift on the machine hits both alike,
+//! and printed as they are (CPU a message, by stage, its own metrics) to show where that cost lands.
 
 // The binary's allocator and its settings, so the bench measures what runs.
 #[path = "../crates/burnrate/src/allocator.rs"]
