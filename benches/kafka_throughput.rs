@@ -10,7 +10,8 @@
 //! time moves on over 7.7 hours as a backlog's does (`support::stream`;
 //! `BURNRATE_BENCH_STREAM=identical` replays the samples as they are;
 //! `BURNRATE_BENCH_STALENESS` sets `cumulative_staleness_seconds`, `BURNRATE_BENCH_FLUSH_MIB`
-//! `flush_bytes`, `BURNRATE_BENCH_PARTITIONS` the partitions a topic, 3 by default); under
+//! `flush_bytes`, `BURNRATE_BENCH_FLUSH_INTERVAL_MS` `flush_interval_ms`,
+//! `BURNRATE_BENCH_PARTITIONS` the partitions a topic, 3 by default); under
 //! `cargo test` it runs once on a small stream as a smoke test.
 //! Each side is timed from its first message to its last (for burnrate: to the final commit), so
 //! group joins are not counted against either; the median of three rounds is reported, with the CPU
@@ -403,6 +404,16 @@ fn flush_bytes() -> usize {
         .map_or(KafkaSourceConfig::default().flush_bytes, |mib| mib << 20)
 }
 
+/// burnrate's default `flush_interval_ms`; `BURNRATE_BENCH_FLUSH_INTERVAL_MS` sets another. A
+/// round under valgrind runs fifty times slower, and the default interval would cut it into
+/// flushes a native round never makes (`scripts/kafka-instructions.sh` sets it out of reach).
+fn flush_interval_ms() -> u64 {
+    std::env::var("BURNRATE_BENCH_FLUSH_INTERVAL_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(KafkaSourceConfig::default().flush_interval_ms)
+}
+
 /// `burnrate run --source kafka --drain` in-process: decode, Parquet, fsync, commit, with
 /// `client` properties set over burnrate's; with the Delta logs, or plain Parquet without.
 fn burnrate(
@@ -427,6 +438,7 @@ fn burnrate(
             .collect(),
         cumulative_staleness_seconds: cumulative_staleness(),
         flush_bytes: flush_bytes(),
+        flush_interval_ms: flush_interval_ms(),
         ..KafkaSourceConfig::default()
     };
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());

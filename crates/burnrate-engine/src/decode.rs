@@ -10,7 +10,7 @@
 
 use std::thread::JoinHandle;
 
-use burnrate_otlp::{DecodeError, Decoded, Decoder, PayloadHint, TableBuilders};
+use burnrate_otlp::{DecodeError, Decoded, Decoder, PayloadHint, RunRoom, TableBuilders};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::budget::Reservation;
@@ -114,17 +114,23 @@ impl DecodePool {
             && let Err(crossbeam_channel::SendError(job)) = jobs.send(job)
         {
             // Every worker is gone (one panicked): decode here rather than lose the exports.
-            job.run(&self.decoder);
+            job.run(&self.decoder, &mut RunRoom::default());
         }
         Pending(result)
     }
 }
 
 impl Job {
-    fn run(mut self, decoder: &Decoder) {
+    /// Decodes the run with room for what `room` learnt from the worker's runs before, and
+    /// teaches it this one.
+    fn run(mut self, decoder: &Decoder, room: &mut RunRoom) {
         let exports = self.exports.len();
         let bytes = self.exports.iter().map(|(_, b)| b.len()).sum();
-        let (decoded, undecodable, rows_with_errors) = decode_run(decoder, self.exports, self.hint);
+        let (decoded, undecodable, rows_with_errors) =
+            decode_run(decoder, &room.for_run(bytes), self.exports, self.hint);
+        if let Some(decoded) = &decoded {
+            room.learn(&decoded.batches, bytes);
+        }
         self.held.resize(
             decoded.as_ref().map_or(0, |d| {
                 d.batches
@@ -150,10 +156,11 @@ impl Job {
 /// becomes a dead letter. Returns each export's rows with errors too, in submission order.
 fn decode_run(
     decoder: &Decoder,
+    room: &RunRoom,
     exports: Vec<(i64, Vec<u8>)>,
     hint: PayloadHint,
 ) -> (Option<Decoded>, Vec<Undecodable>, Vec<u64>) {
-    let mut builders = TableBuilders::default();
+    let mut builders = TableBuilders::with_room(room.clone());
     let mut undecodable = Vec::new();
     let mut rows_with_errors = vec![0; exports.len()];
     let mut decoded_exports = Vec::with_capacity(exports.len());
@@ -196,8 +203,9 @@ fn decode_run(
 }
 
 fn work(decoder: &Decoder, queue: &Receiver<Job>) {
+    let mut room = RunRoom::default();
     for job in queue {
-        job.run(decoder);
+        job.run(decoder, &mut room);
     }
 }
 

@@ -7,7 +7,6 @@ use crate::view::KeyValue;
 use crate::view::Value;
 use arrow::array::{
     ArrayRef, MapArray, NullBufferBuilder, StringArray, StringBuilder, StructArray,
-    TimestampNanosecondBuilder,
 };
 use arrow::buffer::Buffer;
 use arrow_buffer::OffsetBufferBuilder;
@@ -38,21 +37,14 @@ pub fn event_time(nanos: u64) -> Result<Option<i64>, String> {
     Ok(Some((nanos - nanos % 1_000) as i64))
 }
 
-/// Rows a column builder has room for before it grows. Arrow's default (1,024 rows and 1 KiB of
-/// string data per column) costs ~300 KB of allocation per export across the tables' columns,
-/// which dominated decoding the few-KB exports Claude Code sends; builders double as they fill,
-/// so large exports pay a few reallocations instead. Room for a Kafka run's rows from the start
-/// (1,024) made a catch-up 14% slower, not faster: fresh memory for every column of every
-/// table costs more than growing the columns that fill (docs/benchmarks.md, 2026-12-06).
+/// Rows a column builder has room for before it grows, when no run before it says how many
+/// ([`crate::room`]). Arrow's default (1,024 rows and 1 KiB of string data per column) costs
+/// ~300 KB of allocation per export across the tables' columns, which dominated decoding the
+/// few-KB exports Claude Code sends; builders double as they fill, so large exports pay a few
+/// reallocations instead. Room for a Kafka run's rows from the start (1,024) made a catch-up 14%
+/// slower, not faster: fresh memory for every column of every table costs more than growing the
+/// columns that fill (docs/benchmarks.md, 2026-12-06).
 pub const INITIAL_ROWS: usize = 16;
-
-pub fn strings() -> StringBuilder {
-    StringBuilder::with_capacity(INITIAL_ROWS, INITIAL_ROWS * 16)
-}
-
-pub fn timestamps() -> TimestampNanosecondBuilder {
-    TimestampNanosecondBuilder::with_capacity(INITIAL_ROWS).with_timezone("UTC")
-}
 
 /// Applies the content policy to attributes named as content.
 #[derive(Debug, Clone)]
@@ -113,13 +105,25 @@ pub struct AttributeMap {
 
 impl AttributeMap {
     pub fn new() -> Self {
+        Self::with_room(INITIAL_ROWS, INITIAL_ROWS, 0, 0)
+    }
+
+    /// A map with room for `rows` rows of `entries` entries in all, whose keys and values come
+    /// to `key_bytes` and `value_bytes` (see [`crate::room`]).
+    pub fn with_room(rows: usize, entries: usize, key_bytes: usize, value_bytes: usize) -> Self {
         AttributeMap {
-            keys: TextColumn::new(),
-            values: TextColumn::new(),
-            ends: OffsetBufferBuilder::new(INITIAL_ROWS),
-            rows: NullBufferBuilder::new(INITIAL_ROWS),
+            keys: TextColumn::with_room(entries, key_bytes),
+            values: TextColumn::with_room(entries, value_bytes),
+            ends: OffsetBufferBuilder::new(rows),
+            rows: NullBufferBuilder::new(rows),
             scratch: String::new(),
         }
+    }
+
+    /// How many bytes of keys and of values the map has room for.
+    #[cfg(test)]
+    pub fn capacity(&self) -> (usize, usize) {
+        (self.keys.bytes.capacity(), self.values.bytes.capacity())
     }
 
     pub fn append(&mut self, attributes: &[KeyValue<'_>], content: &ContentFilter) {
@@ -189,9 +193,15 @@ struct TextColumn {
 
 impl TextColumn {
     fn new() -> Self {
+        Self::with_room(INITIAL_ROWS, 0)
+    }
+
+    /// Room for `strings` strings of `bytes` bytes in all; at least [`INITIAL_ROWS`] strings of
+    /// 16 bytes.
+    fn with_room(strings: usize, bytes: usize) -> Self {
         TextColumn {
-            ends: OffsetBufferBuilder::new(INITIAL_ROWS),
-            bytes: Vec::with_capacity(INITIAL_ROWS * 16),
+            ends: OffsetBufferBuilder::new(strings.max(INITIAL_ROWS)),
+            bytes: Vec::with_capacity(bytes.max(INITIAL_ROWS * 16)),
         }
     }
 
@@ -484,7 +494,7 @@ mod tests {
             &[0xa5; 32],
             &[7; 40],
         ];
-        let mut column = strings();
+        let mut column = StringBuilder::new();
         for id in ids {
             append_hex(&mut column, id);
         }

@@ -19,6 +19,7 @@ use crate::payload::{
     sniff_proto_signal,
 };
 use crate::raw::{self, Context, MetricDescription, PointValues, span_duration_ms};
+use crate::room::RunRoom;
 use crate::schema::Table;
 use crate::usage::{
     ApiRequest, ApiRequests, ToolCall, ToolCalls, UsageMetrics, UsagePoint, Who, text,
@@ -106,11 +107,22 @@ pub struct TableBuilders {
     api_requests: Option<ApiRequests>,
     tool_calls: Option<ToolCalls>,
     usage_metrics: Option<UsageMetrics>,
+    /// What each table's builders start with.
+    room: RunRoom,
     stats: DecodeStats,
     plain_bytes: usize,
 }
 
 impl TableBuilders {
+    /// Builders that start with `room` ([`RunRoom::for_run`]): a run's exports decoded onto
+    /// them take about as much as the run the room was learnt from.
+    pub fn with_room(room: RunRoom) -> Self {
+        TableBuilders {
+            room,
+            ..TableBuilders::default()
+        }
+    }
+
     /// Whether no export was decoded onto these builders.
     pub fn is_empty(&self) -> bool {
         self.log_records.is_none() && self.metric_points.is_none() && self.spans.is_none()
@@ -265,8 +277,12 @@ impl Decoder {
 
     fn logs(&self, request: &LogsRequest<'_>, out: &mut TableBuilders) {
         let cfg = &*self.config;
-        let raw = out.log_records.get_or_insert_with(raw::LogRecords::new);
-        let resources = out.resources.get_or_insert_with(raw::Resources::new);
+        let raw = out
+            .log_records
+            .get_or_insert_with(|| raw::LogRecords::new(out.room.table(Table::LogRecords)));
+        let resources = out
+            .resources
+            .get_or_insert_with(|| raw::Resources::new(out.room.table(Table::Resources)));
         let stats = &mut out.stats;
         // tool_decision events by tool_use_id, so a tool_result of the same export gets its
         // decision; rejected tools have no result and become rows of their own.
@@ -302,13 +318,17 @@ impl Decoder {
                         let row = self.api_request_event(&scope, record, time, errors, true);
                         self.count(&row, stats);
                         out.api_requests
-                            .get_or_insert_with(ApiRequests::new)
+                            .get_or_insert_with(|| {
+                                ApiRequests::new(out.room.table(Table::ApiRequests))
+                            })
                             .push(&row);
                     } else if cfg.call_source == CallSource::Events && is(&cfg.events.api_error) {
                         let row = self.api_request_event(&scope, record, time, errors, false);
                         self.count(&row, stats);
                         out.api_requests
-                            .get_or_insert_with(ApiRequests::new)
+                            .get_or_insert_with(|| {
+                                ApiRequests::new(out.room.table(Table::ApiRequests))
+                            })
                             .push(&row);
                     } else if cfg.call_source == CallSource::Events && is(&cfg.events.tool_result) {
                         results.push(self.tool_result_event(&scope, record, time, errors));
@@ -340,11 +360,15 @@ impl Decoder {
                 row.decision_source = outcome.decision_source.clone();
             }
             stats.rows_with_errors += u64::from(row.errors.count > 0);
-            out.tool_calls.get_or_insert_with(ToolCalls::new).push(&row);
+            out.tool_calls
+                .get_or_insert_with(|| ToolCalls::new(out.room.table(Table::ToolCalls)))
+                .push(&row);
         }
         for row in pending_rejections {
             stats.rows_with_errors += u64::from(row.errors.count > 0);
-            out.tool_calls.get_or_insert_with(ToolCalls::new).push(&row);
+            out.tool_calls
+                .get_or_insert_with(|| ToolCalls::new(out.room.table(Table::ToolCalls)))
+                .push(&row);
         }
     }
 
@@ -532,8 +556,12 @@ impl Decoder {
     }
 
     fn metrics(&self, request: &MetricsRequest<'_>, out: &mut TableBuilders) {
-        let raw = out.metric_points.get_or_insert_with(raw::MetricPoints::new);
-        let resources = out.resources.get_or_insert_with(raw::Resources::new);
+        let raw = out
+            .metric_points
+            .get_or_insert_with(|| raw::MetricPoints::new(out.room.table(Table::MetricPoints)));
+        let resources = out
+            .resources
+            .get_or_insert_with(|| raw::Resources::new(out.room.table(Table::Resources)));
         let stats = &mut out.stats;
         for resource_metrics in &request.resource_metrics {
             let resource = resource_attrs(resource_metrics.resource.as_ref());
@@ -603,7 +631,9 @@ impl Decoder {
                         };
                         stats.rows_with_errors += u64::from(row.errors.count > 0);
                         out.usage_metrics
-                            .get_or_insert_with(UsageMetrics::new)
+                            .get_or_insert_with(|| {
+                                UsageMetrics::new(out.room.table(Table::UsageMetrics))
+                            })
                             .push(&row, &self.content);
                     }
                 }
@@ -614,8 +644,12 @@ impl Decoder {
     fn traces(&self, request: &TracesRequest<'_>, out: &mut TableBuilders) {
         let cfg = &*self.config;
         let spans_cfg = &cfg.spans;
-        let raw = out.spans.get_or_insert_with(raw::Spans::new);
-        let resources = out.resources.get_or_insert_with(raw::Resources::new);
+        let raw = out
+            .spans
+            .get_or_insert_with(|| raw::Spans::new(out.room.table(Table::Spans)));
+        let resources = out
+            .resources
+            .get_or_insert_with(|| raw::Resources::new(out.room.table(Table::Resources)));
         let stats = &mut out.stats;
 
         // Children of Claude Code tool spans carry their success and decision.
@@ -685,7 +719,9 @@ impl Decoder {
                             );
                             self.count(&row, stats);
                             out.api_requests
-                                .get_or_insert_with(ApiRequests::new)
+                                .get_or_insert_with(|| {
+                                    ApiRequests::new(out.room.table(Table::ApiRequests))
+                                })
                                 .push(&row);
                         }
                     } else if listed(&spans_cfg.tool, span.name) {
@@ -704,14 +740,20 @@ impl Decoder {
                             row.decision = outcome.decision;
                             row.decision_source = outcome.decision_source;
                             stats.rows_with_errors += u64::from(row.errors.count > 0);
-                            out.tool_calls.get_or_insert_with(ToolCalls::new).push(&row);
+                            out.tool_calls
+                                .get_or_insert_with(|| {
+                                    ToolCalls::new(out.room.table(Table::ToolCalls))
+                                })
+                                .push(&row);
                         }
                     } else if listed(&spans_cfg.claude_task, span.name) {
                         let row =
                             self.api_request_span(&scope, span, start, end, errors, "claude.span");
                         self.count(&row, stats);
                         out.api_requests
-                            .get_or_insert_with(ApiRequests::new)
+                            .get_or_insert_with(|| {
+                                ApiRequests::new(out.room.table(Table::ApiRequests))
+                            })
                             .push(&row);
                     } else if !is_claude_code
                         && operation.is_some_and(|op| {
@@ -720,7 +762,9 @@ impl Decoder {
                     {
                         let row = self.tool_span(&scope, span, start, end, errors, "gen_ai.span");
                         stats.rows_with_errors += u64::from(row.errors.count > 0);
-                        out.tool_calls.get_or_insert_with(ToolCalls::new).push(&row);
+                        out.tool_calls
+                            .get_or_insert_with(|| ToolCalls::new(out.room.table(Table::ToolCalls)))
+                            .push(&row);
                     } else if operation
                         .is_some_and(|op| spans_cfg.gen_ai_call_operations.iter().any(|o| o == op))
                         || has_gen_ai_usage(span)
@@ -729,7 +773,9 @@ impl Decoder {
                             self.api_request_span(&scope, span, start, end, errors, "gen_ai.span");
                         self.count(&row, stats);
                         out.api_requests
-                            .get_or_insert_with(ApiRequests::new)
+                            .get_or_insert_with(|| {
+                                ApiRequests::new(out.room.table(Table::ApiRequests))
+                            })
                             .push(&row);
                     }
                 }

@@ -21,6 +21,7 @@ pub mod json;
 pub mod payload;
 mod raw;
 pub mod request;
+pub mod room;
 pub mod schema;
 mod usage;
 pub mod view;
@@ -35,6 +36,7 @@ pub use payload::{
     DEFAULT_MAX_PAYLOAD_BYTES, Encoding, Export, PayloadHint, Signal, decode_export,
 };
 pub use raw::{resource_key, utc_day};
+pub use room::RunRoom;
 pub use schema::{Table, WINDOW_DIMENSIONS};
 
 /// Re-exported so callers build and inspect exports with the same prost types.

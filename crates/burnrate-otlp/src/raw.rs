@@ -14,9 +14,8 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 use crate::attributes::render_any;
-use crate::columns::{
-    AttributeMap, ContentFilter, INITIAL_ROWS, RenderedAttributes, append_hex, strings, timestamps,
-};
+use crate::columns::{AttributeMap, ContentFilter, RenderedAttributes, append_hex};
+use crate::room::Room;
 use crate::schema::Table;
 
 /// Where a record sits: its resource and scope, shared by all its rows.
@@ -45,22 +44,22 @@ pub struct LogRecords {
 }
 
 impl LogRecords {
-    pub fn new() -> Self {
+    pub fn new(room: Room<'_>) -> Self {
         LogRecords {
-            time: timestamps(),
-            observed_time: timestamps(),
-            event_name: strings(),
-            session_id: strings(),
-            service_name: strings(),
-            severity_number: Int32Builder::with_capacity(INITIAL_ROWS),
-            severity_text: strings(),
-            body: strings(),
-            trace_id: strings(),
-            span_id: strings(),
-            scope_name: strings(),
-            attributes: AttributeMap::new(),
-            resource: AttributeMap::new(),
-            resource_id: UInt64Builder::with_capacity(INITIAL_ROWS),
+            time: room.timestamps(),
+            observed_time: room.timestamps(),
+            event_name: room.strings("event_name"),
+            session_id: room.strings("session_id"),
+            service_name: room.strings("service_name"),
+            severity_number: room.primitives(),
+            severity_text: room.strings("severity_text"),
+            body: room.strings("body"),
+            trace_id: room.strings("trace_id"),
+            span_id: room.strings("span_id"),
+            scope_name: room.strings("scope_name"),
+            attributes: room.map("attributes"),
+            resource: room.map("resource"),
+            resource_id: room.primitives(),
         }
     }
 
@@ -154,27 +153,27 @@ pub struct MetricPoints {
 }
 
 impl MetricPoints {
-    pub fn new() -> Self {
+    pub fn new(room: Room<'_>) -> Self {
         MetricPoints {
-            time: timestamps(),
-            start_time: timestamps(),
-            metric: strings(),
-            unit: strings(),
-            kind: strings(),
-            temporality: strings(),
-            is_monotonic: BooleanBuilder::with_capacity(INITIAL_ROWS),
-            value: Float64Builder::with_capacity(INITIAL_ROWS),
-            count: UInt64Builder::with_capacity(INITIAL_ROWS),
-            sum: Float64Builder::with_capacity(INITIAL_ROWS),
-            min: Float64Builder::with_capacity(INITIAL_ROWS),
-            max: Float64Builder::with_capacity(INITIAL_ROWS),
-            series_id: UInt64Builder::with_capacity(INITIAL_ROWS),
-            session_id: strings(),
-            service_name: strings(),
-            scope_name: strings(),
-            attributes: AttributeMap::new(),
-            resource: AttributeMap::new(),
-            resource_id: UInt64Builder::with_capacity(INITIAL_ROWS),
+            time: room.timestamps(),
+            start_time: room.timestamps(),
+            metric: room.strings("metric"),
+            unit: room.strings("unit"),
+            kind: room.strings("kind"),
+            temporality: room.strings("temporality"),
+            is_monotonic: room.booleans(),
+            value: room.primitives(),
+            count: room.primitives(),
+            sum: room.primitives(),
+            min: room.primitives(),
+            max: room.primitives(),
+            series_id: room.primitives(),
+            session_id: room.strings("session_id"),
+            service_name: room.strings("service_name"),
+            scope_name: room.strings("scope_name"),
+            attributes: room.map("attributes"),
+            resource: room.map("resource"),
+            resource_id: room.primitives(),
         }
     }
 
@@ -257,24 +256,24 @@ pub struct Spans {
 }
 
 impl Spans {
-    pub fn new() -> Self {
+    pub fn new(room: Room<'_>) -> Self {
         Spans {
-            start_time: timestamps(),
-            end_time: timestamps(),
-            duration_ms: Float64Builder::with_capacity(INITIAL_ROWS),
-            name: strings(),
-            trace_id: strings(),
-            span_id: strings(),
-            parent_span_id: strings(),
-            kind: strings(),
-            status_code: strings(),
-            status_message: strings(),
-            session_id: strings(),
-            service_name: strings(),
-            scope_name: strings(),
-            attributes: AttributeMap::new(),
-            resource: AttributeMap::new(),
-            resource_id: UInt64Builder::with_capacity(INITIAL_ROWS),
+            start_time: room.timestamps(),
+            end_time: room.timestamps(),
+            duration_ms: room.primitives(),
+            name: room.strings("name"),
+            trace_id: room.strings("trace_id"),
+            span_id: room.strings("span_id"),
+            parent_span_id: room.strings("parent_span_id"),
+            kind: room.strings("kind"),
+            status_code: room.strings("status_code"),
+            status_message: room.strings("status_message"),
+            session_id: room.strings("session_id"),
+            service_name: room.strings("service_name"),
+            scope_name: room.strings("scope_name"),
+            attributes: room.map("attributes"),
+            resource: room.map("resource"),
+            resource_id: room.primitives(),
         }
     }
 
@@ -343,11 +342,11 @@ pub struct Resources {
 }
 
 impl Resources {
-    pub fn new() -> Self {
+    pub fn new(room: Room<'_>) -> Self {
         Resources {
-            time: timestamps(),
-            resource_id: UInt64Builder::with_capacity(INITIAL_ROWS),
-            resource: AttributeMap::new(),
+            time: room.timestamps(),
+            resource_id: room.primitives(),
+            resource: room.map("resource"),
             seen: HashSet::new(),
             last: None,
         }
@@ -378,12 +377,6 @@ impl Resources {
             self.resource.finish(),
         ];
         RecordBatch::try_new(Table::Resources.schema(), columns)
-    }
-}
-
-impl Default for Resources {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -13,8 +13,9 @@ use arrow::error::ArrowError;
 use burnrate_pricing::CostSource;
 
 use crate::attributes::{RowErrors, Scope};
-use crate::columns::{AttributeMap, ContentFilter, INITIAL_ROWS, strings, timestamps};
+use crate::columns::{AttributeMap, ContentFilter};
 use crate::config::Attr;
+use crate::room::Room;
 use crate::schema::Table;
 
 /// Who a row belongs to. Read from the record's attributes, then its resource.
@@ -57,10 +58,22 @@ struct WhoColumns {
     columns: [StringBuilder; 8],
 }
 
+/// The columns of [`WhoColumns`], in order.
+const WHO: [&str; 8] = [
+    "session_id",
+    "user_id",
+    "user_email",
+    "organization_id",
+    "team",
+    "project",
+    "env",
+    "service_name",
+];
+
 impl WhoColumns {
-    fn new() -> Self {
+    fn new(room: Room<'_>) -> Self {
         WhoColumns {
-            columns: std::array::from_fn(|_| strings()),
+            columns: WHO.map(|column| room.strings(column)),
         }
     }
 
@@ -94,11 +107,11 @@ struct ProvenanceColumns {
 }
 
 impl ProvenanceColumns {
-    fn new() -> Self {
+    fn new(room: Room<'_>) -> Self {
         ProvenanceColumns {
-            source: strings(),
-            parse_errors: UInt32Builder::with_capacity(INITIAL_ROWS),
-            parse_error: strings(),
+            source: room.strings("source"),
+            parse_errors: room.primitives(),
+            parse_error: room.strings("parse_error"),
         }
     }
 
@@ -180,35 +193,35 @@ pub struct ApiRequests {
 }
 
 impl ApiRequests {
-    pub fn new() -> Self {
+    pub fn new(room: Room<'_>) -> Self {
         ApiRequests {
-            time: timestamps(),
-            who: WhoColumns::new(),
-            model: strings(),
-            input_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
-            output_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
-            cache_read_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
-            cache_creation_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
-            cache_creation_5m_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
-            cache_creation_1h_tokens: Int64Builder::with_capacity(INITIAL_ROWS),
-            cost_usd: Float64Builder::with_capacity(INITIAL_ROWS),
-            cost_usd_reported: Float64Builder::with_capacity(INITIAL_ROWS),
-            cost_source: strings(),
-            cost_mismatch: BooleanBuilder::with_capacity(INITIAL_ROWS),
-            duration_ms: Float64Builder::with_capacity(INITIAL_ROWS),
-            ttft_ms: Float64Builder::with_capacity(INITIAL_ROWS),
-            success: BooleanBuilder::with_capacity(INITIAL_ROWS),
-            error: strings(),
-            status_code: Int32Builder::with_capacity(INITIAL_ROWS),
-            attempt: Int32Builder::with_capacity(INITIAL_ROWS),
-            prompt_id: strings(),
-            request_id: strings(),
-            query_source: strings(),
-            speed: strings(),
-            effort: strings(),
-            trace_id: strings(),
-            span_id: strings(),
-            provenance: ProvenanceColumns::new(),
+            time: room.timestamps(),
+            who: WhoColumns::new(room),
+            model: room.strings("model"),
+            input_tokens: room.primitives(),
+            output_tokens: room.primitives(),
+            cache_read_tokens: room.primitives(),
+            cache_creation_tokens: room.primitives(),
+            cache_creation_5m_tokens: room.primitives(),
+            cache_creation_1h_tokens: room.primitives(),
+            cost_usd: room.primitives(),
+            cost_usd_reported: room.primitives(),
+            cost_source: room.strings("cost_source"),
+            cost_mismatch: room.booleans(),
+            duration_ms: room.primitives(),
+            ttft_ms: room.primitives(),
+            success: room.booleans(),
+            error: room.strings("error"),
+            status_code: room.primitives(),
+            attempt: room.primitives(),
+            prompt_id: room.strings("prompt_id"),
+            request_id: room.strings("request_id"),
+            query_source: room.strings("query_source"),
+            speed: room.strings("speed"),
+            effort: room.strings("effort"),
+            trace_id: room.strings("trace_id"),
+            span_id: room.strings("span_id"),
+            provenance: ProvenanceColumns::new(room),
             len: 0,
         }
     }
@@ -323,20 +336,20 @@ pub struct ToolCalls {
 }
 
 impl ToolCalls {
-    pub fn new() -> Self {
+    pub fn new(room: Room<'_>) -> Self {
         ToolCalls {
-            time: timestamps(),
-            who: WhoColumns::new(),
-            prompt_id: strings(),
-            tool_name: strings(),
-            tool_use_id: strings(),
-            success: BooleanBuilder::with_capacity(INITIAL_ROWS),
-            duration_ms: Float64Builder::with_capacity(INITIAL_ROWS),
-            decision: strings(),
-            decision_source: strings(),
-            trace_id: strings(),
-            span_id: strings(),
-            provenance: ProvenanceColumns::new(),
+            time: room.timestamps(),
+            who: WhoColumns::new(room),
+            prompt_id: room.strings("prompt_id"),
+            tool_name: room.strings("tool_name"),
+            tool_use_id: room.strings("tool_use_id"),
+            success: room.booleans(),
+            duration_ms: room.primitives(),
+            decision: room.strings("decision"),
+            decision_source: room.strings("decision_source"),
+            trace_id: room.strings("trace_id"),
+            span_id: room.strings("span_id"),
+            provenance: ProvenanceColumns::new(room),
             len: 0,
         }
     }
@@ -418,22 +431,22 @@ pub struct UsageMetrics {
 }
 
 impl UsageMetrics {
-    pub fn new() -> Self {
+    pub fn new(room: Room<'_>) -> Self {
         UsageMetrics {
-            time: timestamps(),
-            start_time: timestamps(),
-            who: WhoColumns::new(),
-            metric: strings(),
-            kind: strings(),
-            model: strings(),
-            query_source: strings(),
-            effort: strings(),
-            unit: strings(),
-            value: Float64Builder::with_capacity(INITIAL_ROWS),
-            temporality: strings(),
-            series_id: UInt64Builder::with_capacity(INITIAL_ROWS),
-            attributes: AttributeMap::new(),
-            provenance: ProvenanceColumns::new(),
+            time: room.timestamps(),
+            start_time: room.timestamps(),
+            who: WhoColumns::new(room),
+            metric: room.strings("metric"),
+            kind: room.strings("type"),
+            model: room.strings("model"),
+            query_source: room.strings("query_source"),
+            effort: room.strings("effort"),
+            unit: room.strings("unit"),
+            value: room.primitives(),
+            temporality: room.strings("temporality"),
+            series_id: room.primitives(),
+            attributes: room.map("attributes"),
+            provenance: ProvenanceColumns::new(room),
             len: 0,
         }
     }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use burnrate_otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
 use burnrate_otlp::proto::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
 use burnrate_otlp::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use burnrate_otlp::{Decoder, MappingConfig, PayloadHint, Signal, json};
+use burnrate_otlp::{
+    Decoded, Decoder, MappingConfig, PayloadHint, RunRoom, Signal, TableBuilders, json,
+};
 use burnrate_pricing::PriceTable;
 use burnrate_workload::{Format, Signals, Temporality, WorkloadSpec};
 use prost::Message;
@@ -143,6 +145,48 @@ impl Rng {
 
 /// One mutation of `bytes`, with `other` for splices: what a broken client, a flipped bit or a
 /// truncated transfer does to an export.
+/// `exports` decoded as one run onto builders given `room`, as a decode worker decodes a
+/// Kafka run. Made here, where they are filled: see `examples/moved_builders.rs`.
+fn decode_run(decoder: &Decoder, exports: &[&[u8]], room: RunRoom) -> Decoded {
+    let mut builders = TableBuilders::with_room(room);
+    for bytes in exports {
+        decoder
+            .decode_into(bytes, PayloadHint::default(), &mut builders)
+            .unwrap();
+    }
+    builders.finish().unwrap()
+}
+
+#[test]
+fn a_run_given_room_learnt_from_any_run_decodes_to_the_same_batches() {
+    let decoder = decoder();
+    let samples = sample_files();
+    let generated = generated_as(Format::Json);
+    let runs: Vec<Vec<&[u8]>> = vec![
+        samples.iter().map(|(_, b)| b.as_slice()).collect(),
+        generated.iter().map(|(_, b)| b.as_slice()).collect(),
+        // One export: its room scaled up to a whole run's, the most room is ever scaled.
+        vec![samples[0].1.as_slice()],
+    ];
+    let bytes = |run: &[&[u8]]| run.iter().map(|b| b.len()).sum::<usize>();
+    for (i, run) in runs.iter().enumerate() {
+        let without = decode_run(&decoder, run, RunRoom::default());
+        assert!(!without.batches.is_empty());
+        for (j, teacher) in runs.iter().enumerate() {
+            let mut room = RunRoom::default();
+            let taught = decode_run(&decoder, teacher, RunRoom::default());
+            // Taught as a worker is, whatever the run's size (the smallest teach nothing).
+            room.learn(
+                &taught.batches,
+                bytes(teacher).max(burnrate_otlp::room::LEARN_FROM_BYTES),
+            );
+            assert_ne!(room, RunRoom::default(), "run {j} taught nothing");
+            let with = decode_run(&decoder, run, room.for_run(bytes(run)));
+            assert_eq!(with, without, "run {i} given the room of run {j}");
+        }
+    }
+}
+
 fn mutate(rng: &mut Rng, bytes: &[u8], other: &[u8]) -> (String, Vec<u8>) {
     let mut out = bytes.to_vec();
     let at = rng.below(out.len());
