@@ -213,17 +213,19 @@ static RESOURCES: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// Dimensions every canonical table carries, in this order, after its time column.
+pub(crate) const WHO: [&str; 8] = [
+    "session_id",
+    "user_id",
+    "user_email",
+    "organization_id",
+    "team",
+    "project",
+    "env",
+    "service_name",
+];
+
 fn who() -> Vec<Field> {
-    vec![
-        utf8("session_id"),
-        utf8("user_id"),
-        utf8("user_email"),
-        utf8("organization_id"),
-        utf8("team"),
-        utf8("project"),
-        utf8("env"),
-        utf8("service_name"),
-    ]
+    WHO.iter().map(|name| utf8(name)).collect()
 }
 
 /// Provenance and quality columns every canonical table ends with.

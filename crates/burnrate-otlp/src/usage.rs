@@ -16,7 +16,7 @@ use crate::attributes::{RowErrors, Scope};
 use crate::columns::{AttributeMap, ContentFilter};
 use crate::config::Attr;
 use crate::room::Room;
-use crate::schema::Table;
+use crate::schema::{Table, WHO};
 
 /// Who a row belongs to. Read from the record's attributes, then its resource.
 #[derive(Debug, Default, Clone)]
@@ -54,21 +54,10 @@ pub fn text<'a>(scope: &Scope<'a>, attr: Attr) -> Option<Cow<'a, str>> {
     }
 }
 
+/// The [`WHO`] columns, in order.
 struct WhoColumns {
     columns: [StringBuilder; 8],
 }
-
-/// The columns of [`WhoColumns`], in order.
-const WHO: [&str; 8] = [
-    "session_id",
-    "user_id",
-    "user_email",
-    "organization_id",
-    "team",
-    "project",
-    "env",
-    "service_name",
-];
 
 impl WhoColumns {
     fn new(room: Room<'_>) -> Self {
