@@ -127,7 +127,7 @@ impl Job {
         let exports = self.exports.len();
         let bytes = self.exports.iter().map(|(_, b)| b.len()).sum();
         let (decoded, undecodable, rows_with_errors) =
-            decode_run(decoder, &room.for_run(bytes), self.exports, self.hint);
+            decode_run(decoder, room.for_run(bytes), self.exports, self.hint);
         if let Some(decoded) = &decoded {
             room.learn(&decoded.batches, bytes);
         }
@@ -156,11 +156,11 @@ impl Job {
 /// becomes a dead letter. Returns each export's rows with errors too, in submission order.
 fn decode_run(
     decoder: &Decoder,
-    room: &RunRoom,
+    room: RunRoom,
     exports: Vec<(i64, Vec<u8>)>,
     hint: PayloadHint,
 ) -> (Option<Decoded>, Vec<Undecodable>, Vec<u64>) {
-    let mut builders = TableBuilders::with_room(room.clone());
+    let mut builders = TableBuilders::with_room(room);
     let mut undecodable = Vec::new();
     let mut rows_with_errors = vec![0; exports.len()];
     let mut decoded_exports = Vec::with_capacity(exports.len());

@@ -104,10 +104,6 @@ pub struct AttributeMap {
 }
 
 impl AttributeMap {
-    pub fn new() -> Self {
-        Self::with_room(INITIAL_ROWS, INITIAL_ROWS, 0, 0)
-    }
-
     /// A map with room for `rows` rows of `entries` entries in all, whose keys and values come
     /// to `key_bytes` and `value_bytes` (see [`crate::room`]).
     pub fn with_room(rows: usize, entries: usize, key_bytes: usize, value_bytes: usize) -> Self {
@@ -351,12 +347,6 @@ fn attributes_id(keys: &StringArray, values: &StringArray) -> u64 {
     hasher.digest() & SERIES_ID_MASK
 }
 
-impl Default for AttributeMap {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Lower-case hex of an id; an absent (empty or all-zero) id is `None`.
 pub fn hex(id: &[u8]) -> Option<String> {
     if id.iter().all(|b| *b == 0) {
@@ -441,7 +431,7 @@ mod tests {
             value: "values".into(),
         };
         let mut expected = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
-        let mut map = AttributeMap::new();
+        let mut map = crate::room::Room::none(crate::Table::LogRecords).map("attributes");
         let rendered_list = attributes(&mut next);
         let rendered = RenderedAttributes::new(&rendered_list, &content);
         for _ in 0..600 {
