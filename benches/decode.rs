@@ -6,8 +6,12 @@
 //!   peer of the prost baseline;
 //! - `direct_to_arrow_as_a_run` (real exports only): the exports decoded onto one set of
 //!   builders, as the Kafka decode stage does with a run of messages;
-//! - `paired` (printed before the groups): the baseline and `direct_to_arrow` called in turn,
-//!   pair by pair, for a ratio that a shared machine's swings in speed do not skew.
+//! - `direct_to_arrow_sized` and `direct_to_arrow_as_a_run_sized`: the same with each call's
+//!   builders sized by the call before (`RunRoom`), as a decode worker sizes every run by its
+//!   last one: what the decode stage runs once it has seen one run;
+//! - `paired` (printed before the groups): the baseline and `direct_to_arrow` (and, for the
+//!   large export, `direct_to_arrow_sized`) called in turn, pair by pair, for a ratio that a
+//!   shared machine's swings in speed do not skew.
 //!
 //! Three payloads:
 //! - `large`: the real log records captured in `shared/otlp-samples/` (every event kind:
@@ -32,8 +36,8 @@ use burnrate_otlp::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use burnrate_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use burnrate_otlp::view::Request;
 use burnrate_otlp::{
-    Decoder, Encoding, Export, MappingConfig, PayloadHint, Signal, Table, TableBuilders,
-    decode_export,
+    Decoded, Decoder, Encoding, Export, MappingConfig, PayloadHint, RunRoom, Signal, Table,
+    TableBuilders, decode_export,
 };
 use burnrate_pricing::PriceTable;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -194,6 +198,25 @@ fn paired_ratio(what: &str, mut baseline: impl FnMut(), mut direct: impl FnMut()
     );
 }
 
+/// Decodes `exports` as one run onto builders sized by what `room` learnt from the run before,
+/// and teaches it this one: a decode worker's loop (`burnrate-engine`'s `decode.rs`).
+fn decode_sized<'a>(
+    decoder: &Decoder,
+    room: &mut RunRoom,
+    exports: impl IntoIterator<Item = (&'a [u8], PayloadHint)> + Clone,
+) -> Decoded {
+    let bytes = exports.clone().into_iter().map(|(b, _)| b.len()).sum();
+    let mut builders = TableBuilders::with_room(room.for_run(bytes));
+    for (export, hint) in exports {
+        decoder
+            .decode_into(black_box(export), hint, &mut builders)
+            .expect("decodes");
+    }
+    let decoded = builders.finish().expect("builds");
+    room.learn(&decoded.batches, bytes);
+    decoded
+}
+
 fn bench(c: &mut Criterion) {
     let decoder = Decoder::new(MappingConfig::default(), PriceTable::embedded());
 
@@ -218,6 +241,16 @@ fn bench(c: &mut Criterion) {
             black_box(decoder.decode(black_box(&bytes), logs).expect("decodes"));
         },
     );
+    let mut room = RunRoom::default();
+    paired_ratio(
+        "large, sized by the call before",
+        || {
+            black_box(prost_structs(Signal::Logs, black_box(&bytes)));
+        },
+        || {
+            black_box(decode_sized(&decoder, &mut room, [(&bytes[..], logs)]));
+        },
+    );
     let mut group = c.benchmark_group("decode_large");
     group.throughput(Throughput::Bytes(bytes.len() as u64));
     group.bench_function("baseline_prost_structs", |b| {
@@ -232,6 +265,10 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("direct_to_arrow", |b| {
         b.iter(|| decoder.decode(black_box(&bytes), logs).expect("decodes"))
+    });
+    group.bench_function("direct_to_arrow_sized", |b| {
+        let mut room = RunRoom::default();
+        b.iter(|| decode_sized(&decoder, &mut room, [(&bytes[..], logs)]))
     });
     group.bench_function("direct_views_only", |b| {
         b.iter(|| views_only(Signal::Logs, black_box(&bytes)))
@@ -304,6 +341,13 @@ fn bench(c: &mut Criterion) {
             }
             builders.finish().expect("builds")
         })
+    });
+    group.bench_function("direct_to_arrow_as_a_run_sized", |b| {
+        let mut room = RunRoom::default();
+        let run = exports
+            .iter()
+            .map(|(signal, bytes)| (&bytes[..], hint(*signal)));
+        b.iter(|| decode_sized(&decoder, &mut room, run.clone()))
     });
     group.bench_function("direct_views_only", |b| {
         b.iter(|| {

@@ -277,12 +277,8 @@ impl Decoder {
 
     fn logs(&self, request: &LogsRequest<'_>, out: &mut TableBuilders) {
         let cfg = &*self.config;
-        let raw = out
-            .log_records
-            .get_or_insert_with(|| raw::LogRecords::new(out.room.table(Table::LogRecords)));
-        let resources = out
-            .resources
-            .get_or_insert_with(|| raw::Resources::new(out.room.table(Table::Resources)));
+        let raw = out.room.rows(&mut out.log_records);
+        let resources = out.room.rows(&mut out.resources);
         let stats = &mut out.stats;
         // tool_decision events by tool_use_id, so a tool_result of the same export gets its
         // decision; rejected tools have no result and become rows of their own.
@@ -317,19 +313,11 @@ impl Decoder {
                     if cfg.call_source == CallSource::Events && is(&cfg.events.api_request) {
                         let row = self.api_request_event(&scope, record, time, errors, true);
                         self.count(&row, stats);
-                        out.api_requests
-                            .get_or_insert_with(|| {
-                                ApiRequests::new(out.room.table(Table::ApiRequests))
-                            })
-                            .push(&row);
+                        out.room.rows(&mut out.api_requests).push(&row);
                     } else if cfg.call_source == CallSource::Events && is(&cfg.events.api_error) {
                         let row = self.api_request_event(&scope, record, time, errors, false);
                         self.count(&row, stats);
-                        out.api_requests
-                            .get_or_insert_with(|| {
-                                ApiRequests::new(out.room.table(Table::ApiRequests))
-                            })
-                            .push(&row);
+                        out.room.rows(&mut out.api_requests).push(&row);
                     } else if cfg.call_source == CallSource::Events && is(&cfg.events.tool_result) {
                         results.push(self.tool_result_event(&scope, record, time, errors));
                     } else if is(&cfg.events.tool_decision) {
@@ -360,15 +348,11 @@ impl Decoder {
                 row.decision_source = outcome.decision_source.clone();
             }
             stats.rows_with_errors += u64::from(row.errors.count > 0);
-            out.tool_calls
-                .get_or_insert_with(|| ToolCalls::new(out.room.table(Table::ToolCalls)))
-                .push(&row);
+            out.room.rows(&mut out.tool_calls).push(&row);
         }
         for row in pending_rejections {
             stats.rows_with_errors += u64::from(row.errors.count > 0);
-            out.tool_calls
-                .get_or_insert_with(|| ToolCalls::new(out.room.table(Table::ToolCalls)))
-                .push(&row);
+            out.room.rows(&mut out.tool_calls).push(&row);
         }
     }
 
@@ -556,12 +540,8 @@ impl Decoder {
     }
 
     fn metrics(&self, request: &MetricsRequest<'_>, out: &mut TableBuilders) {
-        let raw = out
-            .metric_points
-            .get_or_insert_with(|| raw::MetricPoints::new(out.room.table(Table::MetricPoints)));
-        let resources = out
-            .resources
-            .get_or_insert_with(|| raw::Resources::new(out.room.table(Table::Resources)));
+        let raw = out.room.rows(&mut out.metric_points);
+        let resources = out.room.rows(&mut out.resources);
         let stats = &mut out.stats;
         for resource_metrics in &request.resource_metrics {
             let resource = resource_attrs(resource_metrics.resource.as_ref());
@@ -630,10 +610,8 @@ impl Decoder {
                             errors,
                         };
                         stats.rows_with_errors += u64::from(row.errors.count > 0);
-                        out.usage_metrics
-                            .get_or_insert_with(|| {
-                                UsageMetrics::new(out.room.table(Table::UsageMetrics))
-                            })
+                        out.room
+                            .rows(&mut out.usage_metrics)
                             .push(&row, &self.content);
                     }
                 }
@@ -644,12 +622,8 @@ impl Decoder {
     fn traces(&self, request: &TracesRequest<'_>, out: &mut TableBuilders) {
         let cfg = &*self.config;
         let spans_cfg = &cfg.spans;
-        let raw = out
-            .spans
-            .get_or_insert_with(|| raw::Spans::new(out.room.table(Table::Spans)));
-        let resources = out
-            .resources
-            .get_or_insert_with(|| raw::Resources::new(out.room.table(Table::Resources)));
+        let raw = out.room.rows(&mut out.spans);
+        let resources = out.room.rows(&mut out.resources);
         let stats = &mut out.stats;
 
         // Children of Claude Code tool spans carry their success and decision.
@@ -718,11 +692,7 @@ impl Decoder {
                                 "claude_code.span",
                             );
                             self.count(&row, stats);
-                            out.api_requests
-                                .get_or_insert_with(|| {
-                                    ApiRequests::new(out.room.table(Table::ApiRequests))
-                                })
-                                .push(&row);
+                            out.room.rows(&mut out.api_requests).push(&row);
                         }
                     } else if listed(&spans_cfg.tool, span.name) {
                         if by_spans {
@@ -740,21 +710,13 @@ impl Decoder {
                             row.decision = outcome.decision;
                             row.decision_source = outcome.decision_source;
                             stats.rows_with_errors += u64::from(row.errors.count > 0);
-                            out.tool_calls
-                                .get_or_insert_with(|| {
-                                    ToolCalls::new(out.room.table(Table::ToolCalls))
-                                })
-                                .push(&row);
+                            out.room.rows(&mut out.tool_calls).push(&row);
                         }
                     } else if listed(&spans_cfg.claude_task, span.name) {
                         let row =
                             self.api_request_span(&scope, span, start, end, errors, "claude.span");
                         self.count(&row, stats);
-                        out.api_requests
-                            .get_or_insert_with(|| {
-                                ApiRequests::new(out.room.table(Table::ApiRequests))
-                            })
-                            .push(&row);
+                        out.room.rows(&mut out.api_requests).push(&row);
                     } else if !is_claude_code
                         && operation.is_some_and(|op| {
                             spans_cfg.gen_ai_tool_operations.iter().any(|o| o == op)
@@ -762,9 +724,7 @@ impl Decoder {
                     {
                         let row = self.tool_span(&scope, span, start, end, errors, "gen_ai.span");
                         stats.rows_with_errors += u64::from(row.errors.count > 0);
-                        out.tool_calls
-                            .get_or_insert_with(|| ToolCalls::new(out.room.table(Table::ToolCalls)))
-                            .push(&row);
+                        out.room.rows(&mut out.tool_calls).push(&row);
                     } else if operation
                         .is_some_and(|op| spans_cfg.gen_ai_call_operations.iter().any(|o| o == op))
                         || has_gen_ai_usage(span)
@@ -772,11 +732,7 @@ impl Decoder {
                         let row =
                             self.api_request_span(&scope, span, start, end, errors, "gen_ai.span");
                         self.count(&row, stats);
-                        out.api_requests
-                            .get_or_insert_with(|| {
-                                ApiRequests::new(out.room.table(Table::ApiRequests))
-                            })
-                            .push(&row);
+                        out.room.rows(&mut out.api_requests).push(&row);
                     }
                 }
             }

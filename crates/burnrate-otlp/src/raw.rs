@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 use crate::attributes::render_any;
 use crate::columns::{AttributeMap, ContentFilter, RenderedAttributes, append_hex};
-use crate::room::Room;
+use crate::room::{Room, TableRows};
 use crate::schema::Table;
 
 /// Where a record sits: its resource and scope, shared by all its rows.
@@ -43,8 +43,10 @@ pub struct LogRecords {
     resource_id: UInt64Builder,
 }
 
-impl LogRecords {
-    pub fn new(room: Room<'_>) -> Self {
+impl TableRows for LogRecords {
+    const TABLE: Table = Table::LogRecords;
+
+    fn with_room(room: Room<'_>) -> Self {
         LogRecords {
             time: room.timestamps(),
             observed_time: room.timestamps(),
@@ -62,7 +64,9 @@ impl LogRecords {
             resource_id: room.primitives(),
         }
     }
+}
 
+impl LogRecords {
     pub fn push(
         &mut self,
         ctx: &Context<'_>,
@@ -152,8 +156,10 @@ pub struct MetricPoints {
     resource_id: UInt64Builder,
 }
 
-impl MetricPoints {
-    pub fn new(room: Room<'_>) -> Self {
+impl TableRows for MetricPoints {
+    const TABLE: Table = Table::MetricPoints;
+
+    fn with_room(room: Room<'_>) -> Self {
         MetricPoints {
             time: room.timestamps(),
             start_time: room.timestamps(),
@@ -176,7 +182,9 @@ impl MetricPoints {
             resource_id: room.primitives(),
         }
     }
+}
 
+impl MetricPoints {
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
@@ -255,8 +263,10 @@ pub struct Spans {
     resource_id: UInt64Builder,
 }
 
-impl Spans {
-    pub fn new(room: Room<'_>) -> Self {
+impl TableRows for Spans {
+    const TABLE: Table = Table::Spans;
+
+    fn with_room(room: Room<'_>) -> Self {
         Spans {
             start_time: room.timestamps(),
             end_time: room.timestamps(),
@@ -276,7 +286,9 @@ impl Spans {
             resource_id: room.primitives(),
         }
     }
+}
 
+impl Spans {
     pub fn push(
         &mut self,
         ctx: &Context<'_>,
@@ -341,8 +353,10 @@ pub struct Resources {
     last: Option<(u64, Option<i64>)>,
 }
 
-impl Resources {
-    pub fn new(room: Room<'_>) -> Self {
+impl TableRows for Resources {
+    const TABLE: Table = Table::Resources;
+
+    fn with_room(room: Room<'_>) -> Self {
         Resources {
             time: room.timestamps(),
             resource_id: room.primitives(),
@@ -351,7 +365,9 @@ impl Resources {
             last: None,
         }
     }
+}
 
+impl Resources {
     /// Notes that a raw row whose partition time is `time` names `resource`.
     pub fn note(&mut self, resource: &RenderedAttributes, time: Option<i64>) {
         let key = resource_key(resource.id(), time);

@@ -125,6 +125,12 @@ impl RunRoom {
             room: self.tables.get(&table),
         }
     }
+
+    /// `builders`, made at their table's first row with this run's room for it: a table no
+    /// row reaches costs nothing.
+    pub(crate) fn rows<'b, B: TableRows>(&self, builders: &'b mut Option<B>) -> &'b mut B {
+        builders.get_or_insert_with(|| B::with_room(self.table(B::TABLE)))
+    }
 }
 
 fn column_room(column: &dyn Array) -> ColumnRoom {
@@ -149,6 +155,14 @@ fn column_room(column: &dyn Array) -> ColumnRoom {
         },
         _ => ColumnRoom::default(),
     }
+}
+
+/// A table's builders, made with the room a run has for that table.
+pub(crate) trait TableRows {
+    /// The table whose rows they build.
+    const TABLE: Table;
+
+    fn with_room(room: Room<'_>) -> Self;
 }
 
 /// Room for one table's builders: what [`RunRoom::for_run`] gave it, or the defaults

@@ -15,7 +15,7 @@ use burnrate_pricing::CostSource;
 use crate::attributes::{RowErrors, Scope};
 use crate::columns::{AttributeMap, ContentFilter};
 use crate::config::Attr;
-use crate::room::Room;
+use crate::room::{Room, TableRows};
 use crate::schema::{Table, WHO};
 
 /// Who a row belongs to. Read from the record's attributes, then its resource.
@@ -181,8 +181,10 @@ pub struct ApiRequests {
     len: usize,
 }
 
-impl ApiRequests {
-    pub fn new(room: Room<'_>) -> Self {
+impl TableRows for ApiRequests {
+    const TABLE: Table = Table::ApiRequests;
+
+    fn with_room(room: Room<'_>) -> Self {
         ApiRequests {
             time: room.timestamps(),
             who: WhoColumns::new(room),
@@ -214,7 +216,9 @@ impl ApiRequests {
             len: 0,
         }
     }
+}
 
+impl ApiRequests {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -324,8 +328,10 @@ pub struct ToolCalls {
     len: usize,
 }
 
-impl ToolCalls {
-    pub fn new(room: Room<'_>) -> Self {
+impl TableRows for ToolCalls {
+    const TABLE: Table = Table::ToolCalls;
+
+    fn with_room(room: Room<'_>) -> Self {
         ToolCalls {
             time: room.timestamps(),
             who: WhoColumns::new(room),
@@ -342,7 +348,9 @@ impl ToolCalls {
             len: 0,
         }
     }
+}
 
+impl ToolCalls {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -419,8 +427,10 @@ pub struct UsageMetrics {
     len: usize,
 }
 
-impl UsageMetrics {
-    pub fn new(room: Room<'_>) -> Self {
+impl TableRows for UsageMetrics {
+    const TABLE: Table = Table::UsageMetrics;
+
+    fn with_room(room: Room<'_>) -> Self {
         UsageMetrics {
             time: room.timestamps(),
             start_time: room.timestamps(),
@@ -439,7 +449,9 @@ impl UsageMetrics {
             len: 0,
         }
     }
+}
 
+impl UsageMetrics {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
