@@ -11,7 +11,8 @@
 # one produces the stream into Tansu (BURNRATE_TANSU) and is frozen at its first round; then
 # each BENCH runs a logged round of that stream under callgrind, PAIRS times (2) in turn, and
 # its instruction count is printed. COPIES (1,000: 36,000 messages, about a minute a round)
-# sets the stream's size. The rounds get 4 GiB of budget, so the source never holds (a hold
+# sets the stream's size; ROUND=plain runs the bench's plain-Parquet round (no Delta logs)
+# instead of the logged one. The rounds get 4 GiB of budget, so the source never holds (a hold
 # that turns into a pause makes librdkafka fetch and inflate again, which time under
 # valgrind would cause and a native run does not), and flushes of 22 MiB, about what the
 # 512 MiB default cuts (`BURNRATE_BENCH_FLUSH_MIB`), never by time (a round under valgrind is
@@ -47,7 +48,7 @@ for pair in $(seq "${PAIRS:-2}"); do
       BURNRATE_BENCH_FLUSH_INTERVAL_MS=3600000 \
       valgrind --tool=callgrind --cache-sim=no --branch-sim=no \
       --callgrind-out-file="$out/callgrind.$name" \
-      "$binary" --round logged "$broker" "instructions-$name-$RANDOM" "$messages" \
+      "$binary" --round "${ROUND:-logged}" "$broker" "instructions-$name-$RANDOM" "$messages" \
       >"$out/$name.log" 2>&1
     flushes=$(awk '/flush_seconds_count/ {print $3}' "$out/$name.log")
     holds=$(awk '/source_pauses_total/ {print $3}' "$out/$name.log")
