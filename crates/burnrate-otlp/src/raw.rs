@@ -26,6 +26,43 @@ pub struct Context<'a> {
     pub session_id: Option<&'a str>,
 }
 
+/// The columns every raw table ends with, in this order: where its row sits (the scope), the
+/// row's own attributes, and its resource (a NULL map, the attributes being in `resources`
+/// under `resource_id`).
+struct ContextColumns {
+    scope_name: StringBuilder,
+    attributes: AttributeMap,
+    resource: AttributeMap,
+    resource_id: UInt64Builder,
+}
+
+impl ContextColumns {
+    fn new(room: Room<'_>) -> Self {
+        ContextColumns {
+            scope_name: room.strings("scope_name"),
+            attributes: room.map("attributes"),
+            resource: room.map("resource"),
+            resource_id: room.primitives(),
+        }
+    }
+
+    fn push(&mut self, ctx: &Context<'_>, attributes: &[KeyValue<'_>], content: &ContentFilter) {
+        self.scope_name.append_option(ctx.scope_name);
+        self.attributes.append(attributes, content);
+        self.resource.append_null();
+        self.resource_id.append_value(ctx.resource.id());
+    }
+
+    fn finish(mut self) -> [ArrayRef; 4] {
+        [
+            Arc::new(self.scope_name.finish()),
+            self.attributes.finish(),
+            self.resource.finish(),
+            Arc::new(self.resource_id.finish()),
+        ]
+    }
+}
+
 pub struct LogRecords {
     time: TimestampNanosecondBuilder,
     observed_time: TimestampNanosecondBuilder,
@@ -37,10 +74,7 @@ pub struct LogRecords {
     body: StringBuilder,
     trace_id: StringBuilder,
     span_id: StringBuilder,
-    scope_name: StringBuilder,
-    attributes: AttributeMap,
-    resource: AttributeMap,
-    resource_id: UInt64Builder,
+    context: ContextColumns,
 }
 
 impl TableRows for LogRecords {
@@ -58,10 +92,7 @@ impl TableRows for LogRecords {
             body: room.strings("body"),
             trace_id: room.strings("trace_id"),
             span_id: room.strings("span_id"),
-            scope_name: room.strings("scope_name"),
-            attributes: room.map("attributes"),
-            resource: room.map("resource"),
-            resource_id: room.primitives(),
+            context: ContextColumns::new(room),
         }
     }
 }
@@ -88,14 +119,11 @@ impl LogRecords {
         self.body.append_option(render_any(record.body.as_ref()));
         append_hex(&mut self.trace_id, record.trace_id);
         append_hex(&mut self.span_id, record.span_id);
-        self.scope_name.append_option(ctx.scope_name);
-        self.attributes.append(&record.attributes, content);
-        self.resource.append_null();
-        self.resource_id.append_value(ctx.resource.id());
+        self.context.push(ctx, &record.attributes, content);
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.time.finish()),
             Arc::new(self.observed_time.finish()),
             Arc::new(self.event_name.finish()),
@@ -106,11 +134,8 @@ impl LogRecords {
             Arc::new(self.body.finish()),
             Arc::new(self.trace_id.finish()),
             Arc::new(self.span_id.finish()),
-            Arc::new(self.scope_name.finish()),
-            self.attributes.finish(),
-            self.resource.finish(),
-            Arc::new(self.resource_id.finish()),
         ];
+        columns.extend(self.context.finish());
         RecordBatch::try_new(Table::LogRecords.schema(), columns)
     }
 }
@@ -150,10 +175,7 @@ pub struct MetricPoints {
     series_id: UInt64Builder,
     session_id: StringBuilder,
     service_name: StringBuilder,
-    scope_name: StringBuilder,
-    attributes: AttributeMap,
-    resource: AttributeMap,
-    resource_id: UInt64Builder,
+    context: ContextColumns,
 }
 
 impl TableRows for MetricPoints {
@@ -176,10 +198,7 @@ impl TableRows for MetricPoints {
             series_id: room.primitives(),
             session_id: room.strings("session_id"),
             service_name: room.strings("service_name"),
-            scope_name: room.strings("scope_name"),
-            attributes: room.map("attributes"),
-            resource: room.map("resource"),
-            resource_id: room.primitives(),
+            context: ContextColumns::new(room),
         }
     }
 }
@@ -212,14 +231,11 @@ impl MetricPoints {
         self.series_id.append_value(series_id);
         self.session_id.append_option(ctx.session_id);
         self.service_name.append_option(ctx.service_name);
-        self.scope_name.append_option(ctx.scope_name);
-        self.attributes.append(attributes, content);
-        self.resource.append_null();
-        self.resource_id.append_value(ctx.resource.id());
+        self.context.push(ctx, attributes, content);
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.time.finish()),
             Arc::new(self.start_time.finish()),
             Arc::new(self.metric.finish()),
@@ -235,11 +251,8 @@ impl MetricPoints {
             Arc::new(self.series_id.finish()),
             Arc::new(self.session_id.finish()),
             Arc::new(self.service_name.finish()),
-            Arc::new(self.scope_name.finish()),
-            self.attributes.finish(),
-            self.resource.finish(),
-            Arc::new(self.resource_id.finish()),
         ];
+        columns.extend(self.context.finish());
         RecordBatch::try_new(Table::MetricPoints.schema(), columns)
     }
 }
@@ -257,10 +270,7 @@ pub struct Spans {
     status_message: StringBuilder,
     session_id: StringBuilder,
     service_name: StringBuilder,
-    scope_name: StringBuilder,
-    attributes: AttributeMap,
-    resource: AttributeMap,
-    resource_id: UInt64Builder,
+    context: ContextColumns,
 }
 
 impl TableRows for Spans {
@@ -280,10 +290,7 @@ impl TableRows for Spans {
             status_message: room.strings("status_message"),
             session_id: room.strings("session_id"),
             service_name: room.strings("service_name"),
-            scope_name: room.strings("scope_name"),
-            attributes: room.map("attributes"),
-            resource: room.map("resource"),
-            resource_id: room.primitives(),
+            context: ContextColumns::new(room),
         }
     }
 }
@@ -312,14 +319,11 @@ impl Spans {
             .append_option(status.map(|s| s.message).filter(|m| !m.is_empty()));
         self.session_id.append_option(ctx.session_id);
         self.service_name.append_option(ctx.service_name);
-        self.scope_name.append_option(ctx.scope_name);
-        self.attributes.append(&span.attributes, content);
-        self.resource.append_null();
-        self.resource_id.append_value(ctx.resource.id());
+        self.context.push(ctx, &span.attributes, content);
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.start_time.finish()),
             Arc::new(self.end_time.finish()),
             Arc::new(self.duration_ms.finish()),
@@ -332,11 +336,8 @@ impl Spans {
             Arc::new(self.status_message.finish()),
             Arc::new(self.session_id.finish()),
             Arc::new(self.service_name.finish()),
-            Arc::new(self.scope_name.finish()),
-            self.attributes.finish(),
-            self.resource.finish(),
-            Arc::new(self.resource_id.finish()),
         ];
+        columns.extend(self.context.finish());
         RecordBatch::try_new(Table::Spans.schema(), columns)
     }
 }
