@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::view::KeyValue;
 use crate::view::{LogRecord, Span};
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, RecordBatch, StringBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, RecordBatch,
     TimestampNanosecondBuilder, UInt64Builder,
 };
 use arrow::error::ArrowError;
@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 use crate::attributes::render_any;
-use crate::columns::{AttributeMap, ContentFilter, RenderedAttributes, append_hex};
+use crate::columns::{AttributeMap, ContentFilter, RenderedAttributes, StringColumn};
 use crate::room::{Room, TableRows};
 use crate::schema::Table;
 
@@ -30,7 +30,7 @@ pub struct Context<'a> {
 /// row's own attributes, and its resource (a NULL map, the attributes being in `resources`
 /// under `resource_id`).
 struct ContextColumns {
-    scope_name: StringBuilder,
+    scope_name: StringColumn,
     attributes: AttributeMap,
     resource: AttributeMap,
     resource_id: UInt64Builder,
@@ -66,14 +66,14 @@ impl ContextColumns {
 pub struct LogRecords {
     time: TimestampNanosecondBuilder,
     observed_time: TimestampNanosecondBuilder,
-    event_name: StringBuilder,
-    session_id: StringBuilder,
-    service_name: StringBuilder,
+    event_name: StringColumn,
+    session_id: StringColumn,
+    service_name: StringColumn,
     severity_number: Int32Builder,
-    severity_text: StringBuilder,
-    body: StringBuilder,
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
+    severity_text: StringColumn,
+    body: StringColumn,
+    trace_id: StringColumn,
+    span_id: StringColumn,
     context: ContextColumns,
 }
 
@@ -117,8 +117,8 @@ impl LogRecords {
         self.severity_text
             .append_option((!record.severity_text.is_empty()).then_some(record.severity_text));
         self.body.append_option(render_any(record.body.as_ref()));
-        append_hex(&mut self.trace_id, record.trace_id);
-        append_hex(&mut self.span_id, record.span_id);
+        self.trace_id.append_hex(record.trace_id);
+        self.span_id.append_hex(record.span_id);
         self.context.push(ctx, &record.attributes, content);
     }
 
@@ -162,10 +162,10 @@ pub struct MetricDescription<'a> {
 pub struct MetricPoints {
     time: TimestampNanosecondBuilder,
     start_time: TimestampNanosecondBuilder,
-    metric: StringBuilder,
-    unit: StringBuilder,
-    kind: StringBuilder,
-    temporality: StringBuilder,
+    metric: StringColumn,
+    unit: StringColumn,
+    kind: StringColumn,
+    temporality: StringColumn,
     is_monotonic: BooleanBuilder,
     value: Float64Builder,
     count: UInt64Builder,
@@ -173,8 +173,8 @@ pub struct MetricPoints {
     min: Float64Builder,
     max: Float64Builder,
     series_id: UInt64Builder,
-    session_id: StringBuilder,
-    service_name: StringBuilder,
+    session_id: StringColumn,
+    service_name: StringColumn,
     context: ContextColumns,
 }
 
@@ -261,15 +261,15 @@ pub struct Spans {
     start_time: TimestampNanosecondBuilder,
     end_time: TimestampNanosecondBuilder,
     duration_ms: Float64Builder,
-    name: StringBuilder,
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
-    parent_span_id: StringBuilder,
-    kind: StringBuilder,
-    status_code: StringBuilder,
-    status_message: StringBuilder,
-    session_id: StringBuilder,
-    service_name: StringBuilder,
+    name: StringColumn,
+    trace_id: StringColumn,
+    span_id: StringColumn,
+    parent_span_id: StringColumn,
+    kind: StringColumn,
+    status_code: StringColumn,
+    status_message: StringColumn,
+    session_id: StringColumn,
+    service_name: StringColumn,
     context: ContextColumns,
 }
 
@@ -308,9 +308,9 @@ impl Spans {
         self.end_time.append_option(end);
         self.duration_ms.append_option(span_duration_ms(start, end));
         self.name.append_value(span.name);
-        append_hex(&mut self.trace_id, span.trace_id);
-        append_hex(&mut self.span_id, span.span_id);
-        append_hex(&mut self.parent_span_id, span.parent_span_id);
+        self.trace_id.append_hex(span.trace_id);
+        self.span_id.append_hex(span.span_id);
+        self.parent_span_id.append_hex(span.parent_span_id);
         self.kind.append_value(kind_name(span.kind));
         let status = span.status.as_ref();
         self.status_code

@@ -23,11 +23,11 @@ use std::collections::BTreeMap;
 
 use arrow::array::{
     Array, ArrowPrimitiveType, BooleanBuilder, MapArray, PrimitiveBuilder, RecordBatch,
-    StringArray, StringBuilder, TimestampNanosecondBuilder,
+    StringArray, TimestampNanosecondBuilder,
 };
 use arrow::datatypes::DataType;
 
-use crate::columns::{AttributeMap, INITIAL_ROWS};
+use crate::columns::{AttributeMap, INITIAL_ROWS, StringColumn};
 use crate::schema::Table;
 
 /// The smallest run worth learning from, in bytes of input: a run cut short by a lull holds a
@@ -199,9 +199,8 @@ impl Room<'_> {
             .unwrap_or_default()
     }
 
-    pub fn strings(&self, column: &str) -> StringBuilder {
-        let bytes = self.column(column).items.max(INITIAL_ROWS * 16);
-        StringBuilder::with_capacity(self.rows(), bytes)
+    pub fn strings(&self, column: &str) -> StringColumn {
+        StringColumn::with_room(self.rows(), self.column(column).items)
     }
 
     pub fn timestamps(&self) -> TimestampNanosecondBuilder {

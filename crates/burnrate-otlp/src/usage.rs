@@ -7,13 +7,13 @@ use std::sync::Arc;
 use crate::view::KeyValue;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::error::ArrowError;
 use burnrate_pricing::CostSource;
 
 use crate::attributes::{RowErrors, Scope};
-use crate::columns::{AttributeMap, ContentFilter};
+use crate::columns::{AttributeMap, ContentFilter, StringColumn};
 use crate::config::Attr;
 use crate::room::{Room, TableRows};
 use crate::schema::{Table, WHO};
@@ -56,7 +56,7 @@ pub fn text<'a>(scope: &Scope<'a>, attr: Attr) -> Option<Cow<'a, str>> {
 
 /// The [`WHO`] columns, in order.
 struct WhoColumns {
-    columns: [StringBuilder; 8],
+    columns: [StringColumn; 8],
 }
 
 impl WhoColumns {
@@ -90,9 +90,9 @@ impl WhoColumns {
 }
 
 struct ProvenanceColumns {
-    source: StringBuilder,
+    source: StringColumn,
     parse_errors: UInt32Builder,
-    parse_error: StringBuilder,
+    parse_error: StringColumn,
 }
 
 impl ProvenanceColumns {
@@ -153,7 +153,7 @@ pub struct ApiRequest<'a> {
 pub struct ApiRequests {
     time: TimestampNanosecondBuilder,
     who: WhoColumns,
-    model: StringBuilder,
+    model: StringColumn,
     input_tokens: Int64Builder,
     output_tokens: Int64Builder,
     cache_read_tokens: Int64Builder,
@@ -162,21 +162,21 @@ pub struct ApiRequests {
     cache_creation_1h_tokens: Int64Builder,
     cost_usd: Float64Builder,
     cost_usd_reported: Float64Builder,
-    cost_source: StringBuilder,
+    cost_source: StringColumn,
     cost_mismatch: BooleanBuilder,
     duration_ms: Float64Builder,
     ttft_ms: Float64Builder,
     success: BooleanBuilder,
-    error: StringBuilder,
+    error: StringColumn,
     status_code: Int32Builder,
     attempt: Int32Builder,
-    prompt_id: StringBuilder,
-    request_id: StringBuilder,
-    query_source: StringBuilder,
-    speed: StringBuilder,
-    effort: StringBuilder,
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
+    prompt_id: StringColumn,
+    request_id: StringColumn,
+    query_source: StringColumn,
+    speed: StringColumn,
+    effort: StringColumn,
+    trace_id: StringColumn,
+    span_id: StringColumn,
     provenance: ProvenanceColumns,
     len: usize,
 }
@@ -315,15 +315,15 @@ pub struct ToolCall<'a> {
 pub struct ToolCalls {
     time: TimestampNanosecondBuilder,
     who: WhoColumns,
-    prompt_id: StringBuilder,
-    tool_name: StringBuilder,
-    tool_use_id: StringBuilder,
+    prompt_id: StringColumn,
+    tool_name: StringColumn,
+    tool_use_id: StringColumn,
     success: BooleanBuilder,
     duration_ms: Float64Builder,
-    decision: StringBuilder,
-    decision_source: StringBuilder,
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
+    decision: StringColumn,
+    decision_source: StringColumn,
+    trace_id: StringColumn,
+    span_id: StringColumn,
     provenance: ProvenanceColumns,
     len: usize,
 }
@@ -413,14 +413,14 @@ pub struct UsageMetrics {
     time: TimestampNanosecondBuilder,
     start_time: TimestampNanosecondBuilder,
     who: WhoColumns,
-    metric: StringBuilder,
-    kind: StringBuilder,
-    model: StringBuilder,
-    query_source: StringBuilder,
-    effort: StringBuilder,
-    unit: StringBuilder,
+    metric: StringColumn,
+    kind: StringColumn,
+    model: StringColumn,
+    query_source: StringColumn,
+    effort: StringColumn,
+    unit: StringColumn,
     value: Float64Builder,
-    temporality: StringBuilder,
+    temporality: StringColumn,
     series_id: UInt64Builder,
     attributes: AttributeMap,
     provenance: ProvenanceColumns,
