@@ -603,6 +603,11 @@ fn any_value<'a>(r: &mut Reader<'a>) -> Option<AnyValue<'a>> {
             value: Some(Value::StringValue(text)),
         });
     }
+    if r.depth < MAX_DEPTH
+        && let Some(value) = number_value(r)
+    {
+        return Some(AnyValue { value: Some(value) });
+    }
     let mut value = None;
     r.object(|r, field| {
         if value.is_some() {
@@ -633,6 +638,36 @@ fn any_value<'a>(r: &mut Reader<'a>) -> Option<AnyValue<'a>> {
         Some(())
     })?;
     Some(AnyValue { value })
+}
+
+/// `{"intValue":…}` or `{"doubleValue":…}`, the value read as the field-by-field path reads
+/// it, and the object closed right after: most of the values that are not strings (token
+/// counts, durations, costs). `None`, with nothing consumed, for any other spelling, which
+/// `any_value` then reads field by field.
+fn number_value<'a>(r: &mut Reader<'a>) -> Option<Value<'a>> {
+    const INT: &[u8] = br#"{"intValue":"#;
+    const DOUBLE: &[u8] = br#"{"doubleValue":"#;
+    let from = r.at;
+    let rest = r.bytes.get(from..)?;
+    let value = if rest.starts_with(INT) {
+        r.at = from + INT.len();
+        r.i64().map(Value::IntValue)
+    } else if rest.starts_with(DOUBLE) {
+        r.at = from + DOUBLE.len();
+        r.f64().map(Value::DoubleValue)
+    } else {
+        None
+    };
+    match value {
+        Some(value) if r.bytes.get(r.at) == Some(&b'}') => {
+            r.at += 1;
+            Some(value)
+        }
+        _ => {
+            r.at = from;
+            None
+        }
+    }
 }
 
 fn resource<'a>(r: &mut Reader<'a>) -> Option<Resource<'a>> {
