@@ -94,7 +94,7 @@ pub fn series_id(metric: &str, point: &[KeyValue<'_>], resource: &[KeyValue<'_>]
 pub struct SeriesIds {
     resource: Vec<u8>,
     bytes: Vec<u8>,
-    value: String,
+    scratch: Layout,
 }
 
 impl SeriesIds {
@@ -102,40 +102,83 @@ impl SeriesIds {
         let mut ids = SeriesIds {
             resource: Vec::new(),
             bytes: Vec::new(),
-            value: String::new(),
+            scratch: Layout::default(),
         };
-        lay_out(resource, &mut ids.resource, &mut ids.value);
+        ids.scratch.lay_out(resource, &mut ids.resource);
         ids
     }
 
     pub fn id(&mut self, metric: &str, point: &[KeyValue<'_>]) -> u64 {
         self.bytes.clear();
         self.bytes.extend_from_slice(metric.as_bytes());
-        lay_out(point, &mut self.bytes, &mut self.value);
+        self.scratch.lay_out(point, &mut self.bytes);
         self.bytes.extend_from_slice(&self.resource);
         xxhash_rust::xxh3::xxh3_64(&self.bytes) & SERIES_ID_MASK
     }
 }
 
-/// One list of attributes in the series layout, appended to `out`.
-fn lay_out(attributes: &[KeyValue<'_>], out: &mut Vec<u8>, value: &mut String) {
-    out.push(0xff);
-    let mut sorted: Vec<&KeyValue<'_>> = attributes.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
-    for kv in sorted {
-        out.extend_from_slice(kv.key.as_bytes());
-        out.push(0);
-        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(view::Value::StringValue(s)) => out.extend_from_slice(s.as_bytes()),
-            Some(other) => {
-                value.clear();
-                attributes::render_into(other, value);
-                out.extend_from_slice(value.as_bytes());
+/// What laying out a list needs besides the list, kept from list to list: a value spelled out,
+/// the attributes' order, and each key's first eight bytes.
+#[derive(Default)]
+struct Layout {
+    value: String,
+    order: Vec<usize>,
+    heads: Vec<u64>,
+}
+
+impl Layout {
+    /// One list of attributes in the series layout, appended to `out`. Sorted by key through
+    /// each key's first eight bytes as a number, the keys compared whole only where those are
+    /// equal: the same answer as comparing the keys for every pair, so the same order (the
+    /// sort's moves depend only on its comparisons' answers), without a call to `memcmp` a
+    /// comparison. With the order kept from list to list and the copies short: a real
+    /// export's layouts 13% fewer instructions, its decode 0.6% (callgrind, `benches/decode.rs`,
+    /// 2026-12-07).
+    fn lay_out(&mut self, attributes: &[KeyValue<'_>], out: &mut Vec<u8>) {
+        out.push(0xff);
+        let Layout {
+            value,
+            order,
+            heads,
+        } = self;
+        heads.clear();
+        heads.extend(attributes.iter().map(|kv| key_head(kv.key)));
+        order.clear();
+        order.extend(0..attributes.len());
+        order.sort_unstable_by(|&a, &b| {
+            heads[a]
+                .cmp(&heads[b])
+                .then_with(|| attributes[a].key.cmp(attributes[b].key))
+        });
+        for &at in order.iter() {
+            let kv = &attributes[at];
+            columns::copy_short(out, kv.key.as_bytes());
+            out.push(0);
+            match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(view::Value::StringValue(s)) => columns::copy_short(out, s.as_bytes()),
+                Some(other) => {
+                    value.clear();
+                    attributes::render_into(other, value);
+                    columns::copy_short(out, value.as_bytes());
+                }
+                None => {}
             }
-            None => {}
+            out.push(0);
         }
-        out.push(0);
     }
+}
+
+/// A key's first eight bytes as a big-endian number, zeros past its end: two keys' heads, when
+/// they differ, order them as their bytes do (a key that ends first is a prefix of the other
+/// there, and sorts first).
+fn key_head(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    if let Some(head) = bytes.first_chunk::<8>() {
+        return u64::from_be_bytes(*head);
+    }
+    bytes.iter().enumerate().fold(0, |head, (at, byte)| {
+        head | u64::from(*byte) << (56 - 8 * at)
+    })
 }
 
 #[cfg(test)]
@@ -207,6 +250,59 @@ mod tests {
                     streamed(metric, point, &[])
                 );
             }
+        }
+        // Seeded lists of up to 40 attributes (past the sort's small-slice cut-over), keys
+        // that share their first eight bytes or end within them, some with a NUL or repeated
+        // with other values: the order, so the id, is the one comparing keys whole gives.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        let keys = [
+            "",
+            "a",
+            "ab",
+            "a\0",
+            "a\0b",
+            "user.id",
+            "user.id\0",
+            "user.idx",
+            "user.email",
+            "user.account_uuid",
+            "session.id",
+            "session.ids",
+            "organization.id",
+            "model",
+            "type",
+            "terminal.type",
+            "zzzzzzzz",
+            "zzzzzzzzz",
+            "\u{7f}",
+            "ü",
+            "日本",
+        ];
+        for _ in 0..2_000 {
+            let point: Vec<KeyValue<'_>> = (0..next(41))
+                .map(|_| match next(3) {
+                    0 => kv(
+                        keys[next(keys.len())],
+                        Some(Value::IntValue(next(9) as i64)),
+                    ),
+                    1 => kv(keys[next(keys.len())], None),
+                    _ => kv(
+                        keys[next(keys.len())],
+                        Some(Value::StringValue(keys[next(keys.len())])),
+                    ),
+                })
+                .collect();
+            assert_eq!(
+                ids.id("m", &point),
+                streamed("m", &point, &resource),
+                "{point:?}"
+            );
         }
         // Pinned: a change of layout would start every stored series over.
         assert_eq!(
