@@ -455,13 +455,7 @@ mod tests {
     /// null rows and rendered resources, in a seeded order.
     #[test]
     fn an_attribute_map_is_the_map_arrows_builder_makes() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |below: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % below as u64) as usize
-        };
+        let mut next = crate::seeded(0x9e37_79b9_7f4a_7c15_u64);
         let alphabet = ["a", "Z", "_", ".", "é", "日", "🦀"];
         let mut texts: Vec<String> = Vec::new();
         for _ in 0..400 {
@@ -609,13 +603,7 @@ mod tests {
     /// starts afresh, and one with no nulls has no null buffer.
     #[test]
     fn a_string_column_is_the_one_arrows_builder_makes() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |below: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % below as u64) as usize
-        };
+        let mut next = crate::seeded(0x2545_f491_4f6c_dd1d_u64);
         let alphabet = ["a", "Z", "_", "-", "é", "日", "🦀"];
         let mut column = StringColumn::with_room(next(64), next(1024));
         for round in 0..3 {

@@ -1095,13 +1095,7 @@ mod tests {
             b'a', b' ', b'~', 0x7f, 0x80, 0xc3, 0xff, b'!', b'#', b'[', b']', 0x21,
         ];
         let stops = [b'"', b'\\', 0x00, 0x01, 0x0a, 0x1f];
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::seeded(0x9e37_79b9_7f4a_7c15_u64);
         for _ in 0..20_000 {
             let len = next(40);
             let mut bytes: Vec<u8> = (0..len).map(|_| plain[next(plain.len())]).collect();

@@ -181,6 +181,18 @@ fn key_head(key: &str) -> u64 {
     })
 }
 
+/// A seeded xorshift for the unit tests' generated inputs: each call `next(below)` is in
+/// `0..below`, the same sequence every run.
+#[cfg(test)]
+pub(crate) fn seeded(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |below| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % below as u64) as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,13 +266,7 @@ mod tests {
         // Seeded lists of up to 40 attributes (past the sort's small-slice cut-over), keys
         // that share their first eight bytes or end within them, some with a NUL or repeated
         // with other values: the order, so the id, is the one comparing keys whole gives.
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |below: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % below as u64) as usize
-        };
+        let mut next = seeded(0x9e37_79b9_7f4a_7c15_u64);
         let keys = [
             "",
             "a",
