@@ -1,5 +1,5 @@
 //! Column builders shared by the table builders: attribute maps with the content policy applied,
-//! hex ids, timestamps that are checked before they are trusted.
+//! string columns (hex ids among them), timestamps that are checked before they are trusted.
 
 use std::sync::Arc;
 
