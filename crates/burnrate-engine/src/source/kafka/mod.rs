@@ -738,7 +738,7 @@ const DATA_FLOOR: f64 = 0.25;
 /// Tried and dropped: pausing as soon as the process passed 0.9, which gave back the whole
 /// gain of holding and left the peaks at 508-513 MiB. As the decoder and encoders got faster,
 /// 0.8 came to peak at 508 MiB (`kafka_memory`, 1 GiB) and 501-520 (`kafka_throughput`, full
-/// size); 0.75 peaked at 452-491 and 489, and a catch-up lost nothing to it (2026-12-07).
+/// size); 0.75 at 452-491 and 487-496, a catch-up losing nothing measurable (2026-12-07).
 const RESIDENT_HOLD_AT: f64 = 0.75;
 const RESIDENT_RESUME_AT: f64 = 0.7;
 
