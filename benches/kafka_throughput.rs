@@ -14,7 +14,9 @@
 //! `BURNRATE_BENCH_PARTITIONS` the partitions a topic, 3 by default); under
 //! `cargo test` it runs once on a small stream as a smoke test.
 //! Each side is timed from its first message to its last (for burnrate: to the final commit), so
-//! group joins are not counted against either; the median of three rounds is reported, with the CPU
+//! group joins are not counted against either; each round's bare consumer runs just before its
+//! burnrate rounds, and each round's own ratio is printed beside the medians' (the machine
+//! drifts by up to a quarter within minutes). The median of three rounds is reported, with the CPU
 //! its process used meanwhile (200% is both cores of this machine), by stage, and for burnrate its
 //! CPU a message, the CPU while consuming (first to last message taken in) and its peak RSS. The
 //! whole machine's busy time over the same span is printed beside the process's: what the broker
@@ -642,26 +644,35 @@ fn main() {
     let round = |side, group: String, client: &[(&str, &str)]| {
         RoundSpec::new(side, address, &group, messages, client).run_apart()
     };
+    // Each round's bare consumer runs just before its burnrate rounds, so that the machine's
+    // drift (up to a quarter within minutes here) falls on the baseline and burnrate alike, and
+    // each round's own ratio is printed beside the medians'.
     let (mut bare, mut bare_defaults) = (Vec::new(), Vec::new());
+    let (mut logged, mut plain) = (Vec::new(), Vec::new());
+    let mut round_ratios = Vec::new();
     for i in 0..rounds {
-        let measured = |group, client: &[(&str, &str)]| {
+        let baseline = |group, client: &[(&str, &str)]| {
             round(Side::Bare, group, client).expect("a bare consumer is never refused")
         };
-        bare.push(measured(format!("bare-{i}"), &backoff));
-        bare_defaults.push(measured(format!("bare-defaults-{i}"), &[]));
-    }
-    let (bare, bare_defaults) = (median(bare), median(bare_defaults));
-    let (mut logged, mut plain) = (Vec::new(), Vec::new());
-    for i in 0..rounds {
+        let this_bare = baseline(format!("bare-{i}"), &backoff);
         // Which goes first alternates.
         for logs in [i % 2 == 0, i % 2 != 0] {
             let group = format!("burnrate-{}-{i}", if logs { "logged" } else { "plain" });
             let measured = round(Side::Burnrate { logs }, group, &[])
                 .expect("burnrate's own prefetch sizes fit its budget");
+            if logs {
+                round_ratios.push((this_bare.seconds, measured.seconds));
+            }
             if logs { &mut logged } else { &mut plain }.push(measured);
         }
+        bare.push(this_bare);
+        bare_defaults.push(baseline(format!("bare-defaults-{i}"), &[]));
     }
+    let (bare, bare_defaults) = (median(bare), median(bare_defaults));
     let (ours, plain) = (median(logged), median(plain));
+    // The same messages each round: the ratio of rates is the inverse of the times'.
+    let mut sorted_ratios: Vec<f64> = round_ratios.iter().map(|(b, o)| b / o).collect();
+    sorted_ratios.sort_by(f64::total_cmp);
     let (paced, refused): (Vec<_>, Vec<_>) = (0..rounds)
         .map(|i| {
             let group = format!("burnrate-prefetch-{i}");
@@ -730,9 +741,20 @@ fn main() {
         ours.consuming_cpu * 100.0
     );
     println!(
-        "  ratio: {:.2}x the bare consumer end to end, {:.2}x while consuming",
+        "  ratio: {:.4}x the bare consumer end to end, {:.4}x while consuming (medians); each round against its own bare consumer: {:.4}x median ({})",
         rate(&ours) / rate(&bare),
-        consuming / rate(&bare)
+        consuming / rate(&bare),
+        sorted_ratios[sorted_ratios.len() / 2],
+        round_ratios
+            .iter()
+            .map(|(b, o)| format!(
+                "{:.4}x: {:.0} against {:.0} messages/s",
+                b / o,
+                messages as f64 / o,
+                messages as f64 / b
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
     );
     if let Some(refusal) = refused.first() {
         println!(
