@@ -649,7 +649,7 @@ fn main() {
     // each round's own ratio is printed beside the medians'.
     let (mut bare, mut bare_defaults) = (Vec::new(), Vec::new());
     let (mut logged, mut plain) = (Vec::new(), Vec::new());
-    let mut round_ratios = Vec::new();
+    let mut round_times = Vec::new();
     for i in 0..rounds {
         let baseline = |group, client: &[(&str, &str)]| {
             round(Side::Bare, group, client).expect("a bare consumer is never refused")
@@ -661,7 +661,7 @@ fn main() {
             let measured = round(Side::Burnrate { logs }, group, &[])
                 .expect("burnrate's own prefetch sizes fit its budget");
             if logs {
-                round_ratios.push((this_bare.seconds, measured.seconds));
+                round_times.push((this_bare.seconds, measured.seconds));
             }
             if logs { &mut logged } else { &mut plain }.push(measured);
         }
@@ -671,7 +671,7 @@ fn main() {
     let (bare, bare_defaults) = (median(bare), median(bare_defaults));
     let (ours, plain) = (median(logged), median(plain));
     // The same messages each round: the ratio of rates is the inverse of the times'.
-    let mut sorted_ratios: Vec<f64> = round_ratios.iter().map(|(b, o)| b / o).collect();
+    let mut sorted_ratios: Vec<f64> = round_times.iter().map(|(b, o)| b / o).collect();
     sorted_ratios.sort_by(f64::total_cmp);
     let (paced, refused): (Vec<_>, Vec<_>) = (0..rounds)
         .map(|i| {
@@ -745,7 +745,7 @@ fn main() {
         rate(&ours) / rate(&bare),
         consuming / rate(&bare),
         sorted_ratios[sorted_ratios.len() / 2],
-        round_ratios
+        round_times
             .iter()
             .map(|(b, o)| format!(
                 "{:.4}x: {:.0} against {:.0} messages/s",

@@ -132,9 +132,9 @@ impl Layout {
     /// equal: the same answer as comparing the keys for every pair, so the same order, keys
     /// repeated with other values included (the sort's moves depend only on its comparisons'
     /// answers and on its elements' size, 8 bytes for an index as for a reference), without a
-    /// call to `memcmp` a comparison. With the order kept from list to list and the copies short: a real
-    /// export's layouts 13% fewer instructions, its decode 0.6% (callgrind, `benches/decode.rs`,
-    /// 2026-12-07).
+    /// call to `memcmp` a comparison. With the order kept from list to list and the copies
+    /// short: a real export's layouts 13% fewer instructions, its decode 0.6% (callgrind,
+    /// `benches/decode.rs`, 2026-12-07).
     fn lay_out(&mut self, attributes: &[KeyValue<'_>], out: &mut Vec<u8>) {
         out.push(0xff);
         let Layout {
