@@ -95,7 +95,7 @@ impl Receiver {
             std::process::Command::new("bash")
                 .arg("-c")
                 .arg(format!("{}; exec \"$0\" \"$@\"", shell_limits.join("; ")))
-                .arg(env!("CARGO_BIN_EXE_burnrate"))
+                .arg(burnrate_bin())
                 .args(&args)
                 .env_remove("BURNRATE_CONFIG")
                 .envs(env.iter().copied())
@@ -671,10 +671,9 @@ fn a_group_commit_that_fails_leaves_none_of_its_503s_in_the_log() {
     let addr = |port: u16| format!("127.0.0.1:{port}");
     // 48 KiB per file, and SIGXFSZ ignored so a write past it fails instead of killing.
     let mut limited = std::process::Command::new("bash")
+        .args(["-c", "trap '' XFSZ; ulimit -f 48; exec \"$0\" \"$@\""])
+        .arg(burnrate_bin())
         .args([
-            "-c",
-            "trap '' XFSZ; ulimit -f 48; exec \"$0\" \"$@\"",
-            env!("CARGO_BIN_EXE_burnrate"),
             "run",
             "--output",
             data.to_str().unwrap(),

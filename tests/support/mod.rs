@@ -119,9 +119,17 @@ pub fn cost_by_model_of_both_releases() -> Vec<(&'static str, f64)> {
     ]
 }
 
+/// The binary under test: the one cargo built beside this test, or `BURNRATE_BIN`, so the same
+/// suite can run against another build of it (the image's `dist` profile, docs/testing.md).
+pub fn burnrate_bin() -> PathBuf {
+    std::env::var_os("BURNRATE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_burnrate")))
+}
+
 /// `burnrate args`, with no configuration or data directory from the environment.
 pub fn burnrate_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_burnrate"));
+    let mut command = Command::new(burnrate_bin());
     command
         .args(args)
         .env_remove("BURNRATE_CONFIG")
@@ -429,7 +437,7 @@ pub fn wait_for_port(port: u16, what: &str) {
 
 /// The binary as a child process, for tests that signal or kill it.
 pub fn spawn_burnrate(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_burnrate"));
+    let mut command = Command::new(burnrate_bin());
     command
         .args(args)
         .env_remove("BURNRATE_CONFIG")
