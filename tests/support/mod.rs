@@ -120,7 +120,7 @@ pub fn cost_by_model_of_both_releases() -> Vec<(&'static str, f64)> {
 }
 
 /// The binary under test: the one cargo built beside this test, or `BURNRATE_BIN`, so the same
-/// suite can run against another build of it (the image's `dist` profile, docs/testing.md).
+/// suite can run against another build of it (a release build, the image's, docs/testing.md).
 pub fn burnrate_bin() -> PathBuf {
     std::env::var_os("BURNRATE_BIN")
         .map(PathBuf::from)
