@@ -389,11 +389,7 @@ fn the_binary_started_as_the_statefulset_starts_it_is_ready_and_stops_within_the
 
 /// `burnrate` with extra environment (the store's endpoint and credentials).
 fn burnrate_with_env(args: &[&str], env: &[(&'static str, String)]) -> std::process::Output {
-    let mut command = Command::new(burnrate_bin());
-    command
-        .args(args)
-        .env_remove("BURNRATE_CONFIG")
-        .env_remove("BURNRATE_DATA_DIR");
+    let mut command = burnrate_command(args);
     for (key, value) in env {
         command.env(key, value);
     }
